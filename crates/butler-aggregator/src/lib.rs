@@ -1,0 +1,1 @@
+//! Butler analytics aggregator: scheduled roll-ups of raw events into aggregate tables.

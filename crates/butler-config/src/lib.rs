@@ -1,0 +1,1 @@
+//! Butler analytics configuration: the YAML file, environment overrides and their validation.

@@ -1,0 +1,1 @@
+//! Butler analytics consumer: JetStream events into durable storage.

@@ -1,0 +1,20 @@
+//! The Butler analytics event model: what a valid event is, and why a message is not
+//! one. No IO happens here, so the consumer, the dead-letter replay and the tests all
+//! judge a message by exactly the same rules (CONTRACT §1).
+//!
+//! Layout:
+//! - [`event_type`]: the 25 event types and their subject suffixes;
+//! - [`event`]: a validated [`Event`], its UTC millisecond [`EventTime`], and the
+//!   [`LiveEffect`] it has on the dashboard's live state;
+//! - [`validate`]: [`validate()`] turns an [`IncomingMessage`] into an [`Event`] or a
+//!   [`Rejection`] carrying one stable [`RejectReason`].
+
+pub mod event;
+pub mod event_type;
+pub mod validate;
+
+pub use event::{Event, EventTime, LiveEffect};
+pub use event_type::EventType;
+pub use validate::{
+    IncomingMessage, MAX_PAYLOAD_BYTES, RejectReason, Rejection, ValidationRules, validate,
+};

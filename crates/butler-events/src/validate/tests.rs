@@ -1,0 +1,522 @@
+use chrono::{DateTime, Duration, Utc};
+use serde_json::{Value, json};
+
+use super::*;
+
+fn rules() -> ValidationRules {
+    ValidationRules {
+        subject_prefix: "butler.events".into(),
+        channels: ["whatsapp", "sms", "email", "webchat"]
+            .map(String::from)
+            .to_vec(),
+        max_future_skew: Duration::seconds(86_400),
+        raw_retention: Duration::days(90),
+    }
+}
+
+fn now() -> DateTime<Utc> {
+    "2026-11-25T12:00:00Z".parse().unwrap()
+}
+
+fn published() -> DateTime<Utc> {
+    "2026-11-25T11:59:59.987654Z".parse().unwrap()
+}
+
+fn check(subject: &str, payload: &[u8], msg_id: Option<&str>) -> Result<Event, Rejection> {
+    let msg = IncomingMessage {
+        subject,
+        payload,
+        msg_id_header: msg_id,
+        stream: "BUTLER_EVENTS",
+        stream_sequence: 42,
+        published: published(),
+    };
+    validate(&msg, &rules(), now())
+}
+
+fn check_json(event_type: &str, payload: Value) -> Result<Event, Rejection> {
+    let bytes = serde_json::to_vec(&payload).unwrap();
+    check(&format!("butler.events.{event_type}"), &bytes, None)
+}
+
+fn reason(event_type: &str, payload: Value) -> &'static str {
+    match check_json(event_type, payload) {
+        Ok(event) => panic!("expected a rejection, got {event:?}"),
+        Err(r) => r.reason.as_str(),
+    }
+}
+
+/// The shared samples, with the expectation each one carries.
+#[test]
+fn every_sample_gets_its_expected_outcome() {
+    let samples = include_str!("../../../../tests/fixtures/sample-events.jsonl");
+    let mut seen = 0;
+    for line in samples.lines() {
+        let sample: Value = serde_json::from_str(line).unwrap();
+        let subject = sample["subject"].as_str().unwrap();
+        let expect = sample["expect"].as_str().unwrap();
+        let payload = match &sample["payload"] {
+            Value::String(s) if s.starts_with("<any payload over") => vec![b' '; 65_537],
+            Value::String(s) => s.as_bytes().to_vec(),
+            other => serde_json::to_vec(other).unwrap(),
+        };
+        let outcome = check(subject, &payload, None);
+        match (expect, outcome) {
+            ("stored", Ok(_)) => {}
+            ("stored", Err(r)) => panic!("{line}: rejected with {r}"),
+            (code, Err(r)) => assert_eq!(r.reason.as_str(), code, "{line}"),
+            (code, Ok(e)) => panic!("{line}: expected {code}, stored {e:?}"),
+        }
+        seen += 1;
+    }
+    assert_eq!(seen, 41);
+}
+
+#[test]
+fn stores_timestamps_as_utc_milliseconds() {
+    let e = check_json(
+        "staff.status_changed",
+        json!({"propertyId": "p", "timestamp": "2026-11-24T10:15:00.250+01:00", "staffId": "s"}),
+    )
+    .unwrap();
+    assert_eq!(e.timestamp.to_string(), "2026-11-24T09:15:00.250Z");
+    let e = check_json(
+        "staff.logout",
+        json!({"propertyId": "p", "timestamp": "2026-11-24T16:02:11.123456Z"}),
+    )
+    .unwrap();
+    assert_eq!(e.timestamp.to_string(), "2026-11-24T16:02:11.123Z");
+}
+
+#[test]
+fn fills_type_timestamp_and_id_from_the_message_when_absent() {
+    let e = check(
+        "butler.events.message.received",
+        br#"{"propertyId":"p"}"#,
+        None,
+    )
+    .unwrap();
+    assert_eq!(e.event_type, EventType::MessageReceived);
+    assert_eq!(e.timestamp.to_string(), "2026-11-25T11:59:59.987Z");
+    assert_eq!(e.id, "evt_BUTLER_EVENTS_42");
+
+    let e = check(
+        "butler.events.message.received",
+        br#"{"propertyId":"p"}"#,
+        Some("pub-7"),
+    )
+    .unwrap();
+    assert_eq!(e.id, "pub-7");
+
+    let e = check(
+        "butler.events.message.received",
+        br#"{"propertyId":"p","id":"mine"}"#,
+        Some("pub-7"),
+    )
+    .unwrap();
+    assert_eq!(e.id, "mine");
+}
+
+#[test]
+fn keeps_every_field_and_ignores_unknown_ones() {
+    let e = check_json(
+        "response.time_recorded",
+        json!({"id": "e1", "eventType": "response.time_recorded", "propertyId": "p",
+               "channel": "sms", "guestId": "g", "staffId": "s", "conversationId": "c",
+               "taskId": "t", "value": 1.5, "durationMs": 4.0, "metadata": {"a": [1]},
+               "somethingNew": true}),
+    )
+    .unwrap();
+    assert_eq!(e.channel.as_deref(), Some("sms"));
+    assert_eq!(e.guest_id.as_deref(), Some("g"));
+    assert_eq!(e.staff_id.as_deref(), Some("s"));
+    assert_eq!(e.conversation_id.as_deref(), Some("c"));
+    assert_eq!(e.task_id.as_deref(), Some("t"));
+    assert_eq!(e.value, Some(1.5));
+    assert_eq!(e.duration_ms, Some(4));
+    assert_eq!(e.metadata.as_deref(), Some(r#"{"a":[1]}"#));
+}
+
+#[test]
+fn null_optional_fields_count_as_absent() {
+    let e = check_json(
+        "message.sent",
+        json!({"propertyId": "p", "channel": null, "metadata": null, "timestamp": null, "id": null}),
+    )
+    .unwrap();
+    assert_eq!(e.channel, None);
+    assert_eq!(e.metadata, None);
+    assert_eq!(e.id, "evt_BUTLER_EVENTS_42");
+}
+
+#[test]
+fn size_limit_is_exactly_64_kib() {
+    let mut body = br#"{"propertyId":"p","metadata":{"pad":""#.to_vec();
+    let tail = br#""}}"#;
+    body.resize(MAX_PAYLOAD_BYTES - tail.len(), b'x');
+    body.extend_from_slice(tail);
+    assert_eq!(body.len(), MAX_PAYLOAD_BYTES);
+    assert!(check("butler.events.message.sent", &body, None).is_ok());
+    body.insert(body.len() - tail.len(), b'x');
+    let r = check("butler.events.message.sent", &body, None).unwrap_err();
+    assert_eq!(r.reason, RejectReason::PayloadTooLarge);
+}
+
+#[test]
+fn invalid_json_covers_empty_non_object_and_bad_utf8() {
+    for body in [
+        &b""[..],
+        b"   ",
+        b"null",
+        b"\"x\"",
+        b"42",
+        b"[]",
+        b"{",
+        b"{\"a\":\xff}",
+    ] {
+        let r = check("butler.events.message.sent", body, None).unwrap_err();
+        assert_eq!(r.reason, RejectReason::InvalidJson, "{body:?}");
+    }
+}
+
+#[test]
+fn unknown_subject_wins_over_whatever_the_payload_says() {
+    let r = check(
+        "butler.events.guest.teleported",
+        br#"{"eventType":"message.sent","propertyId":"p"}"#,
+        None,
+    )
+    .unwrap_err();
+    assert_eq!(r.reason, RejectReason::UnknownEventType);
+    assert_eq!(
+        reason(
+            "message.sent",
+            json!({"eventType": "guest.teleported", "propertyId": "p"})
+        ),
+        "unknown_event_type"
+    );
+    assert_eq!(
+        reason("message.sent", json!({"eventType": 7, "propertyId": "p"})),
+        "unknown_event_type"
+    );
+}
+
+#[test]
+fn property_id_rules() {
+    assert_eq!(reason("message.sent", json!({})), "missing_property_id");
+    assert_eq!(
+        reason("message.sent", json!({"propertyId": ""})),
+        "missing_property_id"
+    );
+    assert_eq!(
+        reason("message.sent", json!({"propertyId": 12})),
+        "missing_property_id"
+    );
+    assert_eq!(
+        reason("message.sent", json!({"propertyId": null})),
+        "missing_property_id"
+    );
+    assert_eq!(
+        reason("message.sent", json!({"propertyId": "p".repeat(129)})),
+        "invalid_field"
+    );
+    assert!(check_json("message.sent", json!({"propertyId": "é".repeat(128)})).is_ok());
+}
+
+#[test]
+fn timestamp_rules() {
+    assert_eq!(
+        reason(
+            "message.sent",
+            json!({"propertyId": "p", "timestamp": 1_700_000_000})
+        ),
+        "invalid_timestamp"
+    );
+    assert_eq!(
+        reason(
+            "message.sent",
+            json!({"propertyId": "p", "timestamp": "2026-11-24 10:00"})
+        ),
+        "invalid_timestamp"
+    );
+    assert_eq!(
+        reason(
+            "message.sent",
+            json!({"propertyId": "p", "timestamp": "2026-11-24T10:00:00"})
+        ),
+        "invalid_timestamp"
+    );
+    // Exactly at the skew limit is accepted; a millisecond past it is not.
+    assert!(
+        check_json(
+            "message.sent",
+            json!({"propertyId": "p", "timestamp": "2026-11-26T12:00:00.000Z"})
+        )
+        .is_ok()
+    );
+    assert_eq!(
+        reason(
+            "message.sent",
+            json!({"propertyId": "p", "timestamp": "2026-11-26T12:00:00.001Z"})
+        ),
+        "timestamp_in_future"
+    );
+    // Exactly at the retention cutoff is kept; a millisecond before it is expired.
+    assert!(
+        check_json(
+            "message.sent",
+            json!({"propertyId": "p", "timestamp": "2026-08-27T12:00:00.000Z"})
+        )
+        .is_ok()
+    );
+    assert_eq!(
+        reason(
+            "message.sent",
+            json!({"propertyId": "p", "timestamp": "2026-08-27T11:59:59.999Z"})
+        ),
+        "expired"
+    );
+}
+
+#[test]
+fn channel_rules() {
+    assert_eq!(
+        reason("message.sent", json!({"propertyId": "p", "channel": "fax"})),
+        "invalid_channel"
+    );
+    assert_eq!(
+        reason("message.sent", json!({"propertyId": "p", "channel": 3})),
+        "invalid_channel"
+    );
+    assert_eq!(
+        reason("message.sent", json!({"propertyId": "p", "channel": "SMS"})),
+        "invalid_channel"
+    );
+}
+
+#[test]
+fn invalid_field_rules() {
+    let p = |extra: Value| {
+        let mut v = json!({"propertyId": "p"});
+        v.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        v
+    };
+    for extra in [
+        json!({"id": ""}),
+        json!({"id": 5}),
+        json!({"id": "x".repeat(129)}),
+        json!({"guestId": 1}),
+        json!({"staffId": ["s"]}),
+        json!({"conversationId": "c".repeat(129)}),
+        json!({"taskId": {}}),
+        json!({"value": "3"}),
+        json!({"durationMs": -1}),
+        json!({"durationMs": 1.5}),
+        json!({"durationMs": "10"}),
+        json!({"durationMs": 1e19}),
+        json!({"metadata": "x"}),
+        json!({"metadata": []}),
+    ] {
+        assert_eq!(
+            reason("message.sent", p(extra.clone())),
+            "invalid_field",
+            "{extra}"
+        );
+    }
+    assert_eq!(
+        reason(
+            "satisfaction.rating_received",
+            json!({"propertyId": "p", "value": 0})
+        ),
+        "invalid_field"
+    );
+    assert_eq!(
+        reason(
+            "satisfaction.rating_received",
+            json!({"propertyId": "p", "value": 6})
+        ),
+        "invalid_field"
+    );
+    assert_eq!(
+        reason(
+            "satisfaction.rating_received",
+            json!({"propertyId": "p", "value": 4.5})
+        ),
+        "invalid_field"
+    );
+    assert!(
+        check_json(
+            "satisfaction.rating_received",
+            json!({"propertyId": "p", "value": 4.0})
+        )
+        .is_ok()
+    );
+    assert_eq!(
+        reason(
+            "intent.classified",
+            json!({"propertyId": "p", "value": 1.01, "metadata": {"intent": "x"}})
+        ),
+        "invalid_field"
+    );
+    assert_eq!(
+        reason(
+            "intent.classified",
+            json!({"propertyId": "p", "value": -0.1, "metadata": {"intent": "x"}})
+        ),
+        "invalid_field"
+    );
+    assert!(
+        check_json(
+            "intent.classified",
+            json!({"propertyId": "p", "value": 1, "metadata": {"intent": "x"}})
+        )
+        .is_ok()
+    );
+    assert_eq!(
+        reason(
+            "intent.action_taken",
+            json!({"propertyId": "p", "metadata": {"intent": 3}})
+        ),
+        "invalid_field"
+    );
+    // An empty guestId is a string of at most 128 characters: allowed.
+    assert!(check_json("message.sent", json!({"propertyId": "p", "guestId": ""})).is_ok());
+}
+
+#[test]
+fn missing_required_field_rules() {
+    assert_eq!(
+        reason("response.time_recorded", json!({"propertyId": "p"})),
+        "missing_required_field"
+    );
+    assert_eq!(
+        reason("satisfaction.rating_received", json!({"propertyId": "p"})),
+        "missing_required_field"
+    );
+    for t in [
+        "intent.classified",
+        "intent.action_taken",
+        "intent.confidence_low",
+    ] {
+        assert_eq!(
+            reason(t, json!({"propertyId": "p"})),
+            "missing_required_field"
+        );
+        assert_eq!(
+            reason(t, json!({"propertyId": "p", "metadata": {}})),
+            "missing_required_field"
+        );
+        assert!(check_json(t, json!({"propertyId": "p", "metadata": {"intent": "spa"}})).is_ok());
+    }
+}
+
+#[test]
+fn the_first_failing_rule_is_the_reason() {
+    // Each payload breaks its expected rule and every rule after it.
+    let all_after = |from: &str| -> Value {
+        let mut v = json!({"channel": "fax", "durationMs": -1});
+        let o = v.as_object_mut().unwrap();
+        match from {
+            "event_type_mismatch" => {
+                o.insert("eventType".into(), json!("message.sent"));
+                o.insert("timestamp".into(), json!("nope"));
+            }
+            "invalid_timestamp" => {
+                o.insert("propertyId".into(), json!("p"));
+                o.insert("timestamp".into(), json!("nope"));
+            }
+            "timestamp_in_future" => {
+                o.insert("propertyId".into(), json!("p"));
+                o.insert("timestamp".into(), json!("2031-01-01T00:00:00Z"));
+            }
+            "expired" => {
+                o.insert("propertyId".into(), json!("p"));
+                o.insert("timestamp".into(), json!("2019-01-01T00:00:00Z"));
+            }
+            "invalid_channel" => {
+                o.insert("propertyId".into(), json!("p"));
+            }
+            _ => unreachable!(),
+        }
+        v
+    };
+    for code in [
+        "event_type_mismatch",
+        "invalid_timestamp",
+        "timestamp_in_future",
+        "expired",
+        "invalid_channel",
+    ] {
+        assert_eq!(reason("response.time_recorded", all_after(code)), code);
+    }
+    assert_eq!(
+        reason(
+            "response.time_recorded",
+            json!({"propertyId": "p", "durationMs": -1})
+        ),
+        "invalid_field"
+    );
+}
+
+#[test]
+fn live_effects_follow_the_lifecycle() {
+    let effect = |t: &str, extra: Value| {
+        let mut v = json!({"propertyId": "p"});
+        v.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        check_json(t, v).unwrap().live_effect
+    };
+    let conv = json!({"conversationId": "c"});
+    assert_eq!(
+        effect("conversation.started", conv.clone()),
+        Some(LiveEffect::Conversation { active: true })
+    );
+    assert_eq!(
+        effect("conversation.escalated", conv.clone()),
+        Some(LiveEffect::Conversation { active: true })
+    );
+    assert_eq!(
+        effect("conversation.resolved", conv.clone()),
+        Some(LiveEffect::Conversation { active: false })
+    );
+    assert_eq!(
+        effect("conversation.closed", conv),
+        Some(LiveEffect::Conversation { active: false })
+    );
+    assert_eq!(effect("conversation.started", json!({})), None);
+    assert_eq!(
+        effect("staff.login", json!({"staffId": "s"})),
+        Some(LiveEffect::Staff { online: true })
+    );
+    assert_eq!(
+        effect("staff.logout", json!({"staffId": "s"})),
+        Some(LiveEffect::Staff { online: false })
+    );
+    assert_eq!(
+        effect(
+            "staff.status_changed",
+            json!({"staffId": "s", "metadata": {"status": "available"}})
+        ),
+        Some(LiveEffect::Staff { online: true })
+    );
+    assert_eq!(
+        effect(
+            "staff.status_changed",
+            json!({"staffId": "s", "metadata": {"status": "busy"}})
+        ),
+        Some(LiveEffect::Staff { online: false })
+    );
+    assert_eq!(
+        effect("task.created", json!({"taskId": "t"})),
+        Some(LiveEffect::TaskCreated)
+    );
+    assert_eq!(
+        effect("task.completed", json!({"taskId": "t"})),
+        Some(LiveEffect::TaskCompleted)
+    );
+    assert_eq!(effect("task.assigned", json!({"taskId": "t"})), None);
+    assert_eq!(effect("message.sent", json!({"conversationId": "c"})), None);
+}

@@ -1,0 +1,1 @@
+//! Butler analytics query service: dashboards, time series and reports over NATS request/reply.

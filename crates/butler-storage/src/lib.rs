@@ -1,0 +1,1 @@
+//! Butler analytics storage: the only crate that speaks SQL.
