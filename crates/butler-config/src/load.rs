@@ -1,0 +1,274 @@
+//! Reading, overriding and checking the configuration.
+
+use std::path::Path;
+
+use serde_json::{Map, Value};
+
+use crate::Config;
+
+/// Environment variables starting with this override config keys:
+/// `BUTLER_ANALYTICS__NATS__URL` sets `nats.url`.
+pub const ENV_PREFIX: &str = "BUTLER_ANALYTICS__";
+
+/// Why the configuration was refused; every variant names what to fix.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        /// The file given with `--config`.
+        path: String,
+        /// The IO error.
+        source: std::io::Error,
+    },
+    /// The file is not YAML.
+    #[error("config file {path} is not valid YAML: {message}")]
+    Yaml {
+        /// The file given with `--config`.
+        path: String,
+        /// The parser's words, with the line and column.
+        message: String,
+    },
+    /// A key is unknown or its value is wrong.
+    #[error("config key `{key}`: {message}")]
+    Invalid {
+        /// The dotted key, e.g. `ingest.batch_size`.
+        key: String,
+        /// What is wrong with it.
+        message: String,
+    },
+}
+
+fn invalid(key: impl Into<String>, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+/// Loads the file (or the defaults when `path` is `None`), then applies the
+/// environment overrides found in `env`, then checks every value.
+///
+/// # Errors
+/// [`ConfigError`] naming the file, key or variable at fault.
+pub fn load(
+    path: Option<&Path>,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Config, ConfigError> {
+    let text = match path {
+        Some(p) => std::fs::read_to_string(p).map_err(|source| ConfigError::Read {
+            path: p.display().to_string(),
+            source,
+        })?,
+        None => String::new(),
+    };
+    let name = path.map_or_else(|| "<defaults>".to_owned(), |p| p.display().to_string());
+    load_from_str(&name, &text, env)
+}
+
+/// [`load`] from text already in memory; `name` is used in messages.
+///
+/// # Errors
+/// As [`load`].
+pub fn load_from_str(
+    name: &str,
+    text: &str,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Config, ConfigError> {
+    let mut tree = if text.trim().is_empty() {
+        Value::Object(Map::new())
+    } else {
+        serde_saphyr::from_str::<Value>(text).map_err(|e| ConfigError::Yaml {
+            path: name.to_owned(),
+            message: e.to_string(),
+        })?
+    };
+    if tree.is_null() {
+        tree = Value::Object(Map::new());
+    }
+    if !tree.is_object() {
+        return Err(ConfigError::Yaml {
+            path: name.to_owned(),
+            message: "the top level must be a mapping of sections (nats, storage, …)".into(),
+        });
+    }
+
+    let mut overrides = Vec::new();
+    for (var, raw) in env {
+        let Some(rest) = var.strip_prefix(ENV_PREFIX) else {
+            continue;
+        };
+        let key: Vec<String> = rest.split("__").map(str::to_lowercase).collect();
+        if key.iter().any(String::is_empty) {
+            return Err(invalid(
+                var,
+                "is not of the form BUTLER_ANALYTICS__SECTION__KEY",
+            ));
+        }
+        set_path(&mut tree, &key, scalar(&raw))
+            .map_err(|()| invalid(key.join("."), format!("cannot be set by {var}")))?;
+        overrides.push((key, raw));
+    }
+
+    let config = deserialize(tree, &overrides)?;
+    check(&config)?;
+    Ok(config)
+}
+
+/// An environment value read as YAML (`true`, `1000`, `[a, b]`), or as the plain
+/// string when it is not valid YAML.
+fn scalar(raw: &str) -> Value {
+    serde_saphyr::from_str::<Value>(raw).unwrap_or_else(|_| Value::String(raw.to_owned()))
+}
+
+fn set_path(tree: &mut Value, key: &[String], value: Value) -> Result<(), ()> {
+    let Some((last, parents)) = key.split_last() else {
+        return Err(());
+    };
+    let mut node = tree;
+    for part in parents {
+        let map = node.as_object_mut().ok_or(())?;
+        node = map
+            .entry(part.clone())
+            .or_insert_with(|| Value::Object(Map::new()));
+    }
+    node.as_object_mut().ok_or(())?.insert(last.clone(), value);
+    Ok(())
+}
+
+/// Deserializes with the failing key's path in the message. An environment value that
+/// looked like a number or boolean but belongs to a string key (a numeric password,
+/// say) is retried as the string it was.
+fn deserialize(
+    mut tree: Value,
+    overrides: &[(Vec<String>, String)],
+) -> Result<Config, ConfigError> {
+    let mut retried = vec![false; overrides.len()];
+    loop {
+        let err = match serde_path_to_error::deserialize::<_, Config>(tree.clone()) {
+            Ok(config) => return Ok(config),
+            Err(err) => err,
+        };
+        let key = err.path().to_string();
+        let retry = overrides.iter().enumerate().find(|(i, (path, raw))| {
+            !retried[*i] && path.join(".") == key && scalar(raw) != Value::String(raw.clone())
+        });
+        match retry {
+            Some((i, (path, raw))) => {
+                retried[i] = true;
+                set_path(&mut tree, path, Value::String(raw.clone()))
+                    .map_err(|()| invalid(&key, "cannot be set"))?;
+            }
+            None => return Err(invalid(key, err.inner().to_string())),
+        }
+    }
+}
+
+/// Checks what types alone cannot say.
+fn check(c: &Config) -> Result<(), ConfigError> {
+    let non_empty = |key: &str, v: &str| {
+        if v.trim().is_empty() {
+            Err(invalid(key, "must not be empty"))
+        } else {
+            Ok(())
+        }
+    };
+    non_empty("nats.url", &c.nats.url)?;
+    non_empty("nats.subject_prefix", &c.nats.subject_prefix)?;
+    if c.nats.subject_prefix.contains(['*', '>', ' ']) || c.nats.subject_prefix.ends_with('.') {
+        return Err(invalid(
+            "nats.subject_prefix",
+            "must be a plain subject such as butler.events (no wildcards, no trailing dot)",
+        ));
+    }
+    let name_ok = |v: &str| !v.is_empty() && !v.contains(['.', '*', '>', ' ', '/', '\\']);
+    if !name_ok(&c.nats.stream) {
+        return Err(invalid(
+            "nats.stream",
+            "must be a non-empty name without . * > / or spaces",
+        ));
+    }
+    if !name_ok(&c.nats.consumer) {
+        return Err(invalid(
+            "nats.consumer",
+            "must be a non-empty name without . * > / or spaces",
+        ));
+    }
+    if c.nats.ack_wait_ms < 1_000 {
+        return Err(invalid("nats.ack_wait_ms", "must be at least 1000"));
+    }
+    if c.nats.max_ack_pending < 1 {
+        return Err(invalid("nats.max_ack_pending", "must be at least 1"));
+    }
+    if c.nats.password.is_some() && c.nats.user.is_none() {
+        return Err(invalid("nats.password", "needs nats.user"));
+    }
+    let auth_modes = [
+        c.nats.token.is_some(),
+        c.nats.user.is_some(),
+        c.nats.nkey_seed.is_some(),
+        c.nats.creds_file.is_some(),
+    ];
+    if auth_modes.iter().filter(|set| **set).count() > 1 {
+        return Err(invalid(
+            "nats",
+            "set at most one of token, user/password, nkey_seed and creds_file",
+        ));
+    }
+    if let Some(tls) = &c.nats.tls
+        && tls.cert_file.is_some() != tls.key_file.is_some()
+    {
+        return Err(invalid("nats.tls", "cert_file and key_file go together"));
+    }
+    non_empty("storage.path", &c.storage.path.to_string_lossy())?;
+
+    if !(1..=100_000).contains(&c.ingest.batch_size) {
+        return Err(invalid("ingest.batch_size", "must be between 1 and 100000"));
+    }
+    if c.ingest.flush_interval_ms == 0 {
+        return Err(invalid("ingest.flush_interval_ms", "must be at least 1"));
+    }
+    if c.ingest.channels.is_empty() {
+        return Err(invalid("ingest.channels", "must list at least one channel"));
+    }
+    if let Some(bad) = c.ingest.channels.iter().find(|ch| ch.trim().is_empty()) {
+        return Err(invalid(
+            "ingest.channels",
+            format!("holds an empty channel name {bad:?}"),
+        ));
+    }
+
+    check_zone("aggregation.timezone", &c.aggregation.timezone)?;
+    for (property, zone) in &c.aggregation.property_timezones {
+        check_zone(&format!("aggregation.property_timezones.{property}"), zone)?;
+    }
+
+    let r = &c.retention;
+    for (key, days) in [
+        ("retention.raw_events", r.raw_events),
+        ("retention.hourly_aggregations", r.hourly_aggregations),
+        ("retention.daily_aggregations", r.daily_aggregations),
+        ("retention.weekly_aggregations", r.weekly_aggregations),
+        ("retention.monthly_aggregations", r.monthly_aggregations),
+    ] {
+        if days == 0 {
+            return Err(invalid(key, "must be at least 1 day"));
+        }
+    }
+    if c.reports.formats.is_empty() {
+        return Err(invalid("reports.formats", "must list json, csv or both"));
+    }
+    Ok(())
+}
+
+fn check_zone(key: &str, name: &str) -> Result<(), ConfigError> {
+    name.parse::<chrono_tz::Tz>().map(|_| ()).map_err(|_| {
+        invalid(
+            key,
+            format!("{name:?} is not an IANA time zone name such as Europe/Lisbon"),
+        )
+    })
+}
+
+#[cfg(test)]
+mod tests;

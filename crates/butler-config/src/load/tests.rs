@@ -1,0 +1,185 @@
+use super::*;
+
+fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn error(yaml: &str, vars: &[(&str, &str)]) -> String {
+    load_from_str("test.yaml", yaml, env(vars))
+        .unwrap_err()
+        .to_string()
+}
+
+#[test]
+fn no_file_gives_the_contract_defaults() {
+    let c = load(None, env(&[])).unwrap();
+    assert_eq!(c.nats.url, "nats://127.0.0.1:4222");
+    assert_eq!(c.nats.subject_prefix, "butler.events");
+    assert_eq!(c.nats.stream, "BUTLER_EVENTS");
+    assert_eq!(c.nats.consumer, "analytics-pipeline");
+    assert!(c.nats.create_stream);
+    assert_eq!(c.storage.path.to_str(), Some("./data/analytics.db"));
+    assert_eq!(c.ingest.batch_size, 1000);
+    assert_eq!(c.ingest.flush_interval_ms, 1000);
+    assert_eq!(c.ingest.channels, ["whatsapp", "sms", "email", "webchat"]);
+    assert_eq!(c.ingest.max_future_skew_s, 86_400);
+    assert_eq!(c.aggregation.timezone, "UTC");
+    assert_eq!(c.retention.raw_events, 90);
+    assert_eq!(c.retention.hourly_aggregations, 30);
+    assert_eq!(c.retention.daily_aggregations, 365);
+    assert_eq!(c.retention.weekly_aggregations, 730);
+    assert_eq!(c.retention.monthly_aggregations, 1095);
+    assert_eq!(c.cache.ttl_ms, 60_000);
+    assert_eq!(c.reports.storage.to_str(), Some("./data/reports"));
+    assert_eq!(c.metrics.listen.to_string(), "127.0.0.1:9464");
+    assert!(c.service.consumer && c.service.aggregator && c.service.query);
+}
+
+#[test]
+fn the_contract_example_file_loads() {
+    let yaml = r#"
+nats:
+  url: nats://127.0.0.1:4222
+  subject_prefix: butler.events
+  stream: BUTLER_EVENTS
+  consumer: analytics-pipeline
+  create_stream: true
+storage:
+  path: ./data/analytics.db
+ingest:
+  enabled: true
+  batch_size: 1000
+  flush_interval_ms: 1000
+  channels: [whatsapp, sms, email, webchat]
+  max_future_skew_s: 86400
+aggregation:
+  enabled: true
+  timezone: UTC
+  property_timezones: {prop_lisbon_01: Europe/Lisbon}
+retention:
+  raw_events: 90
+  hourly_aggregations: 30
+  daily_aggregations: 365
+  weekly_aggregations: 730
+  monthly_aggregations: 1095
+cache:
+  enabled: true
+  ttl_ms: 60000
+reports:
+  enabled: true
+  formats: [json, csv]
+  storage: ./data/reports
+  schedule: [{type: daily, cron: "0 6 * * *"}]
+metrics:
+  listen: 127.0.0.1:9464
+service:
+  consumer: true
+  aggregator: true
+  query: true
+"#;
+    let c = load_from_str("example.yaml", yaml, env(&[])).unwrap();
+    assert_eq!(c.timezone_of("prop_lisbon_01"), chrono_tz::Europe::Lisbon);
+    assert_eq!(c.timezone_of("elsewhere"), chrono_tz::UTC);
+    assert_eq!(c.reports.schedule.len(), 1);
+}
+
+#[test]
+fn unknown_keys_are_refused_by_name() {
+    let e = error("nats:\n  urll: nats://x\n", &[]);
+    assert!(e.contains("nats.urll"), "{e}");
+    let e = error("ingestion:\n  enabled: true\n", &[]);
+    assert!(e.contains("ingestion"), "{e}");
+}
+
+#[test]
+fn bad_values_are_refused_by_key() {
+    for (yaml, key) in [
+        ("ingest:\n  batch_size: lots\n", "ingest.batch_size"),
+        ("ingest:\n  batch_size: 0\n", "ingest.batch_size"),
+        (
+            "ingest:\n  flush_interval_ms: -5\n",
+            "ingest.flush_interval_ms",
+        ),
+        (
+            "aggregation:\n  timezone: Mars/Olympus\n",
+            "aggregation.timezone",
+        ),
+        (
+            "aggregation:\n  property_timezones: {p1: Nowhere}\n",
+            "aggregation.property_timezones.p1",
+        ),
+        ("metrics:\n  listen: not-an-address\n", "metrics.listen"),
+        ("retention:\n  raw_events: 0\n", "retention.raw_events"),
+        ("reports:\n  formats: [pdf]\n", "reports.formats"),
+        (
+            "nats:\n  subject_prefix: 'butler.>'\n",
+            "nats.subject_prefix",
+        ),
+        ("nats:\n  stream: 'a.b'\n", "nats.stream"),
+    ] {
+        let e = error(yaml, &[]);
+        assert!(e.contains(key), "{yaml}: {e}");
+    }
+}
+
+#[test]
+fn malformed_yaml_is_refused_with_the_file_name() {
+    let e = error("nats: [unclosed\n", &[]);
+    assert!(
+        e.contains("test.yaml") && e.contains("not valid YAML"),
+        "{e}"
+    );
+}
+
+#[test]
+fn environment_overrides_any_key() {
+    let c = load_from_str(
+        "test.yaml",
+        "nats:\n  url: nats://file:4222\n",
+        env(&[
+            ("BUTLER_ANALYTICS__NATS__URL", "nats://env:4222"),
+            ("BUTLER_ANALYTICS__STORAGE__PATH", "/tmp/x.db"),
+            ("BUTLER_ANALYTICS__AGGREGATION__TIMEZONE", "Asia/Kolkata"),
+            ("BUTLER_ANALYTICS__INGEST__BATCH_SIZE", "250"),
+            ("BUTLER_ANALYTICS__INGEST__CHANNELS", "[sms, email]"),
+            ("BUTLER_ANALYTICS__SERVICE__QUERY", "false"),
+            ("BUTLER_ANALYTICS__NATS__STREAM", "12345"),
+            ("UNRELATED", "x"),
+        ]),
+    )
+    .unwrap();
+    assert_eq!(c.nats.url, "nats://env:4222");
+    assert_eq!(c.storage.path.to_str(), Some("/tmp/x.db"));
+    assert_eq!(c.aggregation.timezone, "Asia/Kolkata");
+    assert_eq!(c.ingest.batch_size, 250);
+    assert_eq!(c.ingest.channels, ["sms", "email"]);
+    assert!(!c.service.query);
+    assert_eq!(c.nats.stream, "12345");
+}
+
+#[test]
+fn bad_environment_overrides_are_refused_by_key() {
+    let e = error("", &[("BUTLER_ANALYTICS__INGEST__BATCH_SIZE", "many")]);
+    assert!(e.contains("ingest.batch_size"), "{e}");
+    let e = error("", &[("BUTLER_ANALYTICS__NATS__NOPE", "1")]);
+    assert!(e.contains("nats.nope"), "{e}");
+}
+
+#[test]
+fn secrets_never_print() {
+    let c = load_from_str(
+        "test.yaml",
+        "nats:\n  user: svc\n  password: hunter2\n",
+        env(&[]),
+    )
+    .unwrap();
+    assert_eq!(
+        c.nats.password.as_ref().map(|p| p.expose()),
+        Some("hunter2")
+    );
+    assert!(!format!("{c:?}").contains("hunter2"));
+    assert!(!serde_json::to_string(&c).unwrap().contains("hunter2"));
+}

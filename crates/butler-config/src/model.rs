@@ -1,0 +1,329 @@
+//! The configuration tree, with the defaults of CONTRACT §5.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+use crate::Secret;
+
+/// The whole configuration. Every section and key is optional; unknown keys are
+/// refused so that a typo does not silently fall back to a default.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where the events come from.
+    pub nats: NatsConfig,
+    /// Where they go.
+    pub storage: StorageConfig,
+    /// How they are batched and judged (the seed's `collection`).
+    pub ingest: IngestConfig,
+    /// How they are rolled up.
+    pub aggregation: AggregationConfig,
+    /// How long each table keeps its rows, in days.
+    pub retention: RetentionConfig,
+    /// The dashboard reply cache.
+    pub cache: CacheConfig,
+    /// Generated reports.
+    pub reports: ReportsConfig,
+    /// The operator's HTTP endpoint.
+    pub metrics: MetricsConfig,
+    /// Which parts this process runs.
+    pub service: ServiceConfig,
+}
+
+/// NATS connection, stream and durable consumer.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NatsConfig {
+    /// Server URL(s), comma-separated for a cluster.
+    pub url: String,
+    /// Events are published on `<subject_prefix>.<eventType>`.
+    pub subject_prefix: String,
+    /// The JetStream stream holding the events.
+    pub stream: String,
+    /// The durable pull consumer; processes bound to the same name share the work.
+    pub consumer: String,
+    /// Create the stream (subjects `<prefix>.>`, file storage) when it does not exist.
+    pub create_stream: bool,
+    /// How long the server waits for an ack before redelivering. Long enough to cover
+    /// a commit that waits on a busy database; redeliveries are harmless (dedup by id)
+    /// but cost work.
+    pub ack_wait_ms: u64,
+    /// Most unacknowledged messages the server hands out to all processes together.
+    pub max_ack_pending: i64,
+    /// Token authentication.
+    pub token: Option<Secret>,
+    /// User for user/password authentication.
+    pub user: Option<String>,
+    /// Password for user/password authentication.
+    pub password: Option<Secret>,
+    /// NKey seed (`SU…`) for NKey authentication.
+    pub nkey_seed: Option<Secret>,
+    /// A `.creds` file (JWT and NKey seed) for decentralized authentication.
+    pub creds_file: Option<PathBuf>,
+    /// TLS settings; absent means plain TCP unless the URL says `tls://`.
+    pub tls: Option<TlsConfig>,
+}
+
+impl Default for NatsConfig {
+    fn default() -> Self {
+        NatsConfig {
+            url: "nats://127.0.0.1:4222".into(),
+            subject_prefix: "butler.events".into(),
+            stream: "BUTLER_EVENTS".into(),
+            consumer: "analytics-pipeline".into(),
+            create_stream: true,
+            ack_wait_ms: 60_000,
+            max_ack_pending: 20_000,
+            token: None,
+            user: None,
+            password: None,
+            nkey_seed: None,
+            creds_file: None,
+            tls: None,
+        }
+    }
+}
+
+/// TLS to the NATS server.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct TlsConfig {
+    /// Require TLS even when the URL says `nats://`.
+    pub required: bool,
+    /// PEM file of the CA that signed the server's certificate.
+    pub ca_file: Option<PathBuf>,
+    /// PEM client certificate, for servers that verify clients.
+    pub cert_file: Option<PathBuf>,
+    /// PEM private key of the client certificate.
+    pub key_file: Option<PathBuf>,
+}
+
+/// The SQLite database.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// The database file; its directory is created when missing.
+    pub path: PathBuf,
+    /// How long a write waits for another process's lock before retrying.
+    pub busy_timeout_ms: u64,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        StorageConfig {
+            path: "./data/analytics.db".into(),
+            busy_timeout_ms: 5_000,
+        }
+    }
+}
+
+/// Batching and validation of incoming events.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    /// Run the consumer at all (the seed's `collection.enabled`).
+    pub enabled: bool,
+    /// Most events in one commit.
+    pub batch_size: usize,
+    /// Longest an event waits for its commit.
+    pub flush_interval_ms: u64,
+    /// Accepted `channel` values.
+    pub channels: Vec<String>,
+    /// How far in the future an event's timestamp may be.
+    pub max_future_skew_s: u64,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        IngestConfig {
+            enabled: true,
+            batch_size: 1000,
+            flush_interval_ms: 1000,
+            channels: ["whatsapp", "sms", "email", "webchat"]
+                .map(String::from)
+                .to_vec(),
+            max_future_skew_s: 86_400,
+        }
+    }
+}
+
+/// Roll-up settings.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AggregationConfig {
+    /// Run the aggregation jobs at all.
+    pub enabled: bool,
+    /// IANA zone of local days, weeks and months, and of the cron schedules.
+    pub timezone: String,
+    /// Per-property IANA zones, overriding `timezone`.
+    pub property_timezones: BTreeMap<String, String>,
+}
+
+impl Default for AggregationConfig {
+    fn default() -> Self {
+        AggregationConfig {
+            enabled: true,
+            timezone: "UTC".into(),
+            property_timezones: BTreeMap::new(),
+        }
+    }
+}
+
+/// Days each table keeps, by its own period column.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RetentionConfig {
+    /// Raw events; older events are refused as `expired`.
+    pub raw_events: u32,
+    /// Hourly aggregate tables.
+    pub hourly_aggregations: u32,
+    /// Daily aggregate tables.
+    pub daily_aggregations: u32,
+    /// Weekly aggregate tables.
+    pub weekly_aggregations: u32,
+    /// Monthly aggregate tables.
+    pub monthly_aggregations: u32,
+}
+
+impl Default for RetentionConfig {
+    fn default() -> Self {
+        RetentionConfig {
+            raw_events: 90,
+            hourly_aggregations: 30,
+            daily_aggregations: 365,
+            weekly_aggregations: 730,
+            monthly_aggregations: 1095,
+        }
+    }
+}
+
+/// Dashboard reply cache.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CacheConfig {
+    /// Cache dashboard replies at all.
+    pub enabled: bool,
+    /// How long a cached reply is served.
+    pub ttl_ms: u64,
+}
+
+impl Default for CacheConfig {
+    fn default() -> Self {
+        CacheConfig {
+            enabled: true,
+            ttl_ms: 60_000,
+        }
+    }
+}
+
+/// A report file format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReportFormat {
+    /// The seed's `Report` object.
+    Json,
+    /// Long format, `section,item,metric,value`.
+    Csv,
+}
+
+/// A report period.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ReportType {
+    /// One local day.
+    Daily,
+    /// One ISO week.
+    Weekly,
+    /// One calendar month.
+    Monthly,
+}
+
+/// A report generated on a schedule.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReportSchedule {
+    /// Which period the report covers (the one just closed).
+    #[serde(rename = "type")]
+    pub report_type: ReportType,
+    /// When to generate it, in `aggregation.timezone`.
+    pub cron: String,
+}
+
+/// Generated reports.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ReportsConfig {
+    /// Serve and schedule reports at all.
+    pub enabled: bool,
+    /// Formats a report may be asked for.
+    pub formats: Vec<ReportFormat>,
+    /// Directory of report files, `<propertyId>/<type>_<start>_<end>.<format>`.
+    pub storage: PathBuf,
+    /// Scheduled reports.
+    pub schedule: Vec<ReportSchedule>,
+}
+
+impl Default for ReportsConfig {
+    fn default() -> Self {
+        ReportsConfig {
+            enabled: true,
+            formats: vec![ReportFormat::Json, ReportFormat::Csv],
+            storage: "./data/reports".into(),
+            schedule: Vec::new(),
+        }
+    }
+}
+
+/// The HTTP endpoint with `/metrics`, `/healthz` and `/readyz`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MetricsConfig {
+    /// Address to listen on; port 0 picks a free one.
+    pub listen: SocketAddr,
+}
+
+impl Default for MetricsConfig {
+    fn default() -> Self {
+        MetricsConfig {
+            listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
+        }
+    }
+}
+
+/// Which parts this process runs, so they can be split over processes.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ServiceConfig {
+    /// The JetStream consumer (also needs `ingest.enabled`).
+    pub consumer: bool,
+    /// The scheduled aggregation jobs (also needs `aggregation.enabled`).
+    pub aggregator: bool,
+    /// The NATS query service.
+    pub query: bool,
+}
+
+impl Default for ServiceConfig {
+    fn default() -> Self {
+        ServiceConfig {
+            consumer: true,
+            aggregator: true,
+            query: true,
+        }
+    }
+}
+
+impl Config {
+    /// The zone of a property's local days: its own, else `aggregation.timezone`.
+    /// Both were checked at load time, so this cannot fail.
+    pub fn timezone_of(&self, property_id: &str) -> chrono_tz::Tz {
+        let name = self
+            .aggregation
+            .property_timezones
+            .get(property_id)
+            .unwrap_or(&self.aggregation.timezone);
+        name.parse().unwrap_or(chrono_tz::UTC)
+    }
+}
