@@ -1,0 +1,43 @@
+//! Storage errors.
+
+/// What went wrong talking to the database.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    /// The database file could not be opened or created.
+    #[error("cannot open database {path}: {source}")]
+    Open {
+        /// The configured `storage.path`.
+        path: String,
+        /// The driver's error.
+        source: sqlx::Error,
+    },
+    /// The schema could not be brought up to date, e.g. the file was written by a
+    /// newer version of the pipeline.
+    #[error("cannot migrate database {path}: {source}")]
+    Migrate {
+        /// The configured `storage.path`.
+        path: String,
+        /// The migrator's error.
+        source: sqlx::migrate::MigrateError,
+    },
+    /// A statement failed; busy, locked, full and IO errors are worth retrying.
+    #[error("database error: {0}")]
+    Database(#[from] sqlx::Error),
+}
+
+impl StorageError {
+    /// Whether the database was merely busy (another process holds the lock): retry
+    /// soon, nothing is wrong.
+    pub fn is_busy(&self) -> bool {
+        match self {
+            StorageError::Database(sqlx::Error::Database(db)) => {
+                matches!(
+                    db.code().as_deref(),
+                    Some("5" | "6" | "517" | "261" | "262")
+                )
+            }
+            StorageError::Database(sqlx::Error::PoolTimedOut) => true,
+            _ => false,
+        }
+    }
+}

@@ -1,0 +1,33 @@
+//! What `/readyz` and the database-size gauge need.
+
+use std::sync::atomic::Ordering;
+
+use crate::{Storage, StorageError};
+
+impl Storage {
+    /// Takes and releases the write lock, proving the file is writable now.
+    ///
+    /// # Errors
+    /// The database error that stands in the way (busy, read-only, IO).
+    pub async fn check_writable(&self) -> Result<(), StorageError> {
+        let tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        tx.rollback().await?;
+        Ok(())
+    }
+
+    /// Whether the last write failed for another reason than a busy lock (disk full,
+    /// IO error, read-only file).
+    pub fn write_failing(&self) -> bool {
+        self.write_failing.load(Ordering::Relaxed)
+    }
+
+    /// Bytes on disk: the database file plus its write-ahead log.
+    pub fn size_bytes(&self) -> u64 {
+        let len = |suffix: &str| {
+            let mut name = self.path().as_os_str().to_owned();
+            name.push(suffix);
+            std::fs::metadata(name).map_or(0, |m| m.len())
+        };
+        len("") + len("-wal")
+    }
+}

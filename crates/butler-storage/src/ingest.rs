@@ -1,0 +1,250 @@
+//! The ingest transaction: one per batch, holding the batch's events, its dead
+//! letters, the live state they change and the hours they make dirty. The consumer
+//! acks the batch only after this commits.
+
+use std::collections::HashSet;
+use std::sync::atomic::Ordering;
+
+use butler_events::{Event, EventTime, LiveEffect, RejectReason};
+use sqlx::{Sqlite, Transaction};
+
+use crate::{Storage, StorageError, sql};
+
+/// A rejected message to keep, byte for byte.
+#[derive(Debug, Clone)]
+pub struct NewDeadLetter {
+    /// The subject it was published on.
+    pub subject: String,
+    /// The stream it was read from.
+    pub stream: String,
+    /// Its stream sequence: with the stream, what makes a redelivery the same message.
+    pub stream_sequence: u64,
+    /// When JetStream stored it.
+    pub published_at: Option<EventTime>,
+    /// The raw body.
+    pub payload: Vec<u8>,
+    /// The headers as a JSON object of name → list of values.
+    pub headers_json: String,
+    /// Why it was rejected.
+    pub reason: RejectReason,
+    /// The sentence saying what to fix.
+    pub detail: String,
+}
+
+/// What a committed batch did.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BatchOutcome {
+    /// For each event of the batch, in order: `true` when it made a new row, `false`
+    /// when its id was already stored (a redelivery, or a second message reusing it).
+    pub inserted: Vec<bool>,
+    /// Dead letters that made a new row (a redelivered rejection does not).
+    pub dead_letters_inserted: usize,
+}
+
+impl Storage {
+    /// Stores a batch in one transaction and returns once it is durable on disk.
+    ///
+    /// # Errors
+    /// Any database error; nothing of the batch is stored then, and the caller keeps
+    /// the messages unacked and retries (see [`StorageError::is_busy`]).
+    pub async fn commit_batch(
+        &self,
+        events: &[Event],
+        dead_letters: &[NewDeadLetter],
+    ) -> Result<BatchOutcome, StorageError> {
+        let result = self.try_commit_batch(events, dead_letters).await;
+        self.note_write(&result);
+        result
+    }
+
+    async fn try_commit_batch(
+        &self,
+        events: &[Event],
+        dead_letters: &[NewDeadLetter],
+    ) -> Result<BatchOutcome, StorageError> {
+        let received_at = EventTime::from_datetime(&chrono::Utc::now()).to_string();
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let inserted = insert_events(&mut tx, events).await?;
+        let mut dead_letters_inserted = 0;
+        for dl in dead_letters {
+            dead_letters_inserted += insert_dead_letter(&mut tx, dl, &received_at).await?;
+        }
+        let new_events = || {
+            events
+                .iter()
+                .zip(&inserted)
+                .filter(|(_, new)| **new)
+                .map(|(e, _)| e)
+        };
+        apply_live_effects(&mut tx, new_events()).await?;
+        mark_dirty_hours(&mut tx, new_events()).await?;
+        tx.commit().await?;
+        Ok(BatchOutcome {
+            inserted,
+            dead_letters_inserted,
+        })
+    }
+
+    pub(crate) fn note_write<T>(&self, result: &Result<T, StorageError>) {
+        let failing = matches!(result, Err(e) if !e.is_busy());
+        self.write_failing.store(failing, Ordering::Relaxed);
+    }
+}
+
+/// Inserts the events, returning for each whether it made a new row.
+pub(crate) async fn insert_events(
+    tx: &mut Transaction<'_, Sqlite>,
+    events: &[Event],
+) -> Result<Vec<bool>, StorageError> {
+    let mut new_ids: HashSet<String> = HashSet::with_capacity(events.len());
+    let timestamps: Vec<String> = events.iter().map(|e| e.timestamp.to_string()).collect();
+    let mut offset = 0;
+    for rows in sql::chunks(events.len()) {
+        let mut query = sqlx::query_scalar::<_, String>(sql::insert_events(rows));
+        for (e, ts) in events[offset..offset + rows]
+            .iter()
+            .zip(&timestamps[offset..])
+        {
+            query = query
+                .bind(e.id.as_str())
+                .bind(e.event_type.as_str())
+                .bind(ts.as_str())
+                .bind(e.property_id.as_str())
+                .bind(e.channel.as_deref())
+                .bind(e.guest_id.as_deref())
+                .bind(e.staff_id.as_deref())
+                .bind(e.conversation_id.as_deref())
+                .bind(e.task_id.as_deref())
+                .bind(e.value)
+                .bind(e.duration_ms)
+                .bind(e.metadata.as_deref());
+        }
+        new_ids.extend(query.fetch_all(&mut **tx).await?);
+        offset += rows;
+    }
+    // The first event with a new id made the row; a later one with the same id did not.
+    Ok(events.iter().map(|e| new_ids.remove(&e.id)).collect())
+}
+
+async fn insert_dead_letter(
+    tx: &mut Transaction<'_, Sqlite>,
+    dl: &NewDeadLetter,
+    received_at: &str,
+) -> Result<usize, StorageError> {
+    let done = sqlx::query(
+        "INSERT OR IGNORE INTO analytics_dead_letters (subject, stream, stream_sequence, \
+         published_at, payload, headers, reason, detail, received_at) \
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    )
+    .bind(&dl.subject)
+    .bind(&dl.stream)
+    .bind(i64::try_from(dl.stream_sequence).unwrap_or(i64::MAX))
+    .bind(dl.published_at.map(|t| t.to_string()))
+    .bind(dl.payload.as_slice())
+    .bind(&dl.headers_json)
+    .bind(dl.reason.as_str())
+    .bind(&dl.detail)
+    .bind(received_at)
+    .execute(&mut **tx)
+    .await?;
+    Ok(done.rows_affected() as usize)
+}
+
+/// Updates live state; an older event (by timestamp, then id) never overwrites a newer
+/// one, so arrival order does not matter.
+pub(crate) async fn apply_live_effects<'e>(
+    tx: &mut Transaction<'_, Sqlite>,
+    events: impl Iterator<Item = &'e Event>,
+) -> Result<(), StorageError> {
+    for e in events {
+        let Some(effect) = e.live_effect else {
+            continue;
+        };
+        let ts = e.timestamp.to_string();
+        let query = match effect {
+            LiveEffect::Conversation { active } => sqlx::query(
+                "INSERT INTO live_conversations (property_id, conversation_id, last_event_type, \
+                 last_timestamp, last_event_id, active) VALUES (?, ?, ?, ?, ?, ?) \
+                 ON CONFLICT (property_id, conversation_id) DO UPDATE SET \
+                 last_event_type = excluded.last_event_type, last_timestamp = excluded.last_timestamp, \
+                 last_event_id = excluded.last_event_id, active = excluded.active \
+                 WHERE (excluded.last_timestamp, excluded.last_event_id) > \
+                 (live_conversations.last_timestamp, live_conversations.last_event_id)",
+            )
+            .bind(&e.property_id)
+            .bind(e.conversation_id.as_deref())
+            .bind(e.event_type.as_str())
+            .bind(ts)
+            .bind(&e.id)
+            .bind(active),
+            LiveEffect::Staff { online } => sqlx::query(
+                "INSERT INTO live_staff (property_id, staff_id, last_event_type, \
+                 last_timestamp, last_event_id, online) VALUES (?, ?, ?, ?, ?, ?) \
+                 ON CONFLICT (property_id, staff_id) DO UPDATE SET \
+                 last_event_type = excluded.last_event_type, last_timestamp = excluded.last_timestamp, \
+                 last_event_id = excluded.last_event_id, online = excluded.online \
+                 WHERE (excluded.last_timestamp, excluded.last_event_id) > \
+                 (live_staff.last_timestamp, live_staff.last_event_id)",
+            )
+            .bind(&e.property_id)
+            .bind(e.staff_id.as_deref())
+            .bind(e.event_type.as_str())
+            .bind(ts)
+            .bind(&e.id)
+            .bind(online),
+            LiveEffect::TaskCreated | LiveEffect::TaskCompleted => sqlx::query(
+                "INSERT INTO live_tasks (property_id, task_id, created, completed) \
+                 VALUES (?, ?, ?, ?) ON CONFLICT (property_id, task_id) DO UPDATE SET \
+                 created = max(created, excluded.created), \
+                 completed = max(completed, excluded.completed)",
+            )
+            .bind(&e.property_id)
+            .bind(e.task_id.as_deref())
+            .bind(effect == LiveEffect::TaskCreated)
+            .bind(effect == LiveEffect::TaskCompleted),
+        };
+        query.execute(&mut **tx).await?;
+    }
+    Ok(())
+}
+
+/// Stamps every (property, UTC hour) that received a new event with a fresh change
+/// sequence, for the aggregator's late-data handling.
+pub(crate) async fn mark_dirty_hours<'e>(
+    tx: &mut Transaction<'_, Sqlite>,
+    events: impl Iterator<Item = &'e Event>,
+) -> Result<(), StorageError> {
+    let hours: HashSet<(&str, i64)> = events
+        .map(|e| {
+            (
+                e.property_id.as_str(),
+                e.timestamp.millis().div_euclid(3_600_000),
+            )
+        })
+        .collect();
+    if hours.is_empty() {
+        return Ok(());
+    }
+    let seq: i64 = sqlx::query_scalar(
+        "UPDATE ingest_change_counter SET last_seq = last_seq + 1 WHERE id = 1 RETURNING last_seq",
+    )
+    .fetch_one(&mut **tx)
+    .await?;
+    let hours: Vec<(&str, String)> = hours
+        .into_iter()
+        .map(|(p, h)| (p, EventTime::from_millis(h * 3_600_000).hour_start()))
+        .collect();
+    let mut offset = 0;
+    for rows in sql::chunks(hours.len()) {
+        let mut query = sqlx::query(sql::upsert_dirty_hours(rows));
+        for (property, hour) in &hours[offset..offset + rows] {
+            query = query.bind(*property).bind(hour.as_str()).bind(seq);
+        }
+        query.execute(&mut **tx).await?;
+        offset += rows;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

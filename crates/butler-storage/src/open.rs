@@ -1,0 +1,109 @@
+//! Opening the database: connection settings and migrations.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+
+use crate::{Storage, StorageError};
+
+/// The migrations of the root `migrations/` folder, embedded in the binary.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
+
+/// How to open the database (from the `storage` config section).
+#[derive(Debug, Clone)]
+pub struct StorageOptions {
+    /// The database file.
+    pub path: PathBuf,
+    /// How long a statement waits on another process's lock before failing busy.
+    pub busy_timeout: Duration,
+    /// Read connections for queries.
+    pub read_connections: u32,
+}
+
+impl StorageOptions {
+    /// Options for `path` with the defaults of the `storage` section.
+    pub fn new(path: impl Into<PathBuf>) -> StorageOptions {
+        StorageOptions {
+            path: path.into(),
+            busy_timeout: Duration::from_secs(5),
+            read_connections: 4,
+        }
+    }
+}
+
+fn connect_options(
+    path: &Path,
+    busy_timeout: Duration,
+) -> Result<SqliteConnectOptions, sqlx::Error> {
+    // WAL lets dashboards read while ingest writes; FULL makes a commit durable
+    // before the consumer acks it (CONTRACT §1). sqlx sets neither by default.
+    Ok(SqliteConnectOptions::from_str("sqlite:")?
+        .filename(path)
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full)
+        .busy_timeout(busy_timeout)
+        .foreign_keys(true)
+        .pragma("temp_store", "memory"))
+}
+
+impl Storage {
+    /// Opens (creating when missing) the database and applies pending migrations.
+    ///
+    /// # Errors
+    /// [`StorageError::Open`] when the file cannot be opened or is not a database;
+    /// [`StorageError::Migrate`] when its schema is newer than this binary or a
+    /// migration fails. Nothing is overwritten in either case.
+    pub async fn open(options: &StorageOptions) -> Result<Storage, StorageError> {
+        let display = options.path.display().to_string();
+        let open_err = |source| StorageError::Open {
+            path: display.clone(),
+            source,
+        };
+        if let Some(dir) = options.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| open_err(sqlx::Error::Io(e)))?;
+        }
+        let connect = connect_options(&options.path, options.busy_timeout).map_err(open_err)?;
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(3600))
+            .connect_with(connect.clone())
+            .await
+            .map_err(open_err)?;
+        MIGRATOR
+            .run(&writer)
+            .await
+            .map_err(|source| StorageError::Migrate {
+                path: display.clone(),
+                source,
+            })?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(options.read_connections.max(1))
+            .connect_with(connect.read_only(true))
+            .await
+            .map_err(open_err)?;
+        Ok(Storage {
+            writer,
+            reader,
+            path: options.path.clone(),
+            write_failing: Arc::new(AtomicBool::new(false)),
+        })
+    }
+
+    /// Closes every connection, checkpointing the WAL, so the file is complete on its
+    /// own after shutdown.
+    pub async fn close(&self) {
+        self.reader.close().await;
+        self.writer.close().await;
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}
