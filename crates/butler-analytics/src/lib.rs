@@ -1,1 +1,19 @@
-//! The butler-analytics binary: wires consumer, aggregator, query service and metrics endpoint into one runtime.
+//! The `butler-analytics` binary's library: everything `main` wires together, so that
+//! tests start the pipeline through the same code.
+//!
+//! Layout:
+//! - [`cli`]: the command line;
+//! - [`app`]: [`app::run`], the whole pipeline in one runtime until shutdown;
+//! - [`nats`]: the NATS connection from config (auth, TLS, reconnects);
+//! - [`http`]: `/metrics`, `/healthz`, `/readyz`;
+//! - [`commands`]: the one-shot subcommands (`migrate`, `check-config`,
+//!   `dead-letters`), and [`publish`] for sending events by hand;
+//! - [`telemetry`]: logs, human or JSON.
+
+pub mod app;
+pub mod cli;
+pub mod commands;
+pub mod http;
+pub mod nats;
+pub mod publish;
+pub mod telemetry;

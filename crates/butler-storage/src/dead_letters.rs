@@ -44,6 +44,8 @@ pub struct DeadLetterFilter {
     pub ids: Vec<i64>,
     /// Include those already replayed.
     pub include_replayed: bool,
+    /// Only those with a row id above this one (for paging).
+    pub after_id: Option<i64>,
     /// At most this many, oldest first.
     pub limit: Option<u32>,
 }
@@ -75,12 +77,13 @@ impl Storage {
              detail, received_at, replayed_at, replayed_event_id FROM analytics_dead_letters \
              WHERE (?1 IS NULL OR reason = ?1) AND (?2 OR replayed_at IS NULL) \
              AND (?3 IS NULL OR id IN (SELECT value FROM json_each(?3))) \
-             ORDER BY id LIMIT ?4",
+             AND id > ?5 ORDER BY id LIMIT ?4",
         )
         .bind(filter.reason.map(RejectReason::as_str))
         .bind(filter.include_replayed)
         .bind(ids)
         .bind(filter.limit.map_or(-1, i64::from))
+        .bind(filter.after_id.unwrap_or(0))
         .fetch_all(&self.reader)
         .await?;
         rows.iter()

@@ -1,0 +1,112 @@
+//! The pipeline in one runtime: storage, NATS, the parts that `service` enables, and
+//! the metrics endpoint, stopped together by one cancellation token.
+
+use anyhow::Context;
+use butler_config::Config;
+use butler_consumer::{ConsumerSettings, IngestMetrics};
+use butler_storage::{Storage, StorageOptions};
+use prometheus::Registry;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::http::{self, HttpState};
+
+/// Opens the database with the `storage` settings, applying migrations.
+///
+/// # Errors
+/// When the file cannot be opened or migrated.
+pub async fn open_storage(config: &Config) -> anyhow::Result<Storage> {
+    let mut options = StorageOptions::new(&config.storage.path);
+    options.busy_timeout = std::time::Duration::from_millis(config.storage.busy_timeout_ms);
+    Storage::open(&options).await.with_context(|| {
+        format!(
+            "config key `storage.path` ({})",
+            config.storage.path.display()
+        )
+    })
+}
+
+/// Runs until `shutdown` is cancelled, then stops fetching, commits and acks what is
+/// in hand, and returns.
+///
+/// # Errors
+/// Start-up failures (database, metrics address); a part that fails while running
+/// is reported after the others have stopped.
+pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let storage = open_storage(&config).await?;
+    let registry = Registry::new();
+    let nats = crate::nats::connect(&config.nats, "butler-analytics").await?;
+    let listener = tokio::net::TcpListener::bind(config.metrics.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "config key `metrics.listen`: cannot listen on {}",
+                config.metrics.listen
+            )
+        })?;
+    let metrics_addr = listener.local_addr()?;
+
+    let tasks = TaskTracker::new();
+    let consumer = if config.service.consumer && config.ingest.enabled {
+        let metrics = IngestMetrics::register(&registry)?;
+        let settings = ConsumerSettings::from_config(&config);
+        Some(tasks.spawn(butler_consumer::run(
+            nats.clone(),
+            storage.clone(),
+            settings,
+            metrics,
+            shutdown.clone(),
+        )))
+    } else {
+        None
+    };
+    let state = HttpState::new(registry, storage.clone(), nats.clone())?;
+    let http_shutdown = CancellationToken::new();
+    let server = tokio::spawn(http::serve(listener, state, http_shutdown.clone()));
+    tasks.close();
+    tracing::info!(
+        metrics = %metrics_addr,
+        database = %config.storage.path.display(),
+        consumer = consumer.is_some(),
+        "butler-analytics running"
+    );
+
+    shutdown.cancelled().await;
+    tracing::info!("shutting down: committing and acking the events in hand");
+    tasks.wait().await;
+    let consumer_result = match consumer {
+        Some(handle) => handle.await.context("consumer task")?.context("consumer"),
+        None => Ok(()),
+    };
+    // The endpoint stays up until the work is done, so readiness can be watched.
+    http_shutdown.cancel();
+    if let Ok(Err(err)) = server.await {
+        tracing::warn!(error = %err, "metrics endpoint failed");
+    }
+    if let Err(err) = nats.drain().await {
+        tracing::debug!(error = %err, "nats drain");
+    }
+    storage.close().await;
+    tracing::info!("stopped");
+    consumer_result
+}
+
+/// A token cancelled by the first SIGINT or SIGTERM.
+///
+/// # Errors
+/// When the signal handlers cannot be installed.
+pub fn shutdown_on_signals() -> anyhow::Result<CancellationToken> {
+    use tokio::signal::unix::{SignalKind, signal};
+    let token = CancellationToken::new();
+    let mut term = signal(SignalKind::terminate()).context("installing the SIGTERM handler")?;
+    let mut int = signal(SignalKind::interrupt()).context("installing the SIGINT handler")?;
+    let cancel = token.clone();
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = term.recv() => tracing::info!(signal = "SIGTERM", "signal received"),
+            _ = int.recv() => tracing::info!(signal = "SIGINT", "signal received"),
+        }
+        cancel.cancel();
+    });
+    Ok(token)
+}

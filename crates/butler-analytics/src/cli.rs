@@ -1,0 +1,97 @@
+//! The command line.
+
+use std::path::PathBuf;
+
+use clap::{Args, Parser, Subcommand};
+
+/// Butler Analytics: consumes Jack The Butler's analytics events from NATS JetStream
+/// into SQLite, rolls them up, and answers dashboard queries over NATS.
+#[derive(Debug, Parser)]
+#[command(name = "butler-analytics", version, propagate_version = true)]
+#[command(
+    after_help = "Every config key can also be set by an environment variable: \
+BUTLER_ANALYTICS__ then the key path in upper case joined by __, e.g. \
+BUTLER_ANALYTICS__NATS__URL=nats://10.0.0.5:4222."
+)]
+pub struct Cli {
+    /// YAML config file (see config.example.yaml); without it the built-in defaults apply.
+    #[arg(long, short = 'c', global = true, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the pipeline (consumer, metrics endpoint, and whatever else `service` enables)
+    /// until SIGINT or SIGTERM.
+    Run,
+    /// Create or upgrade the database schema, then exit.
+    Migrate,
+    /// Check the configuration and print it as it will be used (secrets redacted).
+    CheckConfig,
+    /// Inspect or replay rejected messages.
+    #[command(subcommand)]
+    DeadLetters(DeadLetterCommand),
+    /// Publish events to the stream by hand: one event, or a JSON-lines file.
+    #[command(after_help = "Examples:\n  butler-analytics publish message.received \
+'{\"propertyId\":\"prop_lisbon_01\",\"channel\":\"whatsapp\"}'\n  \
+butler-analytics publish --file tests/fixtures/sample-events.jsonl")]
+    Publish(PublishArgs),
+}
+
+/// `publish` options.
+#[derive(Debug, Clone, Args)]
+pub struct PublishArgs {
+    /// Event type, the subject suffix, e.g. message.received.
+    #[arg(required_unless_present = "file", requires = "payload")]
+    pub event_type: Option<String>,
+    /// The JSON payload.
+    pub payload: Option<String>,
+    /// A file of JSON lines: either `{"subject": …, "payload": …}` (the samples'
+    /// format; a string payload is sent as is) or a bare event with its `eventType`.
+    #[arg(long, conflicts_with = "event_type")]
+    pub file: Option<PathBuf>,
+}
+
+/// `dead-letters` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum DeadLetterCommand {
+    /// List rejected messages, oldest first.
+    List(DeadLetterListArgs),
+    /// Validate rejected messages again with the current config and store those that
+    /// now pass (run it after fixing the cause, e.g. adding a channel).
+    Replay(DeadLetterSelection),
+}
+
+/// Which dead letters.
+#[derive(Debug, Clone, Args)]
+pub struct DeadLetterSelection {
+    /// Only this reason code, e.g. invalid_channel.
+    #[arg(long)]
+    pub reason: Option<String>,
+    /// Only these dead-letter ids (repeatable).
+    #[arg(long = "id")]
+    pub ids: Vec<i64>,
+    /// At most this many.
+    #[arg(long)]
+    pub limit: Option<u32>,
+}
+
+/// `dead-letters list` options.
+#[derive(Debug, Clone, Args)]
+pub struct DeadLetterListArgs {
+    /// Which dead letters.
+    #[command(flatten)]
+    pub selection: DeadLetterSelection,
+    /// Include those already replayed.
+    #[arg(long)]
+    pub all: bool,
+    /// One JSON object per line instead of a table (payload as text when it is UTF-8,
+    /// else hex).
+    #[arg(long)]
+    pub json: bool,
+}

@@ -1,0 +1,138 @@
+//! The subcommands.
+
+use std::io::Write;
+
+use anyhow::{Context, bail};
+use butler_config::Config;
+use butler_consumer::replay::replay_dead_letters;
+use butler_consumer::settings::validation_rules;
+use butler_events::RejectReason;
+use butler_storage::{DeadLetter, DeadLetterFilter};
+
+use crate::app;
+use crate::cli::{Command, DeadLetterCommand, DeadLetterListArgs, DeadLetterSelection};
+
+/// Runs one subcommand to completion.
+///
+/// # Errors
+/// Whatever stopped it, with context for the operator.
+pub async fn dispatch(command: Command, config: Config) -> anyhow::Result<()> {
+    match command {
+        Command::Run => {
+            let shutdown = app::shutdown_on_signals()?;
+            app::run(config, shutdown).await
+        }
+        Command::Migrate => {
+            let storage = app::open_storage(&config).await?;
+            storage.close().await;
+            println!("database {} is up to date", config.storage.path.display());
+            Ok(())
+        }
+        Command::CheckConfig => {
+            let yaml = serde_saphyr::to_string(&config).context("rendering the config")?;
+            println!("{yaml}");
+            eprintln!("config ok");
+            Ok(())
+        }
+        Command::Publish(args) => crate::publish::publish(&config, &args).await,
+        Command::DeadLetters(DeadLetterCommand::List(args)) => {
+            list_dead_letters(&config, &args).await
+        }
+        Command::DeadLetters(DeadLetterCommand::Replay(selection)) => {
+            let storage = app::open_storage(&config).await?;
+            let filter = filter(&selection, false)?;
+            let outcome =
+                replay_dead_letters(&storage, &validation_rules(&config), &filter).await?;
+            storage.close().await;
+            println!(
+                "replayed: {} stored, {} already stored, {} still rejected",
+                outcome.stored, outcome.already_stored, outcome.still_rejected
+            );
+            Ok(())
+        }
+    }
+}
+
+fn filter(
+    selection: &DeadLetterSelection,
+    include_replayed: bool,
+) -> anyhow::Result<DeadLetterFilter> {
+    let reason = match &selection.reason {
+        None => None,
+        Some(code) => match RejectReason::parse(code) {
+            Some(reason) => Some(reason),
+            None => {
+                let codes: Vec<_> = RejectReason::ALL.iter().map(|r| r.as_str()).collect();
+                bail!(
+                    "--reason {code:?} is not a reason code; use one of {}",
+                    codes.join(", ")
+                )
+            }
+        },
+    };
+    Ok(DeadLetterFilter {
+        reason,
+        ids: selection.ids.clone(),
+        include_replayed,
+        after_id: None,
+        limit: selection.limit,
+    })
+}
+
+async fn list_dead_letters(config: &Config, args: &DeadLetterListArgs) -> anyhow::Result<()> {
+    let storage = app::open_storage(config).await?;
+    let letters = storage
+        .list_dead_letters(&filter(&args.selection, args.all)?)
+        .await?;
+    storage.close().await;
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        for letter in &letters {
+            writeln!(out, "{}", as_json(letter))?;
+        }
+    } else {
+        writeln!(
+            out,
+            "{:>6}  {:<24}  {:<22}  {:>8}  {:<40}  detail",
+            "id", "received_at", "reason", "seq", "subject"
+        )?;
+        for l in &letters {
+            let state = if l.replayed_at.is_some() {
+                " (replayed)"
+            } else {
+                ""
+            };
+            writeln!(
+                out,
+                "{:>6}  {:<24}  {:<22}  {:>8}  {:<40}  {}{state}",
+                l.id, l.received_at, l.reason, l.stream_sequence, l.subject, l.detail
+            )?;
+        }
+        writeln!(out, "{} dead letter(s)", letters.len())?;
+    }
+    Ok(())
+}
+
+fn as_json(l: &DeadLetter) -> serde_json::Value {
+    let headers: serde_json::Value = serde_json::from_str(&l.headers_json).unwrap_or_default();
+    let payload = match std::str::from_utf8(&l.payload) {
+        Ok(text) => serde_json::json!({ "text": text }),
+        Err(_) => {
+            serde_json::json!({ "hex": l.payload.iter().map(|b| format!("{b:02x}")).collect::<String>() })
+        }
+    };
+    serde_json::json!({
+        "id": l.id,
+        "subject": l.subject,
+        "stream": l.stream,
+        "streamSequence": l.stream_sequence,
+        "publishedAt": l.published_at,
+        "receivedAt": l.received_at,
+        "reason": l.reason,
+        "detail": l.detail,
+        "headers": headers,
+        "payload": payload,
+        "replayedAt": l.replayed_at,
+        "replayedEventId": l.replayed_event_id,
+    })
+}

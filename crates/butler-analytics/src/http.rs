@@ -1,0 +1,114 @@
+//! The operator's endpoint: `/metrics` (Prometheus text format), `/healthz` (the
+//! process is alive) and `/readyz` (NATS connected and the database writable).
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use butler_storage::Storage;
+use prometheus::{Encoder, IntGauge, Registry, TextEncoder};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// What the handlers read.
+#[derive(Clone)]
+pub struct HttpState {
+    /// Every metric of the process.
+    pub registry: Registry,
+    /// For readiness and the size gauge.
+    pub storage: Storage,
+    /// For readiness.
+    pub nats: async_nats::Client,
+    /// `butler_analytics_storage_database_size_bytes`, refreshed on each scrape.
+    pub database_size: IntGauge,
+}
+
+impl HttpState {
+    /// State with the storage gauges registered in `registry`.
+    ///
+    /// # Errors
+    /// When the gauge is already registered.
+    pub fn new(
+        registry: Registry,
+        storage: Storage,
+        nats: async_nats::Client,
+    ) -> prometheus::Result<HttpState> {
+        let database_size = IntGauge::new(
+            "butler_analytics_storage_database_size_bytes",
+            "Size of the database file and its write-ahead log.",
+        )?;
+        registry.register(Box::new(database_size.clone()))?;
+        Ok(HttpState {
+            registry,
+            storage,
+            nats,
+            database_size,
+        })
+    }
+}
+
+/// Serves until `shutdown`.
+///
+/// # Errors
+/// When the listener fails.
+pub async fn serve(
+    listener: TcpListener,
+    state: HttpState,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    let router = Router::new()
+        .route("/metrics", get(metrics))
+        .route("/healthz", get(|| async { "ok\n" }))
+        .route("/readyz", get(readyz))
+        .with_state(state);
+    axum::serve(listener, router)
+        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .await
+}
+
+async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
+    state
+        .database_size
+        .set(i64::try_from(state.storage.size_bytes()).unwrap_or(i64::MAX));
+    let mut body = Vec::new();
+    let encoder = TextEncoder::new();
+    match encoder.encode(&state.registry.gather(), &mut body) {
+        Ok(()) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, encoder.format_type().to_owned())],
+            body,
+        ),
+        Err(err) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            [(header::CONTENT_TYPE, "text/plain".to_owned())],
+            err.to_string().into_bytes(),
+        ),
+    }
+}
+
+async fn readyz(State(state): State<HttpState>) -> impl IntoResponse {
+    let mut problems = Vec::new();
+    if state.nats.connection_state() != async_nats::connection::State::Connected {
+        problems.push("nats: not connected".to_owned());
+    }
+    if state.storage.write_failing() {
+        problems.push("database: the last write failed".to_owned());
+    } else {
+        match tokio::time::timeout(Duration::from_secs(2), state.storage.check_writable()).await {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => problems.push(format!("database: {err}")),
+            Err(_) => problems.push("database: write lock not available within 2 s".to_owned()),
+        }
+    }
+    if problems.is_empty() {
+        (StatusCode::OK, "ready\n".to_owned())
+    } else {
+        (
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("not ready\n{}\n", problems.join("\n")),
+        )
+    }
+}

@@ -1,0 +1,65 @@
+//! The NATS connection, from the `nats` config section.
+
+use std::time::Duration;
+
+use anyhow::Context;
+use async_nats::{ConnectOptions, Event};
+use butler_config::NatsConfig;
+
+/// Connects with the configured credentials and TLS. The first connection is retried
+/// in the background, so the pipeline starts (and `/readyz` says "not ready") while
+/// NATS is unreachable; later disconnects reconnect forever.
+///
+/// # Errors
+/// An unreadable credentials file or a malformed URL.
+pub async fn connect(config: &NatsConfig, name: &str) -> anyhow::Result<async_nats::Client> {
+    let mut options = ConnectOptions::new()
+        .name(name)
+        .retry_on_initial_connect()
+        .max_reconnects(None)
+        .connection_timeout(Duration::from_secs(5))
+        .event_callback(|event| async move {
+            match event {
+                Event::Connected => tracing::info!("connected to nats"),
+                Event::Disconnected => tracing::warn!("disconnected from nats; reconnecting"),
+                Event::ServerError(err) => tracing::warn!(error = %err, "nats server error"),
+                Event::ClientError(err) => tracing::warn!(error = %err, "nats client error"),
+                other => tracing::debug!(event = %other, "nats event"),
+            }
+        });
+    if let Some(token) = &config.token {
+        options = options.token(token.expose().to_owned());
+    }
+    if let Some(user) = &config.user {
+        let password = config
+            .password
+            .as_ref()
+            .map(|p| p.expose().to_owned())
+            .unwrap_or_default();
+        options = options.user_and_password(user.clone(), password);
+    }
+    if let Some(seed) = &config.nkey_seed {
+        options = options.nkey(seed.expose().to_owned());
+    }
+    if let Some(creds) = &config.creds_file {
+        options = options.credentials_file(creds).await.with_context(|| {
+            format!(
+                "config key `nats.creds_file`: cannot read {}",
+                creds.display()
+            )
+        })?;
+    }
+    if let Some(tls) = &config.tls {
+        options = options.require_tls(tls.required);
+        if let Some(ca) = &tls.ca_file {
+            options = options.add_root_certificates(ca.clone());
+        }
+        if let (Some(cert), Some(key)) = (&tls.cert_file, &tls.key_file) {
+            options = options.add_client_certificate(cert.clone(), key.clone());
+        }
+    }
+    options
+        .connect(config.url.as_str())
+        .await
+        .with_context(|| format!("config key `nats.url`: cannot connect to {}", config.url))
+}

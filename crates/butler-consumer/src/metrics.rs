@@ -1,0 +1,220 @@
+//! The consumer's metrics, updated once per batch.
+
+use std::time::Duration;
+
+use butler_events::{EventType, RejectReason};
+use prometheus::{
+    Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+};
+
+/// Ingest metrics. Label values are resolved once, at registration, so a batch
+/// updates plain counters.
+#[derive(Clone)]
+pub struct IngestMetrics {
+    received: Vec<IntCounter>,
+    received_unknown: IntCounter,
+    inserted: Vec<IntCounter>,
+    duplicate: Vec<IntCounter>,
+    rejected: Vec<IntCounter>,
+    batch_size: Histogram,
+    commit_seconds: Histogram,
+    commit_retries: IntCounter,
+    ack_failures: IntCounter,
+    stream_restarts: IntCounter,
+    pending: IntGauge,
+    ack_pending: IntGauge,
+    last_commit: Gauge,
+}
+
+/// Counts of one batch, by event type and by rejection reason.
+#[derive(Debug, Clone, Default)]
+pub struct BatchCounts {
+    /// Messages per subject event type; the last slot is for unknown types.
+    pub received: [u64; 26],
+    /// New rows per event type.
+    pub inserted: [u64; 25],
+    /// Already-stored ids per event type.
+    pub duplicate: [u64; 25],
+    /// Dead letters per reason.
+    pub rejected: [u64; 11],
+}
+
+fn counter_vec(
+    registry: &Registry,
+    name: &str,
+    help: &str,
+    label: &str,
+) -> prometheus::Result<IntCounterVec> {
+    let vec = IntCounterVec::new(Opts::new(name, help), &[label])?;
+    registry.register(Box::new(vec.clone()))?;
+    Ok(vec)
+}
+
+fn by_type(vec: &IntCounterVec) -> Vec<IntCounter> {
+    EventType::ALL
+        .iter()
+        .map(|t| vec.with_label_values(&[t.as_str()]))
+        .collect()
+}
+
+fn register<T: prometheus::core::Collector + Clone + 'static>(
+    registry: &Registry,
+    metric: T,
+) -> prometheus::Result<T> {
+    registry.register(Box::new(metric.clone()))?;
+    Ok(metric)
+}
+
+impl IngestMetrics {
+    /// Creates the metrics in `registry`, every label value present from the start.
+    ///
+    /// # Errors
+    /// When a metric of the same name is already registered.
+    pub fn register(registry: &Registry) -> prometheus::Result<IngestMetrics> {
+        let received = counter_vec(
+            registry,
+            "butler_analytics_events_received_total",
+            "Messages read from the stream, by the event type their subject names (unknown for none).",
+            "event_type",
+        )?;
+        let inserted = counter_vec(
+            registry,
+            "butler_analytics_events_inserted_total",
+            "Events stored as new rows.",
+            "event_type",
+        )?;
+        let duplicate = counter_vec(
+            registry,
+            "butler_analytics_events_duplicate_total",
+            "Valid events whose id was already stored (redeliveries and reused ids).",
+            "event_type",
+        )?;
+        let rejected = counter_vec(
+            registry,
+            "butler_analytics_events_rejected_total",
+            "Messages kept as dead letters, by reason.",
+            "reason",
+        )?;
+        let batch_buckets = vec![
+            1.0, 10.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0,
+        ];
+        let commit_buckets = vec![
+            0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+        ];
+        Ok(IngestMetrics {
+            received: by_type(&received),
+            received_unknown: received.with_label_values(&["unknown"]),
+            inserted: by_type(&inserted),
+            duplicate: by_type(&duplicate),
+            rejected: RejectReason::ALL
+                .iter()
+                .map(|r| rejected.with_label_values(&[r.as_str()]))
+                .collect(),
+            batch_size: register(
+                registry,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "butler_analytics_ingest_batch_size",
+                        "Messages per committed batch.",
+                    )
+                    .buckets(batch_buckets),
+                )?,
+            )?,
+            commit_seconds: register(
+                registry,
+                Histogram::with_opts(
+                    HistogramOpts::new(
+                        "butler_analytics_ingest_commit_duration_seconds",
+                        "Time to commit one batch durably, retries excluded.",
+                    )
+                    .buckets(commit_buckets),
+                )?,
+            )?,
+            commit_retries: register(
+                registry,
+                IntCounter::new(
+                    "butler_analytics_ingest_commit_retries_total",
+                    "Batch commits that failed and were retried (busy database, full disk, IO).",
+                )?,
+            )?,
+            ack_failures: register(
+                registry,
+                IntCounter::new(
+                    "butler_analytics_ingest_ack_failures_total",
+                    "Acks that could not be sent; those messages are redelivered and deduplicated.",
+                )?,
+            )?,
+            stream_restarts: register(
+                registry,
+                IntCounter::new(
+                    "butler_analytics_ingest_stream_restarts_total",
+                    "Times the pull subscription was rebuilt after an error.",
+                )?,
+            )?,
+            pending: register(
+                registry,
+                IntGauge::new(
+                    "butler_analytics_ingest_consumer_pending_messages",
+                    "Messages in the stream not yet delivered to the consumer (lag).",
+                )?,
+            )?,
+            ack_pending: register(
+                registry,
+                IntGauge::new(
+                    "butler_analytics_ingest_consumer_ack_pending_messages",
+                    "Messages delivered but not yet acked.",
+                )?,
+            )?,
+            last_commit: register(
+                registry,
+                Gauge::new(
+                    "butler_analytics_ingest_last_commit_timestamp_seconds",
+                    "Unix time of the last committed batch.",
+                )?,
+            )?,
+        })
+    }
+
+    /// Records a committed batch.
+    pub fn record_batch(&self, counts: &BatchCounts, messages: usize, commit: Duration) {
+        for (counter, n) in self.received.iter().zip(&counts.received) {
+            counter.inc_by(*n);
+        }
+        self.received_unknown.inc_by(counts.received[25]);
+        for (counter, n) in self.inserted.iter().zip(&counts.inserted) {
+            counter.inc_by(*n);
+        }
+        for (counter, n) in self.duplicate.iter().zip(&counts.duplicate) {
+            counter.inc_by(*n);
+        }
+        for (counter, n) in self.rejected.iter().zip(&counts.rejected) {
+            counter.inc_by(*n);
+        }
+        self.batch_size.observe(messages as f64);
+        self.commit_seconds.observe(commit.as_secs_f64());
+        self.last_commit
+            .set(chrono::Utc::now().timestamp_millis() as f64 / 1000.0);
+    }
+
+    /// Records a failed commit that will be retried.
+    pub fn commit_retried(&self) {
+        self.commit_retries.inc();
+    }
+
+    /// Records acks that could not be sent.
+    pub fn acks_failed(&self, n: u64) {
+        self.ack_failures.inc_by(n);
+    }
+
+    /// Records a rebuilt pull subscription.
+    pub fn stream_restarted(&self) {
+        self.stream_restarts.inc();
+    }
+
+    /// Sets the consumer lag gauges.
+    pub fn set_lag(&self, pending: u64, ack_pending: usize) {
+        self.pending.set(i64::try_from(pending).unwrap_or(i64::MAX));
+        self.ack_pending
+            .set(i64::try_from(ack_pending).unwrap_or(i64::MAX));
+    }
+}

@@ -1,0 +1,59 @@
+//! What the consumer takes from the configuration.
+
+use std::time::Duration;
+
+use butler_config::Config;
+use butler_events::ValidationRules;
+
+/// The consumer's settings, derived from the `nats`, `ingest` and `retention`
+/// sections.
+#[derive(Debug, Clone)]
+pub struct ConsumerSettings {
+    /// The stream name.
+    pub stream: String,
+    /// Subjects of the stream, `<prefix>.>`.
+    pub subjects: String,
+    /// Create the stream when it is missing.
+    pub create_stream: bool,
+    /// The durable consumer's name.
+    pub consumer: String,
+    /// Most events in one commit.
+    pub batch_size: usize,
+    /// Longest an event waits for its commit.
+    pub flush_interval: Duration,
+    /// Server-side redelivery timeout.
+    pub ack_wait: Duration,
+    /// Most unacked messages across all processes.
+    pub max_ack_pending: i64,
+    /// How a message is judged.
+    pub rules: ValidationRules,
+}
+
+impl ConsumerSettings {
+    /// Settings from a checked configuration.
+    pub fn from_config(config: &Config) -> ConsumerSettings {
+        ConsumerSettings {
+            stream: config.nats.stream.clone(),
+            subjects: format!("{}.>", config.nats.subject_prefix),
+            create_stream: config.nats.create_stream,
+            consumer: config.nats.consumer.clone(),
+            batch_size: config.ingest.batch_size,
+            flush_interval: Duration::from_millis(config.ingest.flush_interval_ms),
+            ack_wait: Duration::from_millis(config.nats.ack_wait_ms),
+            max_ack_pending: config.nats.max_ack_pending,
+            rules: validation_rules(config),
+        }
+    }
+}
+
+/// The validation rules of a configuration, shared by ingest and replay.
+pub fn validation_rules(config: &Config) -> ValidationRules {
+    ValidationRules {
+        subject_prefix: config.nats.subject_prefix.clone(),
+        channels: config.ingest.channels.clone(),
+        max_future_skew: chrono::Duration::seconds(
+            i64::try_from(config.ingest.max_future_skew_s).unwrap_or(i64::MAX / 1000),
+        ),
+        raw_retention: chrono::Duration::days(i64::from(config.retention.raw_events)),
+    }
+}

@@ -1,0 +1,104 @@
+//! The writer task: commit each batch, then ack it.
+
+use std::time::Duration;
+
+use async_nats::jetstream::AckKind;
+use butler_storage::{BatchOutcome, Storage};
+use tokio::sync::mpsc::Receiver;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::reader::PreparedBatch;
+use crate::{ConsumerSettings, IngestMetrics};
+
+/// How long a failing commit keeps being retried once shutdown has begun. After it
+/// the batch is left unacked: the server redelivers it to the next process.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// Commits and acks batches until the reader closes the channel.
+pub async fn run(
+    storage: Storage,
+    settings: ConsumerSettings,
+    metrics: IngestMetrics,
+    mut inbox: Receiver<PreparedBatch>,
+    shutdown: CancellationToken,
+) {
+    while let Some(mut batch) = inbox.recv().await {
+        let started = Instant::now();
+        let Some(outcome) = commit(&storage, &batch, &settings, &metrics, &shutdown).await else {
+            continue;
+        };
+        let commit_time = started.elapsed();
+        let mut ack_failures = 0;
+        for msg in &batch.messages {
+            if msg.ack().await.is_err() {
+                ack_failures += 1;
+            }
+        }
+        if ack_failures > 0 {
+            tracing::warn!(
+                failed = ack_failures,
+                "acks not sent; the messages will be redelivered and deduplicated"
+            );
+            metrics.acks_failed(ack_failures);
+        }
+        for (event, new) in batch.events.iter().zip(&outcome.inserted) {
+            let slot = event.event_type as usize;
+            if *new {
+                batch.counts.inserted[slot] += 1;
+            } else {
+                batch.counts.duplicate[slot] += 1;
+            }
+        }
+        metrics.record_batch(&batch.counts, batch.messages.len(), commit_time);
+    }
+}
+
+/// Commits with back-off until it succeeds; `None` only when shutdown's grace ran out.
+/// While it retries, the batch's messages are kept from redelivery with progress acks.
+async fn commit(
+    storage: &Storage,
+    batch: &PreparedBatch,
+    settings: &ConsumerSettings,
+    metrics: &IngestMetrics,
+    shutdown: &CancellationToken,
+) -> Option<BatchOutcome> {
+    let mut backoff = Duration::from_millis(50);
+    let mut last_progress = Instant::now();
+    let mut give_up_at: Option<Instant> = None;
+    loop {
+        let err = match storage
+            .commit_batch(&batch.events, &batch.dead_letters)
+            .await
+        {
+            Ok(outcome) => return Some(outcome),
+            Err(err) => err,
+        };
+        metrics.commit_retried();
+        if err.is_busy() {
+            tracing::info!(error = %err, messages = batch.messages.len(), "database busy; retrying the commit");
+        } else {
+            tracing::error!(error = %err, messages = batch.messages.len(), retry_in_ms = backoff.as_millis() as u64, "commit failed; nothing acked, retrying");
+        }
+        if shutdown.is_cancelled() {
+            let deadline = *give_up_at.get_or_insert_with(|| Instant::now() + SHUTDOWN_GRACE);
+            if Instant::now() >= deadline {
+                tracing::warn!(
+                    messages = batch.messages.len(),
+                    "shutting down with an uncommitted batch; it stays unacked and will be redelivered"
+                );
+                return None;
+            }
+        }
+        if last_progress.elapsed() >= settings.ack_wait / 2 {
+            for msg in &batch.messages {
+                // Best effort: a lost progress ack only means a redelivery, which dedup absorbs.
+                let _ = msg.ack_with(AckKind::Progress).await;
+            }
+            last_progress = Instant::now();
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
