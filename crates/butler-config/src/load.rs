@@ -228,6 +228,15 @@ fn check(c: &Config) -> Result<(), ConfigError> {
     if c.ingest.flush_interval_ms == 0 {
         return Err(invalid("ingest.flush_interval_ms", "must be at least 1"));
     }
+    if c.nats.ack_wait_ms < 2 * c.ingest.flush_interval_ms {
+        return Err(invalid(
+            "nats.ack_wait_ms",
+            format!(
+                "must be at least twice ingest.flush_interval_ms ({} ms), or events are redelivered while they wait for their batch",
+                c.ingest.flush_interval_ms
+            ),
+        ));
+    }
     if c.ingest.channels.is_empty() {
         return Err(invalid("ingest.channels", "must list at least one channel"));
     }

@@ -35,7 +35,7 @@ pub struct BatchCounts {
     pub inserted: [u64; 25],
     /// Already-stored ids per event type.
     pub duplicate: [u64; 25],
-    /// Dead letters per reason.
+    /// New dead letters per reason.
     pub rejected: [u64; 11],
 }
 
@@ -92,7 +92,7 @@ impl IngestMetrics {
         let rejected = counter_vec(
             registry,
             "butler_analytics_events_rejected_total",
-            "Messages kept as dead letters, by reason.",
+            "Messages kept as dead letters, by reason (a redelivered rejection counts once).",
             "reason",
         )?;
         let batch_buckets = vec![

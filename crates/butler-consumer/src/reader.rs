@@ -24,7 +24,7 @@ pub struct PreparedBatch {
     pub events: Vec<Event>,
     /// The rejected messages.
     pub dead_letters: Vec<NewDeadLetter>,
-    /// Counts for the metrics, completed by the writer.
+    /// Received counts for the metrics; the writer adds what the commit did.
     pub counts: BatchCounts,
 }
 
@@ -145,10 +145,7 @@ pub fn prepare(messages: Vec<jetstream::Message>, settings: &ConsumerSettings) -
         batch.counts.received[slot] += 1;
         match decode(msg, &settings.rules, now) {
             Decoded::Event(event) => batch.events.push(event),
-            Decoded::Rejected(dl) => {
-                batch.counts.rejected[dl.reason as usize] += 1;
-                batch.dead_letters.push(dl);
-            }
+            Decoded::Rejected(dl) => batch.dead_letters.push(dl),
         }
     }
     batch.messages = messages;

@@ -51,6 +51,15 @@ pub async fn run(
                 batch.counts.duplicate[slot] += 1;
             }
         }
+        for (dl, new) in batch
+            .dead_letters
+            .iter()
+            .zip(&outcome.dead_letters_inserted)
+        {
+            if *new {
+                batch.counts.rejected[dl.reason as usize] += 1;
+            }
+        }
         metrics.record_batch(&batch.counts, batch.messages.len(), commit_time);
     }
 }

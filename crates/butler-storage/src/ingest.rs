@@ -37,8 +37,9 @@ pub struct BatchOutcome {
     /// For each event of the batch, in order: `true` when it made a new row, `false`
     /// when its id was already stored (a redelivery, or a second message reusing it).
     pub inserted: Vec<bool>,
-    /// Dead letters that made a new row (a redelivered rejection does not).
-    pub dead_letters_inserted: usize,
+    /// For each dead letter, in order: `true` when it made a new row, `false` for a
+    /// redelivered message already kept.
+    pub dead_letters_inserted: Vec<bool>,
 }
 
 impl Storage {
@@ -65,9 +66,9 @@ impl Storage {
         let received_at = EventTime::from_datetime(&chrono::Utc::now()).to_string();
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
         let inserted = insert_events(&mut tx, events).await?;
-        let mut dead_letters_inserted = 0;
+        let mut dead_letters_inserted = Vec::with_capacity(dead_letters.len());
         for dl in dead_letters {
-            dead_letters_inserted += insert_dead_letter(&mut tx, dl, &received_at).await?;
+            dead_letters_inserted.push(insert_dead_letter(&mut tx, dl, &received_at).await?);
         }
         let new_events = || {
             events
@@ -130,7 +131,7 @@ async fn insert_dead_letter(
     tx: &mut Transaction<'_, Sqlite>,
     dl: &NewDeadLetter,
     received_at: &str,
-) -> Result<usize, StorageError> {
+) -> Result<bool, StorageError> {
     let done = sqlx::query(
         "INSERT OR IGNORE INTO analytics_dead_letters (subject, stream, stream_sequence, \
          published_at, payload, headers, reason, detail, received_at) \
@@ -147,7 +148,7 @@ async fn insert_dead_letter(
     .bind(received_at)
     .execute(&mut **tx)
     .await?;
-    Ok(done.rows_affected() as usize)
+    Ok(done.rows_affected() == 1)
 }
 
 /// Updates live state; an older event (by timestamp, then id) never overwrites a newer

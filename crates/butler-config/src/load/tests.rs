@@ -119,6 +119,7 @@ fn bad_values_are_refused_by_key() {
             "nats.subject_prefix",
         ),
         ("nats:\n  stream: 'a.b'\n", "nats.stream"),
+        ("nats:\n  ack_wait_ms: 1500\n", "nats.ack_wait_ms"),
     ] {
         let e = error(yaml, &[]);
         assert!(e.contains(key), "{yaml}: {e}");

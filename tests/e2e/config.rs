@@ -1,0 +1,94 @@
+//! A bad configuration stops start-up with a message naming the key.
+
+use std::process::Command;
+
+use crate::helpers::pipeline_bin;
+
+fn run_with(yaml: &str, args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.yaml");
+    std::fs::write(&path, yaml).unwrap();
+    let mut cmd = Command::new(pipeline_bin());
+    cmd.arg("--config")
+        .arg(&path)
+        .args(args)
+        .env("BUTLER_ANALYTICS__STORAGE__PATH", dir.path().join("a.db"));
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    (
+        out.status.code(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn an_unknown_key_stops_start_up_naming_it() {
+    for command in [&["run"][..], &["check-config"], &["migrate"]] {
+        let (code, _, err) = run_with("ingest:\n  batchsize: 100\n", command, &[]);
+        assert_eq!(code, Some(2), "{command:?}: {err}");
+        assert!(err.contains("ingest.batchsize"), "{command:?}: {err}");
+    }
+}
+
+#[test]
+fn a_bad_value_stops_start_up_naming_it() {
+    for (yaml, key) in [
+        ("ingest:\n  batch_size: -3\n", "ingest.batch_size"),
+        (
+            "aggregation:\n  timezone: Moon/Base\n",
+            "aggregation.timezone",
+        ),
+        ("metrics:\n  listen: everywhere\n", "metrics.listen"),
+        ("nats: [1, 2]\n", "nats"),
+    ] {
+        let (code, _, err) = run_with(yaml, &["run"], &[]);
+        assert_eq!(code, Some(2), "{yaml}: {err}");
+        assert!(err.contains(key), "{yaml}: {err}");
+    }
+}
+
+#[test]
+fn a_bad_environment_override_stops_start_up_naming_it() {
+    let (code, _, err) = run_with(
+        "",
+        &["run"],
+        &[("BUTLER_ANALYTICS__INGEST__FLUSH_INTERVAL_MS", "soon")],
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("ingest.flush_interval_ms"), "{err}");
+}
+
+#[test]
+fn check_config_prints_the_effective_config_without_secrets() {
+    let yaml = "nats:\n  user: analytics\n  password: s3cret-pw\ningest:\n  batch_size: 250\n";
+    let (code, out, err) = run_with(
+        yaml,
+        &["check-config"],
+        &[("BUTLER_ANALYTICS__NATS__STREAM", "EVENTS_2")],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert!(err.contains("config ok"));
+    assert!(
+        out.contains("batch_size: 250") && out.contains("EVENTS_2"),
+        "{out}"
+    );
+    assert!(!out.contains("s3cret-pw") && !err.contains("s3cret-pw"));
+}
+
+#[test]
+fn the_config_option_is_also_accepted_after_the_subcommand() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("config.yaml");
+    std::fs::write(&path, "ingest:\n  batch_size: 321\n").unwrap();
+    let out = Command::new(pipeline_bin())
+        .arg("check-config")
+        .arg("--config")
+        .arg(&path)
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("batch_size: 321"));
+}

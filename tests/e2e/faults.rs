@@ -1,0 +1,225 @@
+//! Faults during ingest: a killed pipeline, a restarted NATS server, a busy database,
+//! a shutdown. Nothing acked is lost; nothing is stored twice.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use crate::helpers::{App, NatsServer, consumer_info, message_event, publish_all, wait_until};
+
+const WAIT: Duration = Duration::from_secs(120);
+
+fn events(prefix: &str, n: usize) -> Vec<(String, Vec<u8>)> {
+    (0..n)
+        .map(|i| {
+            let subject = if i % 2 == 0 {
+                "butler.events.message.received"
+            } else {
+                "butler.events.message.sent"
+            };
+            (
+                subject.to_owned(),
+                message_event(&format!("{prefix}-{i:06}")),
+            )
+        })
+        .collect()
+}
+
+async fn stored_ids(app: &App) -> HashSet<String> {
+    let db = app.db().await;
+    sqlx::query_scalar("SELECT id FROM analytics_events")
+        .fetch_all(&db)
+        .await
+        .unwrap()
+        .into_iter()
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_mid_ingest_then_restart_stores_exactly_50000() {
+    let nats = NatsServer::start();
+    let js = nats.jetstream().await;
+    publish_all(&js, events("k", 50_000)).await;
+    let mut app = App::start(
+        &nats.url(),
+        "nats:\n  ack_wait_ms: 2000\ningest:\n  batch_size: 500\n",
+    );
+    wait_until(WAIT, "ingest under way", || async {
+        app.event_count().await >= 1000
+    })
+    .await;
+    app.kill9();
+    let at_kill = app.event_count().await;
+    assert!(
+        at_kill < 50_000,
+        "the kill came too late to test anything ({at_kill} stored)"
+    );
+
+    app.restart();
+    wait_until(WAIT, "50,000 events", || async {
+        app.event_count().await >= 50_000
+    })
+    .await;
+    wait_until(WAIT, "every message acked", || async {
+        let info = consumer_info(&js).await;
+        info.num_pending == 0 && info.num_ack_pending == 0
+    })
+    .await;
+    let ids = stored_ids(&app).await;
+    let expected: HashSet<String> = (0..50_000).map(|i| format!("k-{i:06}")).collect();
+    assert_eq!(ids.len(), 50_000, "none doubled");
+    assert_eq!(ids, expected, "none lost");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_restart_mid_ingest_loses_nothing() {
+    let mut nats = NatsServer::start();
+    let js = nats.jetstream().await;
+    publish_all(&js, events("n", 30_000)).await;
+    let app = App::start(
+        &nats.url(),
+        "nats:\n  ack_wait_ms: 2000\ningest:\n  batch_size: 200\n",
+    );
+    wait_until(WAIT, "ingest under way", || async {
+        app.event_count().await >= 500
+    })
+    .await;
+    nats.kill();
+    let at_kill = app.event_count().await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    nats.restart();
+    assert!(
+        at_kill < 30_000,
+        "the restart came too late to test anything"
+    );
+    wait_until(WAIT, "30,000 events after the restart", || async {
+        app.event_count().await >= 30_000
+    })
+    .await;
+    let ids = stored_ids(&app).await;
+    assert_eq!(ids.len(), 30_000);
+    let js = nats.jetstream().await;
+    wait_until(WAIT, "every message acked", || async {
+        let info = consumer_info(&js).await;
+        info.num_pending == 0 && info.num_ack_pending == 0
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_deleted_consumer_is_recreated_and_nothing_is_lost_or_doubled() {
+    let nats = NatsServer::start();
+    let js = nats.jetstream().await;
+    publish_all(&js, events("d", 20_000)).await;
+    let app = App::start(&nats.url(), "ingest:\n  batch_size: 200\n");
+    wait_until(WAIT, "ingest under way", || async {
+        app.event_count().await >= 500
+    })
+    .await;
+    let stream = js.get_stream("BUTLER_EVENTS").await.unwrap();
+    stream.delete_consumer("analytics-pipeline").await.unwrap();
+    wait_until(WAIT, "the pull subscription to be rebuilt", || async {
+        app.metric("butler_analytics_ingest_stream_restarts_total") >= 1.0
+    })
+    .await;
+    // The new consumer starts from the beginning of the stream: dedup absorbs it.
+    wait_until(WAIT, "every message acked by the new consumer", || async {
+        let info = consumer_info(&js).await;
+        info.num_pending == 0
+            && info.num_ack_pending == 0
+            && info.ack_floor.stream_sequence == 20_000
+    })
+    .await;
+    assert_eq!(stored_ids(&app).await.len(), 20_000);
+    assert!(
+        app.metric(r#"butler_analytics_events_duplicate_total{event_type="message.received"}"#)
+            > 0.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_long_reader_and_a_brief_write_lock_lose_nothing() {
+    let nats = NatsServer::start();
+    let js = nats.jetstream().await;
+    let mut app = App::start(
+        &nats.url(),
+        "ingest:\n  batch_size: 200\nstorage:\n  busy_timeout_ms: 500\n",
+    );
+
+    // A dashboard holding a read transaction for the whole ingest.
+    let reader = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(app.db_path())
+        .read_only(true);
+    let mut reader = sqlx::ConnectOptions::connect(&reader).await.unwrap();
+    sqlx::query("BEGIN").execute(&mut reader).await.unwrap();
+    let seen: i64 = sqlx::query_scalar("SELECT count(*) FROM analytics_events")
+        .fetch_one(&mut reader)
+        .await
+        .unwrap();
+    assert_eq!(seen, 0);
+
+    publish_all(&js, events("r", 20_000)).await;
+    wait_until(WAIT, "ingest under way", || async {
+        app.event_count().await >= 1000
+    })
+    .await;
+
+    // Another process takes the write lock for two seconds, longer than the pipeline's
+    // busy timeout: its commits fail busy and are retried.
+    let writer = sqlx::sqlite::SqliteConnectOptions::new().filename(app.db_path());
+    let mut writer = sqlx::ConnectOptions::connect(&writer).await.unwrap();
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut writer)
+        .await
+        .unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    sqlx::query("COMMIT").execute(&mut writer).await.unwrap();
+
+    wait_until(WAIT, "20,000 events", || async {
+        app.event_count().await >= 20_000
+    })
+    .await;
+    let still: i64 = sqlx::query_scalar("SELECT count(*) FROM analytics_events")
+        .fetch_one(&mut reader)
+        .await
+        .unwrap();
+    assert_eq!(still, 0, "the reader kept its snapshot throughout");
+    sqlx::query("COMMIT").execute(&mut reader).await.unwrap();
+    assert_eq!(stored_ids(&app).await.len(), 20_000);
+    assert!(app.is_running(), "no crash");
+    assert!(
+        app.metric("butler_analytics_ingest_commit_retries_total") >= 1.0,
+        "the lock was felt and retried"
+    );
+    assert_eq!(app.get("/healthz").map(|(s, _)| s), Some(200));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_mid_ingest_exits_zero_with_every_acked_event_stored() {
+    let nats = NatsServer::start();
+    let js = nats.jetstream().await;
+    // No ids: each event's id is evt_BUTLER_EVENTS_<stream sequence>.
+    let payload = br#"{"propertyId":"prop_term","channel":"email"}"#.to_vec();
+    let messages = (0..30_000)
+        .map(|_| ("butler.events.message.received".to_owned(), payload.clone()))
+        .collect();
+    let seqs = publish_all(&js, messages).await;
+    let mut app = App::start(&nats.url(), "ingest:\n  batch_size: 250\n");
+    wait_until(WAIT, "ingest under way", || async {
+        app.event_count().await >= 1000
+    })
+    .await;
+    let status = app.terminate();
+    assert_eq!(status.code(), Some(0), "{}", app.log());
+
+    let info = consumer_info(&js).await;
+    let floor = info.ack_floor.stream_sequence;
+    assert!(floor >= 1000, "{info:?}");
+    let ids = stored_ids(&app).await;
+    for seq in seqs.iter().filter(|s| **s <= floor) {
+        assert!(
+            ids.contains(&format!("evt_BUTLER_EVENTS_{seq}")),
+            "acked sequence {seq} is not stored"
+        );
+    }
+    assert!(app.log().contains("shutting down"), "{}", app.log());
+}

@@ -1,0 +1,252 @@
+//! The pipeline as a child process, with its own config, database and metrics port.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use sqlx::SqlitePool;
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+
+/// The binary under test: `BUTLER_ANALYTICS_BIN`, else the one built beside this test.
+pub fn pipeline_bin() -> PathBuf {
+    if let Ok(bin) = std::env::var("BUTLER_ANALYTICS_BIN") {
+        return bin.into();
+    }
+    let exe = std::env::current_exe().unwrap();
+    let bin = exe
+        .parent()
+        .and_then(Path::parent)
+        .unwrap()
+        .join("butler-analytics");
+    assert!(
+        bin.is_file(),
+        "{} is missing: run `cargo build -p butler-analytics` first (make test does)",
+        bin.display()
+    );
+    bin
+}
+
+/// Runs a one-shot subcommand with `config` and returns its output.
+pub fn cli(config: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut cmd = Command::new(pipeline_bin());
+    cmd.arg("--config").arg(config).args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    cmd.output().unwrap()
+}
+
+/// A pipeline process. Its directory (config, database, log) outlives the process, so
+/// it can be killed and started again on the same data.
+pub struct App {
+    child: Option<Child>,
+    dir: tempfile::TempDir,
+    /// The metrics endpoint's port.
+    pub metrics_port: u16,
+}
+
+impl App {
+    /// Writes a config for `nats_url` plus `extra` YAML sections, and starts the
+    /// pipeline, waiting until `/readyz` says ready.
+    pub fn start(nats_url: &str, extra: &str) -> App {
+        let dir = tempfile::tempdir().unwrap();
+        let metrics_port = super::free_port();
+        let config = format!(
+            "nats:\n  url: {nats_url}\n{nats_extra}storage:\n  path: {db}\n{storage_extra}metrics:\n  listen: 127.0.0.1:{metrics_port}\n{rest}",
+            nats_extra = section_body(extra, "nats"),
+            storage_extra = section_body(extra, "storage"),
+            db = dir.path().join("analytics.db").display(),
+            rest = without_sections(extra, &["nats", "storage"]),
+        );
+        std::fs::write(dir.path().join("config.yaml"), config).unwrap();
+        let mut app = App {
+            child: None,
+            dir,
+            metrics_port,
+        };
+        app.restart();
+        app
+    }
+
+    /// Starts the process (again) and waits until it is ready.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("pipeline.log"))
+            .unwrap();
+        let child = Command::new(pipeline_bin())
+            .arg("--config")
+            .arg(self.config_path())
+            .arg("run")
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            if let Some((200, _)) = self.get("/readyz") {
+                return;
+            }
+            if let Some(status) = self.child.as_mut().unwrap().try_wait().unwrap() {
+                panic!(
+                    "pipeline exited with {status} during start:\n{}",
+                    self.log()
+                );
+            }
+            assert!(
+                Instant::now() < deadline,
+                "pipeline not ready:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The config file.
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("config.yaml")
+    }
+
+    /// The database file.
+    pub fn db_path(&self) -> PathBuf {
+        self.dir.path().join("analytics.db")
+    }
+
+    /// Everything the process logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("pipeline.log")).unwrap_or_default()
+    }
+
+    /// SIGKILL: no chance to commit, ack or clean up.
+    pub fn kill9(&mut self) {
+        let mut child = self.child.take().expect("running");
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    /// SIGTERM, then waits for the exit.
+    pub fn terminate(&mut self) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
+        let pid = libc::pid_t::try_from(child.id()).unwrap();
+        // SAFETY: sending a signal to our own child process.
+        #[allow(unsafe_code)]
+        unsafe {
+            libc::kill(pid, libc::SIGTERM);
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Some(status) = child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "no exit 60 s after SIGTERM:\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Whether the process is still running.
+    pub fn is_running(&mut self) -> bool {
+        self.child
+            .as_mut()
+            .is_some_and(|c| c.try_wait().unwrap().is_none())
+    }
+
+    /// GET on the metrics endpoint: status and body.
+    pub fn get(&self, path: &str) -> Option<(u16, String)> {
+        let mut stream = TcpStream::connect(("127.0.0.1", self.metrics_port)).ok()?;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .ok()?;
+        write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+        let mut response = String::new();
+        stream.read_to_string(&mut response).ok()?;
+        let status = response.split(' ').nth(1)?.parse().ok()?;
+        let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned())?;
+        Some((status, body))
+    }
+
+    /// The value of one sample of `/metrics`, e.g.
+    /// `butler_analytics_events_rejected_total{reason="expired"}`; 0 when absent.
+    pub fn metric(&self, sample: &str) -> f64 {
+        let (_, body) = self.get("/metrics").expect("metrics endpoint");
+        body.lines()
+            .filter_map(|line| line.rsplit_once(' '))
+            .find(|(name, _)| *name == sample)
+            .map_or(0.0, |(_, v)| v.parse().unwrap())
+    }
+
+    /// A read-only pool on the pipeline's database, as a dashboard would open it.
+    pub async fn db(&self) -> SqlitePool {
+        SqlitePoolOptions::new()
+            .max_connections(2)
+            .connect_with(
+                SqliteConnectOptions::new()
+                    .filename(self.db_path())
+                    .read_only(true),
+            )
+            .await
+            .unwrap()
+    }
+
+    /// Rows in `analytics_events`.
+    pub async fn event_count(&self) -> i64 {
+        let pool = self.db().await;
+        let n = sqlx::query_scalar("SELECT count(*) FROM analytics_events")
+            .fetch_one(&pool)
+            .await
+            .unwrap_or(0);
+        pool.close().await;
+        n
+    }
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// The indented body of `section:` in a small YAML snippet (tests only use two-level
+/// snippets), so the harness can merge keys into its own `nats:` section.
+fn section_body(yaml: &str, section: &str) -> String {
+    let mut out = String::new();
+    let mut inside = false;
+    for line in yaml.lines() {
+        if !line.starts_with(' ') {
+            inside = line.trim_end() == format!("{section}:");
+            continue;
+        }
+        if inside {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+fn without_sections(yaml: &str, sections: &[&str]) -> String {
+    let mut out = String::new();
+    let mut inside = false;
+    for line in yaml.lines() {
+        if !line.starts_with(' ') {
+            inside = sections.iter().any(|s| line.trim_end() == format!("{s}:"));
+        }
+        if !inside {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}

@@ -1,0 +1,69 @@
+//! Test harness: a nats-server child, the pipeline as a child process, and typed
+//! helpers over both.
+
+mod app;
+mod nats;
+
+pub use app::{App, cli, pipeline_bin};
+pub use nats::{NatsServer, consumer_info, publish_all};
+
+use std::future::Future;
+use std::time::{Duration, Instant};
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port")
+}
+
+/// Polls `check` every 25 ms until it returns true or `timeout` passes; panics with
+/// `what` on timeout.
+pub async fn wait_until<F, Fut>(timeout: Duration, what: &str, mut check: F)
+where
+    F: FnMut() -> Fut,
+    Fut: Future<Output = bool>,
+{
+    let deadline = Instant::now() + timeout;
+    while !check().await {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
+}
+
+/// The sample messages shared with the design: `(subject, payload bytes, expect)`.
+pub fn samples() -> Vec<(String, Vec<u8>, String)> {
+    include_str!("../../fixtures/sample-events.jsonl")
+        .lines()
+        .map(|line| {
+            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            let payload = match &v["payload"] {
+                serde_json::Value::String(s) if s.starts_with("<any payload over") => {
+                    vec![b'x'; 65_537]
+                }
+                serde_json::Value::String(s) => s.as_bytes().to_vec(),
+                other => serde_json::to_vec(other).unwrap(),
+            };
+            (
+                v["subject"].as_str().unwrap().to_owned(),
+                payload,
+                v["expect"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// A message-received event with an explicit id, timestamped now.
+pub fn message_event(id: &str) -> Vec<u8> {
+    serde_json::to_vec(&serde_json::json!({
+        "id": id,
+        "propertyId": "prop_test",
+        "channel": "sms",
+        "conversationId": format!("conv_{}", id.len()),
+    }))
+    .unwrap()
+}

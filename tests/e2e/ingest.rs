@@ -1,0 +1,235 @@
+//! Valid events end to end: stored exactly as CONTRACT §1 says, once.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde_json::Value;
+use sqlx::Row;
+
+use crate::helpers::{App, NatsServer, message_event, publish_all, samples, wait_until};
+
+const WAIT: Duration = Duration::from_secs(30);
+
+/// The stored form, computed here with chrono rather than by the code under test.
+fn expected_timestamp(rfc3339: &str) -> String {
+    let t = DateTime::parse_from_rfc3339(rfc3339)
+        .unwrap()
+        .with_timezone(&Utc);
+    let millis = t.timestamp_millis();
+    DateTime::from_timestamp_millis(millis)
+        .unwrap()
+        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn valid_events_of_every_type_are_stored_exactly_as_published() {
+    let nats = NatsServer::start();
+    let app = App::start(&nats.url(), "retention:\n  raw_events: 36500\n");
+    let js = nats.jetstream().await;
+    let stored: Vec<_> = samples()
+        .into_iter()
+        .filter(|(_, _, expect)| expect == "stored")
+        .collect();
+    assert_eq!(stored.len(), 27);
+    let before = Utc::now();
+    let seqs = publish_all(
+        &js,
+        stored
+            .iter()
+            .map(|(s, p, _)| (s.clone(), p.clone()))
+            .collect(),
+    )
+    .await;
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert("Nats-Msg-Id", "publisher-id-1");
+    js.publish_with_headers(
+        "butler.events.message.sent",
+        headers,
+        r#"{"propertyId":"p_h"}"#.into(),
+    )
+    .await
+    .unwrap()
+    .await
+    .unwrap();
+    let after = Utc::now();
+    wait_until(WAIT, "28 stored events", || async {
+        app.event_count().await == 28
+    })
+    .await;
+
+    let db = app.db().await;
+    for ((subject, payload, _), seq) in stored.iter().zip(&seqs) {
+        let p: Value = serde_json::from_slice(payload).unwrap();
+        let id = p["id"]
+            .as_str()
+            .map_or_else(|| format!("evt_BUTLER_EVENTS_{seq}"), str::to_owned);
+        let row = sqlx::query("SELECT * FROM analytics_events WHERE id = ?")
+            .bind(&id)
+            .fetch_one(&db)
+            .await
+            .unwrap_or_else(|e| panic!("{id}: {e}"));
+        let event_type = subject.strip_prefix("butler.events.").unwrap();
+        assert_eq!(row.get::<String, _>("event_type"), event_type, "{id}");
+        assert_eq!(
+            row.get::<String, _>("property_id"),
+            p["propertyId"].as_str().unwrap(),
+            "{id}"
+        );
+        let ts: String = row.get("timestamp");
+        match p["timestamp"].as_str() {
+            Some(published) => assert_eq!(ts, expected_timestamp(published), "{id}"),
+            None => {
+                let t: DateTime<Utc> = ts.parse().unwrap();
+                assert!(
+                    ts.len() == 24 && t >= before - chrono::Duration::milliseconds(1) && t <= after,
+                    "{id}: {ts}"
+                );
+            }
+        }
+        assert_eq!(row.get::<String, _>("date_partition"), ts[..10], "{id}");
+        let text = |col: &str, field: &str| {
+            assert_eq!(
+                row.get::<Option<String>, _>(col).as_deref(),
+                p[field].as_str(),
+                "{id} {col}"
+            );
+        };
+        text("channel", "channel");
+        text("guest_id", "guestId");
+        text("staff_id", "staffId");
+        text("conversation_id", "conversationId");
+        text("task_id", "taskId");
+        assert_eq!(
+            row.get::<Option<f64>, _>("value"),
+            p["value"].as_f64(),
+            "{id}"
+        );
+        assert_eq!(
+            row.get::<Option<i64>, _>("duration_ms"),
+            p["durationMs"].as_i64(),
+            "{id}"
+        );
+        let metadata: Option<Value> = row
+            .get::<Option<String>, _>("metadata")
+            .map(|m| serde_json::from_str(&m).unwrap());
+        assert_eq!(metadata.as_ref(), p.get("metadata"), "{id}");
+    }
+    // The design's notes on the samples, spelled out.
+    let ts = |id: &'static str| {
+        let db = db.clone();
+        async move {
+            sqlx::query_scalar::<_, String>("SELECT timestamp FROM analytics_events WHERE id = ?")
+                .bind(id)
+                .fetch_one(&db)
+                .await
+                .unwrap()
+        }
+    };
+    assert_eq!(ts("evt_sample_025").await, "2026-11-24T09:15:00.250Z");
+    assert_eq!(ts("evt_sample_026").await, "2026-11-24T16:02:11.123Z");
+    assert_eq!(ts("evt_sample_024").await, "2026-11-24T07:58:00.000Z");
+    let from_header: String =
+        sqlx::query_scalar("SELECT event_type FROM analytics_events WHERE id = 'publisher-id-1'")
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    assert_eq!(from_header, "message.sent");
+    let types: i64 = sqlx::query_scalar("SELECT count(DISTINCT event_type) FROM analytics_events")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(types, 25);
+
+    // Live state after the conversation: closed, staff logged out, task done.
+    let live: (i64, i64, i64) = sqlx::query_as(
+        "SELECT (SELECT active FROM live_conversations WHERE conversation_id = 'conv_5521'), \
+         (SELECT online FROM live_staff WHERE staff_id = 'staff_17'), \
+         (SELECT count(*) FROM live_tasks WHERE created = 1 AND completed = 0)",
+    )
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    assert_eq!(live, (0, 0, 0));
+    assert_eq!(
+        app.metric(r#"butler_analytics_events_inserted_total{event_type="staff.logout"}"#),
+        1.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_same_id_published_twice_gives_one_row() {
+    let nats = NatsServer::start();
+    let app = App::start(&nats.url(), "");
+    let js = nats.jetstream().await;
+    let first = message_event("dup-1");
+    let mut second: Value = serde_json::from_slice(&first).unwrap();
+    second["propertyId"] = "someone_else".into();
+    publish_all(
+        &js,
+        vec![
+            ("butler.events.message.received".into(), first),
+            (
+                "butler.events.message.received".into(),
+                serde_json::to_vec(&second).unwrap(),
+            ),
+        ],
+    )
+    .await;
+    let duplicate = r#"butler_analytics_events_duplicate_total{event_type="message.received"}"#;
+    wait_until(WAIT, "the duplicate to be counted", || async {
+        app.metric(duplicate) == 1.0
+    })
+    .await;
+    assert_eq!(app.event_count().await, 1);
+    let db = app.db().await;
+    let property: String =
+        sqlx::query_scalar("SELECT property_id FROM analytics_events WHERE id = 'dup-1'")
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    assert_eq!(property, "prop_test", "the first stored wins");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_message_redelivered_after_its_ack_wait_gives_one_row() {
+    let nats = NatsServer::start();
+    let app = App::start(
+        &nats.url(),
+        "nats:\n  ack_wait_ms: 1000\ningest:\n  flush_interval_ms: 50\nstorage:\n  busy_timeout_ms: 20000\n",
+    );
+    let js = nats.jetstream().await;
+    // Hold the write lock so the first delivery cannot commit within its ack wait.
+    let mut lock = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(app.db_path())
+        .busy_timeout(Duration::from_secs(5));
+    lock = lock.pragma("journal_mode", "WAL");
+    let mut lock = sqlx::ConnectOptions::connect(&lock).await.unwrap();
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut lock)
+        .await
+        .unwrap();
+    publish_all(
+        &js,
+        vec![(
+            "butler.events.message.received".into(),
+            message_event("slow-1"),
+        )],
+    )
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    sqlx::query("COMMIT").execute(&mut lock).await.unwrap();
+
+    let duplicate = r#"butler_analytics_events_duplicate_total{event_type="message.received"}"#;
+    wait_until(
+        WAIT,
+        "the redelivery to be stored as a duplicate",
+        || async { app.metric(duplicate) >= 1.0 },
+    )
+    .await;
+    assert_eq!(app.event_count().await, 1);
+    wait_until(WAIT, "both deliveries acked", || async {
+        crate::helpers::consumer_info(&js).await.num_ack_pending == 0
+    })
+    .await;
+}

@@ -1,0 +1,10 @@
+//! End-to-end tests: the real `butler-analytics` binary against a real `nats-server`
+//! (started per test on a free port with a temporary store; `NATS_SERVER_BIN` picks
+//! the binary) and real SQLite files. Build the binary first
+//! (`cargo build -p butler-analytics`, which `make test` does).
+
+mod config;
+mod dead_letters;
+mod faults;
+mod helpers;
+mod ingest;
