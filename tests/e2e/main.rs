@@ -3,6 +3,9 @@
 //! the binary) and real SQLite files. Build the binary first
 //! (`cargo build -p butler-analytics`, which `make test` does).
 
+// A harness failure should stop the test where it happens, with its cause.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod config;
 mod dead_letters;
 mod faults;
