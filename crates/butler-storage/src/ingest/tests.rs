@@ -284,7 +284,7 @@ async fn a_redelivered_rejection_is_kept_once() {
             .await
             .unwrap()
             .dead_letters_inserted,
-        1
+        [true]
     );
     assert_eq!(
         storage
@@ -292,7 +292,7 @@ async fn a_redelivered_rejection_is_kept_once() {
             .await
             .unwrap()
             .dead_letters_inserted,
-        0
+        [false]
     );
     let listed = storage
         .list_dead_letters(&DeadLetterFilter::default())
