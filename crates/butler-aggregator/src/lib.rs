@@ -1,1 +1,7 @@
-//! Butler analytics aggregator: scheduled roll-ups of raw events into aggregate tables.
+//! Butler analytics aggregator: rolls raw events up into the hourly, daily, weekly and
+//! monthly tables of CONTRACT §3, whole aligned buckets at a time.
+//!
+//! Layout:
+//! - [`buckets`]: bucket boundaries in UTC or in a property's local time.
+
+pub mod buckets;
