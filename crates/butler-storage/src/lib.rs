@@ -12,6 +12,7 @@
 //! - [`dead_letters`]: listing and replaying rejected messages;
 //! - [`health`]: writability and size, for `/readyz` and metrics.
 
+pub mod aggregates;
 pub mod dead_letters;
 pub mod error;
 pub mod health;

@@ -1,0 +1,387 @@
+//! The definitions of CONTRACT §3, as functions from one bucket's events to its rows.
+//! Each function sees the events of one property whose timestamps fall in the bucket,
+//! and emits a row only where the bucket has an event that the row counts.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+
+use butler_events::EventType as T;
+use butler_storage::aggregates::{
+    AggEvent, ConversationMetricsRow, IntentDistributionRow, MessageCountRow, MonthlySummaryRow,
+    ResponseTimeRow, SatisfactionRow, StaffPerformanceRow,
+};
+
+/// A null channel groups as `unknown`.
+fn channel(e: &AggEvent) -> &str {
+    e.channel.as_deref().unwrap_or("unknown")
+}
+
+/// Rounds half away from zero, as INTEGER columns hold averages.
+fn round(x: f64) -> i64 {
+    x.round() as i64
+}
+
+fn mean(values: impl IntoIterator<Item = f64>) -> Option<f64> {
+    let (sum, n) = values
+        .into_iter()
+        .fold((0.0, 0u64), |(s, n), v| (s + v, n + 1));
+    (n > 0).then(|| sum / n as f64)
+}
+
+/// Nearest-rank percentile of an ascending slice: the value at 1-based rank
+/// `ceil(p/100 · n)`.
+pub fn nearest_rank<V: Copy>(sorted: &[V], p: usize) -> Option<V> {
+    if sorted.is_empty() {
+        return None;
+    }
+    let rank = (p * sorted.len()).div_ceil(100).max(1);
+    sorted.get(rank - 1).copied()
+}
+
+/// `agg_message_counts_hourly`.
+pub fn message_counts(property: &str, key: &str, events: &[AggEvent]) -> Vec<MessageCountRow> {
+    let mut counts: BTreeMap<(&str, &str), i64> = BTreeMap::new();
+    for e in events {
+        let direction = match e.event_type {
+            T::MessageReceived => "inbound",
+            T::MessageSent => "outbound",
+            _ => continue,
+        };
+        *counts.entry((channel(e), direction)).or_default() += 1;
+    }
+    counts
+        .into_iter()
+        .map(|((channel, direction), count)| MessageCountRow {
+            period_start: key.to_owned(),
+            property_id: property.to_owned(),
+            channel: channel.to_owned(),
+            direction: direction.to_owned(),
+            count,
+        })
+        .collect()
+}
+
+/// `agg_response_times_hourly`.
+pub fn response_times(property: &str, key: &str, events: &[AggEvent]) -> Vec<ResponseTimeRow> {
+    let mut by_channel: BTreeMap<&str, Vec<i64>> = BTreeMap::new();
+    for e in events {
+        if let (T::ResponseTimeRecorded, Some(ms)) = (e.event_type, e.duration_ms) {
+            by_channel.entry(channel(e)).or_default().push(ms);
+        }
+    }
+    by_channel
+        .into_iter()
+        .map(|(channel, mut ms)| {
+            ms.sort_unstable();
+            ResponseTimeRow {
+                period_start: key.to_owned(),
+                property_id: property.to_owned(),
+                channel: channel.to_owned(),
+                count: ms.len() as i64,
+                avg_ms: mean(ms.iter().map(|v| *v as f64)).map(round),
+                p50_ms: nearest_rank(&ms, 50),
+                p95_ms: nearest_rank(&ms, 95),
+                p99_ms: nearest_rank(&ms, 99),
+                max_ms: ms.last().copied(),
+            }
+        })
+        .collect()
+}
+
+/// `agg_conversation_metrics_daily`. `earliest_start` maps a conversationId to the
+/// timestamp of its earliest stored `conversation.started` (any day, any channel).
+pub fn conversation_metrics(
+    property: &str,
+    key: &str,
+    events: &[AggEvent],
+    earliest_start: &HashMap<String, i64>,
+) -> Vec<ConversationMetricsRow> {
+    let mut by_channel: BTreeMap<&str, Vec<&AggEvent>> = BTreeMap::new();
+    for e in events {
+        by_channel.entry(channel(e)).or_default().push(e);
+    }
+    let mut rows = Vec::new();
+    for (channel, events) in by_channel {
+        let mut row = ConversationMetricsRow {
+            period_date: key.to_owned(),
+            property_id: property.to_owned(),
+            channel: channel.to_owned(),
+            ..Default::default()
+        };
+        // First response per conversation: earliest by (timestamp, id); an event
+        // without a conversation stands for itself.
+        let mut first: HashMap<&str, &AggEvent> = HashMap::new();
+        let mut first_ms: Vec<i64> = Vec::new();
+        let mut resolution_ms: Vec<i64> = Vec::new();
+        let mut ai_handled: BTreeSet<&str> = BTreeSet::new();
+        let mut escalated: BTreeSet<&str> = BTreeSet::new();
+        for e in &events {
+            match e.event_type {
+                T::ConversationStarted => row.conversations_started += 1,
+                T::ConversationEscalated => {
+                    row.conversations_escalated += 1;
+                    if let Some(c) = &e.conversation_id {
+                        escalated.insert(c);
+                    }
+                }
+                T::ConversationResolved => {
+                    row.conversations_resolved += 1;
+                    let from_start = || {
+                        let c = e.conversation_id.as_ref()?;
+                        let start = *earliest_start.get(c)?;
+                        (start <= e.timestamp_ms).then(|| e.timestamp_ms - start)
+                    };
+                    if let Some(ms) = e.duration_ms.or_else(from_start) {
+                        resolution_ms.push(ms);
+                    }
+                }
+                T::ResponseTimeRecorded => {
+                    let Some(ms) = e.duration_ms else { continue };
+                    match &e.conversation_id {
+                        None => first_ms.push(ms),
+                        Some(c) => {
+                            let slot = first.entry(c).or_insert(e);
+                            if (e.timestamp_ms, &e.id) < (slot.timestamp_ms, &slot.id) {
+                                *slot = e;
+                            }
+                        }
+                    }
+                }
+                T::ResponseAiGenerated => {
+                    if let Some(c) = &e.conversation_id {
+                        ai_handled.insert(c);
+                    }
+                }
+                _ => {}
+            }
+        }
+        first_ms.extend(first.values().filter_map(|e| e.duration_ms));
+        first_ms.sort_unstable();
+        resolution_ms.sort_unstable();
+        row.avg_first_response_ms = mean(first_ms.iter().map(|v| *v as f64)).map(round);
+        row.p50_first_response_ms = nearest_rank(&first_ms, 50);
+        row.p95_first_response_ms = nearest_rank(&first_ms, 95);
+        let minutes = |ms: i64| round(ms as f64 / 60_000.0);
+        row.avg_resolution_minutes =
+            mean(resolution_ms.iter().map(|v| *v as f64)).map(|m| round(m / 60_000.0));
+        row.p50_resolution_minutes = nearest_rank(&resolution_ms, 50).map(minutes);
+        row.p95_resolution_minutes = nearest_rank(&resolution_ms, 95).map(minutes);
+        row.ai_handled_count = ai_handled.len() as i64;
+        row.ai_escalated_count = ai_handled.intersection(&escalated).count() as i64;
+        let counts_something =
+            row.conversations_started + row.conversations_resolved + row.conversations_escalated
+                > 0
+                || !first_ms.is_empty()
+                || row.ai_handled_count > 0;
+        if counts_something {
+            rows.push(row);
+        }
+    }
+    rows
+}
+
+/// `agg_staff_performance_daily`.
+pub fn staff_performance(
+    property: &str,
+    key: &str,
+    events: &[AggEvent],
+) -> Vec<StaffPerformanceRow> {
+    #[derive(Default)]
+    struct Acc<'a> {
+        conversations: BTreeSet<&'a str>,
+        tasks: i64,
+        response_ms: Vec<f64>,
+        ratings: Vec<f64>,
+    }
+    let mut by_staff: BTreeMap<&str, Acc> = BTreeMap::new();
+    for e in events {
+        let Some(staff) = e.staff_id.as_deref() else {
+            continue;
+        };
+        match e.event_type {
+            T::ResponseStaffSent => {
+                if let Some(c) = &e.conversation_id {
+                    by_staff.entry(staff).or_default().conversations.insert(c);
+                }
+            }
+            T::TaskCompleted => by_staff.entry(staff).or_default().tasks += 1,
+            T::ResponseTimeRecorded => {
+                if let Some(ms) = e.duration_ms {
+                    by_staff
+                        .entry(staff)
+                        .or_default()
+                        .response_ms
+                        .push(ms as f64);
+                }
+            }
+            T::SatisfactionRatingReceived => {
+                if let Some(v) = e.value {
+                    by_staff.entry(staff).or_default().ratings.push(v);
+                }
+            }
+            _ => {}
+        }
+    }
+    by_staff
+        .into_iter()
+        .map(|(staff, acc)| StaffPerformanceRow {
+            period_date: key.to_owned(),
+            property_id: property.to_owned(),
+            staff_id: staff.to_owned(),
+            conversations_handled: acc.conversations.len() as i64,
+            tasks_completed: acc.tasks,
+            avg_response_time_ms: mean(acc.response_ms.iter().copied()).map(round),
+            satisfaction_avg: mean(acc.ratings.iter().copied()),
+            satisfaction_count: acc.ratings.len() as i64,
+        })
+        .collect()
+}
+
+/// `agg_intent_distribution_daily`.
+pub fn intent_distribution(
+    property: &str,
+    key: &str,
+    events: &[AggEvent],
+) -> Vec<IntentDistributionRow> {
+    #[derive(Default)]
+    struct Acc {
+        count: i64,
+        confidences: Vec<f64>,
+        actions: i64,
+        escalations: i64,
+    }
+    let mut by_intent: BTreeMap<&str, Acc> = BTreeMap::new();
+    for e in events {
+        let Some(intent) = e.intent.as_deref() else {
+            continue;
+        };
+        match e.event_type {
+            T::IntentClassified => {
+                let acc = by_intent.entry(intent).or_default();
+                acc.count += 1;
+                acc.confidences.extend(e.value);
+            }
+            T::IntentActionTaken => by_intent.entry(intent).or_default().actions += 1,
+            T::ConversationEscalated => by_intent.entry(intent).or_default().escalations += 1,
+            _ => {}
+        }
+    }
+    by_intent
+        .into_iter()
+        .map(|(intent, acc)| IntentDistributionRow {
+            period_date: key.to_owned(),
+            property_id: property.to_owned(),
+            intent: intent.to_owned(),
+            count: acc.count,
+            avg_confidence: mean(acc.confidences.iter().copied()),
+            action_taken_count: acc.actions,
+            escalated_count: acc.escalations,
+        })
+        .collect()
+}
+
+/// `agg_satisfaction_weekly`.
+pub fn satisfaction(property: &str, key: &str, events: &[AggEvent]) -> Vec<SatisfactionRow> {
+    let mut by_channel: BTreeMap<&str, (i64, Vec<f64>)> = BTreeMap::new();
+    for e in events {
+        match e.event_type {
+            T::SatisfactionSurveySent => by_channel.entry(channel(e)).or_default().0 += 1,
+            T::SatisfactionRatingReceived => {
+                if let Some(v) = e.value {
+                    by_channel.entry(channel(e)).or_default().1.push(v);
+                }
+            }
+            _ => {}
+        }
+    }
+    by_channel
+        .into_iter()
+        .map(|(channel, (surveys, ratings))| {
+            let mut counts = [0i64; 5];
+            for v in &ratings {
+                if (1.0..=5.0).contains(v) {
+                    counts[*v as usize - 1] += 1;
+                }
+            }
+            let responses = ratings.len() as i64;
+            let detractors = counts[0] + counts[1] + counts[2];
+            SatisfactionRow {
+                period_start: key.to_owned(),
+                property_id: property.to_owned(),
+                channel: channel.to_owned(),
+                surveys_sent: surveys,
+                responses_received: responses,
+                ratings: counts,
+                avg_rating: mean(ratings.iter().copied()),
+                nps_score: (responses > 0)
+                    .then(|| 100.0 * (counts[4] - detractors) as f64 / responses as f64),
+            }
+        })
+        .collect()
+}
+
+/// One entry of `top_intents`, fields in the contract's order.
+#[derive(serde::Serialize)]
+struct TopIntent<'a> {
+    intent: &'a str,
+    count: i64,
+}
+
+/// `agg_monthly_summary`.
+pub fn monthly_summary(property: &str, key: &str, events: &[AggEvent]) -> Vec<MonthlySummaryRow> {
+    let mut row = MonthlySummaryRow {
+        period_month: key.to_owned(),
+        property_id: property.to_owned(),
+        ..Default::default()
+    };
+    let mut resolved: BTreeSet<&str> = BTreeSet::new();
+    let mut escalated: BTreeSet<&str> = BTreeSet::new();
+    let mut ratings = Vec::new();
+    let mut response_ms = Vec::new();
+    let mut intents: BTreeMap<&str, i64> = BTreeMap::new();
+    let mut channels: BTreeMap<&str, i64> = BTreeMap::new();
+    for e in events {
+        match e.event_type {
+            T::ConversationStarted => {
+                row.total_conversations += 1;
+                *channels.entry(channel(e)).or_default() += 1;
+            }
+            T::MessageReceived | T::MessageSent => row.total_messages += 1,
+            T::TaskCreated => row.total_tasks += 1,
+            T::ConversationResolved => resolved.extend(e.conversation_id.as_deref()),
+            T::ConversationEscalated => escalated.extend(e.conversation_id.as_deref()),
+            T::SatisfactionRatingReceived => ratings.extend(e.value),
+            T::ResponseTimeRecorded => response_ms.extend(e.duration_ms.map(|v| v as f64)),
+            T::IntentClassified => {
+                if let Some(intent) = e.intent.as_deref() {
+                    *intents.entry(intent).or_default() += 1;
+                }
+            }
+            _ => {}
+        }
+    }
+    let counts_something = row.total_conversations + row.total_messages + row.total_tasks > 0
+        || !resolved.is_empty()
+        || !ratings.is_empty()
+        || !response_ms.is_empty()
+        || !intents.is_empty();
+    if !counts_something {
+        return Vec::new();
+    }
+    row.ai_resolution_rate = (!resolved.is_empty())
+        .then(|| resolved.difference(&escalated).count() as f64 / resolved.len() as f64);
+    row.avg_satisfaction = mean(ratings);
+    row.avg_response_time_minutes = mean(response_ms).map(|ms| ms / 60_000.0);
+    let mut top: Vec<(&str, i64)> = intents.into_iter().collect();
+    top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    let top: Vec<TopIntent> = top
+        .into_iter()
+        .take(5)
+        .map(|(intent, count)| TopIntent { intent, count })
+        .collect();
+    row.top_intents = serde_json::to_string(&top).unwrap_or_else(|_| "[]".into());
+    row.channel_breakdown = serde_json::to_string(&channels).unwrap_or_else(|_| "{}".into());
+    vec![row]
+}
+
+#[cfg(test)]
+mod tests;
