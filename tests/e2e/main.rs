@@ -11,3 +11,4 @@ mod dead_letters;
 mod faults;
 mod helpers;
 mod ingest;
+mod throughput;

@@ -3,7 +3,21 @@
 //!
 //! Layout:
 //! - [`buckets`]: bucket boundaries in UTC or in a property's local time;
-//! - [`rollups`]: the definition of every aggregate column, as pure functions.
+//! - [`rollups`]: the definition of every aggregate column, as pure functions;
+//! - [`jobs`]: the seven [`Job`]s of the seed design;
+//! - [`runner`]: [`Aggregator`], which runs them: late data in, closed buckets out;
+//! - [`schedule`]: cron schedules in the configured zone, and start-up catch-up;
+//! - [`retention`]: deleting what is past each table's retention;
+//! - [`metrics`]: [`AggregatorMetrics`].
 
 pub mod buckets;
+pub mod jobs;
+pub mod metrics;
+pub mod retention;
 pub mod rollups;
+pub mod runner;
+pub mod schedule;
+
+pub use jobs::Job;
+pub use metrics::AggregatorMetrics;
+pub use runner::{AggregateError, Aggregator, AggregatorSettings, RunReport};

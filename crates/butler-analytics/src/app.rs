@@ -33,6 +33,7 @@ pub async fn open_storage(config: &Config) -> anyhow::Result<Storage> {
 /// Start-up failures (database, metrics address); a part that fails while running
 /// is reported after the others have stopped.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
+    let schedules = crate::aggregation::schedules(&config)?;
     let storage = open_storage(&config).await?;
     let registry = Registry::new();
     let nats = crate::nats::connect(&config.nats, "butler-analytics").await?;
@@ -60,6 +61,24 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     } else {
         None
     };
+    let aggregator = if config.service.aggregator && config.aggregation.enabled {
+        let metrics = butler_aggregator::AggregatorMetrics::register(&registry)?;
+        let aggregator = butler_aggregator::Aggregator::new(
+            storage.clone(),
+            crate::aggregation::settings(&config),
+        );
+        let timezone = aggregator.settings().default_timezone;
+        Some(tasks.spawn(butler_aggregator::schedule::run(
+            aggregator,
+            schedules,
+            timezone,
+            crate::aggregation::retention_days(&config),
+            metrics,
+            shutdown.clone(),
+        )))
+    } else {
+        None
+    };
     let state = HttpState::new(registry, storage.clone(), nats.clone())?;
     let http_shutdown = CancellationToken::new();
     let server = tokio::spawn(http::serve(listener, state, http_shutdown.clone()));
@@ -68,12 +87,16 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         metrics = %metrics_addr,
         database = %config.storage.path.display(),
         consumer = consumer.is_some(),
+        aggregator = aggregator.is_some(),
         "butler-analytics running"
     );
 
     shutdown.cancelled().await;
     tracing::info!("shutting down: committing and acking the events in hand");
     tasks.wait().await;
+    if let Some(handle) = aggregator {
+        handle.await.context("aggregator task")?;
+    }
     let consumer_result = match consumer {
         Some(handle) => handle.await.context("consumer task")?.context("consumer"),
         None => Ok(()),

@@ -33,6 +33,18 @@ pub enum Command {
     Migrate,
     /// Check the configuration and print it as it will be used (secrets redacted).
     CheckConfig,
+    /// Recompute aggregate tables now (backfill): every bucket of the job that overlaps
+    /// [--from, --to), for every property with events there.
+    #[command(
+        after_help = "Dates are YYYY-MM-DD (midnight in aggregation.timezone) or RFC 3339. \
+Jobs: hourly_message_counts, hourly_response_times, daily_conversation_metrics, \
+daily_staff_performance, daily_intent_distribution, weekly_satisfaction_trends, monthly_summary, \
+or all.\n\nExample: butler-analytics aggregate --job all --from 2026-11-01 --to 2026-12-01\n\n\
+Buckets starting before the raw-event retention cutoff are left as they are."
+    )]
+    Aggregate(AggregateArgs),
+    /// Delete what is past each table's retention now (the daily cleanup).
+    Cleanup,
     /// Inspect or replay rejected messages.
     #[command(subcommand)]
     DeadLetters(DeadLetterCommand),
@@ -41,6 +53,20 @@ pub enum Command {
 '{\"propertyId\":\"prop_lisbon_01\",\"channel\":\"whatsapp\"}'\n  \
 butler-analytics publish --file tests/fixtures/sample-events.jsonl")]
     Publish(PublishArgs),
+}
+
+/// `aggregate` options.
+#[derive(Debug, Clone, Args)]
+pub struct AggregateArgs {
+    /// A job name, or `all`.
+    #[arg(long, default_value = "all")]
+    pub job: String,
+    /// First date of the range (inclusive).
+    #[arg(long)]
+    pub from: String,
+    /// End of the range (exclusive).
+    #[arg(long)]
+    pub to: String,
 }
 
 /// `publish` options.

@@ -28,7 +28,42 @@ pub async fn dispatch(command: Command, config: Config) -> anyhow::Result<()> {
             println!("database {} is up to date", config.storage.path.display());
             Ok(())
         }
+        Command::Aggregate(args) => {
+            let jobs = crate::aggregation::jobs_named(&args.job)?;
+            let tz = crate::aggregation::settings(&config).default_timezone;
+            let from = crate::aggregation::parse_instant(&args.from, tz, "--from")?;
+            let to = crate::aggregation::parse_instant(&args.to, tz, "--to")?;
+            let storage = app::open_storage(&config).await?;
+            let reports =
+                crate::aggregation::backfill(&storage, &config, &jobs, from, to, "cli").await;
+            storage.close().await;
+            for r in reports? {
+                println!(
+                    "{:<28} {:>6} periods recomputed {:>8} rows written {:>7} ms",
+                    r.job.name(),
+                    r.periods_recomputed,
+                    r.rows_written,
+                    r.ms
+                );
+            }
+            Ok(())
+        }
+        Command::Cleanup => {
+            let storage = app::open_storage(&config).await?;
+            let deleted = butler_aggregator::retention::apply(
+                &storage,
+                crate::aggregation::retention_days(&config),
+                chrono::Utc::now(),
+            )
+            .await;
+            storage.close().await;
+            for (table, n) in deleted? {
+                println!("{table:<32} {n:>10} rows deleted");
+            }
+            Ok(())
+        }
         Command::CheckConfig => {
+            crate::aggregation::schedules(&config)?;
             let yaml = serde_saphyr::to_string(&config).context("rendering the config")?;
             println!("{yaml}");
             eprintln!("config ok");

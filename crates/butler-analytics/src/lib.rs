@@ -4,12 +4,14 @@
 //! Layout:
 //! - [`cli`]: the command line;
 //! - [`app`]: [`app::run`], the whole pipeline in one runtime until shutdown;
+//! - [`aggregation`]: the aggregator's settings and the backfill command;
 //! - [`nats`]: the NATS connection from config (auth, TLS, reconnects);
 //! - [`http`]: `/metrics`, `/healthz`, `/readyz`;
 //! - [`commands`]: the one-shot subcommands (`migrate`, `check-config`,
 //!   `dead-letters`), and [`publish`] for sending events by hand;
 //! - [`telemetry`]: logs, human or JSON.
 
+pub mod aggregation;
 pub mod app;
 pub mod cli;
 pub mod commands;

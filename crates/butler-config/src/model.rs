@@ -160,6 +160,9 @@ pub struct AggregationConfig {
     pub timezone: String,
     /// Per-property IANA zones, overriding `timezone`.
     pub property_timezones: BTreeMap<String, String>,
+    /// Cron expressions overriding the seed's schedules, by job name (and
+    /// `retention_cleanup`); 5 fields, or 6 with seconds first.
+    pub schedules: BTreeMap<String, String>,
 }
 
 impl Default for AggregationConfig {
@@ -168,6 +171,7 @@ impl Default for AggregationConfig {
             enabled: true,
             timezone: "UTC".into(),
             property_timezones: BTreeMap::new(),
+            schedules: BTreeMap::new(),
         }
     }
 }

@@ -10,9 +10,12 @@
 //!   migrations;
 //! - [`ingest`]: [`Storage::commit_batch`], the one transaction per batch;
 //! - [`dead_letters`]: listing and replaying rejected messages;
+//! - [`aggregates`], [`aggregation`]: the aggregate rows, and what the aggregator
+//!   reads and writes;
 //! - [`health`]: writability and size, for `/readyz` and metrics.
 
 pub mod aggregates;
+pub mod aggregation;
 pub mod dead_letters;
 pub mod error;
 pub mod health;

@@ -1,0 +1,164 @@
+//! The aggregator's metrics, updated once per run.
+
+use prometheus::{
+    GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
+};
+
+use crate::jobs::Job;
+
+/// Per-job runs, failures, duration, rows, last success and queued buckets; rows
+/// deleted by retention per table.
+#[derive(Clone)]
+pub struct AggregatorMetrics {
+    runs: IntCounterVec,
+    failures: IntCounterVec,
+    duration: HistogramVec,
+    rows: IntCounterVec,
+    periods: IntCounterVec,
+    last_success: GaugeVec,
+    pending: IntGaugeVec,
+    retention_deleted: IntCounterVec,
+}
+
+fn register<T: prometheus::core::Collector + Clone + 'static>(
+    registry: &Registry,
+    metric: T,
+) -> prometheus::Result<T> {
+    registry.register(Box::new(metric.clone()))?;
+    Ok(metric)
+}
+
+impl AggregatorMetrics {
+    /// Creates the metrics in `registry`, with every job's series present from the start.
+    ///
+    /// # Errors
+    /// When a metric of the same name is already registered.
+    pub fn register(registry: &Registry) -> prometheus::Result<AggregatorMetrics> {
+        let job = &["job"];
+        let m = AggregatorMetrics {
+            runs: register(
+                registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "butler_analytics_aggregation_runs_total",
+                        "Aggregation job runs.",
+                    ),
+                    job,
+                )?,
+            )?,
+            failures: register(
+                registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "butler_analytics_aggregation_failures_total",
+                        "Aggregation job runs that failed.",
+                    ),
+                    job,
+                )?,
+            )?,
+            duration: register(
+                registry,
+                HistogramVec::new(
+                    HistogramOpts::new(
+                        "butler_analytics_aggregation_duration_seconds",
+                        "Wall time of an aggregation run.",
+                    )
+                    .buckets(vec![
+                        0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+                    ]),
+                    job,
+                )?,
+            )?,
+            rows: register(
+                registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "butler_analytics_aggregation_rows_written_total",
+                        "Aggregate rows written.",
+                    ),
+                    job,
+                )?,
+            )?,
+            periods: register(
+                registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "butler_analytics_aggregation_periods_recomputed_total",
+                        "Buckets recomputed.",
+                    ),
+                    job,
+                )?,
+            )?,
+            last_success: register(
+                registry,
+                GaugeVec::new(
+                    Opts::new(
+                        "butler_analytics_aggregation_last_success_timestamp_seconds",
+                        "Unix time of the last successful run.",
+                    ),
+                    job,
+                )?,
+            )?,
+            pending: register(
+                registry,
+                IntGaugeVec::new(
+                    Opts::new(
+                        "butler_analytics_aggregation_pending_buckets",
+                        "Buckets queued for recomputation (late or new data waiting for its bucket to close).",
+                    ),
+                    job,
+                )?,
+            )?,
+            retention_deleted: register(
+                registry,
+                IntCounterVec::new(
+                    Opts::new(
+                        "butler_analytics_retention_deleted_rows_total",
+                        "Rows deleted by retention.",
+                    ),
+                    &["table"],
+                )?,
+            )?,
+        };
+        for j in Job::ALL {
+            let name = [j.name()];
+            m.runs.with_label_values(&name);
+            m.failures.with_label_values(&name);
+            m.rows.with_label_values(&name);
+            m.periods.with_label_values(&name);
+        }
+        Ok(m)
+    }
+
+    /// Records a successful run.
+    pub fn run_succeeded(&self, job: Job, seconds: f64, periods: u64, rows: u64) {
+        let name = [job.name()];
+        self.runs.with_label_values(&name).inc();
+        self.duration.with_label_values(&name).observe(seconds);
+        self.periods.with_label_values(&name).inc_by(periods);
+        self.rows.with_label_values(&name).inc_by(rows);
+        self.last_success
+            .with_label_values(&name)
+            .set(chrono::Utc::now().timestamp_millis() as f64 / 1000.0);
+    }
+
+    /// Records a failed run.
+    pub fn run_failed(&self, job: Job, seconds: f64) {
+        let name = [job.name()];
+        self.runs.with_label_values(&name).inc();
+        self.failures.with_label_values(&name).inc();
+        self.duration.with_label_values(&name).observe(seconds);
+    }
+
+    /// Sets a job's queue length.
+    pub fn set_pending(&self, job: &str, buckets: i64) {
+        self.pending.with_label_values(&[job]).set(buckets);
+    }
+
+    /// Records rows deleted by retention.
+    pub fn retention_deleted(&self, table: &str, rows: u64) {
+        self.retention_deleted
+            .with_label_values(&[table])
+            .inc_by(rows);
+    }
+}

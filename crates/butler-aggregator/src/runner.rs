@@ -1,0 +1,291 @@
+//! Running a job: fold newly dirty hours into the job's queue, then recompute every
+//! queued bucket that has closed, each in its own transaction.
+
+use std::collections::{BTreeSet, HashMap};
+use std::time::Instant;
+
+use butler_events::EventTime;
+use butler_storage::aggregation::{JobRunRecord, PendingBucket};
+use butler_storage::{Storage, StorageError};
+use chrono::{DateTime, Duration, Utc};
+use chrono_tz::Tz;
+
+use crate::buckets::{Bucket, Granularity};
+use crate::jobs::Job;
+
+/// Why a run failed.
+#[derive(Debug, thiserror::Error)]
+pub enum AggregateError {
+    /// The database failed.
+    #[error(transparent)]
+    Storage(#[from] StorageError),
+    /// Another process holds the job's lease.
+    #[error("job {0} is running in another process")]
+    Busy(&'static str),
+}
+
+/// What the aggregator takes from the configuration.
+#[derive(Debug, Clone)]
+pub struct AggregatorSettings {
+    /// `aggregation.timezone`.
+    pub default_timezone: Tz,
+    /// `aggregation.property_timezones`.
+    pub property_timezones: HashMap<String, Tz>,
+    /// `retention.raw_events`: buckets starting before now minus this are never
+    /// recomputed.
+    pub raw_retention: Duration,
+    /// This process's name in job leases.
+    pub holder: String,
+}
+
+impl AggregatorSettings {
+    /// The zone of a property's local buckets.
+    pub fn timezone_of(&self, property: &str) -> Tz {
+        self.property_timezones
+            .get(property)
+            .copied()
+            .unwrap_or(self.default_timezone)
+    }
+}
+
+/// The outcome of one run, as `analytics.admin.aggregate` reports it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunReport {
+    /// The job.
+    pub job: Job,
+    /// Buckets recomputed.
+    pub periods_recomputed: u64,
+    /// Rows written.
+    pub rows_written: u64,
+    /// Wall time in milliseconds.
+    pub ms: u64,
+}
+
+/// Runs jobs against one database.
+#[derive(Debug, Clone)]
+pub struct Aggregator {
+    storage: Storage,
+    settings: AggregatorSettings,
+}
+
+fn ts(t: DateTime<Utc>) -> String {
+    EventTime::from_datetime(&t).to_string()
+}
+
+fn pending(property: &str, b: &Bucket) -> PendingBucket {
+    PendingBucket {
+        property_id: property.to_owned(),
+        period_key: b.key.clone(),
+        start: ts(b.start),
+        end: ts(b.end),
+    }
+}
+
+/// How far before a range a bucket overlapping it can start (local zones differ from
+/// UTC by at most 14 hours).
+fn margin(granularity: Granularity) -> Duration {
+    match granularity {
+        Granularity::Hour | Granularity::Day => Duration::days(1),
+        Granularity::Week => Duration::days(8),
+        Granularity::Month => Duration::days(32),
+    }
+}
+
+impl Aggregator {
+    /// An aggregator over `storage`.
+    pub fn new(storage: Storage, settings: AggregatorSettings) -> Aggregator {
+        Aggregator { storage, settings }
+    }
+
+    /// The database it works on.
+    pub fn storage(&self) -> &Storage {
+        &self.storage
+    }
+
+    /// The settings in force.
+    pub fn settings(&self) -> &AggregatorSettings {
+        &self.settings
+    }
+
+    /// A scheduled (or start-up) run: queues the buckets of hours that received events
+    /// since the last run, then recomputes every queued bucket that has closed by `now`.
+    ///
+    /// # Errors
+    /// [`AggregateError::Busy`] when another process runs the job; a database error.
+    pub async fn run_due(
+        &self,
+        job: Job,
+        trigger: &str,
+        now: DateTime<Utc>,
+    ) -> Result<RunReport, AggregateError> {
+        self.with_lease(job, trigger, now, async {
+            self.queue_dirty(job).await?;
+            let closed = self
+                .storage
+                .closed_pending_buckets(job.name(), &ts(now))
+                .await?;
+            self.recompute(job, &closed, now).await
+        })
+        .await
+    }
+
+    /// Recomputes now every bucket of `job` overlapping `[from, to)`, for every
+    /// property with events there, whether or not it has closed.
+    ///
+    /// # Errors
+    /// As [`Aggregator::run_due`].
+    pub async fn backfill(
+        &self,
+        job: Job,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        trigger: &str,
+        now: DateTime<Utc>,
+    ) -> Result<RunReport, AggregateError> {
+        self.with_lease(job, trigger, now, async {
+            let granularity = job.granularity();
+            let wide = margin(granularity);
+            let properties = self
+                .storage
+                .properties_with_events(&ts(from - wide), &ts(to + wide))
+                .await?;
+            let mut buckets = BTreeSet::new();
+            for property in &properties {
+                let tz = self.settings.timezone_of(property);
+                for b in granularity.buckets_overlapping(tz, from, to) {
+                    buckets.insert(pending(property, &b));
+                }
+            }
+            let buckets: Vec<_> = buckets.into_iter().collect();
+            self.recompute(job, &buckets, now).await
+        })
+        .await
+    }
+
+    async fn with_lease(
+        &self,
+        job: Job,
+        trigger: &str,
+        now: DateTime<Utc>,
+        work: impl Future<Output = Result<RunReport, AggregateError>>,
+    ) -> Result<RunReport, AggregateError> {
+        let lease = format!("aggregate:{}", job.name());
+        let expires = now + Duration::minutes(30);
+        if !self
+            .storage
+            .acquire_job_lease(&lease, &self.settings.holder, &ts(now), &ts(expires))
+            .await?
+        {
+            return Err(AggregateError::Busy(job.name()));
+        }
+        let started = Instant::now();
+        let result = work.await;
+        let finished = Utc::now();
+        let (periods, rows, error) = match &result {
+            Ok(r) => (r.periods_recomputed, r.rows_written, None),
+            Err(e) => (0, 0, Some(e.to_string())),
+        };
+        let record = JobRunRecord {
+            job: job.name().to_owned(),
+            trigger: trigger.to_owned(),
+            started_at: ts(now),
+            finished_at: ts(finished),
+            periods_recomputed: periods as i64,
+            rows_written: rows as i64,
+            duration_ms: started.elapsed().as_millis() as i64,
+            error,
+        };
+        let recorded = self.storage.record_job_run(&record).await;
+        let released = self
+            .storage
+            .release_job_lease(&lease, &self.settings.holder)
+            .await;
+        let report = result?;
+        recorded?;
+        released?;
+        Ok(report)
+    }
+
+    /// Moves hours stamped dirty since the job's cursor into its queue, as the buckets
+    /// that hold them.
+    async fn queue_dirty(&self, job: Job) -> Result<(), AggregateError> {
+        let after = self.storage.job_dirty_seq(job.name()).await?;
+        let (hours, max_seq) = self.storage.dirty_hours_after(after).await?;
+        if hours.is_empty() {
+            return Ok(());
+        }
+        let granularity = job.granularity();
+        let mut buckets = BTreeSet::new();
+        for (property, hour) in &hours {
+            let Ok(start) = DateTime::parse_from_rfc3339(hour) else {
+                continue;
+            };
+            let start = start.with_timezone(&Utc);
+            let tz = self.settings.timezone_of(property);
+            for b in granularity.buckets_overlapping(tz, start, start + Duration::hours(1)) {
+                buckets.insert(pending(property, &b));
+            }
+        }
+        let buckets: Vec<_> = buckets.into_iter().collect();
+        self.storage
+            .enqueue_buckets(job.name(), &buckets, Some(max_seq))
+            .await?;
+        Ok(())
+    }
+
+    async fn recompute(
+        &self,
+        job: Job,
+        buckets: &[PendingBucket],
+        now: DateTime<Utc>,
+    ) -> Result<RunReport, AggregateError> {
+        let started = Instant::now();
+        let cutoff = ts(now - self.settings.raw_retention);
+        let mut report = RunReport {
+            job,
+            periods_recomputed: 0,
+            rows_written: 0,
+            ms: 0,
+        };
+        for bucket in buckets {
+            if bucket.start < cutoff {
+                // Its raw events are partly gone: the stored rollup stays as it is.
+                self.storage.drop_pending_bucket(job.name(), bucket).await?;
+                continue;
+            }
+            let events = self
+                .storage
+                .fetch_agg_events(
+                    &bucket.property_id,
+                    &bucket.start,
+                    &bucket.end,
+                    job.event_types(),
+                )
+                .await?;
+            let earliest = if job == Job::DailyConversationMetrics {
+                let unresolved: BTreeSet<&str> = events
+                    .iter()
+                    .filter(|e| {
+                        e.event_type == butler_events::EventType::ConversationResolved
+                            && e.duration_ms.is_none()
+                    })
+                    .filter_map(|e| e.conversation_id.as_deref())
+                    .collect();
+                let ids: Vec<&str> = unresolved.into_iter().collect();
+                self.storage
+                    .earliest_conversation_starts(&bucket.property_id, &ids)
+                    .await?
+            } else {
+                HashMap::new()
+            };
+            let rows = job.compute(&bucket.property_id, &bucket.period_key, &events, &earliest);
+            report.rows_written += rows.len() as u64;
+            self.storage
+                .replace_bucket(job.name(), bucket, &rows)
+                .await?;
+            report.periods_recomputed += 1;
+        }
+        report.ms = started.elapsed().as_millis() as u64;
+        Ok(report)
+    }
+}
