@@ -8,7 +8,7 @@
 //! - [`runner`]: [`Aggregator`], which runs them: late data in, closed buckets out;
 //! - [`schedule`]: cron schedules in the configured zone, and start-up catch-up;
 //! - [`retention`]: deleting what is past each table's retention;
-//! - [`metrics`]: [`AggregatorMetrics`].
+//! - [`metrics`]: the aggregation metrics, [`AggregatorMetrics`].
 
 pub mod buckets;
 pub mod jobs;

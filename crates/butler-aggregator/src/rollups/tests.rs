@@ -144,10 +144,12 @@ fn ai_counts_are_distinct_conversations() {
 #[test]
 fn a_bucket_with_nothing_counted_has_no_row() {
     let lonely = ev("1", EventType::ResponseAiGenerated, 0); // no conversation
-    assert!(conversation_metrics("p", "d", &[lonely.clone()], &HashMap::new()).is_empty());
-    assert!(staff_performance("p", "d", &[lonely.clone()]).is_empty());
-    assert!(intent_distribution("p", "d", &[lonely.clone()]).is_empty());
-    assert!(satisfaction("p", "w", &[lonely.clone()]).is_empty());
+    assert!(
+        conversation_metrics("p", "d", std::slice::from_ref(&lonely), &HashMap::new()).is_empty()
+    );
+    assert!(staff_performance("p", "d", std::slice::from_ref(&lonely)).is_empty());
+    assert!(intent_distribution("p", "d", std::slice::from_ref(&lonely)).is_empty());
+    assert!(satisfaction("p", "w", std::slice::from_ref(&lonely)).is_empty());
     assert!(monthly_summary("p", "m", &[lonely]).is_empty());
 }
 
