@@ -17,7 +17,7 @@ const PROPERTIES: [(&str, Tz); 3] = [
     ("p_ny", chrono_tz::America::New_York),
     ("p_kol", chrono_tz::Asia::Kolkata),
 ];
-const TYPES: [&str; 7] = [
+const TYPES: [&str; 14] = [
     "message.received",
     "message.sent",
     "conversation.started",
@@ -25,6 +25,22 @@ const TYPES: [&str; 7] = [
     "conversation.escalated",
     "response.time_recorded",
     "response.ai_generated",
+    "response.staff_sent",
+    "task.created",
+    "task.completed",
+    "intent.classified",
+    "intent.action_taken",
+    "satisfaction.survey_sent",
+    "satisfaction.rating_received",
+];
+const INTENTS: [&str; 7] = [
+    "late_checkout",
+    "spa",
+    "taxi",
+    "towels",
+    "wifi",
+    "breakfast",
+    "parking",
 ];
 
 /// One generated event, as the reference sees it.
@@ -37,6 +53,10 @@ struct Ev {
     channel: Option<&'static str>,
     conversation: Option<String>,
     duration_ms: Option<i64>,
+    staff: Option<String>,
+    value: Option<f64>,
+    /// `metadata.intent`: a string, or (for escalations) sometimes a number.
+    intent: Option<Value>,
 }
 
 /// A small deterministic generator (xorshift), so failures reproduce.
@@ -71,6 +91,23 @@ fn dataset(n: usize) -> Vec<Ev> {
                 "conversation.resolved" if rng.next(2) == 0 => Some(rng.next(7200) as i64 * 1000),
                 _ => None,
             };
+            let staff = (rng.next(3) != 0).then(|| format!("s{}", rng.next(5)));
+            let value = match event_type {
+                "satisfaction.rating_received" => Some((rng.next(5) + 1) as f64),
+                "intent.classified" if rng.next(4) != 0 => Some(rng.next(101) as f64 / 100.0),
+                _ => None,
+            };
+            let intent = match event_type {
+                "intent.classified" | "intent.action_taken" => {
+                    Some(Value::from(INTENTS[rng.next(7) as usize]))
+                }
+                "conversation.escalated" => match rng.next(3) {
+                    0 => Some(Value::from(INTENTS[rng.next(7) as usize])),
+                    1 => Some(Value::from(7)),
+                    _ => None,
+                },
+                _ => None,
+            };
             Ev {
                 id: format!("a{i:05}"),
                 event_type,
@@ -79,6 +116,9 @@ fn dataset(n: usize) -> Vec<Ev> {
                 channel,
                 conversation,
                 duration_ms,
+                staff,
+                value,
+                intent,
             }
         })
         .collect()
@@ -99,6 +139,15 @@ fn payload(e: &Ev) -> Vec<u8> {
     }
     if let Some(d) = e.duration_ms {
         o.insert("durationMs".into(), d.into());
+    }
+    if let Some(s) = &e.staff {
+        o.insert("staffId".into(), s.clone().into());
+    }
+    if let Some(v) = e.value {
+        o.insert("value".into(), v.into());
+    }
+    if let Some(i) = &e.intent {
+        o.insert("metadata".into(), json!({ "intent": i }));
     }
     serde_json::to_vec(&v).unwrap()
 }
@@ -286,6 +335,291 @@ fn reference_conversation_metrics(events: &[Ev]) -> BTreeMap<Key, Vec<Option<i64
     out
 }
 
+fn mean(v: &[f64]) -> Value {
+    if v.is_empty() {
+        Value::Null
+    } else {
+        json!(v.iter().sum::<f64>() / v.len() as f64)
+    }
+}
+
+fn iso_monday(property: &str, ms: i64) -> String {
+    let d = DateTime::from_timestamp_millis(ms)
+        .unwrap()
+        .with_timezone(&tz_of(property))
+        .date_naive();
+    let monday = d - chrono::Days::new(u64::from(
+        chrono::Datelike::weekday(&d).num_days_from_monday(),
+    ));
+    monday.format("%Y-%m-%d").to_string()
+}
+
+fn local_month(property: &str, ms: i64) -> String {
+    DateTime::from_timestamp_millis(ms)
+        .unwrap()
+        .with_timezone(&tz_of(property))
+        .format("%Y-%m")
+        .to_string()
+}
+
+fn intent_str(e: &Ev) -> Option<&str> {
+    e.intent.as_ref().and_then(Value::as_str)
+}
+
+type Rows = BTreeMap<Vec<String>, Vec<Value>>;
+
+fn reference_staff(events: &[Ev]) -> Rows {
+    let mut groups: BTreeMap<Vec<String>, Vec<&Ev>> = BTreeMap::new();
+    for e in events {
+        if let Some(s) = &e.staff {
+            groups
+                .entry(vec![
+                    local_day(e.property, e.ts_ms),
+                    e.property.to_owned(),
+                    s.clone(),
+                ])
+                .or_default()
+                .push(e);
+        }
+    }
+    groups
+        .into_iter()
+        .filter_map(|(k, evs)| {
+            let handled: BTreeSet<&str> = evs
+                .iter()
+                .filter(|e| e.event_type == "response.staff_sent")
+                .filter_map(|e| e.conversation.as_deref())
+                .collect();
+            let tasks = evs
+                .iter()
+                .filter(|e| e.event_type == "task.completed")
+                .count();
+            let resp: Vec<i64> = evs
+                .iter()
+                .filter(|e| e.event_type == "response.time_recorded")
+                .map(|e| e.duration_ms.unwrap())
+                .collect();
+            let ratings: Vec<f64> = evs
+                .iter()
+                .filter(|e| e.event_type == "satisfaction.rating_received")
+                .map(|e| e.value.unwrap())
+                .collect();
+            if handled.is_empty() && tasks == 0 && resp.is_empty() && ratings.is_empty() {
+                return None;
+            }
+            Some((
+                k,
+                vec![
+                    json!(handled.len()),
+                    json!(tasks),
+                    json!(avg(&resp)),
+                    mean(&ratings),
+                    json!(ratings.len()),
+                ],
+            ))
+        })
+        .collect()
+}
+
+fn reference_intents(events: &[Ev]) -> Rows {
+    let mut groups: BTreeMap<Vec<String>, Vec<&Ev>> = BTreeMap::new();
+    for e in events {
+        let counted = matches!(
+            e.event_type,
+            "intent.classified" | "intent.action_taken" | "conversation.escalated"
+        );
+        if let (true, Some(i)) = (counted, intent_str(e)) {
+            groups
+                .entry(vec![
+                    local_day(e.property, e.ts_ms),
+                    e.property.to_owned(),
+                    i.to_owned(),
+                ])
+                .or_default()
+                .push(e);
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(k, evs)| {
+            let classified: Vec<&&Ev> = evs
+                .iter()
+                .filter(|e| e.event_type == "intent.classified")
+                .collect();
+            let conf: Vec<f64> = classified.iter().filter_map(|e| e.value).collect();
+            let actions = evs
+                .iter()
+                .filter(|e| e.event_type == "intent.action_taken")
+                .count();
+            let esc = evs
+                .iter()
+                .filter(|e| e.event_type == "conversation.escalated")
+                .count();
+            (
+                k,
+                vec![
+                    json!(classified.len()),
+                    mean(&conf),
+                    json!(actions),
+                    json!(esc),
+                ],
+            )
+        })
+        .collect()
+}
+
+fn reference_satisfaction(events: &[Ev]) -> Rows {
+    let mut groups: BTreeMap<Vec<String>, Vec<&Ev>> = BTreeMap::new();
+    for e in events
+        .iter()
+        .filter(|e| e.event_type.starts_with("satisfaction."))
+    {
+        groups
+            .entry(vec![
+                iso_monday(e.property, e.ts_ms),
+                e.property.to_owned(),
+                channel(e),
+            ])
+            .or_default()
+            .push(e);
+    }
+    groups
+        .into_iter()
+        .map(|(k, evs)| {
+            let surveys = evs
+                .iter()
+                .filter(|e| e.event_type == "satisfaction.survey_sent")
+                .count();
+            let ratings: Vec<f64> = evs
+                .iter()
+                .filter(|e| e.event_type == "satisfaction.rating_received")
+                .map(|e| e.value.unwrap())
+                .collect();
+            let n = |r: f64| ratings.iter().filter(|v| **v == r).count() as i64;
+            let nps = if ratings.is_empty() {
+                Value::Null
+            } else {
+                json!(100.0 * (n(5.0) - n(1.0) - n(2.0) - n(3.0)) as f64 / ratings.len() as f64)
+            };
+            let mut row = vec![json!(surveys), json!(ratings.len())];
+            row.extend((1..=5).map(|r| json!(n(f64::from(r)))));
+            row.extend([mean(&ratings), nps]);
+            (k, row)
+        })
+        .collect()
+}
+
+fn reference_monthly(events: &[Ev]) -> Rows {
+    let mut groups: BTreeMap<Vec<String>, Vec<&Ev>> = BTreeMap::new();
+    for e in events {
+        groups
+            .entry(vec![
+                local_month(e.property, e.ts_ms),
+                e.property.to_owned(),
+            ])
+            .or_default()
+            .push(e);
+    }
+    groups
+        .into_iter()
+        .map(|(k, evs)| {
+            let of = |t: &'static str| evs.iter().filter(move |e| e.event_type == t);
+            let resolved: BTreeSet<&str> = of("conversation.resolved")
+                .filter_map(|e| e.conversation.as_deref())
+                .collect();
+            let escalated: BTreeSet<&str> = of("conversation.escalated")
+                .filter_map(|e| e.conversation.as_deref())
+                .collect();
+            let rate = if resolved.is_empty() {
+                Value::Null
+            } else {
+                json!(
+                    resolved.iter().filter(|c| !escalated.contains(*c)).count() as f64
+                        / resolved.len() as f64
+                )
+            };
+            let ratings: Vec<f64> = of("satisfaction.rating_received")
+                .map(|e| e.value.unwrap())
+                .collect();
+            let resp: Vec<f64> = of("response.time_recorded")
+                .map(|e| e.duration_ms.unwrap() as f64)
+                .collect();
+            let resp_minutes = match mean(&resp) {
+                Value::Null => Value::Null,
+                v => json!(v.as_f64().unwrap() / 60_000.0),
+            };
+            let mut intents: BTreeMap<&str, i64> = BTreeMap::new();
+            for e in of("intent.classified") {
+                *intents.entry(intent_str(e).unwrap()).or_default() += 1;
+            }
+            let mut top: Vec<(&str, i64)> = intents.into_iter().collect();
+            top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+            let top: Vec<String> = top
+                .iter()
+                .take(5)
+                .map(|(i, c)| format!(r#"{{"intent":"{i}","count":{c}}}"#))
+                .collect();
+            let mut channels: BTreeMap<String, i64> = BTreeMap::new();
+            for e in of("conversation.started") {
+                *channels.entry(channel(e)).or_default() += 1;
+            }
+            let breakdown: Vec<String> = channels
+                .iter()
+                .map(|(c, n)| format!(r#""{c}":{n}"#))
+                .collect();
+            let row = vec![
+                json!(of("conversation.started").count()),
+                json!(of("message.received").count() + of("message.sent").count()),
+                json!(of("task.created").count()),
+                rate,
+                mean(&ratings),
+                resp_minutes,
+                json!(format!("[{}]", top.join(","))),
+                json!(format!("{{{}}}", breakdown.join(","))),
+            ];
+            (k, row)
+        })
+        .collect()
+}
+
+/// Rows as JSON values, so REAL columns can be compared with a tolerance.
+async fn table_values(app: &App, sql: &'static str, keys: usize) -> Rows {
+    let db = app.db().await;
+    let rows: Vec<String> = sqlx::query_scalar(sql).fetch_all(&db).await.unwrap();
+    rows.iter()
+        .map(|r| {
+            let Value::Array(cells) = serde_json::from_str::<Value>(r).unwrap() else {
+                panic!("{r}")
+            };
+            let key = cells[..keys]
+                .iter()
+                .map(|c| c.as_str().unwrap().to_owned())
+                .collect();
+            (key, cells[keys..].to_vec())
+        })
+        .collect()
+}
+
+fn assert_rows_eq(got: &Rows, want: &Rows, table: &str) {
+    assert!(!want.is_empty(), "{table}: the reference has rows");
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        want.keys().collect::<Vec<_>>(),
+        "{table}: the same rows"
+    );
+    for (key, want_row) in want {
+        let got_row = &got[key];
+        assert_eq!(got_row.len(), want_row.len(), "{table} {key:?}");
+        for (g, w) in got_row.iter().zip(want_row) {
+            let close = match (g.as_f64(), w.as_f64()) {
+                (Some(a), Some(b)) => (a - b).abs() <= 1e-9 * b.abs().max(1.0),
+                _ => g == w,
+            };
+            assert!(close, "{table} {key:?}: got {got_row:?}, want {want_row:?}");
+        }
+    }
+}
+
 async fn table(
     app: &App,
     sql: &'static str,
@@ -388,6 +722,54 @@ async fn backfilled_tables_equal_an_independent_reference_and_reruns_change_noth
         got.keys().any(|k| k[0] == "2026-11-01" && k[1] == "p_ny"),
         "the 25-hour day is there"
     );
+
+    let got = table_values(
+        &app,
+        "SELECT json_array(period_date, property_id, staff_id, conversations_handled, tasks_completed, \
+         avg_response_time_ms, satisfaction_avg, satisfaction_count) FROM agg_staff_performance_daily",
+        3,
+    )
+    .await;
+    assert_rows_eq(
+        &got,
+        &reference_staff(&events),
+        "agg_staff_performance_daily",
+    );
+    let got = table_values(
+        &app,
+        "SELECT json_array(period_date, property_id, intent, count, avg_confidence, action_taken_count, \
+         escalated_count) FROM agg_intent_distribution_daily",
+        3,
+    )
+    .await;
+    assert_rows_eq(
+        &got,
+        &reference_intents(&events),
+        "agg_intent_distribution_daily",
+    );
+    let got = table_values(
+        &app,
+        "SELECT json_array(period_start, property_id, channel, surveys_sent, responses_received, rating_1, \
+         rating_2, rating_3, rating_4, rating_5, avg_rating, nps_score) FROM agg_satisfaction_weekly",
+        3,
+    )
+    .await;
+    assert_rows_eq(
+        &got,
+        &reference_satisfaction(&events),
+        "agg_satisfaction_weekly",
+    );
+    let got = table_values(
+        &app,
+        "SELECT json_array(period_month, property_id, total_conversations, total_messages, total_tasks, \
+         ai_resolution_rate, avg_satisfaction, avg_response_time_minutes, top_intents, channel_breakdown) \
+         FROM agg_monthly_summary",
+        2,
+    )
+    .await;
+    let want = reference_monthly(&events);
+    assert!(want.len() >= 5, "months of three zones: {:?}", want.keys());
+    assert_rows_eq(&got, &want, "agg_monthly_summary");
 
     // Idempotence: a second run over the same range leaves every table as it was.
     let snapshot = |app: &App| {
