@@ -81,3 +81,6 @@ pub async fn apply(
     }
     Ok(totals)
 }
+
+#[cfg(test)]
+mod tests;

@@ -289,3 +289,6 @@ impl Aggregator {
         Ok(report)
     }
 }
+
+#[cfg(test)]
+mod tests;
