@@ -45,9 +45,9 @@ const INTENTS: [&str; 7] = [
 
 /// One generated event, as the reference sees it.
 #[derive(Debug, Clone)]
-struct Ev {
+pub(crate) struct Ev {
     id: String,
-    event_type: &'static str,
+    pub(crate) event_type: &'static str,
     property: &'static str,
     ts_ms: i64,
     channel: Option<&'static str>,
@@ -71,7 +71,7 @@ impl Rng {
 }
 
 /// Events over 2026-10-30 .. 2026-11-03 UTC: New York leaves DST on 1 November.
-fn dataset(n: usize) -> Vec<Ev> {
+pub(crate) fn dataset(n: usize) -> Vec<Ev> {
     let mut rng = Rng(0x5eed_cafe);
     let start = Utc
         .with_ymd_and_hms(2026, 10, 30, 0, 0, 0)
@@ -124,7 +124,7 @@ fn dataset(n: usize) -> Vec<Ev> {
         .collect()
 }
 
-fn payload(e: &Ev) -> Vec<u8> {
+pub(crate) fn payload(e: &Ev) -> Vec<u8> {
     let mut v = json!({
         "id": e.id,
         "propertyId": e.property,
@@ -638,7 +638,44 @@ async fn table(
         .collect()
 }
 
-fn config() -> String {
+/// Every aggregate table, rows in key order, as JSON arrays.
+pub(crate) async fn aggregate_tables(path: &std::path::Path) -> Vec<(&'static str, Vec<Value>)> {
+    let pool = sqlx::sqlite::SqlitePoolOptions::new()
+        .connect_with(
+            sqlx::sqlite::SqliteConnectOptions::new()
+                .filename(path)
+                .read_only(true),
+        )
+        .await
+        .unwrap();
+    let mut all = Vec::new();
+    for t in [
+        "agg_message_counts_hourly",
+        "agg_response_times_hourly",
+        "agg_conversation_metrics_daily",
+        "agg_staff_performance_daily",
+        "agg_intent_distribution_daily",
+        "agg_satisfaction_weekly",
+        "agg_monthly_summary",
+    ] {
+        let rows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT json_array(*) FROM (SELECT * FROM {t} ORDER BY 1, 2, 3)"
+        )))
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+        all.push((
+            t,
+            rows.iter()
+                .map(|r| serde_json::from_str(r).unwrap())
+                .collect(),
+        ));
+    }
+    pool.close().await;
+    all
+}
+
+pub(crate) fn config() -> String {
     "retention:\n  raw_events: 36500\naggregation:\n  property_timezones: {p_ny: America/New_York, p_kol: Asia/Kolkata}\nservice:\n  aggregator: false\n"
         .to_owned()
 }
@@ -772,44 +809,13 @@ async fn backfilled_tables_equal_an_independent_reference_and_reruns_change_noth
     assert_rows_eq(&got, &want, "agg_monthly_summary");
 
     // Idempotence: a second run over the same range leaves every table as it was.
-    let snapshot = |app: &App| {
-        let path = app.db_path();
-        async move {
-            let pool = sqlx::sqlite::SqlitePoolOptions::new()
-                .connect_with(
-                    sqlx::sqlite::SqliteConnectOptions::new()
-                        .filename(path)
-                        .read_only(true),
-                )
-                .await
-                .unwrap();
-            let mut all = Vec::new();
-            for t in [
-                "agg_message_counts_hourly",
-                "agg_response_times_hourly",
-                "agg_conversation_metrics_daily",
-                "agg_staff_performance_daily",
-                "agg_intent_distribution_daily",
-                "agg_satisfaction_weekly",
-                "agg_monthly_summary",
-            ] {
-                let rows: Vec<Value> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-                    "SELECT json_array(*) FROM (SELECT * FROM {t} ORDER BY 1, 2, 3)"
-                )))
-                .fetch_all(&pool)
-                .await
-                .unwrap_or_default()
-                .into_iter()
-                .map(|s: String| serde_json::from_str(&s).unwrap())
-                .collect();
-                all.push((t, rows));
-            }
-            all
-        }
-    };
-    let before = snapshot(&app).await;
+    let before = aggregate_tables(&app.db_path()).await;
     aggregate();
-    assert_eq!(snapshot(&app).await, before, "a rerun changes nothing");
+    assert_eq!(
+        aggregate_tables(&app.db_path()).await,
+        before,
+        "a rerun changes nothing"
+    );
     app.restart();
 }
 

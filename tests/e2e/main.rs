@@ -6,6 +6,7 @@
 // A harness failure should stop the test where it happens, with its cause.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod admin;
 mod aggregation;
 mod config;
 mod dead_letters;

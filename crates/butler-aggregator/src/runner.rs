@@ -241,6 +241,7 @@ impl Aggregator {
     ) -> Result<RunReport, AggregateError> {
         let started = Instant::now();
         let cutoff = ts(now - self.settings.raw_retention);
+        let now_ts = ts(now);
         let mut report = RunReport {
             job,
             periods_recomputed: 0,
@@ -281,7 +282,7 @@ impl Aggregator {
             let rows = job.compute(&bucket.property_id, &bucket.period_key, &events, &earliest);
             report.rows_written += rows.len() as u64;
             self.storage
-                .replace_bucket(job.name(), bucket, &rows)
+                .replace_bucket(job.name(), bucket, &rows, &now_ts)
                 .await?;
             report.periods_recomputed += 1;
         }

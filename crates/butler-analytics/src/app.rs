@@ -61,6 +61,27 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     } else {
         None
     };
+    let query = if config.service.query {
+        let context = butler_query::service::ServiceContext {
+            storage: storage.clone(),
+            aggregator: butler_aggregator::Aggregator::new(
+                storage.clone(),
+                crate::aggregation::settings(&config),
+            ),
+            schedules: schedules
+                .iter()
+                .map(|s| (s.task.name().to_owned(), s.expression.clone()))
+                .collect(),
+            metrics: butler_query::QueryMetrics::register(&registry)?,
+        };
+        Some(tasks.spawn(butler_query::service::run(
+            nats.clone(),
+            std::sync::Arc::new(context),
+            shutdown.clone(),
+        )))
+    } else {
+        None
+    };
     let aggregator = if config.service.aggregator && config.aggregation.enabled {
         let metrics = butler_aggregator::AggregatorMetrics::register(&registry)?;
         let aggregator = butler_aggregator::Aggregator::new(
@@ -88,6 +109,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         database = %config.storage.path.display(),
         consumer = consumer.is_some(),
         aggregator = aggregator.is_some(),
+        query = query.is_some(),
         "butler-analytics running"
     );
 
@@ -96,6 +118,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     tasks.wait().await;
     if let Some(handle) = aggregator {
         handle.await.context("aggregator task")?;
+    }
+    if let Some(handle) = query
+        && let Err(err) = handle.await.context("query task")?
+    {
+        tracing::error!(error = %err, "query service failed");
     }
     let consumer_result = match consumer {
         Some(handle) => handle.await.context("consumer task")?.context("consumer"),

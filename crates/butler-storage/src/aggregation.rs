@@ -274,7 +274,8 @@ impl Storage {
 
     /// Replaces one bucket's rows of one table with `rows`, and takes the bucket off
     /// `job`'s queue, in one transaction: readers see the old rows or the new ones,
-    /// never a half-written bucket.
+    /// never a half-written bucket. The job's watermark moves to the bucket's end when
+    /// the bucket has closed by `now`.
     ///
     /// # Errors
     /// Any database error; the old rows stay then.
@@ -283,6 +284,7 @@ impl Storage {
         job: &str,
         bucket: &PendingBucket,
         rows: &BucketRows,
+        now: &str,
     ) -> Result<(), StorageError> {
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
         let (table, column) = table_of(rows);
@@ -301,14 +303,16 @@ impl Storage {
         .bind(&bucket.period_key)
         .execute(&mut *tx)
         .await?;
-        sqlx::query(
-            "INSERT INTO agg_job_state (job, watermark) VALUES (?, ?) ON CONFLICT (job) DO UPDATE SET \
-             watermark = CASE WHEN watermark IS NULL OR excluded.watermark > watermark THEN excluded.watermark ELSE watermark END",
-        )
-        .bind(job)
-        .bind(&bucket.end)
-        .execute(&mut *tx)
-        .await?;
+        if bucket.end.as_str() <= now {
+            sqlx::query(
+                "INSERT INTO agg_job_state (job, watermark) VALUES (?, ?) ON CONFLICT (job) DO UPDATE SET \
+                 watermark = CASE WHEN watermark IS NULL OR excluded.watermark > watermark THEN excluded.watermark ELSE watermark END",
+            )
+            .bind(job)
+            .bind(&bucket.end)
+            .execute(&mut *tx)
+            .await?;
+        }
         tx.commit().await?;
         Ok(())
     }

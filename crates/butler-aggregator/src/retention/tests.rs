@@ -97,7 +97,12 @@ async fn retention_deletes_exactly_the_rows_past_each_cutoff() {
             count: 1,
         };
         storage
-            .replace_bucket("t", &bucket(key), &BucketRows::MessageCounts(vec![row]))
+            .replace_bucket(
+                "t",
+                &bucket(key),
+                &BucketRows::MessageCounts(vec![row]),
+                "2026-11-25T12:00:00.000Z",
+            )
             .await
             .unwrap();
     }
@@ -110,7 +115,12 @@ async fn retention_deletes_exactly_the_rows_past_each_cutoff() {
             ..Default::default()
         };
         storage
-            .replace_bucket("t", &bucket(key), &BucketRows::StaffPerformance(vec![row]))
+            .replace_bucket(
+                "t",
+                &bucket(key),
+                &BucketRows::StaffPerformance(vec![row]),
+                "2026-11-25T12:00:00.000Z",
+            )
             .await
             .unwrap();
     }
@@ -123,7 +133,12 @@ async fn retention_deletes_exactly_the_rows_past_each_cutoff() {
             ..Default::default()
         };
         storage
-            .replace_bucket("t", &bucket(key), &BucketRows::Satisfaction(vec![row]))
+            .replace_bucket(
+                "t",
+                &bucket(key),
+                &BucketRows::Satisfaction(vec![row]),
+                "2026-11-25T12:00:00.000Z",
+            )
             .await
             .unwrap();
     }
@@ -137,7 +152,12 @@ async fn retention_deletes_exactly_the_rows_past_each_cutoff() {
             ..Default::default()
         };
         storage
-            .replace_bucket("t", &bucket(key), &BucketRows::MonthlySummary(vec![row]))
+            .replace_bucket(
+                "t",
+                &bucket(key),
+                &BucketRows::MonthlySummary(vec![row]),
+                "2026-11-25T12:00:00.000Z",
+            )
             .await
             .unwrap();
     }

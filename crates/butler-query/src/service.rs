@@ -1,0 +1,116 @@
+//! The NATS micro service: endpoints registered under one name and queue group.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_nats::service::{Request, ServiceExt};
+use butler_aggregator::Aggregator;
+use butler_storage::Storage;
+use futures_util::StreamExt;
+use tokio_util::sync::CancellationToken;
+
+use crate::reply::{self, parse};
+use crate::{QueryError, QueryMetrics, admin};
+
+/// The service name in `$SRV` discovery.
+pub const SERVICE_NAME: &str = "butler-analytics";
+
+/// What the handlers need.
+pub struct ServiceContext {
+    /// The database.
+    pub storage: Storage,
+    /// For `analytics.admin.aggregate`.
+    pub aggregator: Aggregator,
+    /// `(job, cron)` as configured, for `analytics.admin.status`.
+    pub schedules: Vec<(String, String)>,
+    /// Request metrics.
+    pub metrics: QueryMetrics,
+}
+
+/// The endpoints: (name in `$SRV.INFO`, subject).
+const ENDPOINTS: [(&str, &str); 2] = [
+    ("admin_aggregate", "analytics.admin.aggregate"),
+    ("admin_status", "analytics.admin.status"),
+];
+
+/// Registers the service and answers requests until `shutdown`; requests run
+/// concurrently, each on its own task.
+///
+/// # Errors
+/// When the service or an endpoint cannot be registered.
+pub async fn run(
+    client: async_nats::Client,
+    context: Arc<ServiceContext>,
+    shutdown: CancellationToken,
+) -> Result<(), async_nats::Error> {
+    let service = client
+        .service_builder()
+        .description("Butler analytics: dashboards, time series, reports and aggregation control")
+        .queue_group(SERVICE_NAME)
+        .start(SERVICE_NAME, env!("CARGO_PKG_VERSION"))
+        .await?;
+    let mut loops = tokio::task::JoinSet::new();
+    for (name, subject) in ENDPOINTS {
+        let mut endpoint = service.endpoint_builder().name(name).add(subject).await?;
+        let context = context.clone();
+        let shutdown = shutdown.clone();
+        loops.spawn(async move {
+            let inflight = tokio_util::task::TaskTracker::new();
+            loop {
+                let request = tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    next = endpoint.next() => match next {
+                        Some(request) => request,
+                        None => break,
+                    },
+                };
+                let context = context.clone();
+                inflight.spawn(async move { handle(subject, request, &context).await });
+            }
+            inflight.close();
+            inflight.wait().await;
+        });
+    }
+    tracing::info!(service = SERVICE_NAME, "query service listening");
+    while loops.join_next().await.is_some() {}
+    if let Err(err) = service.stop().await {
+        tracing::debug!(error = %err, "stopping the query service");
+    }
+    Ok(())
+}
+
+async fn handle(subject: &'static str, request: Request, context: &ServiceContext) {
+    let started = Instant::now();
+    let body = &request.message.payload;
+    let result: Result<serde_json::Value, QueryError> = match subject {
+        "analytics.admin.aggregate" => match parse(body) {
+            Ok(req) => admin::aggregate(&context.aggregator, req)
+                .await
+                .and_then(to_value),
+            Err(e) => Err(e),
+        },
+        "analytics.admin.status" => match parse::<admin::StatusRequest>(body) {
+            Ok(_) => admin::status(&context.storage, &context.schedules)
+                .await
+                .and_then(to_value),
+            Err(e) => Err(e),
+        },
+        other => Err(QueryError::NotFound(format!("no endpoint {other}"))),
+    };
+    let code = result.as_ref().err().map(QueryError::code);
+    if let Err(err) = &result
+        && matches!(err, QueryError::Internal(_))
+    {
+        tracing::warn!(endpoint = subject, error = %err, "request failed");
+    }
+    if let Err(err) = reply::send(&request, result).await {
+        tracing::warn!(endpoint = subject, error = %err, "reply not sent");
+    }
+    context
+        .metrics
+        .observe(subject, started.elapsed().as_secs_f64(), code);
+}
+
+fn to_value<T: serde::Serialize>(v: T) -> Result<serde_json::Value, QueryError> {
+    serde_json::to_value(v).map_err(|e| QueryError::Internal(e.to_string()))
+}

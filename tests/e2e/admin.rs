@@ -1,0 +1,264 @@
+//! The admin endpoints over NATS: same tables as the CLI, error replies as the
+//! contract spells them, `$SRV` discovery.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde_json::{Value, json};
+
+use crate::aggregation::{aggregate_tables, config, dataset, payload};
+use crate::helpers::{App, NatsServer, cli, publish_all, wait_until};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+async fn request(client: &async_nats::Client, subject: &str, body: &str) -> async_nats::Message {
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        client.request(subject.to_owned(), Bytes::from(body.to_owned())),
+    )
+    .await
+    .expect("a reply within 30 s")
+    .expect("a reply")
+}
+
+fn header<'a>(msg: &'a async_nats::Message, name: &str) -> Option<&'a str> {
+    msg.headers
+        .as_ref()
+        .and_then(|h| h.get(name))
+        .map(|v| v.as_str())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cli_and_admin_aggregate_give_the_same_tables() {
+    let nats = NatsServer::start();
+    let js = nats.jetstream().await;
+    let events = dataset(1500);
+    publish_all(
+        &js,
+        events
+            .iter()
+            .map(|e| (format!("butler.events.{}", e.event_type), payload(e)))
+            .collect(),
+    )
+    .await;
+    // Two pipelines, each with its own database and durable consumer over one stream.
+    let mut by_cli = App::start(
+        &nats.url(),
+        &format!("nats:\n  consumer: by-cli\n{}", config()),
+    );
+    let by_admin = App::start(
+        &nats.url(),
+        &format!("nats:\n  consumer: by-admin\n{}", config()),
+    );
+    wait_until(WAIT, "both stored everything", || async {
+        by_cli.event_count().await == 1500 && by_admin.event_count().await == 1500
+    })
+    .await;
+    assert!(by_cli.terminate().success());
+    let out = cli(
+        &by_cli.config_path(),
+        &[
+            "aggregate",
+            "--job",
+            "all",
+            "--from",
+            "2026-10-29",
+            "--to",
+            "2026-11-05",
+        ],
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let reply = request(
+        &client,
+        "analytics.admin.aggregate",
+        r#"{"from":"2026-10-29","to":"2026-11-05"}"#,
+    )
+    .await;
+    assert_eq!(header(&reply, "Nats-Service-Error-Code"), None, "{reply:?}");
+    let body: Value = serde_json::from_slice(&reply.payload).unwrap();
+    let runs = body["runs"].as_array().unwrap();
+    assert_eq!(runs.len(), 7);
+    assert!(runs.iter().all(|r| r["job"].is_string()
+        && r["periodsRecomputed"].is_u64()
+        && r["rowsWritten"].is_u64()
+        && r["ms"].is_u64()));
+    assert!(
+        runs.iter()
+            .map(|r| r["rowsWritten"].as_u64().unwrap())
+            .sum::<u64>()
+            > 0
+    );
+
+    let cli_tables = aggregate_tables(&by_cli.db_path()).await;
+    let admin_tables = aggregate_tables(&by_admin.db_path()).await;
+    assert!(
+        cli_tables.iter().all(|(_, rows)| !rows.is_empty()),
+        "every table has rows"
+    );
+    assert_eq!(cli_tables, admin_tables);
+
+    // One job only, and the status that follows.
+    let reply = request(
+        &client,
+        "analytics.admin.aggregate",
+        r#"{"job":"monthly_summary","from":"2026-10-01","to":"2026-12-01"}"#,
+    )
+    .await;
+    let body: Value = serde_json::from_slice(&reply.payload).unwrap();
+    assert_eq!(body["runs"].as_array().unwrap().len(), 1);
+    assert_eq!(body["runs"][0]["job"], "monthly_summary");
+    let reply = request(&client, "analytics.admin.status", "{}").await;
+    let status: Value = serde_json::from_slice(&reply.payload).unwrap();
+    let jobs = status["jobs"].as_array().unwrap();
+    assert_eq!(jobs.len(), 7);
+    let monthly = jobs.iter().find(|j| j["job"] == "monthly_summary").unwrap();
+    assert_eq!(monthly["schedule"], "0 3 1 * *");
+    assert!(
+        monthly["lastSuccessAt"].is_string() && monthly["lastRunAt"].is_string(),
+        "{monthly}"
+    );
+    assert!(monthly["lastError"].is_null());
+    // The watermark is the end of the latest closed bucket written: never in the future.
+    let watermark = monthly["watermark"].as_str().unwrap();
+    let now = chrono::Utc::now()
+        .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+        .to_string();
+    assert!(
+        watermark.len() == 24 && watermark <= now.as_str(),
+        "{watermark}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_admin_requests_get_a_400_that_says_what_to_fix() {
+    let nats = NatsServer::start();
+    let _app = App::start(&nats.url(), "");
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    for (body, needle) in [
+        ("{not json", "invalid request"),
+        (r#"["from"]"#, "invalid request"),
+        (r#"{"to":"2026-11-02"}"#, "from"),
+        (
+            r#"{"job":"hourly_everything","from":"2026-11-01","to":"2026-11-02"}"#,
+            "hourly_everything",
+        ),
+        (
+            r#"{"from":"2026-11-02","to":"2026-11-01"}"#,
+            "must be before",
+        ),
+        (
+            r#"{"from":"2026-11-01","to":"2026-11-01"}"#,
+            "must be before",
+        ),
+        (r#"{"from":"yesterday","to":"2026-11-01"}"#, "yesterday"),
+        (
+            r#"{"from":"2026-11-01","to":"2026-11-02","jobs":["x"]}"#,
+            "jobs",
+        ),
+        (
+            r#"{"from":"2026-11-01'; DROP TABLE analytics_events; --","to":"2026-11-02"}"#,
+            "DROP TABLE",
+        ),
+    ] {
+        let reply = request(&client, "analytics.admin.aggregate", body).await;
+        assert_eq!(
+            header(&reply, "Nats-Service-Error-Code"),
+            Some("400"),
+            "{body}"
+        );
+        let message = header(&reply, "Nats-Service-Error")
+            .unwrap_or_default()
+            .to_owned();
+        let parsed: Value = serde_json::from_slice(&reply.payload).unwrap();
+        assert_eq!(parsed["error"]["code"], "bad_request", "{body}");
+        assert_eq!(parsed["error"]["message"], json!(message));
+        assert!(message.contains(needle), "{body}: {message}");
+    }
+    let reply = request(&client, "analytics.admin.status", r#"{"verbose":true}"#).await;
+    assert_eq!(header(&reply, "Nats-Service-Error-Code"), Some("400"));
+    let db = _app.db().await;
+    let tables: i64 =
+        sqlx::query_scalar("SELECT count(*) FROM sqlite_master WHERE name = 'analytics_events'")
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    assert_eq!(tables, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_instances_share_one_queue_group_and_ping_finds_both() {
+    let nats = NatsServer::start();
+    let _a = App::start(&nats.url(), "");
+    let _b = App::start(&nats.url(), "");
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let inbox = client.new_inbox();
+    let mut replies = client.subscribe(inbox.clone()).await.unwrap();
+    client
+        .publish_with_reply("$SRV.PING.butler-analytics", inbox, Bytes::new())
+        .await
+        .unwrap();
+    let mut ids = std::collections::BTreeSet::new();
+    while let Ok(Some(msg)) = tokio::time::timeout(
+        Duration::from_secs(2),
+        futures_util::StreamExt::next(&mut replies),
+    )
+    .await
+    {
+        let ping: Value = serde_json::from_slice(&msg.payload).unwrap();
+        assert_eq!(ping["name"], "butler-analytics");
+        ids.insert(ping["id"].as_str().unwrap().to_owned());
+    }
+    assert_eq!(ids.len(), 2, "both instances answer $SRV.PING");
+
+    let info = request(&client, "$SRV.INFO.butler-analytics", "").await;
+    let info: Value = serde_json::from_slice(&info.payload).unwrap();
+    let subjects: Vec<&str> = info["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["subject"].as_str().unwrap())
+        .collect();
+    assert!(
+        subjects.contains(&"analytics.admin.aggregate")
+            && subjects.contains(&"analytics.admin.status"),
+        "{info}"
+    );
+    assert!(
+        info["endpoints"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["queue_group"] == "butler-analytics"),
+        "{info}"
+    );
+
+    // A status request is answered once, by one of them.
+    let mut replies = client.subscribe("test.status.reply").await.unwrap();
+    for _ in 0..10 {
+        client
+            .publish_with_reply(
+                "analytics.admin.status",
+                "test.status.reply",
+                Bytes::from_static(b"{}"),
+            )
+            .await
+            .unwrap();
+    }
+    let mut answered = 0;
+    while let Ok(Some(_)) = tokio::time::timeout(
+        Duration::from_secs(2),
+        futures_util::StreamExt::next(&mut replies),
+    )
+    .await
+    {
+        answered += 1;
+    }
+    assert_eq!(answered, 10, "each request answered exactly once");
+}
