@@ -113,3 +113,24 @@ pub async fn backfill(
     }
     Ok(reports)
 }
+
+/// Runs `jobs` as their schedules would, now.
+///
+/// # Errors
+/// A failed run, or a job held by another process.
+pub async fn run_due(
+    storage: &Storage,
+    config: &Config,
+    jobs: &[Job],
+) -> anyhow::Result<Vec<RunReport>> {
+    let aggregator = Aggregator::new(storage.clone(), settings(config));
+    let mut reports = Vec::new();
+    for job in jobs {
+        let report = aggregator
+            .run_due(*job, "cli", Utc::now())
+            .await
+            .with_context(|| format!("job {}", job.name()))?;
+        reports.push(report);
+    }
+    Ok(reports)
+}

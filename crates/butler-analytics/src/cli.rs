@@ -62,11 +62,15 @@ pub struct AggregateArgs {
     #[arg(long, default_value = "all")]
     pub job: String,
     /// First date of the range (inclusive).
-    #[arg(long)]
-    pub from: String,
+    #[arg(long, required_unless_present = "due", conflicts_with = "due")]
+    pub from: Option<String>,
     /// End of the range (exclusive).
+    #[arg(long, required_unless_present = "due", conflicts_with = "due")]
+    pub to: Option<String>,
+    /// Instead of a range: run the job as its schedule would, recomputing the closed
+    /// buckets that received events since its last run (for external schedulers).
     #[arg(long)]
-    pub to: String,
+    pub due: bool,
 }
 
 /// `publish` options.

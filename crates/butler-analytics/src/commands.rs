@@ -30,12 +30,16 @@ pub async fn dispatch(command: Command, config: Config) -> anyhow::Result<()> {
         }
         Command::Aggregate(args) => {
             let jobs = crate::aggregation::jobs_named(&args.job)?;
-            let tz = crate::aggregation::settings(&config).default_timezone;
-            let from = crate::aggregation::parse_instant(&args.from, tz, "--from")?;
-            let to = crate::aggregation::parse_instant(&args.to, tz, "--to")?;
             let storage = app::open_storage(&config).await?;
-            let reports =
-                crate::aggregation::backfill(&storage, &config, &jobs, from, to, "cli").await;
+            let reports = match (&args.from, &args.to) {
+                (Some(from), Some(to)) if !args.due => {
+                    let tz = crate::aggregation::settings(&config).default_timezone;
+                    let from = crate::aggregation::parse_instant(from, tz, "--from")?;
+                    let to = crate::aggregation::parse_instant(to, tz, "--to")?;
+                    crate::aggregation::backfill(&storage, &config, &jobs, from, to, "cli").await
+                }
+                _ => crate::aggregation::run_due(&storage, &config, &jobs).await,
+            };
             storage.close().await;
             for r in reports? {
                 println!(

@@ -79,7 +79,10 @@ impl RetentionTable {
     /// `(table, period column)` pairs this retention class covers.
     pub fn tables(self) -> &'static [(&'static str, &'static str)] {
         match self {
-            RetentionTable::RawEvents => &[("analytics_events", "timestamp")],
+            RetentionTable::RawEvents => &[
+                ("analytics_events", "timestamp"),
+                ("agg_dirty_hours", "hour_start"),
+            ],
             RetentionTable::Hourly => &[
                 ("agg_message_counts_hourly", "period_start"),
                 ("agg_response_times_hourly", "period_start"),
@@ -455,7 +458,9 @@ impl Storage {
         Ok(())
     }
 
-    /// Properties with at least one event in `[start, end)`.
+    /// Properties with at least one event in the UTC hours overlapping `[start, end)`,
+    /// from the late-data bookkeeping (which every stored event updates) rather than
+    /// from a scan of the raw events.
     ///
     /// # Errors
     /// Any database error.
@@ -465,8 +470,8 @@ impl Storage {
         end: &str,
     ) -> Result<Vec<String>, StorageError> {
         Ok(sqlx::query_scalar(
-            "SELECT DISTINCT property_id FROM analytics_events WHERE date_partition >= substr(?1, 1, 10) \
-             AND date_partition <= substr(?2, 1, 10) AND timestamp >= ?1 AND timestamp < ?2",
+            "SELECT DISTINCT property_id FROM agg_dirty_hours WHERE hour_start >= substr(?1, 1, 13) || ':00:00Z' \
+             AND hour_start < ?2 ORDER BY property_id",
         )
         .bind(start)
         .bind(end)
@@ -488,9 +493,17 @@ impl Storage {
     ) -> Result<Vec<(&'static str, u64)>, StorageError> {
         let mut out = Vec::new();
         for (table, column) in class.tables() {
-            let sql = format!(
-                "DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table} WHERE {column} < ? LIMIT ?)"
-            );
+            let sql = if *table == "agg_dirty_hours" {
+                // A WITHOUT ROWID table: chunk by its primary key.
+                format!(
+                    "DELETE FROM {table} WHERE (property_id, hour_start) IN \
+                     (SELECT property_id, hour_start FROM {table} WHERE {column} < ? LIMIT ?)"
+                )
+            } else {
+                format!(
+                    "DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table} WHERE {column} < ? LIMIT ?)"
+                )
+            };
             let done = sqlx::query(sqlx::AssertSqlSafe(sql))
                 .bind(cutoff)
                 .bind(i64::from(chunk))

@@ -165,6 +165,11 @@ async fn retention_deletes_exactly_the_rows_past_each_cutoff() {
     let deleted = apply(&storage, days, now).await.unwrap();
     let deleted_of = |t: &str| deleted.iter().find(|(name, _)| *name == t).map(|(_, n)| *n);
     assert_eq!(deleted_of("analytics_events"), Some(1));
+    assert_eq!(
+        deleted_of("agg_dirty_hours"),
+        Some(1),
+        "the 11:00 hour of the old event"
+    );
     assert_eq!(deleted_of("agg_message_counts_hourly"), Some(1));
     assert_eq!(deleted_of("agg_staff_performance_daily"), Some(1));
     assert_eq!(deleted_of("agg_satisfaction_weekly"), Some(1));
