@@ -924,6 +924,20 @@ async fn a_start_makes_up_the_runs_missed_while_down() {
             == Some(1)
     })
     .await;
+    let startup: Vec<(String, i64)> = sqlx::query_as(
+        "SELECT job, periods_recomputed FROM agg_job_runs WHERE trigger = 'startup' ORDER BY id",
+    )
+    .fetch_all(&db)
+    .await
+    .unwrap();
+    let daily = startup
+        .iter()
+        .find(|(job, _)| job == "daily_conversation_metrics");
+    assert_eq!(
+        daily.map(|(_, n)| *n),
+        Some(1),
+        "exactly the one missed day: {startup:?}"
+    );
     let monthly: Option<i64> = sqlx::query_scalar(
         "SELECT total_conversations FROM agg_monthly_summary WHERE property_id = 'p_down'",
     )

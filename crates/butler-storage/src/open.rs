@@ -6,6 +6,7 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
+use sqlx::ConnectOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 use crate::{Storage, StorageError};
@@ -82,9 +83,14 @@ impl Storage {
                 path: display.clone(),
                 source,
             })?;
+        // Aggregation reads whole buckets (a day can be a million rows): only a read
+        // far slower than that is worth a warning.
+        let read_options = connect
+            .read_only(true)
+            .log_slow_statements(log::LevelFilter::Warn, Duration::from_secs(10));
         let reader = SqlitePoolOptions::new()
             .max_connections(options.read_connections.max(1))
-            .connect_with(connect.read_only(true))
+            .connect_with(read_options)
             .await
             .map_err(open_err)?;
         Ok(Storage {
