@@ -48,13 +48,13 @@ const INTENTS: [&str; 7] = [
 pub(crate) struct Ev {
     id: String,
     pub(crate) event_type: &'static str,
-    property: &'static str,
-    ts_ms: i64,
+    pub(crate) property: &'static str,
+    pub(crate) ts_ms: i64,
     channel: Option<&'static str>,
     conversation: Option<String>,
     duration_ms: Option<i64>,
     staff: Option<String>,
-    value: Option<f64>,
+    pub(crate) value: Option<f64>,
     /// `metadata.intent`: a string, or (for escalations) sometimes a number.
     intent: Option<Value>,
 }

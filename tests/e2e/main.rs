@@ -13,4 +13,5 @@ mod dead_letters;
 mod faults;
 mod helpers;
 mod ingest;
+mod query;
 mod throughput;

@@ -73,6 +73,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
                 .map(|s| (s.task.name().to_owned(), s.expression.clone()))
                 .collect(),
             metrics: butler_query::QueryMetrics::register(&registry)?,
+            dashboard_cache: butler_query::dashboard::DashboardCache::new(
+                config
+                    .cache
+                    .enabled
+                    .then(|| std::time::Duration::from_millis(config.cache.ttl_ms)),
+            ),
         };
         Some(tasks.spawn(butler_query::service::run(
             nats.clone(),

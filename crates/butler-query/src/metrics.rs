@@ -8,6 +8,7 @@ pub struct QueryMetrics {
     requests: IntCounterVec,
     errors: IntCounterVec,
     latency: HistogramVec,
+    cache: IntCounterVec,
 }
 
 impl QueryMetrics {
@@ -40,6 +41,16 @@ impl QueryMetrics {
             ]),
             &["endpoint"],
         )?;
+        let cache = IntCounterVec::new(
+            Opts::new(
+                "butler_analytics_query_cache_requests_total",
+                "Dashboard cache look-ups, by result (hit, miss).",
+            ),
+            &["result"],
+        )?;
+        registry.register(Box::new(cache.clone()))?;
+        cache.with_label_values(&["hit"]);
+        cache.with_label_values(&["miss"]);
         registry.register(Box::new(requests.clone()))?;
         registry.register(Box::new(errors.clone()))?;
         registry.register(Box::new(latency.clone()))?;
@@ -47,7 +58,18 @@ impl QueryMetrics {
             requests,
             errors,
             latency,
+            cache,
         })
+    }
+
+    /// A dashboard served from the cache.
+    pub fn cache_hit(&self) {
+        self.cache.with_label_values(&["hit"]).inc();
+    }
+
+    /// A dashboard computed afresh.
+    pub fn cache_miss(&self) {
+        self.cache.with_label_values(&["miss"]).inc();
     }
 
     /// Records one answered request.

@@ -25,10 +25,15 @@ pub struct ServiceContext {
     pub schedules: Vec<(String, String)>,
     /// Request metrics.
     pub metrics: QueryMetrics,
+    /// Dashboard replies, per property.
+    pub dashboard_cache: crate::dashboard::DashboardCache,
 }
 
 /// The endpoints: (name in `$SRV.INFO`, subject).
-const ENDPOINTS: [(&str, &str); 2] = [
+const ENDPOINTS: [(&str, &str); 5] = [
+    ("dashboard", "analytics.query.dashboard"),
+    ("timeseries", "analytics.query.timeseries"),
+    ("metrics", "analytics.query.metrics"),
     ("admin_aggregate", "analytics.admin.aggregate"),
     ("admin_status", "analytics.admin.status"),
 ];
@@ -82,7 +87,28 @@ pub async fn run(
 async fn handle(subject: &'static str, request: Request, context: &ServiceContext) {
     let started = Instant::now();
     let body = &request.message.payload;
+    let tz_of = |p: &str| context.aggregator.settings().timezone_of(p);
     let result: Result<serde_json::Value, QueryError> = match subject {
+        "analytics.query.dashboard" => match parse(body) {
+            Ok(req) => crate::dashboard::dashboard(
+                &context.storage,
+                &context.dashboard_cache,
+                &context.metrics,
+                tz_of,
+                req,
+            )
+            .await
+            .and_then(|d| to_value(&*d)),
+            Err(e) => Err(e),
+        },
+        "analytics.query.timeseries" => match parse(body) {
+            Ok(req) => crate::timeseries::timeseries(&context.storage, tz_of, req).await,
+            Err(e) => Err(e),
+        },
+        "analytics.query.metrics" => match parse::<admin::StatusRequest>(body) {
+            Ok(_) => Ok(crate::catalogue::describe()),
+            Err(e) => Err(e),
+        },
         "analytics.admin.aggregate" => match parse(body) {
             Ok(req) => admin::aggregate(&context.aggregator, req)
                 .await

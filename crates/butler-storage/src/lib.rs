@@ -12,6 +12,8 @@
 //! - [`dead_letters`]: listing and replaying rejected messages;
 //! - [`aggregates`], [`aggregation`]: the aggregate rows, and what the aggregator
 //!   reads and writes;
+//! - [`queries`]: what the query service reads (dashboard windows, live state,
+//!   series);
 //! - [`health`]: writability and size, for `/readyz` and metrics.
 
 pub mod aggregates;
@@ -21,6 +23,7 @@ pub mod error;
 pub mod health;
 pub mod ingest;
 pub mod open;
+pub mod queries;
 mod sql;
 
 use std::path::PathBuf;

@@ -1,0 +1,210 @@
+//! `analytics.query.dashboard`: the seed's `DashboardMetrics`, computed from the raw
+//! events of the property's local day and the live state, cached per property.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use butler_storage::Storage;
+use butler_storage::queries::WindowCounts;
+use chrono::{DateTime, Days, LocalResult, SecondsFormat, TimeZone, Utc};
+use chrono_tz::Tz;
+use serde::{Deserialize, Serialize};
+
+use crate::{QueryError, QueryMetrics, check_property};
+
+/// `{"propertyId", "asOf"?}`. `asOf` (RFC 3339) computes today and the comparison as
+/// of that instant instead of now; live counts are always current.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct DashboardRequest {
+    /// The property.
+    pub property_id: String,
+    /// Another "now", for replaying a past dashboard.
+    pub as_of: Option<String>,
+}
+
+/// Today's figures.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Today {
+    /// Equal to `activeConversations`.
+    pub conversations_active: i64,
+    /// `conversation.resolved` today.
+    pub conversations_resolved: i64,
+    /// `message.received` today.
+    pub messages_received: i64,
+    /// `message.sent` today.
+    pub messages_sent: i64,
+    /// Mean `durationMs` of today's `response.time_recorded` (0 when none).
+    pub avg_response_time_ms: f64,
+    /// Escalated ÷ started today (0 when none started).
+    pub escalation_rate: f64,
+}
+
+/// Today so far against yesterday up to the same local clock time, in percent.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct Comparison {
+    /// Conversations started.
+    pub conversations_change: f64,
+    /// Mean response time.
+    pub response_time_change: f64,
+    /// Mean rating.
+    pub satisfaction_change: f64,
+}
+
+/// The seed's `DashboardMetrics`, plus `asOf`.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct DashboardMetrics {
+    /// Today's figures.
+    pub today: Today,
+    /// Against yesterday.
+    pub comparison: Comparison,
+    /// Conversations whose latest lifecycle event is started or escalated.
+    pub active_conversations: i64,
+    /// Staff online.
+    pub staff_online: i64,
+    /// Tasks created and not completed.
+    pub pending_tasks: i64,
+    /// When these figures were computed (RFC 3339).
+    pub as_of: String,
+}
+
+fn mean(sum: f64, n: i64) -> f64 {
+    if n == 0 { 0.0 } else { sum / n as f64 }
+}
+
+fn change(today: f64, yesterday: f64) -> f64 {
+    if yesterday == 0.0 {
+        0.0
+    } else {
+        100.0 * (today - yesterday) / yesterday
+    }
+}
+
+fn stored(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
+
+/// The instant of local wall-clock time `time` on `date` in `tz`; in a DST gap, the
+/// first instant after it; when ambiguous, the earlier.
+fn local_instant(tz: Tz, date: chrono::NaiveDate, time: chrono::NaiveTime) -> DateTime<Utc> {
+    let mut local = date.and_time(time);
+    for _ in 0..(4 * 24) {
+        match tz.from_local_datetime(&local) {
+            LocalResult::Single(t) | LocalResult::Ambiguous(t, _) => return t.with_timezone(&Utc),
+            LocalResult::None => local += chrono::Duration::minutes(15),
+        }
+    }
+    Utc.from_utc_datetime(&local)
+}
+
+/// Computes the dashboard of `property` as of `now`.
+///
+/// # Errors
+/// `internal` when the database fails.
+pub async fn compute(
+    storage: &Storage,
+    tz: Tz,
+    property: &str,
+    now: DateTime<Utc>,
+) -> Result<DashboardMetrics, QueryError> {
+    let local_now = now.with_timezone(&tz);
+    let today = local_now.date_naive();
+    let yesterday = today - Days::new(1);
+    let today_start = butler_aggregator::buckets::start_of_local_date(tz, today);
+    let yesterday_start = butler_aggregator::buckets::start_of_local_date(tz, yesterday);
+    let yesterday_same_time =
+        local_instant(tz, yesterday, local_now.time()).clamp(yesterday_start, today_start);
+    let (today_from, today_to) = (stored(today_start), stored(now));
+    let (yesterday_from, yesterday_to) = (stored(yesterday_start), stored(yesterday_same_time));
+    let (t, y, live) = tokio::try_join!(
+        storage.window_counts(property, &today_from, &today_to),
+        storage.window_counts(property, &yesterday_from, &yesterday_to),
+        storage.live_counts(property),
+    )?;
+    let response = |w: &WindowCounts| mean(w.response_ms_sum, w.response_count);
+    let rating = |w: &WindowCounts| mean(w.rating_sum, w.rating_count);
+    Ok(DashboardMetrics {
+        today: Today {
+            conversations_active: live.active_conversations,
+            conversations_resolved: t.resolved,
+            messages_received: t.received,
+            messages_sent: t.sent,
+            avg_response_time_ms: response(&t),
+            escalation_rate: if t.started == 0 {
+                0.0
+            } else {
+                t.escalated as f64 / t.started as f64
+            },
+        },
+        comparison: Comparison {
+            conversations_change: change(t.started as f64, y.started as f64),
+            response_time_change: change(response(&t), response(&y)),
+            satisfaction_change: change(rating(&t), rating(&y)),
+        },
+        active_conversations: live.active_conversations,
+        staff_online: live.staff_online,
+        pending_tasks: live.pending_tasks,
+        as_of: now.to_rfc3339_opts(SecondsFormat::Millis, true),
+    })
+}
+
+/// A cache key: the property and the `asOf` asked, if any.
+type CacheKey = (String, Option<String>);
+
+/// Dashboard replies by (property, asOf), each served for the configured TTL.
+#[derive(Clone)]
+pub struct DashboardCache {
+    cache: Option<moka::future::Cache<CacheKey, Arc<DashboardMetrics>>>,
+}
+
+impl DashboardCache {
+    /// A cache keeping replies for `ttl`; `None` disables caching.
+    pub fn new(ttl: Option<Duration>) -> DashboardCache {
+        DashboardCache {
+            cache: ttl.map(|ttl| {
+                moka::future::Cache::builder()
+                    .max_capacity(10_000)
+                    .time_to_live(ttl)
+                    .build()
+            }),
+        }
+    }
+}
+
+/// Answers a dashboard request, from the cache when a fresh reply is there.
+///
+/// # Errors
+/// `bad_request` for a bad property or `asOf`; `internal` when the database fails.
+pub async fn dashboard(
+    storage: &Storage,
+    cache: &DashboardCache,
+    metrics: &QueryMetrics,
+    tz_of: impl Fn(&str) -> Tz,
+    request: DashboardRequest,
+) -> Result<Arc<DashboardMetrics>, QueryError> {
+    check_property(&request.property_id)?;
+    let now = match &request.as_of {
+        None => Utc::now(),
+        Some(t) => DateTime::parse_from_rfc3339(t)
+            .map(|t| t.with_timezone(&Utc))
+            .map_err(|_| QueryError::BadRequest(format!("asOf {t:?} is not an RFC 3339 time")))?,
+    };
+    let tz = tz_of(&request.property_id);
+    let Some(cache) = &cache.cache else {
+        return Ok(Arc::new(
+            compute(storage, tz, &request.property_id, now).await?,
+        ));
+    };
+    let key = (request.property_id.clone(), request.as_of.clone());
+    if let Some(hit) = cache.get(&key).await {
+        metrics.cache_hit();
+        return Ok(hit);
+    }
+    metrics.cache_miss();
+    let fresh = Arc::new(compute(storage, tz, &request.property_id, now).await?);
+    cache.insert(key, fresh.clone()).await;
+    Ok(fresh)
+}

@@ -1,0 +1,398 @@
+//! What the query service reads: a window of raw events for the dashboard, live state,
+//! and series from the aggregate tables.
+
+use sqlx::Row;
+
+use crate::{Storage, StorageError};
+
+/// Counts and sums of one property's events in a time window, for the dashboard.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct WindowCounts {
+    /// `conversation.started`.
+    pub started: i64,
+    /// `conversation.resolved`.
+    pub resolved: i64,
+    /// `conversation.escalated`.
+    pub escalated: i64,
+    /// `message.received`.
+    pub received: i64,
+    /// `message.sent`.
+    pub sent: i64,
+    /// Sum of `durationMs` of `response.time_recorded`.
+    pub response_ms_sum: f64,
+    /// How many `response.time_recorded` carried a duration.
+    pub response_count: i64,
+    /// Sum of `satisfaction.rating_received` values.
+    pub rating_sum: f64,
+    /// How many ratings.
+    pub rating_count: i64,
+}
+
+/// Live state of one property.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LiveCounts {
+    /// Conversations whose latest lifecycle event is `started` or `escalated`.
+    pub active_conversations: i64,
+    /// Staff whose latest `staff.*` event left them online.
+    pub staff_online: i64,
+    /// Tasks created and not completed.
+    pub pending_tasks: i64,
+}
+
+/// An aggregate table, with what a series may read of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[allow(missing_docs)]
+pub enum AggTable {
+    MessageCountsHourly,
+    ResponseTimesHourly,
+    ConversationMetricsDaily,
+    StaffPerformanceDaily,
+    IntentDistributionDaily,
+    SatisfactionWeekly,
+    MonthlySummary,
+}
+
+impl AggTable {
+    /// Every table.
+    pub const ALL: [AggTable; 7] = [
+        AggTable::MessageCountsHourly,
+        AggTable::ResponseTimesHourly,
+        AggTable::ConversationMetricsDaily,
+        AggTable::StaffPerformanceDaily,
+        AggTable::IntentDistributionDaily,
+        AggTable::SatisfactionWeekly,
+        AggTable::MonthlySummary,
+    ];
+
+    /// The SQL table name.
+    pub fn name(self) -> &'static str {
+        match self {
+            AggTable::MessageCountsHourly => "agg_message_counts_hourly",
+            AggTable::ResponseTimesHourly => "agg_response_times_hourly",
+            AggTable::ConversationMetricsDaily => "agg_conversation_metrics_daily",
+            AggTable::StaffPerformanceDaily => "agg_staff_performance_daily",
+            AggTable::IntentDistributionDaily => "agg_intent_distribution_daily",
+            AggTable::SatisfactionWeekly => "agg_satisfaction_weekly",
+            AggTable::MonthlySummary => "agg_monthly_summary",
+        }
+    }
+
+    /// The period column.
+    pub fn period_column(self) -> &'static str {
+        match self {
+            AggTable::MessageCountsHourly
+            | AggTable::ResponseTimesHourly
+            | AggTable::SatisfactionWeekly => "period_start",
+            AggTable::MonthlySummary => "period_month",
+            _ => "period_date",
+        }
+    }
+
+    /// Key columns other than period and property: the dimensions.
+    pub fn dimensions(self) -> &'static [&'static str] {
+        match self {
+            AggTable::MessageCountsHourly => &["channel", "direction"],
+            AggTable::ResponseTimesHourly
+            | AggTable::ConversationMetricsDaily
+            | AggTable::SatisfactionWeekly => &["channel"],
+            AggTable::StaffPerformanceDaily => &["staff_id"],
+            AggTable::IntentDistributionDaily => &["intent"],
+            AggTable::MonthlySummary => &[],
+        }
+    }
+
+    /// Numeric measure columns.
+    pub fn measures(self) -> &'static [&'static str] {
+        match self {
+            AggTable::MessageCountsHourly => &["count"],
+            AggTable::ResponseTimesHourly => {
+                &["count", "avg_ms", "p50_ms", "p95_ms", "p99_ms", "max_ms"]
+            }
+            AggTable::ConversationMetricsDaily => &[
+                "conversations_started",
+                "conversations_resolved",
+                "conversations_escalated",
+                "avg_first_response_ms",
+                "p50_first_response_ms",
+                "p95_first_response_ms",
+                "avg_resolution_minutes",
+                "p50_resolution_minutes",
+                "p95_resolution_minutes",
+                "ai_handled_count",
+                "ai_escalated_count",
+            ],
+            AggTable::StaffPerformanceDaily => &[
+                "conversations_handled",
+                "tasks_completed",
+                "avg_response_time_ms",
+                "satisfaction_avg",
+                "satisfaction_count",
+            ],
+            AggTable::IntentDistributionDaily => &[
+                "count",
+                "avg_confidence",
+                "action_taken_count",
+                "escalated_count",
+            ],
+            AggTable::SatisfactionWeekly => &[
+                "surveys_sent",
+                "responses_received",
+                "rating_1",
+                "rating_2",
+                "rating_3",
+                "rating_4",
+                "rating_5",
+                "avg_rating",
+                "nps_score",
+            ],
+            AggTable::MonthlySummary => &[
+                "total_conversations",
+                "total_messages",
+                "total_tasks",
+                "ai_resolution_rate",
+                "avg_satisfaction",
+                "avg_response_time_minutes",
+            ],
+        }
+    }
+}
+
+/// How the rows of a bucket combine when fewer dimensions are asked for than the table
+/// is keyed by.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Combine {
+    /// Counts add up.
+    Sum,
+    /// An average, weighted by the named count column of the same row.
+    WeightedBy(&'static str),
+    /// The largest value.
+    Max,
+    /// The value as stored: only valid grouped by every dimension of the table.
+    AsStored,
+    /// The mean rating, recomputed from `rating_1..rating_5`.
+    MeanRating,
+    /// The NPS, recomputed from the rating counts.
+    Nps,
+}
+
+/// One point of a series.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesPoint {
+    /// The period key.
+    pub period: String,
+    /// The value; `None` where the measure is undefined (an average over nothing).
+    pub value: Option<f64>,
+    /// The dimension values, in the order asked.
+    pub dimensions: Vec<String>,
+}
+
+/// A series to read: which measure, how combined, grouped how, over which periods.
+#[derive(Debug, Clone, Copy)]
+pub struct SeriesQuery<'a> {
+    /// The table.
+    pub table: AggTable,
+    /// A measure column of it.
+    pub column: &'a str,
+    /// How rows combine.
+    pub combine: Combine,
+    /// Dimensions to group by (key columns of the table).
+    pub dimensions: &'a [&'a str],
+    /// The property.
+    pub property_id: &'a str,
+    /// First period key included (for months, `YYYY-MM-DD` of the 1st).
+    pub from_key: &'a str,
+    /// First period key excluded.
+    pub to_key: &'a str,
+}
+
+/// Why a series request was refused before reaching SQL.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SeriesError {
+    /// The column is not a measure of the table.
+    #[error("{column} is not a measure of {table}")]
+    UnknownMeasure {
+        /// Table name.
+        table: &'static str,
+        /// Asked column.
+        column: String,
+    },
+    /// A dimension is not a key of the table.
+    #[error("{dimension} is not a dimension of {table}")]
+    UnknownDimension {
+        /// Table name.
+        table: &'static str,
+        /// Asked dimension.
+        dimension: String,
+    },
+}
+
+impl Storage {
+    /// Counts of one property's events in `[start, end)` (UTC, stored form).
+    ///
+    /// # Errors
+    /// Any database error.
+    pub async fn window_counts(
+        &self,
+        property_id: &str,
+        start: &str,
+        end: &str,
+    ) -> Result<WindowCounts, StorageError> {
+        let r = sqlx::query(
+            "SELECT \
+             count(*) FILTER (WHERE event_type = 'conversation.started'), \
+             count(*) FILTER (WHERE event_type = 'conversation.resolved'), \
+             count(*) FILTER (WHERE event_type = 'conversation.escalated'), \
+             count(*) FILTER (WHERE event_type = 'message.received'), \
+             count(*) FILTER (WHERE event_type = 'message.sent'), \
+             total(duration_ms) FILTER (WHERE event_type = 'response.time_recorded'), \
+             count(duration_ms) FILTER (WHERE event_type = 'response.time_recorded'), \
+             total(value) FILTER (WHERE event_type = 'satisfaction.rating_received'), \
+             count(value) FILTER (WHERE event_type = 'satisfaction.rating_received') \
+             FROM analytics_events INDEXED BY idx_events_property_time \
+             WHERE property_id = ? AND timestamp >= ? AND timestamp < ?",
+        )
+        .bind(property_id)
+        .bind(start)
+        .bind(end)
+        .fetch_one(&self.reader)
+        .await?;
+        Ok(WindowCounts {
+            started: r.try_get(0)?,
+            resolved: r.try_get(1)?,
+            escalated: r.try_get(2)?,
+            received: r.try_get(3)?,
+            sent: r.try_get(4)?,
+            response_ms_sum: r.try_get(5)?,
+            response_count: r.try_get(6)?,
+            rating_sum: r.try_get(7)?,
+            rating_count: r.try_get(8)?,
+        })
+    }
+
+    /// Live state of one property.
+    ///
+    /// # Errors
+    /// Any database error.
+    pub async fn live_counts(&self, property_id: &str) -> Result<LiveCounts, StorageError> {
+        let r = sqlx::query(
+            "SELECT (SELECT count(*) FROM live_conversations WHERE property_id = ?1 AND active = 1), \
+             (SELECT count(*) FROM live_staff WHERE property_id = ?1 AND online = 1), \
+             (SELECT count(*) FROM live_tasks WHERE property_id = ?1 AND created = 1 AND completed = 0)",
+        )
+        .bind(property_id)
+        .fetch_one(&self.reader)
+        .await?;
+        Ok(LiveCounts {
+            active_conversations: r.try_get(0)?,
+            staff_online: r.try_get(1)?,
+            pending_tasks: r.try_get(2)?,
+        })
+    }
+
+    /// Whether any event of the property is stored (within the raw retention).
+    ///
+    /// # Errors
+    /// Any database error.
+    pub async fn property_known(&self, property_id: &str) -> Result<bool, StorageError> {
+        let found: Option<i64> = sqlx::query_scalar(
+            "SELECT 1 FROM agg_dirty_hours WHERE property_id = ?1 \
+             UNION ALL SELECT 1 FROM live_conversations WHERE property_id = ?1 \
+             UNION ALL SELECT 1 FROM live_staff WHERE property_id = ?1 LIMIT 1",
+        )
+        .bind(property_id)
+        .fetch_optional(&self.reader)
+        .await?;
+        Ok(found.is_some())
+    }
+
+    /// A series of one measure for one property, over periods whose key is in
+    /// `[from_key, to_key)`, grouped by period and dimensions.
+    /// Table, column and dimension names are checked against the schema first, so no
+    /// caller-given text reaches SQL.
+    ///
+    /// # Errors
+    /// [`SeriesError`] (wrapped) for a name that is not in the schema; a database error.
+    pub async fn series(
+        &self,
+        q: &SeriesQuery<'_>,
+    ) -> Result<Result<Vec<SeriesPoint>, SeriesError>, StorageError> {
+        let SeriesQuery {
+            table,
+            column,
+            combine,
+            dimensions,
+            property_id,
+            from_key,
+            to_key,
+        } = *q;
+        let Some(column) = table.measures().iter().find(|c| **c == column) else {
+            return Ok(Err(SeriesError::UnknownMeasure {
+                table: table.name(),
+                column: column.to_owned(),
+            }));
+        };
+        let mut dims: Vec<&'static str> = Vec::with_capacity(dimensions.len());
+        for d in dimensions {
+            match table.dimensions().iter().find(|c| *c == d) {
+                Some(known) => dims.push(known),
+                None => {
+                    return Ok(Err(SeriesError::UnknownDimension {
+                        table: table.name(),
+                        dimension: (*d).to_owned(),
+                    }));
+                }
+            }
+        }
+        let value = match combine {
+            Combine::Sum => format!("sum({column})"),
+            Combine::WeightedBy(weight) => {
+                let weight = table.measures().iter().find(|c| **c == weight).copied().unwrap_or("1");
+                format!(
+                    "sum({column} * {weight}) * 1.0 / nullif(sum(CASE WHEN {column} IS NOT NULL THEN {weight} END), 0)"
+                )
+            }
+            Combine::Max | Combine::AsStored => format!("max({column})"),
+            Combine::MeanRating => "(sum(rating_1) + 2 * sum(rating_2) + 3 * sum(rating_3) + 4 * sum(rating_4) + 5 * sum(rating_5)) * 1.0 \
+                 / nullif(sum(rating_1) + sum(rating_2) + sum(rating_3) + sum(rating_4) + sum(rating_5), 0)"
+                .to_owned(),
+            Combine::Nps => "100.0 * (sum(rating_5) - sum(rating_1) - sum(rating_2) - sum(rating_3)) \
+                 / nullif(sum(rating_1) + sum(rating_2) + sum(rating_3) + sum(rating_4) + sum(rating_5), 0)"
+                .to_owned(),
+        };
+        let period = table.period_column();
+        let mut group = period.to_owned();
+        for d in &dims {
+            group.push_str(", ");
+            group.push_str(d);
+        }
+        let period_key = if table == AggTable::MonthlySummary {
+            format!("{period} || '-01'")
+        } else {
+            period.to_owned()
+        };
+        let sql = format!(
+            "SELECT {group}, CAST({value} AS REAL) AS value FROM {table} WHERE property_id = ? \
+             AND {period_key} >= ? AND {period_key} < ? GROUP BY {group} ORDER BY {group}",
+            table = table.name(),
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(property_id)
+            .bind(from_key)
+            .bind(to_key)
+            .fetch_all(&self.reader)
+            .await?;
+        let mut points = Vec::with_capacity(rows.len());
+        for r in rows {
+            let mut dimensions = Vec::with_capacity(dims.len());
+            for i in 0..dims.len() {
+                dimensions.push(r.try_get::<String, _>(i + 1)?);
+            }
+            points.push(SeriesPoint {
+                period: r.try_get(0)?,
+                value: r.try_get("value")?,
+                dimensions,
+            });
+        }
+        Ok(Ok(points))
+    }
+}

@@ -1,0 +1,503 @@
+//! The query endpoints over NATS against known data.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde_json::{Value, json};
+
+use crate::aggregation::{config, dataset, payload};
+use crate::helpers::{App, NatsServer, publish_all, wait_until};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+async fn ask(client: &async_nats::Client, subject: &str, body: Value) -> (Option<String>, Value) {
+    let reply = tokio::time::timeout(
+        Duration::from_secs(30),
+        client.request(subject.to_owned(), Bytes::from(body.to_string())),
+    )
+    .await
+    .expect("a reply within 30 s")
+    .expect("a reply");
+    let code = reply
+        .headers
+        .as_ref()
+        .and_then(|h| h.get("Nats-Service-Error-Code"))
+        .map(|v| v.as_str().to_owned());
+    (code, serde_json::from_slice(&reply.payload).unwrap())
+}
+
+fn ev(t: &str, id: &str, at: &str, extra: Value) -> (String, Vec<u8>) {
+    let mut body = json!({"id": id, "propertyId": "p_dash", "timestamp": at});
+    body.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    (
+        format!("butler.events.{t}"),
+        serde_json::to_vec(&body).unwrap(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_dashboard_compares_today_so_far_with_yesterday_like_for_like() {
+    let nats = NatsServer::start();
+    let app = App::start(
+        &nats.url(),
+        "retention:\n  raw_events: 36500\naggregation:\n  property_timezones: {p_dash: Europe/Lisbon}\n",
+    );
+    let js = nats.jetstream().await;
+    // As of 2026-11-24 15:00 in Lisbon (UTC+0 in November).
+    let today = |h: u32| format!("2026-11-24T{h:02}:00:00Z");
+    let yesterday = |h: u32| format!("2026-11-23T{h:02}:00:00Z");
+    let c = |id: &str| json!({"conversationId": id});
+    let mut events = vec![
+        ev("conversation.started", "d1", &today(9), c("c1")),
+        ev("conversation.started", "d2", &today(9), c("c2")),
+        ev("conversation.started", "d3", &today(10), c("c3")),
+        ev("conversation.started", "d4", &today(10), c("c4")),
+        ev("conversation.escalated", "d5", &today(11), c("c3")),
+        ev("conversation.resolved", "d6", &today(12), c("c1")),
+        ev("conversation.resolved", "d7", &today(12), c("c2")),
+        ev(
+            "response.time_recorded",
+            "d8",
+            &today(12),
+            json!({"durationMs": 1000}),
+        ),
+        ev(
+            "response.time_recorded",
+            "d9",
+            &today(13),
+            json!({"durationMs": 3000}),
+        ),
+        ev(
+            "satisfaction.rating_received",
+            "d10",
+            &today(13),
+            json!({"value": 4}),
+        ),
+        ev(
+            "satisfaction.rating_received",
+            "d11",
+            &today(14),
+            json!({"value": 5}),
+        ),
+        // After "now": not today so far.
+        ev("conversation.started", "d12", &today(16), json!({})),
+        ev("message.received", "d13", &today(16), json!({})),
+        // Yesterday before 15:00 counts; after it does not (like for like).
+        ev("conversation.started", "y1", &yesterday(9), json!({})),
+        ev("conversation.started", "y2", &yesterday(14), json!({})),
+        ev(
+            "response.time_recorded",
+            "y3",
+            &yesterday(10),
+            json!({"durationMs": 4000}),
+        ),
+        ev(
+            "satisfaction.rating_received",
+            "y4",
+            &yesterday(11),
+            json!({"value": 3}),
+        ),
+        ev("conversation.started", "y5", &yesterday(16), json!({})),
+        ev(
+            "response.time_recorded",
+            "y6",
+            &yesterday(17),
+            json!({"durationMs": 99000}),
+        ),
+        // Live state.
+        ev("staff.login", "s1", &today(8), json!({"staffId": "s1"})),
+        ev("staff.login", "s2", &today(8), json!({"staffId": "s2"})),
+        ev("staff.logout", "s3", &today(9), json!({"staffId": "s2"})),
+        ev(
+            "staff.status_changed",
+            "s4",
+            &today(9),
+            json!({"staffId": "s3", "metadata": {"status": "available"}}),
+        ),
+        ev(
+            "staff.status_changed",
+            "s5",
+            &today(9),
+            json!({"staffId": "s4", "metadata": {"status": "busy"}}),
+        ),
+        ev("task.created", "t1", &today(9), json!({"taskId": "t1"})),
+        ev("task.created", "t2", &today(9), json!({"taskId": "t2"})),
+        ev("task.completed", "t3", &today(10), json!({"taskId": "t2"})),
+        ev("task.completed", "t4", &today(10), json!({"taskId": "t3"})),
+    ];
+    for i in 0..5 {
+        events.push(ev(
+            "message.received",
+            &format!("r{i}"),
+            &today(10 + i),
+            json!({}),
+        ));
+    }
+    for i in 0..3 {
+        events.push(ev(
+            "message.sent",
+            &format!("s{i}x"),
+            &today(10 + i),
+            json!({}),
+        ));
+    }
+    let n = events.len() as i64;
+    publish_all(&js, events).await;
+    wait_until(WAIT, "every event stored", || async {
+        app.event_count().await == n
+    })
+    .await;
+
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let (code, d) = ask(
+        &client,
+        "analytics.query.dashboard",
+        json!({"propertyId": "p_dash", "asOf": "2026-11-24T15:00:00Z"}),
+    )
+    .await;
+    assert_eq!(code, None, "{d}");
+    assert_eq!(
+        d["today"],
+        json!({"conversationsActive": 2, "conversationsResolved": 2, "messagesReceived": 5, "messagesSent": 3,
+               "avgResponseTimeMs": 2000.0, "escalationRate": 0.25})
+    );
+    assert_eq!(
+        d["comparison"],
+        json!({"conversationsChange": 100.0, "responseTimeChange": -50.0, "satisfactionChange": 50.0})
+    );
+    assert_eq!(
+        (
+            d["activeConversations"].as_i64(),
+            d["staffOnline"].as_i64(),
+            d["pendingTasks"].as_i64()
+        ),
+        (Some(2), Some(2), Some(1))
+    );
+    assert_eq!(d["asOf"], "2026-11-24T15:00:00.000Z");
+
+    // A property with no events: zeros, not an error.
+    let (code, d) = ask(
+        &client,
+        "analytics.query.dashboard",
+        json!({"propertyId": "nobody"}),
+    )
+    .await;
+    assert_eq!(code, None);
+    assert_eq!(d["today"]["messagesReceived"], 0);
+    assert_eq!(d["comparison"]["conversationsChange"], 0.0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dashboard_is_served_from_the_cache_within_its_ttl() {
+    let nats = NatsServer::start();
+    let app = App::start(&nats.url(), "cache:\n  ttl_ms: 2000\n");
+    let js = nats.jetstream().await;
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let now = || chrono::Utc::now().to_rfc3339();
+    publish_all(&js, vec![ev("message.received", "m1", &now(), json!({}))]).await;
+    wait_until(WAIT, "stored", || async { app.event_count().await == 1 }).await;
+    let received = |d: &Value| d["today"]["messagesReceived"].as_i64().unwrap();
+    let (_, first) = ask(
+        &client,
+        "analytics.query.dashboard",
+        json!({"propertyId": "p_dash"}),
+    )
+    .await;
+    assert_eq!(received(&first), 1);
+    publish_all(&js, vec![ev("message.received", "m2", &now(), json!({}))]).await;
+    wait_until(WAIT, "stored", || async { app.event_count().await == 2 }).await;
+    let (_, cached) = ask(
+        &client,
+        "analytics.query.dashboard",
+        json!({"propertyId": "p_dash"}),
+    )
+    .await;
+    assert_eq!(cached, first, "within the TTL the same reply");
+    assert_eq!(
+        app.metric(r#"butler_analytics_query_cache_requests_total{result="hit"}"#),
+        1.0
+    );
+    tokio::time::sleep(Duration::from_millis(2200)).await;
+    let (_, fresh) = ask(
+        &client,
+        "analytics.query.dashboard",
+        json!({"propertyId": "p_dash"}),
+    )
+    .await;
+    assert_eq!(received(&fresh), 2, "after the TTL from the database");
+    assert_eq!(
+        app.metric(r#"butler_analytics_query_cache_requests_total{result="miss"}"#),
+        2.0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn time_series_at_every_granularity_match_the_events() {
+    let nats = NatsServer::start();
+    let app = App::start(&nats.url(), &config());
+    let js = nats.jetstream().await;
+    let events = dataset(1500);
+    publish_all(
+        &js,
+        events
+            .iter()
+            .map(|e| (format!("butler.events.{}", e.event_type), payload(e)))
+            .collect(),
+    )
+    .await;
+    wait_until(WAIT, "stored", || async { app.event_count().await == 1500 }).await;
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let (code, _) = ask(
+        &client,
+        "analytics.admin.aggregate",
+        json!({"from": "2026-10-25", "to": "2026-11-10"}),
+    )
+    .await;
+    assert_eq!(code, None);
+
+    let series = |metric: &str, granularity: &str, dims: Value| {
+        json!({"metric": metric, "granularity": granularity, "startDate": "2026-10-25", "endDate": "2026-11-10",
+               "propertyId": "p_utc", "dimensions": dims})
+    };
+    let values = |reply: &Value| -> BTreeMap<String, f64> {
+        reply["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|r| {
+                (
+                    r["period"].as_str().unwrap().to_owned(),
+                    r["value"].as_f64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let p_utc: Vec<_> = events.iter().filter(|e| e.property == "p_utc").collect();
+    let count_by = |key: &dyn Fn(i64) -> String, types: &[&str]| {
+        let mut m: BTreeMap<String, f64> = BTreeMap::new();
+        for e in p_utc.iter().filter(|e| types.contains(&e.event_type)) {
+            *m.entry(key(e.ts_ms)).or_default() += 1.0;
+        }
+        m
+    };
+    let utc = |ms: i64| chrono::DateTime::from_timestamp_millis(ms).unwrap();
+
+    // Hour, without dimensions: summed over channel and direction.
+    let (code, reply) = ask(
+        &client,
+        "analytics.query.timeseries",
+        series("message_counts.count", "hour", json!([])),
+    )
+    .await;
+    assert_eq!(code, None, "{reply}");
+    let want = count_by(
+        &|ms| utc(ms).format("%Y-%m-%dT%H:00:00Z").to_string(),
+        &["message.received", "message.sent"],
+    );
+    assert_eq!(values(&reply), want);
+    assert_eq!(
+        reply["metadata"]["rowCount"].as_u64(),
+        Some(want.len() as u64)
+    );
+    assert!(reply["metadata"]["queryTimeMs"].is_number());
+    assert_eq!(reply["query"]["metric"], "message_counts.count");
+
+    // With dimensions, one row per combination, carrying them.
+    let (_, reply) = ask(
+        &client,
+        "analytics.query.timeseries",
+        series(
+            "message_counts.count",
+            "hour",
+            json!(["channel", "direction"]),
+        ),
+    )
+    .await;
+    let total: f64 = reply["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["value"].as_f64().unwrap())
+        .sum();
+    assert_eq!(total, want.values().sum::<f64>());
+    assert!(
+        reply["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["channel"].is_string() && r["direction"].is_string())
+    );
+
+    // Day and month (UTC property: local = UTC).
+    let (_, reply) = ask(
+        &client,
+        "analytics.query.timeseries",
+        series("conversations_started", "day", json!([])),
+    )
+    .await;
+    assert_eq!(
+        values(&reply),
+        count_by(
+            &|ms| utc(ms).format("%Y-%m-%d").to_string(),
+            &["conversation.started"]
+        )
+    );
+    let (_, reply) = ask(
+        &client,
+        "analytics.query.timeseries",
+        series("monthly_summary.total_messages", "month", json!([])),
+    )
+    .await;
+    assert_eq!(
+        values(&reply),
+        count_by(
+            &|ms| utc(ms).format("%Y-%m").to_string(),
+            &["message.received", "message.sent"]
+        )
+    );
+
+    // Week: NPS recomputed from the rating counts of every channel.
+    let (_, reply) = ask(
+        &client,
+        "analytics.query.timeseries",
+        series("satisfaction.nps_score", "week", json!([])),
+    )
+    .await;
+    let mut ratings: BTreeMap<String, Vec<f64>> = BTreeMap::new();
+    for e in p_utc
+        .iter()
+        .filter(|e| e.event_type == "satisfaction.rating_received")
+    {
+        let d = utc(e.ts_ms).date_naive();
+        let monday = d - chrono::Days::new(u64::from(
+            chrono::Datelike::weekday(&d).num_days_from_monday(),
+        ));
+        ratings
+            .entry(monday.to_string())
+            .or_default()
+            .push(e.value.unwrap());
+    }
+    let nps: BTreeMap<String, f64> = ratings
+        .into_iter()
+        .map(|(w, r)| {
+            let promoters = r.iter().filter(|v| **v == 5.0).count() as f64;
+            let detractors = r.iter().filter(|v| **v <= 3.0).count() as f64;
+            (w, 100.0 * (promoters - detractors) / r.len() as f64)
+        })
+        .collect();
+    let got = values(&reply);
+    assert_eq!(
+        got.keys().collect::<Vec<_>>(),
+        nps.keys().collect::<Vec<_>>()
+    );
+    for (week, v) in &nps {
+        assert!((got[week] - v).abs() < 1e-9, "{week}: {} vs {v}", got[week]);
+    }
+
+    // A percentile needs the dimension it is stored by.
+    let (code, reply) = ask(
+        &client,
+        "analytics.query.timeseries",
+        series("response_times.p95_ms", "hour", json!([])),
+    )
+    .await;
+    assert_eq!(code.as_deref(), Some("400"));
+    assert!(
+        reply["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("\"channel\""),
+        "{reply}"
+    );
+    let (code, _) = ask(
+        &client,
+        "analytics.query.timeseries",
+        series("response_times.p95_ms", "hour", json!(["channel"])),
+    )
+    .await;
+    assert_eq!(code, None);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_catalogue_lists_every_metric_and_bad_queries_get_a_400() {
+    let nats = NatsServer::start();
+    let app = App::start(&nats.url(), "");
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let (code, cat) = ask(&client, "analytics.query.metrics", json!({})).await;
+    assert_eq!(code, None);
+    for g in ["hour", "day", "week", "month"] {
+        assert!(!cat[g]["metrics"].as_array().unwrap().is_empty(), "{g}");
+    }
+    let p95 = cat["hour"]["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["name"] == "response_times.p95_ms")
+        .unwrap();
+    assert_eq!(p95["requiredDimensions"], json!(["channel"]));
+    assert_eq!(cat["hour"]["dimensions"], json!(["channel", "direction"]));
+    assert_eq!(
+        cat["day"]["dimensions"],
+        json!(["channel", "intent", "staff_id"])
+    );
+
+    let ok = json!({"metric": "message_counts.count", "granularity": "hour", "startDate": "2026-11-01",
+                    "endDate": "2026-11-02", "propertyId": "p"});
+    let with = |k: &str, v: Value| {
+        let mut b = ok.clone();
+        b[k] = v;
+        b
+    };
+    for (body, needle) in [
+        (json!("not an object"), "invalid request"),
+        (with("metric", json!("nope.nothing")), "unknown metric"),
+        (with("metric", json!("count")), "ambiguous"),
+        (
+            with("metric", json!("count; DROP TABLE analytics_events")),
+            "unknown metric",
+        ),
+        (with("granularity", json!("minute")), "granularity"),
+        (
+            with("dimensions", json!(["channel) UNION SELECT 1 --"])),
+            "not available",
+        ),
+        (with("dimensions", json!(["staff_id"])), "not available"),
+        (with("propertyId", json!("")), "propertyId"),
+        (with("endDate", json!("2026-10-01")), "must be before"),
+        (with("startDate", json!("next week")), "startDate"),
+        (with("surprise", json!(1)), "surprise"),
+    ] {
+        let (code, reply) = ask(&client, "analytics.query.timeseries", body.clone()).await;
+        assert_eq!(code.as_deref(), Some("400"), "{body}");
+        assert_eq!(reply["error"]["code"], "bad_request");
+        let message = reply["error"]["message"].as_str().unwrap();
+        assert!(message.contains(needle), "{body}: {message}");
+    }
+    // An injection in the property is only ever a bound value: an empty series.
+    let (code, reply) = ask(
+        &client,
+        "analytics.query.timeseries",
+        with("propertyId", json!("p' OR '1'='1")),
+    )
+    .await;
+    assert_eq!(code, None);
+    assert_eq!(reply["data"], json!([]));
+    let (code, _) = ask(
+        &client,
+        "analytics.query.dashboard",
+        json!({"propertyId": "x'; DELETE FROM live_staff; --"}),
+    )
+    .await;
+    assert_eq!(code, None);
+    let (code, _) = ask(&client, "analytics.query.dashboard", json!({})).await;
+    assert_eq!(code.as_deref(), Some("400"));
+    let db = app.db().await;
+    let tables: i64 = sqlx::query_scalar("SELECT count(*) FROM sqlite_master WHERE type = 'table'")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert!(tables >= 19, "no table dropped: {tables}");
+}
