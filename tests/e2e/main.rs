@@ -14,4 +14,5 @@ mod faults;
 mod helpers;
 mod ingest;
 mod query;
+mod report;
 mod throughput;

@@ -1,5 +1,5 @@
-//! The aggregator as the binary runs it: settings from config, the `aggregate` and
-//! `cleanup` subcommands.
+//! The aggregator and report settings as the binary takes them from config, and the
+//! `aggregate` and `cleanup` subcommands.
 
 use anyhow::{Context, bail};
 use butler_aggregator::retention::RetentionDays;
@@ -133,4 +133,21 @@ pub async fn run_due(
         reports.push(report);
     }
     Ok(reports)
+}
+
+/// Report settings from config.
+pub fn report_settings(config: &Config) -> butler_query::report::ReportSettings {
+    butler_query::report::ReportSettings {
+        enabled: config.reports.enabled,
+        formats: config
+            .reports
+            .formats
+            .iter()
+            .map(|f| match f {
+                butler_config::ReportFormat::Json => "json",
+                butler_config::ReportFormat::Csv => "csv",
+            })
+            .collect(),
+        storage: config.reports.storage.clone(),
+    }
 }

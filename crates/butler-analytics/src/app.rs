@@ -79,6 +79,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
                     .enabled
                     .then(|| std::time::Duration::from_millis(config.cache.ttl_ms)),
             ),
+            reports: crate::aggregation::report_settings(&config),
+            client: nats.clone(),
         };
         Some(tasks.spawn(butler_query::service::run(
             nats.clone(),

@@ -8,6 +8,7 @@
 //! - [`dashboard`]: `analytics.query.dashboard`, with its per-property cache;
 //! - [`catalogue`], [`timeseries`]: `analytics.query.metrics` and
 //!   `analytics.query.timeseries`;
+//! - [`report`]: `analytics.query.report`, JSON or CSV, written to files;
 //! - [`admin`]: `analytics.admin.aggregate` and `analytics.admin.status`;
 //! - [`dates`]: request dates (`YYYY-MM-DD` or RFC 3339);
 //! - [`metrics`]: requests, errors and latency per endpoint.
@@ -18,6 +19,7 @@ pub mod dashboard;
 pub mod dates;
 pub mod metrics;
 pub mod reply;
+pub mod report;
 pub mod service;
 pub mod timeseries;
 

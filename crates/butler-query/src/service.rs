@@ -27,11 +27,16 @@ pub struct ServiceContext {
     pub metrics: QueryMetrics,
     /// Dashboard replies, per property.
     pub dashboard_cache: crate::dashboard::DashboardCache,
+    /// Where reports go and which formats are allowed.
+    pub reports: crate::report::ReportSettings,
+    /// The client, for the server's max payload.
+    pub client: async_nats::Client,
 }
 
 /// The endpoints: (name in `$SRV.INFO`, subject).
-const ENDPOINTS: [(&str, &str); 5] = [
+const ENDPOINTS: [(&str, &str); 6] = [
     ("dashboard", "analytics.query.dashboard"),
+    ("report", "analytics.query.report"),
     ("timeseries", "analytics.query.timeseries"),
     ("metrics", "analytics.query.metrics"),
     ("admin_aggregate", "analytics.admin.aggregate"),
@@ -87,6 +92,13 @@ pub async fn run(
 async fn handle(subject: &'static str, request: Request, context: &ServiceContext) {
     let started = Instant::now();
     let body = &request.message.payload;
+    if subject == "analytics.query.report" {
+        let code = answer_report(&request, context).await;
+        context
+            .metrics
+            .observe(subject, started.elapsed().as_secs_f64(), code);
+        return;
+    }
     let tz_of = |p: &str| context.aggregator.settings().timezone_of(p);
     let result: Result<serde_json::Value, QueryError> = match subject {
         "analytics.query.dashboard" => match parse(body) {
@@ -139,4 +151,50 @@ async fn handle(subject: &'static str, request: Request, context: &ServiceContex
 
 fn to_value<T: serde::Serialize>(v: T) -> Result<serde_json::Value, QueryError> {
     serde_json::to_value(v).map_err(|e| QueryError::Internal(e.to_string()))
+}
+
+/// Replies with the report itself, or with where its file is when it is larger than
+/// the server lets a message be. Returns the error code, if any.
+async fn answer_report(request: &Request, context: &ServiceContext) -> Option<&'static str> {
+    let tz_of = |p: &str| context.aggregator.settings().timezone_of(p);
+    let result = match parse(&request.message.payload) {
+        Ok(req) => crate::report::report(&context.storage, &context.reports, tz_of, req).await,
+        Err(e) => Err(e),
+    };
+    let report = match result {
+        Ok(report) => report,
+        Err(err) => {
+            if matches!(err, QueryError::Internal(_)) {
+                tracing::warn!(endpoint = "analytics.query.report", error = %err, "request failed");
+            }
+            if let Err(e) = reply::send_error(request, &err).await {
+                tracing::warn!(error = %e, "reply not sent");
+            }
+            return Some(err.code());
+        }
+    };
+    let max_payload = context.client.server_info().max_payload;
+    let sent = if report.body.len() + 1024 > max_payload {
+        let note = serde_json::json!({
+            "file": report.path.display().to_string(),
+            "format": report.format,
+            "bytes": report.body.len(),
+            "message": format!("the report is larger than the server's max payload of {max_payload} bytes; read it from the file"),
+        });
+        request
+            .respond(Ok(bytes::Bytes::from(note.to_string())))
+            .await
+    } else if report.format == "csv" {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Content-Type", "text/csv");
+        request
+            .respond_with_headers(Ok(bytes::Bytes::from(report.body)), headers)
+            .await
+    } else {
+        request.respond(Ok(bytes::Bytes::from(report.body))).await
+    };
+    if let Err(e) = sent {
+        tracing::warn!(error = %e, "reply not sent");
+    }
+    None
 }

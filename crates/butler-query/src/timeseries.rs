@@ -106,6 +106,7 @@ pub async fn timeseries(
             property_id: &request.property_id,
             from_key: &from_key,
             to_key: &to_key,
+            per_period: true,
         })
         .await?
         .map_err(|e| QueryError::BadRequest(e.to_string()))?;

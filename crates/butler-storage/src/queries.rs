@@ -203,6 +203,9 @@ pub struct SeriesQuery<'a> {
     pub from_key: &'a str,
     /// First period key excluded.
     pub to_key: &'a str,
+    /// One point per period (a series), or one per dimension value over the whole
+    /// range (a total, whose `period` is `from_key`).
+    pub per_period: bool,
 }
 
 /// Why a series request was refused before reaching SQL.
@@ -324,6 +327,7 @@ impl Storage {
             property_id,
             from_key,
             to_key,
+            per_period,
         } = *q;
         let Some(column) = table.measures().iter().find(|c| **c == column) else {
             return Ok(Err(SeriesError::UnknownMeasure {
@@ -360,25 +364,42 @@ impl Storage {
                 .to_owned(),
         };
         let period = table.period_column();
-        let mut group = period.to_owned();
+        let mut group = if per_period {
+            period.to_owned()
+        } else {
+            "?4".to_owned()
+        };
         for d in &dims {
             group.push_str(", ");
             group.push_str(d);
         }
+        let group_by = if per_period || !dims.is_empty() {
+            let keys: Vec<&str> = if per_period {
+                std::iter::once(period)
+                    .chain(dims.iter().copied())
+                    .collect()
+            } else {
+                dims.clone()
+            };
+            format!("GROUP BY {} ORDER BY {}", keys.join(", "), keys.join(", "))
+        } else {
+            String::new()
+        };
         let period_key = if table == AggTable::MonthlySummary {
             format!("{period} || '-01'")
         } else {
             period.to_owned()
         };
         let sql = format!(
-            "SELECT {group}, CAST({value} AS REAL) AS value FROM {table} WHERE property_id = ? \
-             AND {period_key} >= ? AND {period_key} < ? GROUP BY {group} ORDER BY {group}",
+            "SELECT {group}, CAST({value} AS REAL) AS value FROM {table} WHERE property_id = ?1 \
+             AND {period_key} >= ?2 AND {period_key} < ?3 {group_by}",
             table = table.name(),
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
             .bind(property_id)
             .bind(from_key)
             .bind(to_key)
+            .bind(from_key)
             .fetch_all(&self.reader)
             .await?;
         let mut points = Vec::with_capacity(rows.len());
@@ -394,5 +415,120 @@ impl Storage {
             });
         }
         Ok(Ok(points))
+    }
+}
+
+/// The report summary's figures over a time window, from the raw events (the monthly
+/// summary's definitions, over any range).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SummaryFigures {
+    /// `conversation.started`.
+    pub total_conversations: i64,
+    /// `message.received` + `message.sent`.
+    pub total_messages: i64,
+    /// `task.created`.
+    pub total_tasks: i64,
+    /// Among distinct conversations resolved, the fraction never escalated (in range).
+    pub ai_resolution_rate: Option<f64>,
+    /// Mean rating.
+    pub avg_satisfaction: Option<f64>,
+    /// Mean `durationMs` of `response.time_recorded`, in minutes.
+    pub avg_response_time_minutes: Option<f64>,
+}
+
+/// Satisfaction over a window, per channel, from the raw events.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SatisfactionFigures {
+    /// Channel (`unknown` for none).
+    pub channel: String,
+    /// `satisfaction.survey_sent`.
+    pub surveys_sent: i64,
+    /// Ratings 1 to 5.
+    pub ratings: [i64; 5],
+}
+
+impl Storage {
+    /// The summary figures of one property in `[start, end)`.
+    ///
+    /// # Errors
+    /// Any database error.
+    pub async fn summary_figures(
+        &self,
+        property_id: &str,
+        start: &str,
+        end: &str,
+    ) -> Result<SummaryFigures, StorageError> {
+        let r = sqlx::query(
+            "WITH w AS (SELECT event_type, conversation_id, value, duration_ms FROM analytics_events \
+             INDEXED BY idx_events_property_time WHERE property_id = ?1 AND timestamp >= ?2 AND timestamp < ?3), \
+             resolved AS (SELECT DISTINCT conversation_id FROM w WHERE event_type = 'conversation.resolved' AND conversation_id IS NOT NULL), \
+             escalated AS (SELECT DISTINCT conversation_id FROM w WHERE event_type = 'conversation.escalated' AND conversation_id IS NOT NULL) \
+             SELECT \
+             (SELECT count(*) FROM w WHERE event_type = 'conversation.started'), \
+             (SELECT count(*) FROM w WHERE event_type IN ('message.received', 'message.sent')), \
+             (SELECT count(*) FROM w WHERE event_type = 'task.created'), \
+             (SELECT CAST(count(*) FILTER (WHERE conversation_id NOT IN (SELECT conversation_id FROM escalated)) AS REAL) \
+                     / nullif(count(*), 0) FROM resolved), \
+             (SELECT avg(value) FROM w WHERE event_type = 'satisfaction.rating_received'), \
+             (SELECT avg(duration_ms) / 60000.0 FROM w WHERE event_type = 'response.time_recorded')",
+        )
+        .bind(property_id)
+        .bind(start)
+        .bind(end)
+        .fetch_one(&self.reader)
+        .await?;
+        Ok(SummaryFigures {
+            total_conversations: r.try_get(0)?,
+            total_messages: r.try_get(1)?,
+            total_tasks: r.try_get(2)?,
+            ai_resolution_rate: r.try_get(3)?,
+            avg_satisfaction: r.try_get(4)?,
+            avg_response_time_minutes: r.try_get(5)?,
+        })
+    }
+
+    /// Surveys and rating counts per channel of one property in `[start, end)`.
+    ///
+    /// # Errors
+    /// Any database error.
+    pub async fn satisfaction_figures(
+        &self,
+        property_id: &str,
+        start: &str,
+        end: &str,
+    ) -> Result<Vec<SatisfactionFigures>, StorageError> {
+        let rows = sqlx::query(
+            "SELECT coalesce(channel, 'unknown') AS ch, \
+             count(*) FILTER (WHERE event_type = 'satisfaction.survey_sent'), \
+             count(*) FILTER (WHERE event_type = 'satisfaction.rating_received' AND value = 1), \
+             count(*) FILTER (WHERE event_type = 'satisfaction.rating_received' AND value = 2), \
+             count(*) FILTER (WHERE event_type = 'satisfaction.rating_received' AND value = 3), \
+             count(*) FILTER (WHERE event_type = 'satisfaction.rating_received' AND value = 4), \
+             count(*) FILTER (WHERE event_type = 'satisfaction.rating_received' AND value = 5) \
+             FROM analytics_events INDEXED BY idx_events_property_time \
+             WHERE property_id = ?1 AND timestamp >= ?2 AND timestamp < ?3 \
+             AND event_type IN ('satisfaction.survey_sent', 'satisfaction.rating_received') \
+             GROUP BY ch ORDER BY ch",
+        )
+        .bind(property_id)
+        .bind(start)
+        .bind(end)
+        .fetch_all(&self.reader)
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(SatisfactionFigures {
+                    channel: r.try_get(0)?,
+                    surveys_sent: r.try_get(1)?,
+                    ratings: [
+                        r.try_get(2)?,
+                        r.try_get(3)?,
+                        r.try_get(4)?,
+                        r.try_get(5)?,
+                        r.try_get(6)?,
+                    ],
+                })
+            })
+            .collect()
     }
 }

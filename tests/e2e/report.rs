@@ -1,0 +1,292 @@
+//! Reports over NATS: consistent with the aggregate tables, CSV that parses back, the
+//! stored file.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use serde_json::{Value, json};
+
+use crate::aggregation::{config, dataset, payload};
+use crate::helpers::{App, NatsServer, publish_all, wait_until};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+async fn ask(client: &async_nats::Client, body: Value) -> async_nats::Message {
+    tokio::time::timeout(
+        Duration::from_secs(30),
+        client.request("analytics.query.report", Bytes::from(body.to_string())),
+    )
+    .await
+    .expect("a reply within 30 s")
+    .expect("a reply")
+}
+
+fn error_code(msg: &async_nats::Message) -> Option<&str> {
+    msg.headers
+        .as_ref()
+        .and_then(|h| h.get("Nats-Service-Error-Code"))
+        .map(|v| v.as_str())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reports_agree_with_the_aggregate_tables_in_json_and_csv() {
+    let nats = NatsServer::start();
+    let reports = tempfile::tempdir().unwrap();
+    let app = App::start(
+        &nats.url(),
+        &format!(
+            "{}reports:\n  storage: {}\n",
+            config(),
+            reports.path().display()
+        ),
+    );
+    let js = nats.jetstream().await;
+    let events = dataset(1500);
+    publish_all(
+        &js,
+        events
+            .iter()
+            .map(|e| (format!("butler.events.{}", e.event_type), payload(e)))
+            .collect(),
+    )
+    .await;
+    wait_until(WAIT, "stored", || async { app.event_count().await == 1500 }).await;
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let aggregate = client
+        .request(
+            "analytics.admin.aggregate",
+            Bytes::from(r#"{"from":"2026-10-25","to":"2026-11-10"}"#),
+        )
+        .await
+        .unwrap();
+    assert!(error_code(&aggregate).is_none());
+
+    let request = json!({"type": "daily", "propertyId": "p_utc",
+                         "dateRange": {"start": "2026-10-30", "end": "2026-11-03"}, "format": "json"});
+    let reply = ask(&client, request.clone()).await;
+    assert_eq!(
+        error_code(&reply),
+        None,
+        "{}",
+        String::from_utf8_lossy(&reply.payload)
+    );
+    let report: Value = serde_json::from_slice(&reply.payload).unwrap();
+    assert_eq!(report["propertyId"], "p_utc");
+    assert_eq!(
+        report["period"],
+        json!({"start": "2026-10-30", "end": "2026-11-03"})
+    );
+    assert!(report["generatedAt"].is_string());
+    let sections = report["sections"].as_object().unwrap();
+    for s in [
+        "summary",
+        "conversations",
+        "responseTimes",
+        "staffPerformance",
+        "satisfaction",
+        "topIntents",
+        "channelBreakdown",
+    ] {
+        assert!(sections.contains_key(s), "{s}");
+    }
+
+    // Counts equal the sums of the aggregate rows of the range, read here from the tables.
+    let db = app.db().await;
+    let sum = |sql: &'static str| {
+        let db = db.clone();
+        async move {
+            sqlx::query_scalar::<_, f64>(sql)
+                .fetch_one(&db)
+                .await
+                .unwrap() as i64
+        }
+    };
+    let started = sum("SELECT total(conversations_started) FROM agg_conversation_metrics_daily \
+                       WHERE property_id = 'p_utc' AND period_date >= '2026-10-30' AND period_date < '2026-11-03'")
+    .await;
+    let raw_started = events
+        .iter()
+        .filter(|e| e.property == "p_utc" && e.event_type == "conversation.started")
+        .count() as i64;
+    assert_eq!(started, raw_started, "the whole dataset lies in the range");
+    assert_eq!(sections["summary"]["totalConversations"], json!(started));
+    assert_eq!(
+        sections["conversations"]["conversationsStarted"],
+        json!(started)
+    );
+    let by_channel: i64 = sections["channelBreakdown"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_i64().unwrap())
+        .sum();
+    assert_eq!(by_channel, started);
+    let messages = sum("SELECT total(count) FROM agg_message_counts_hourly WHERE property_id = 'p_utc' \
+                        AND period_start >= '2026-10-30T00:00:00Z' AND period_start < '2026-11-03T00:00:00Z'")
+    .await;
+    assert_eq!(sections["summary"]["totalMessages"], json!(messages));
+    let responses = sum("SELECT total(count) FROM agg_response_times_hourly WHERE property_id = 'p_utc' \
+                         AND period_start >= '2026-10-30T00:00:00Z' AND period_start < '2026-11-03T00:00:00Z'")
+    .await;
+    assert_eq!(sections["responseTimes"]["count"], json!(responses));
+    let top_count = sum("SELECT max(n) FROM (SELECT total(count) AS n FROM agg_intent_distribution_daily \
+                         WHERE property_id = 'p_utc' AND period_date >= '2026-10-30' AND period_date < '2026-11-03' GROUP BY intent)")
+    .await;
+    assert_eq!(sections["topIntents"][0]["count"], json!(top_count));
+    assert!(sections["topIntents"].as_array().unwrap().len() <= 5);
+    let tasks: i64 = sections["staffPerformance"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|s| s["tasksCompleted"].as_i64().unwrap())
+        .sum();
+    let stored_tasks = sum("SELECT total(tasks_completed) FROM agg_staff_performance_daily WHERE property_id = 'p_utc' \
+                            AND period_date >= '2026-10-30' AND period_date < '2026-11-03'")
+    .await;
+    assert_eq!(tasks, stored_tasks);
+
+    // The stored file is the reply.
+    let file = reports
+        .path()
+        .join("p_utc")
+        .join("daily_2026-10-30_2026-11-03.json");
+    let stored: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    assert_eq!(stored, report);
+
+    // CSV: the same figures, long format, parsed back with a CSV parser.
+    let mut csv_request = request.clone();
+    csv_request["format"] = json!("csv");
+    let reply = ask(&client, csv_request).await;
+    assert_eq!(
+        reply
+            .headers
+            .as_ref()
+            .and_then(|h| h.get("Content-Type"))
+            .map(|v| v.as_str()),
+        Some("text/csv")
+    );
+    let mut reader = csv::Reader::from_reader(reply.payload.as_ref());
+    assert_eq!(
+        reader.headers().unwrap(),
+        vec!["section", "item", "metric", "value"]
+    );
+    let rows: Vec<csv::StringRecord> = reader.records().map(Result::unwrap).collect();
+    let find = |section: &str, item: &str, metric: &str| {
+        rows.iter()
+            .find(|r| &r[0] == section && &r[1] == item && &r[2] == metric)
+            .map(|r| r[3].to_owned())
+    };
+    assert_eq!(
+        find("summary", "", "totalConversations"),
+        Some(started.to_string())
+    );
+    assert_eq!(
+        find("summary", "", "totalMessages"),
+        Some(messages.to_string())
+    );
+    let top = &sections["topIntents"][0];
+    assert_eq!(
+        find("top_intents", top["intent"].as_str().unwrap(), "count"),
+        Some(top["count"].to_string())
+    );
+    let staff = sections["staffPerformance"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .next()
+        .unwrap();
+    assert_eq!(
+        find("staff_performance", staff.0, "tasksCompleted"),
+        Some(staff.1["tasksCompleted"].to_string())
+    );
+    assert!(rows.iter().all(|r| r.len() == 4));
+    assert!(
+        reports
+            .path()
+            .join("p_utc")
+            .join("daily_2026-10-30_2026-11-03.csv")
+            .is_file()
+    );
+
+    // Only the sections asked.
+    let reply = ask(
+        &client,
+        json!({"type": "weekly", "propertyId": "p_utc", "sections": ["summary"],
+                                    "dateRange": {"start": "2026-10-26", "end": "2026-11-02"}}),
+    )
+    .await;
+    let weekly: Value = serde_json::from_slice(&reply.payload).unwrap();
+    assert_eq!(
+        weekly["sections"]
+            .as_object()
+            .unwrap()
+            .keys()
+            .collect::<Vec<_>>(),
+        ["summary"]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_report_requests_get_a_400_and_no_file_escapes_the_report_folder() {
+    let nats = NatsServer::start();
+    let reports = tempfile::tempdir().unwrap();
+    let _app = App::start(
+        &nats.url(),
+        &format!("reports:\n  storage: {}/r\n", reports.path().display()),
+    );
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let ok = json!({"type": "daily", "propertyId": "p", "dateRange": {"start": "2026-11-01", "end": "2026-11-02"}});
+    let with = |k: &str, v: Value| {
+        let mut b = ok.clone();
+        b[k] = v;
+        b
+    };
+    for (body, needle) in [
+        (with("type", json!("hourly")), "type"),
+        (with("sections", json!(["summary", "gossip"])), "gossip"),
+        (with("format", json!("pdf")), "pdf"),
+        (
+            with(
+                "dateRange",
+                json!({"start": "2026-11-02", "end": "2026-11-01"}),
+            ),
+            "must be before",
+        ),
+        (
+            with(
+                "dateRange",
+                json!({"start": "someday", "end": "2026-11-01"}),
+            ),
+            "dateRange.start",
+        ),
+        (with("propertyId", json!("")), "propertyId"),
+    ] {
+        let reply = ask(&client, body.clone()).await;
+        assert_eq!(error_code(&reply), Some("400"), "{body}");
+        let parsed: Value = serde_json::from_slice(&reply.payload).unwrap();
+        assert!(
+            parsed["error"]["message"]
+                .as_str()
+                .unwrap()
+                .contains(needle),
+            "{body}: {parsed}"
+        );
+    }
+    let reply = ask(&client, with("propertyId", json!("../../escape"))).await;
+    assert_eq!(error_code(&reply), None);
+    let dirs: Vec<_> = std::fs::read_dir(reports.path().join("r"))
+        .unwrap()
+        .map(|d| d.unwrap().path())
+        .collect();
+    assert_eq!(dirs.len(), 1, "{dirs:?}");
+    let name = dirs[0].file_name().unwrap().to_str().unwrap().to_owned();
+    assert!(!name.contains('/') && name != ".." && name != ".", "{name}");
+    assert!(
+        dirs[0].join("daily_2026-11-01_2026-11-02.json").is_file(),
+        "written inside the report folder"
+    );
+    assert!(
+        !reports.path().join("escape").exists()
+            && !reports.path().parent().unwrap().join("escape").exists()
+    );
+}
