@@ -157,7 +157,8 @@ async fn a_long_reader_and_a_brief_write_lock_lose_nothing() {
         .unwrap();
     assert_eq!(seen, 0);
 
-    publish_all(&js, events("r", 20_000)).await;
+    let all = events("r", 20_000);
+    publish_all(&js, all[..10_000].to_vec()).await;
     wait_until(WAIT, "ingest under way", || async {
         app.event_count().await >= 1000
     })
@@ -171,6 +172,8 @@ async fn a_long_reader_and_a_brief_write_lock_lose_nothing() {
         .execute(&mut writer)
         .await
         .unwrap();
+    // The second half arrives while the lock is held, so a commit has to wait for it.
+    publish_all(&js, all[10_000..].to_vec()).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     sqlx::query("COMMIT").execute(&mut writer).await.unwrap();
 

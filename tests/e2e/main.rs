@@ -8,6 +8,7 @@
 
 mod admin;
 mod aggregation;
+mod client;
 mod config;
 mod dead_letters;
 mod faults;

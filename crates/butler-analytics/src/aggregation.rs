@@ -151,3 +151,27 @@ pub fn report_settings(config: &Config) -> butler_query::report::ReportSettings 
         storage: config.reports.storage.clone(),
     }
 }
+
+/// The report schedules of `reports.schedule`, checked.
+///
+/// # Errors
+/// The key and what is wrong.
+pub fn report_schedules(
+    config: &Config,
+) -> anyhow::Result<Vec<butler_query::scheduled::ReportSchedule>> {
+    let entries: Vec<(&'static str, String)> = config
+        .reports
+        .schedule
+        .iter()
+        .map(|s| {
+            let t = match s.report_type {
+                butler_config::ReportType::Daily => "daily",
+                butler_config::ReportType::Weekly => "weekly",
+                butler_config::ReportType::Monthly => "monthly",
+            };
+            (t, s.cron.clone())
+        })
+        .collect();
+    butler_query::scheduled::plan(&entries)
+        .map_err(|(key, message)| anyhow::anyhow!("config key `{key}`: {message}"))
+}

@@ -34,6 +34,7 @@ pub async fn open_storage(config: &Config) -> anyhow::Result<Storage> {
 /// is reported after the others have stopped.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let schedules = crate::aggregation::schedules(&config)?;
+    let report_schedules = crate::aggregation::report_schedules(&config)?;
     let storage = open_storage(&config).await?;
     let registry = Registry::new();
     let nats = crate::nats::connect(&config.nats, "butler-analytics").await?;
@@ -90,6 +91,18 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     } else {
         None
     };
+    if config.service.query && config.reports.enabled && !report_schedules.is_empty() {
+        let settings = crate::aggregation::settings(&config);
+        let timezone = settings.default_timezone;
+        let reports = butler_query::scheduled::ScheduledReports {
+            storage: storage.clone(),
+            settings: crate::aggregation::report_settings(&config),
+            timezone,
+            timezone_of: Box::new(move |p: &str| settings.timezone_of(p)),
+            client: nats.clone(),
+        };
+        tasks.spawn(reports.run(report_schedules, shutdown.clone()));
+    }
     let aggregator = if config.service.aggregator && config.aggregation.enabled {
         let metrics = butler_aggregator::AggregatorMetrics::register(&registry)?;
         let aggregator = butler_aggregator::Aggregator::new(

@@ -48,11 +48,100 @@ Buckets starting before the raw-event retention cutoff are left as they are."
     /// Inspect or replay rejected messages.
     #[command(subcommand)]
     DeadLetters(DeadLetterCommand),
+    /// Ask the running query service (over NATS) for a dashboard or a time series.
+    #[command(subcommand)]
+    Query(QueryCommand),
+    /// Ask the running query service for a report (also written under reports.storage).
+    #[command(
+        after_help = "Example: butler-analytics report --type daily --property prop_lisbon_01 \
+--from 2026-11-24 --to 2026-11-25\nPrints a table by default, the JSON report with --json, \
+the CSV with --format csv."
+    )]
+    Report(ReportArgs),
     /// Publish events to the stream by hand: one event, or a JSON-lines file.
     #[command(after_help = "Examples:\n  butler-analytics publish message.received \
 '{\"propertyId\":\"prop_lisbon_01\",\"channel\":\"whatsapp\"}'\n  \
 butler-analytics publish --file tests/fixtures/sample-events.jsonl")]
     Publish(PublishArgs),
+}
+
+/// `query` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum QueryCommand {
+    /// Today's figures, the comparison with yesterday, and live counts.
+    Dashboard(DashboardArgs),
+    /// One metric of the catalogue over a range (`analytics.query.metrics` lists them).
+    #[command(
+        after_help = "Example: butler-analytics query timeseries --metric message_counts.count \
+--granularity hour --from 2026-11-24 --to 2026-11-25 --property prop_lisbon_01 --dimension channel"
+    )]
+    Timeseries(TimeseriesArgs),
+}
+
+/// `query dashboard` options.
+#[derive(Debug, Clone, Args)]
+pub struct DashboardArgs {
+    /// The property.
+    #[arg(long)]
+    pub property: String,
+    /// Compute today and the comparison as of this RFC 3339 time instead of now.
+    #[arg(long)]
+    pub as_of: Option<String>,
+    /// Print the JSON reply.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `query timeseries` options.
+#[derive(Debug, Clone, Args)]
+pub struct TimeseriesArgs {
+    /// `<table>.<column>`, e.g. response_times.p95_ms.
+    #[arg(long)]
+    pub metric: String,
+    /// hour, day, week or month (the metric's table's).
+    #[arg(long)]
+    pub granularity: String,
+    /// Start of the range (YYYY-MM-DD or RFC 3339).
+    #[arg(long)]
+    pub from: String,
+    /// End of the range (exclusive).
+    #[arg(long)]
+    pub to: String,
+    /// The property.
+    #[arg(long)]
+    pub property: String,
+    /// Group by this dimension (repeatable): channel, direction, staff_id, intent.
+    #[arg(long = "dimension")]
+    pub dimensions: Vec<String>,
+    /// Print the JSON reply.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `report` options.
+#[derive(Debug, Clone, Args)]
+pub struct ReportArgs {
+    /// daily, weekly or monthly.
+    #[arg(long = "type", default_value = "daily")]
+    pub report_type: String,
+    /// The property.
+    #[arg(long)]
+    pub property: String,
+    /// First local day (YYYY-MM-DD).
+    #[arg(long)]
+    pub from: String,
+    /// First local day not included.
+    #[arg(long)]
+    pub to: String,
+    /// Only this section (repeatable); all seven by default.
+    #[arg(long = "section")]
+    pub sections: Vec<String>,
+    /// Print the JSON report.
+    #[arg(long, conflicts_with = "format")]
+    pub json: bool,
+    /// Print the report in this format as the service writes it (json or csv).
+    #[arg(long)]
+    pub format: Option<String>,
 }
 
 /// `aggregate` options.

@@ -10,7 +10,9 @@ use butler_events::RejectReason;
 use butler_storage::{DeadLetter, DeadLetterFilter};
 
 use crate::app;
-use crate::cli::{Command, DeadLetterCommand, DeadLetterListArgs, DeadLetterSelection};
+use crate::cli::{
+    Command, DeadLetterCommand, DeadLetterListArgs, DeadLetterSelection, QueryCommand,
+};
 
 /// Runs one subcommand to completion.
 ///
@@ -68,12 +70,20 @@ pub async fn dispatch(command: Command, config: Config) -> anyhow::Result<()> {
         }
         Command::CheckConfig => {
             crate::aggregation::schedules(&config)?;
+            crate::aggregation::report_schedules(&config)?;
             let yaml = serde_saphyr::to_string(&config).context("rendering the config")?;
             println!("{yaml}");
             eprintln!("config ok");
             Ok(())
         }
         Command::Publish(args) => crate::publish::publish(&config, &args).await,
+        Command::Query(QueryCommand::Dashboard(args)) => {
+            crate::client::dashboard(&config, &args).await
+        }
+        Command::Query(QueryCommand::Timeseries(args)) => {
+            crate::client::timeseries(&config, &args).await
+        }
+        Command::Report(args) => crate::client::report(&config, &args).await,
         Command::DeadLetters(DeadLetterCommand::List(args)) => {
             list_dead_letters(&config, &args).await
         }

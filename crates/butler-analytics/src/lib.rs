@@ -2,7 +2,8 @@
 //! tests start the pipeline through the same code.
 //!
 //! Layout:
-//! - [`cli`]: the command line;
+//! - [`cli`]: the command line; [`client`]: `query` and `report`, asking the running
+//!   service over NATS;
 //! - [`app`]: [`app::run`], the whole pipeline in one runtime until shutdown;
 //! - [`aggregation`]: the aggregator's settings and the backfill command;
 //! - [`nats`]: the NATS connection from config (auth, TLS, reconnects);
@@ -14,6 +15,7 @@
 pub mod aggregation;
 pub mod app;
 pub mod cli;
+pub mod client;
 pub mod commands;
 pub mod http;
 pub mod nats;

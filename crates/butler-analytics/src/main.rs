@@ -8,7 +8,12 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
-    telemetry::init();
+    let level = if matches!(cli.command, cli::Command::Run) {
+        "info"
+    } else {
+        "warn"
+    };
+    telemetry::init(level);
     let config = match butler_config::load(cli.config.as_deref(), std::env::vars()) {
         Ok(config) => config,
         Err(err) => {

@@ -1,12 +1,14 @@
 //! Logging: human-readable by default, JSON lines with `LOG_FORMAT=json`, filtered by
-//! `RUST_LOG` (default `info`).
+//! `RUST_LOG` (default `info` for `run`, `warn` for the one-shot commands, whose output
+//! is their answer).
 
 use tracing_subscriber::EnvFilter;
 
 /// Installs the global subscriber; logs go to stderr so that command output on stdout
 /// stays clean for scripts.
-pub fn init() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("info"));
+pub fn init(default_level: &str) {
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -9,6 +9,7 @@
 //! - [`catalogue`], [`timeseries`]: `analytics.query.metrics` and
 //!   `analytics.query.timeseries`;
 //! - [`report`]: `analytics.query.report`, JSON or CSV, written to files;
+//! - [`scheduled`]: reports on a schedule, announced on `analytics.reports.generated`;
 //! - [`admin`]: `analytics.admin.aggregate` and `analytics.admin.status`;
 //! - [`dates`]: request dates (`YYYY-MM-DD` or RFC 3339);
 //! - [`metrics`]: requests, errors and latency per endpoint.
@@ -20,6 +21,7 @@ pub mod dates;
 pub mod metrics;
 pub mod reply;
 pub mod report;
+pub mod scheduled;
 pub mod service;
 pub mod timeseries;
 
