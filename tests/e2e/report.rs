@@ -290,3 +290,60 @@ async fn bad_report_requests_get_a_400_and_no_file_escapes_the_report_folder() {
             && !reports.path().parent().unwrap().join("escape").exists()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_larger_than_the_max_payload_is_not_lost_the_reply_says_where_it_is() {
+    let nats = NatsServer::start_with(Some("max_payload: 2048\n"));
+    let reports = tempfile::tempdir().unwrap();
+    let app = App::start(
+        &nats.url(),
+        &format!(
+            "{}reports:\n  storage: {}\n",
+            config(),
+            reports.path().display()
+        ),
+    );
+    let js = nats.jetstream().await;
+    let events = dataset(800);
+    publish_all(
+        &js,
+        events
+            .iter()
+            .map(|e| (format!("butler.events.{}", e.event_type), payload(e)))
+            .collect(),
+    )
+    .await;
+    wait_until(WAIT, "stored", || async { app.event_count().await == 800 }).await;
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    client
+        .request(
+            "analytics.admin.aggregate",
+            Bytes::from(r#"{"from":"2026-10-25","to":"2026-11-10"}"#),
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        client.server_info().max_payload,
+        2048,
+        "the test server's limit"
+    );
+    let reply = ask(
+        &client,
+        json!({"type": "monthly", "propertyId": "p_utc",
+                                    "dateRange": {"start": "2026-10-01", "end": "2026-12-01"}}),
+    )
+    .await;
+    assert_eq!(error_code(&reply), None);
+    let note: Value = serde_json::from_slice(&reply.payload).unwrap();
+    let file = note["file"]
+        .as_str()
+        .unwrap_or_else(|| panic!("the reply names the file: {note}"));
+    assert!(note["bytes"].as_u64().unwrap() > 1536, "{note}");
+    let report: Value = serde_json::from_slice(&std::fs::read(file).unwrap()).unwrap();
+    assert_eq!(report["propertyId"], "p_utc");
+    assert!(
+        report["sections"]["staffPerformance"]
+            .as_object()
+            .is_some_and(|s| !s.is_empty())
+    );
+}

@@ -174,7 +174,7 @@ async fn answer_report(request: &Request, context: &ServiceContext) -> Option<&'
         }
     };
     let max_payload = context.client.server_info().max_payload;
-    let sent = if report.body.len() + 1024 > max_payload {
+    let sent = if report.body.len() + 512 > max_payload {
         let note = serde_json::json!({
             "file": report.path.display().to_string(),
             "format": report.format,

@@ -15,6 +15,8 @@ pub struct NatsServer {
     /// The client port.
     pub port: u16,
     store: tempfile::TempDir,
+    /// Extra server configuration (nats-server config syntax), if any.
+    config: Option<String>,
 }
 
 fn server_bin() -> PathBuf {
@@ -32,10 +34,16 @@ fn server_bin() -> PathBuf {
 impl NatsServer {
     /// Starts a server on a free port and waits until it accepts connections.
     pub fn start() -> NatsServer {
+        NatsServer::start_with(None)
+    }
+
+    /// Starts a server with extra configuration lines, e.g. `max_payload: 4096`.
+    pub fn start_with(config: Option<&str>) -> NatsServer {
         let mut server = NatsServer {
             child: None,
             port: super::free_port(),
             store: tempfile::tempdir().unwrap(),
+            config: config.map(str::to_owned),
         };
         server.spawn();
         server
@@ -43,7 +51,13 @@ impl NatsServer {
 
     fn spawn(&mut self) {
         let bin = server_bin();
-        let child = Command::new(&bin)
+        let mut cmd = Command::new(&bin);
+        if let Some(extra) = &self.config {
+            let path = self.store.path().join("server.conf");
+            std::fs::write(&path, extra).unwrap();
+            cmd.arg("-c").arg(path);
+        }
+        let child = cmd
             .args([
                 "-a",
                 "127.0.0.1",
