@@ -51,6 +51,11 @@ impl App {
     /// Writes a config for `nats_url` plus `extra` YAML sections, and starts the
     /// pipeline, waiting until `/readyz` says ready.
     pub fn start(nats_url: &str, extra: &str) -> App {
+        App::start_on(nats_url, extra, None)
+    }
+
+    /// [`App::start`] on a copy of an existing database file.
+    pub fn start_on(nats_url: &str, extra: &str, database: Option<&Path>) -> App {
         let dir = tempfile::tempdir().unwrap();
         let metrics_port = super::free_port();
         let config = format!(
@@ -61,6 +66,9 @@ impl App {
             rest = without_sections(extra, &["nats", "storage"]),
         );
         std::fs::write(dir.path().join("config.yaml"), config).unwrap();
+        if let Some(source) = database {
+            std::fs::copy(source, dir.path().join("analytics.db")).unwrap();
+        }
         let mut app = App {
             child: None,
             dir,
