@@ -65,7 +65,8 @@ async fn query_latencies() {
         + chrono::Days::new(1))
     .to_string();
     let month_start = format!("{}-01", &day[..7]);
-    let cases: Vec<(&str, &str, Box<dyn Fn(usize) -> serde_json::Value>)> = vec![
+    type Body<'a> = Box<dyn Fn(usize) -> serde_json::Value + 'a>;
+    let cases: Vec<(&str, &str, Body)> = vec![
         (
             "dashboard, cached",
             "analytics.query.dashboard",
