@@ -14,6 +14,7 @@ mod dead_letters;
 mod faults;
 mod helpers;
 mod ingest;
+mod operations;
 mod query;
 mod report;
 mod throughput;

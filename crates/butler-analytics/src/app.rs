@@ -18,6 +18,8 @@ use crate::http::{self, HttpState};
 pub async fn open_storage(config: &Config) -> anyhow::Result<Storage> {
     let mut options = StorageOptions::new(&config.storage.path);
     options.busy_timeout = std::time::Duration::from_millis(config.storage.busy_timeout_ms);
+    options.max_size_bytes =
+        (config.storage.max_size_bytes > 0).then_some(config.storage.max_size_bytes);
     Storage::open(&options).await.with_context(|| {
         format!(
             "config key `storage.path` ({})",

@@ -45,6 +45,17 @@ Buckets starting before the raw-event retention cutoff are left as they are."
     Aggregate(AggregateArgs),
     /// Delete what is past each table's retention now (the daily cleanup).
     Cleanup,
+    /// Write a consistent copy of the database to FILE while the pipeline runs.
+    #[command(
+        after_help = "Restore: stop the pipeline, replace storage.path with the copy \
+(and remove any -wal and -shm files beside it), start the pipeline. Events acked after \
+the backup began are not in the copy; they are still in the stream only while it \
+retains them."
+    )]
+    Backup {
+        /// The copy to write; it must not exist.
+        file: PathBuf,
+    },
     /// Inspect or replay rejected messages.
     #[command(subcommand)]
     DeadLetters(DeadLetterCommand),

@@ -54,6 +54,20 @@ pub async fn dispatch(command: Command, config: Config) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Backup { file } => {
+            let storage = app::open_storage(&config).await?;
+            let started = std::time::Instant::now();
+            let result = storage.backup_to(&file).await;
+            storage.close().await;
+            result.with_context(|| format!("backup to {}", file.display()))?;
+            let bytes = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
+            println!(
+                "backup written to {} ({bytes} bytes, {} ms)",
+                file.display(),
+                started.elapsed().as_millis()
+            );
+            Ok(())
+        }
         Command::Cleanup => {
             let storage = app::open_storage(&config).await?;
             let deleted = butler_aggregator::retention::apply(

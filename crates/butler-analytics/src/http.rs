@@ -24,6 +24,8 @@ pub struct HttpState {
     pub nats: async_nats::Client,
     /// `butler_analytics_storage_database_size_bytes`, refreshed on each scrape.
     pub database_size: IntGauge,
+    /// `butler_analytics_storage_write_failing`: 1 while writes fail (full disk, IO).
+    pub write_failing: IntGauge,
 }
 
 impl HttpState {
@@ -41,11 +43,17 @@ impl HttpState {
             "Size of the database file and its write-ahead log.",
         )?;
         registry.register(Box::new(database_size.clone()))?;
+        let write_failing = IntGauge::new(
+            "butler_analytics_storage_write_failing",
+            "1 while the last database write failed for another reason than a busy lock (disk full, IO error).",
+        )?;
+        registry.register(Box::new(write_failing.clone()))?;
         Ok(HttpState {
             registry,
             storage,
             nats,
             database_size,
+            write_failing,
         })
     }
 }
@@ -73,6 +81,9 @@ async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
     state
         .database_size
         .set(i64::try_from(state.storage.size_bytes()).unwrap_or(i64::MAX));
+    state
+        .write_failing
+        .set(i64::from(state.storage.write_failing()));
     let mut body = Vec::new();
     let encoder = TextEncoder::new();
     match encoder.encode(&state.registry.gather(), &mut body) {

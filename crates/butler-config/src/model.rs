@@ -109,6 +109,9 @@ pub struct StorageConfig {
     pub path: PathBuf,
     /// How long a write waits for another process's lock before retrying.
     pub busy_timeout_ms: u64,
+    /// Largest the database may grow, in bytes (0: no limit). At the limit, commits fail
+    /// as on a full disk: nothing is acked until space is freed.
+    pub max_size_bytes: u64,
 }
 
 impl Default for StorageConfig {
@@ -116,6 +119,7 @@ impl Default for StorageConfig {
         StorageConfig {
             path: "./data/analytics.db".into(),
             busy_timeout_ms: 5_000,
+            max_size_bytes: 0,
         }
     }
 }

@@ -20,6 +20,9 @@ pub enum StorageError {
         /// The migrator's error.
         source: sqlx::migrate::MigrateError,
     },
+    /// A backup would overwrite a file.
+    #[error("{0} exists already; a backup never overwrites a file")]
+    BackupTargetExists(std::path::PathBuf),
     /// A statement failed; busy, locked, full and IO errors are worth retrying.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),

@@ -1,4 +1,4 @@
-//! What `/readyz` and the database-size gauge need.
+//! What `/readyz`, the database-size gauge and backups need.
 
 use std::sync::atomic::Ordering;
 
@@ -29,5 +29,25 @@ impl Storage {
             std::fs::metadata(name).map_or(0, |m| m.len())
         };
         len("") + len("-wal")
+    }
+}
+
+impl Storage {
+    /// Writes a consistent copy of the whole database to `target` while ingest goes on
+    /// (`VACUUM INTO` reads one snapshot). The copy holds every transaction committed
+    /// before it started, and is compact.
+    ///
+    /// # Errors
+    /// When `target` exists already, or cannot be written.
+    pub async fn backup_to(&self, target: &std::path::Path) -> Result<(), StorageError> {
+        if target.exists() {
+            return Err(StorageError::BackupTargetExists(target.to_path_buf()));
+        }
+        let mut conn = self.reader.acquire().await?;
+        sqlx::query("VACUUM INTO ?")
+            .bind(target.to_string_lossy().into_owned())
+            .execute(&mut *conn)
+            .await?;
+        Ok(())
     }
 }

@@ -23,6 +23,8 @@ pub struct StorageOptions {
     pub busy_timeout: Duration,
     /// Read connections for queries.
     pub read_connections: u32,
+    /// Largest the database may grow, in bytes; `None` for no limit.
+    pub max_size_bytes: Option<u64>,
 }
 
 impl StorageOptions {
@@ -32,6 +34,7 @@ impl StorageOptions {
             path: path.into(),
             busy_timeout: Duration::from_secs(5),
             read_connections: 4,
+            max_size_bytes: None,
         }
     }
 }
@@ -69,11 +72,17 @@ impl Storage {
             std::fs::create_dir_all(dir).map_err(|e| open_err(sqlx::Error::Io(e)))?;
         }
         let connect = connect_options(&options.path, options.busy_timeout).map_err(open_err)?;
+        let mut write_options = connect.clone();
+        if let Some(bytes) = options.max_size_bytes {
+            // In pages of SQLite's default 4 KiB.
+            write_options =
+                write_options.pragma("max_page_count", (bytes / 4096).max(1).to_string());
+        }
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
             .min_connections(1)
             .acquire_timeout(Duration::from_secs(3600))
-            .connect_with(connect.clone())
+            .connect_with(write_options)
             .await
             .map_err(open_err)?;
         MIGRATOR

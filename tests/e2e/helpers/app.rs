@@ -56,6 +56,13 @@ impl App {
 
     /// [`App::start`] on a copy of an existing database file.
     pub fn start_on(nats_url: &str, extra: &str, database: Option<&Path>) -> App {
+        let mut app = App::prepare(nats_url, extra, database);
+        app.restart();
+        app
+    }
+
+    /// Writes the config (and copies `database`) without starting the process.
+    pub fn prepare(nats_url: &str, extra: &str, database: Option<&Path>) -> App {
         let dir = tempfile::tempdir().unwrap();
         let metrics_port = super::free_port();
         let config = format!(
@@ -69,17 +76,21 @@ impl App {
         if let Some(source) = database {
             std::fs::copy(source, dir.path().join("analytics.db")).unwrap();
         }
-        let mut app = App {
+        App {
             child: None,
             dir,
             metrics_port,
-        };
-        app.restart();
-        app
+        }
     }
 
     /// Starts the process (again) and waits until it is ready.
     pub fn restart(&mut self) {
+        self.spawn();
+        self.wait_ready();
+    }
+
+    /// Starts the process without waiting for it to be ready.
+    pub fn spawn(&mut self) {
         assert!(self.child.is_none(), "already running");
         let log = std::fs::OpenOptions::new()
             .create(true)
@@ -96,6 +107,10 @@ impl App {
             .spawn()
             .unwrap();
         self.child = Some(child);
+    }
+
+    /// Waits until `/readyz` answers 200.
+    pub fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             if let Some((200, _)) = self.get("/readyz") {

@@ -37,6 +37,18 @@ impl NatsServer {
         NatsServer::start_with(None)
     }
 
+    /// Starts a server on a given port.
+    pub fn on_port(port: u16) -> NatsServer {
+        let mut server = NatsServer {
+            child: None,
+            port,
+            store: tempfile::tempdir().unwrap(),
+            config: None,
+        };
+        server.spawn();
+        server
+    }
+
     /// Starts a server with extra configuration lines, e.g. `max_payload: 4096`.
     pub fn start_with(config: Option<&str>) -> NatsServer {
         let mut server = NatsServer {

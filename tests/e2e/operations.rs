@@ -1,0 +1,214 @@
+//! What an operator meets: backups under load, a full disk, a database the pipeline
+//! must not touch, NATS not there yet.
+
+use std::collections::HashSet;
+use std::time::Duration;
+
+use crate::helpers::{
+    App, NatsServer, cli, consumer_info, free_port, message_event, publish_all, wait_until,
+};
+
+const WAIT: Duration = Duration::from_secs(90);
+
+fn events(prefix: &str, n: usize) -> Vec<(String, Vec<u8>)> {
+    (0..n)
+        .map(|i| {
+            (
+                "butler.events.message.received".to_owned(),
+                message_event(&format!("{prefix}-{i:06}")),
+            )
+        })
+        .collect()
+}
+
+async fn ids(path: &std::path::Path) -> HashSet<String> {
+    let pool = sqlx::sqlite::SqlitePoolOptions::new()
+        .connect_with(
+            sqlx::sqlite::SqliteConnectOptions::new()
+                .filename(path)
+                .read_only(true),
+        )
+        .await
+        .unwrap();
+    let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM analytics_events")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    ids.into_iter().collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_under_load_holds_every_row_committed_before_it_started() {
+    let nats = NatsServer::start();
+    let app = App::start(&nats.url(), "ingest:\n  batch_size: 200\n");
+    let js = nats.jetstream().await;
+    publish_all(&js, events("b", 40_000)).await;
+    wait_until(WAIT, "ingest under way", || async {
+        app.event_count().await >= 2000
+    })
+    .await;
+    let before = ids(&app.db_path()).await;
+    let target = tempfile::tempdir().unwrap();
+    let copy = target.path().join("backup.db");
+    let out = cli(&app.config_path(), &["backup", copy.to_str().unwrap()], &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let in_copy = ids(&copy).await;
+    assert!(
+        before.is_subset(&in_copy),
+        "{} committed before the backup, {} in it",
+        before.len(),
+        in_copy.len()
+    );
+    let pool = sqlx::SqlitePool::connect_with(
+        sqlx::sqlite::SqliteConnectOptions::new()
+            .filename(&copy)
+            .read_only(true),
+    )
+    .await
+    .unwrap();
+    let check: String = sqlx::query_scalar("PRAGMA integrity_check")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
+    assert_eq!(check, "ok");
+    // Never over an existing file.
+    let again = cli(&app.config_path(), &["backup", copy.to_str().unwrap()], &[]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("exists already"));
+    wait_until(WAIT, "ingest finished meanwhile", || async {
+        app.event_count().await == 40_000
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_disk_stops_acks_and_ingest_resumes_when_space_returns() {
+    let nats = NatsServer::start();
+    let app = App::start(
+        &nats.url(),
+        "nats:\n  ack_wait_ms: 60000\nstorage:\n  max_size_bytes: 4194304\n",
+    );
+    let js = nats.jetstream().await;
+    // Another process fills the file past the pipeline's limit.
+    let ballast = sqlx::sqlite::SqliteConnectOptions::new().filename(app.db_path());
+    let mut ballast = sqlx::ConnectOptions::connect(&ballast).await.unwrap();
+    sqlx::query("CREATE TABLE test_ballast (b BLOB)")
+        .execute(&mut ballast)
+        .await
+        .unwrap();
+    sqlx::query(
+        "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 80) \
+         INSERT INTO test_ballast SELECT randomblob(65536) FROM n",
+    )
+    .execute(&mut ballast)
+    .await
+    .unwrap();
+
+    publish_all(&js, events("f", 3000)).await;
+    wait_until(WAIT, "the failing writes to show", || async {
+        app.metric("butler_analytics_storage_write_failing") == 1.0
+    })
+    .await;
+    let (status, body) = app.get("/readyz").unwrap();
+    assert_eq!(status, 503);
+    assert!(body.contains("database"), "{body}");
+    assert!(app.metric("butler_analytics_ingest_commit_retries_total") >= 1.0);
+    assert_eq!(app.event_count().await, 0, "nothing committed");
+    let info = consumer_info(&js).await;
+    assert_eq!(info.ack_floor.stream_sequence, 0, "nothing acked: {info:?}");
+
+    // Space returns: the ballast goes, its pages are free for the pipeline again.
+    sqlx::query("DROP TABLE test_ballast")
+        .execute(&mut ballast)
+        .await
+        .unwrap();
+    wait_until(WAIT, "ingest to resume by itself", || async {
+        app.event_count().await == 3000
+    })
+    .await;
+    wait_until(WAIT, "ready again", || async {
+        app.get("/readyz").map(|(s, _)| s) == Some(200)
+    })
+    .await;
+    assert_eq!(app.metric("butler_analytics_storage_write_failing"), 0.0);
+    wait_until(WAIT, "every message acked", || async {
+        consumer_info(&js).await.num_ack_pending == 0
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_corrupt_or_newer_database_stops_the_start_and_is_left_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let corrupt = dir.path().join("corrupt.db");
+    let garbage: Vec<u8> = (0..8192u32).map(|i| (i * 31 % 251) as u8).collect();
+    std::fs::write(&corrupt, &garbage).unwrap();
+    let config = dir.path().join("c.yaml");
+    std::fs::write(
+        &config,
+        format!("storage:\n  path: {}\n", corrupt.display()),
+    )
+    .unwrap();
+    let out = cli(&config, &["migrate"], &[]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("storage.path") && err.contains("not a database"),
+        "{err}"
+    );
+    assert_eq!(
+        std::fs::read(&corrupt).unwrap(),
+        garbage,
+        "nothing overwritten"
+    );
+
+    // A database migrated by a newer version.
+    let newer = dir.path().join("newer.db");
+    std::fs::write(&config, format!("storage:\n  path: {}\n", newer.display())).unwrap();
+    assert!(cli(&config, &["migrate"], &[]).status.success());
+    let pool =
+        sqlx::SqlitePool::connect_with(sqlx::sqlite::SqliteConnectOptions::new().filename(&newer))
+            .await
+            .unwrap();
+    sqlx::query("INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) VALUES (9999, 'from the future', 1, x'00', 0)")
+        .execute(&pool)
+        .await
+        .unwrap();
+    pool.close().await;
+    let before = std::fs::read(&newer).unwrap();
+    let out = cli(&config, &["migrate"], &[]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("9999"), "{err}");
+    assert_eq!(std::fs::read(&newer).unwrap(), before, "nothing changed");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nats_unreachable_at_start_is_retried_and_said() {
+    let port = free_port();
+    let url = format!("nats://127.0.0.1:{port}");
+    let mut app = App::prepare(&url, "", None);
+    app.spawn();
+    wait_until(WAIT, "the endpoint to answer", || async {
+        app.get("/healthz").map(|(s, _)| s) == Some(200)
+    })
+    .await;
+    let (status, body) = app.get("/readyz").unwrap();
+    assert_eq!(status, 503);
+    assert!(body.contains("nats"), "{body}");
+    assert!(app.is_running());
+
+    let nats = NatsServer::on_port(port);
+    app.wait_ready();
+    let js = nats.jetstream().await;
+    publish_all(&js, events("u", 10)).await;
+    wait_until(WAIT, "events after NATS came up", || async {
+        app.event_count().await == 10
+    })
+    .await;
+}
