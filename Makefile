@@ -28,8 +28,9 @@ lint: ## Check formatting and clippy warnings
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 .PHONY: test
-test: lint ## Lint, then every test against Debian's nats-server (installed if missing), then the end-to-end tests against a current one
+test: lint ## Lint, then every test against Debian's nats-server (installed if missing, with prometheus), then the end-to-end tests against a current one
 	@echo "== nats-server: $$(scripts/ensure-nats-server.sh)"
+	scripts/ensure-test-tools.sh
 	$(CARGO) build -p butler-analytics
 	NATS_SERVER_BIN=$$(scripts/ensure-nats-server.sh) $(CARGO) test --workspace -- --test-threads $(TEST_THREADS)
 	$(MAKE) --no-print-directory test-nats-latest

@@ -11,6 +11,7 @@ mod aggregation;
 mod client;
 mod config;
 mod dead_letters;
+mod deploy;
 mod faults;
 mod helpers;
 mod ingest;

@@ -26,6 +26,8 @@ pub struct HttpState {
     pub database_size: IntGauge,
     /// `butler_analytics_storage_write_failing`: 1 while writes fail (full disk, IO).
     pub write_failing: IntGauge,
+    /// `butler_analytics_nats_connected`: 1 while connected to NATS.
+    pub nats_connected: IntGauge,
 }
 
 impl HttpState {
@@ -48,12 +50,18 @@ impl HttpState {
             "1 while the last database write failed for another reason than a busy lock (disk full, IO error).",
         )?;
         registry.register(Box::new(write_failing.clone()))?;
+        let nats_connected = IntGauge::new(
+            "butler_analytics_nats_connected",
+            "1 while connected to NATS.",
+        )?;
+        registry.register(Box::new(nats_connected.clone()))?;
         Ok(HttpState {
             registry,
             storage,
             nats,
             database_size,
             write_failing,
+            nats_connected,
         })
     }
 }
@@ -84,6 +92,8 @@ async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
     state
         .write_failing
         .set(i64::from(state.storage.write_failing()));
+    let connected = state.nats.connection_state() == async_nats::connection::State::Connected;
+    state.nats_connected.set(i64::from(connected));
     let mut body = Vec::new();
     let encoder = TextEncoder::new();
     match encoder.encode(&state.registry.gather(), &mut body) {
