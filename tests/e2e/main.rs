@@ -18,4 +18,5 @@ mod ingest;
 mod operations;
 mod query;
 mod report;
+mod security;
 mod throughput;

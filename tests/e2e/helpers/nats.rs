@@ -118,7 +118,12 @@ impl NatsServer {
 
     /// A JetStream context, with the events stream created as the pipeline creates it.
     pub async fn jetstream(&self) -> jetstream::Context {
-        let client = async_nats::connect(self.url()).await.unwrap();
+        self.jetstream_as(async_nats::ConnectOptions::new()).await
+    }
+
+    /// [`NatsServer::jetstream`], connecting with `options` (credentials, TLS).
+    pub async fn jetstream_as(&self, options: async_nats::ConnectOptions) -> jetstream::Context {
+        let client = options.connect(self.url()).await.unwrap();
         let js = jetstream::new(client);
         js.get_or_create_stream(jetstream::stream::Config {
             name: "BUTLER_EVENTS".into(),

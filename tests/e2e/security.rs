@@ -1,0 +1,301 @@
+//! Secure NATS: token, user/password with least-privilege permissions, TLS with a
+//! custom CA and client certificates. The right credentials are accepted, wrong ones
+//! refused, and no secret reaches the logs.
+
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::helpers::{App, NatsServer, message_event, publish_all, wait_until};
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// Waits a few seconds and checks the pipeline is alive but not ready, for NATS.
+async fn refused(app: &mut App) {
+    wait_until(WAIT, "the endpoint", || async {
+        app.get("/healthz").map(|(s, _)| s) == Some(200)
+    })
+    .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let (status, body) = app.get("/readyz").unwrap();
+    assert_eq!(status, 503, "{body}");
+    assert!(body.contains("nats"), "{body}");
+    assert!(app.is_running());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_authentication() {
+    let nats = NatsServer::start_with(Some("authorization { token: \"tok-s3cret-42\" }\n"));
+    let app = App::start(&nats.url(), "nats:\n  token: tok-s3cret-42\n");
+    let js = nats
+        .jetstream_as(async_nats::ConnectOptions::with_token(
+            "tok-s3cret-42".into(),
+        ))
+        .await;
+    publish_all(
+        &js,
+        vec![(
+            "butler.events.message.received".into(),
+            message_event("tok-1"),
+        )],
+    )
+    .await;
+    wait_until(WAIT, "stored", || async { app.event_count().await == 1 }).await;
+    assert!(
+        !app.log().contains("tok-s3cret-42"),
+        "the token is never logged"
+    );
+
+    let mut wrong = App::prepare(&nats.url(), "nats:\n  token: not-the-token\n", None);
+    wrong.spawn();
+    refused(&mut wrong).await;
+    assert!(!wrong.log().contains("not-the-token"));
+}
+
+/// The least the pipeline needs, as `deploy/nats/permissions.conf` documents it.
+fn permissions_conf(password: &str) -> String {
+    let example = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/nats/permissions.conf"),
+    )
+    .unwrap();
+    let pipeline_user = example
+        .lines()
+        .skip_while(|l| !l.trim_start().starts_with("authorization"))
+        .skip(2)
+        .collect::<Vec<_>>()
+        .join("\n");
+    let pipeline_user = pipeline_user
+        .trim_end()
+        .trim_end_matches('}')
+        .trim_end()
+        .trim_end_matches(']')
+        .to_owned();
+    assert!(
+        pipeline_user.contains("password: $ANALYTICS_PASSWORD"),
+        "{pipeline_user}"
+    );
+    let pipeline_user = pipeline_user.replace("$ANALYTICS_PASSWORD", &format!("\"{password}\""));
+    format!(
+        "authorization {{\n  users = [\n{pipeline_user}\n    {{ user: butler, password: butler-pw, permissions: {{ publish: [\"butler.events.>\", \"$JS.API.>\"], subscribe: \"_INBOX.>\" }} }}\n    {{ user: dashboard, password: dashboard-pw, permissions: {{ publish: [\"analytics.query.>\", \"analytics.admin.>\", \"$SRV.>\"], subscribe: \"_INBOX.>\" }} }}\n  ]\n}}\n"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn user_password_with_least_privilege_permissions_is_enough() {
+    let conf = permissions_conf("pw-analytics-9");
+    let nats = NatsServer::start_with(Some(&conf));
+    let app = App::start(
+        &nats.url(),
+        "nats:\n  user: analytics\n  password: pw-analytics-9\n",
+    );
+    let publisher =
+        async_nats::ConnectOptions::with_user_and_password("butler".into(), "butler-pw".into());
+    let js = nats.jetstream_as(publisher).await;
+    publish_all(
+        &js,
+        vec![(
+            "butler.events.message.received".into(),
+            message_event("perm-1"),
+        )],
+    )
+    .await;
+    wait_until(WAIT, "stored under least privilege", || async {
+        app.event_count().await == 1
+    })
+    .await;
+    wait_until(WAIT, "acked under least privilege", || async {
+        crate::helpers::consumer_info(&js).await.num_ack_pending == 0
+    })
+    .await;
+
+    let dashboard = async_nats::ConnectOptions::with_user_and_password(
+        "dashboard".into(),
+        "dashboard-pw".into(),
+    )
+    .connect(nats.url())
+    .await
+    .unwrap();
+    let reply = tokio::time::timeout(
+        WAIT,
+        dashboard.request(
+            "analytics.query.dashboard",
+            Bytes::from_static(br#"{"propertyId":"prop_test"}"#),
+        ),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    let d: serde_json::Value = serde_json::from_slice(&reply.payload).unwrap();
+    assert_eq!(d["today"]["messagesReceived"], 1, "{d}");
+    let ping = tokio::time::timeout(
+        WAIT,
+        dashboard.request("$SRV.PING.butler-analytics", Bytes::new()),
+    )
+    .await
+    .unwrap()
+    .unwrap();
+    assert!(String::from_utf8_lossy(&ping.payload).contains("butler-analytics"));
+    assert!(
+        !app.log().contains("pw-analytics-9"),
+        "the password is never logged"
+    );
+
+    // Least privilege: the pipeline's user cannot publish events.
+    let analytics = async_nats::ConnectOptions::with_user_and_password(
+        "analytics".into(),
+        "pw-analytics-9".into(),
+    )
+    .connect(nats.url())
+    .await
+    .unwrap();
+    let forged = async_nats::jetstream::new(analytics)
+        .publish(
+            "butler.events.message.received",
+            Bytes::from(message_event("forged")),
+        )
+        .await;
+    let refused_publish = match forged {
+        Err(_) => true,
+        Ok(ack) => tokio::time::timeout(Duration::from_secs(5), ack)
+            .await
+            .map_or(true, |r| r.is_err()),
+    };
+    assert!(
+        refused_publish,
+        "the pipeline's user may not publish events"
+    );
+
+    let mut wrong = App::prepare(
+        &nats.url(),
+        "nats:\n  user: analytics\n  password: wrong-pw\n",
+        None,
+    );
+    wrong.spawn();
+    refused(&mut wrong).await;
+}
+
+fn openssl(dir: &Path, args: &[&str]) {
+    let out = Command::new("openssl")
+        .current_dir(dir)
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "openssl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A CA, a server certificate for 127.0.0.1 and a client certificate, all from it.
+fn certificates(dir: &Path) {
+    openssl(
+        dir,
+        &[
+            "req",
+            "-x509",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=test-ca",
+            "-keyout",
+            "ca-key.pem",
+            "-out",
+            "ca.pem",
+        ],
+    );
+    std::fs::write(
+        dir.join("server.ext"),
+        "subjectAltName=IP:127.0.0.1,DNS:localhost\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    std::fs::write(dir.join("client.ext"), "extendedKeyUsage=clientAuth\n").unwrap();
+    for who in ["server", "client"] {
+        openssl(
+            dir,
+            &[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                &format!("/CN={who}"),
+                "-keyout",
+                &format!("{who}-key.pem"),
+                "-out",
+                &format!("{who}.csr"),
+            ],
+        );
+        openssl(
+            dir,
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &format!("{who}.csr"),
+                "-CA",
+                "ca.pem",
+                "-CAkey",
+                "ca-key.pem",
+                "-CAcreateserial",
+                "-days",
+                "2",
+                "-extfile",
+                &format!("{who}.ext"),
+                "-out",
+                &format!("{who}.pem"),
+            ],
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_a_custom_ca_and_a_client_certificate() {
+    let certs = tempfile::tempdir().unwrap();
+    let d = certs.path();
+    certificates(d);
+    let nats = NatsServer::start_with(Some(&format!(
+        "tls {{\n  cert_file: \"{}\"\n  key_file: \"{}\"\n  ca_file: \"{}\"\n  verify: true\n}}\n",
+        d.join("server.pem").display(),
+        d.join("server-key.pem").display(),
+        d.join("ca.pem").display()
+    )));
+    let tls = format!(
+        "nats:\n  tls:\n    required: true\n    ca_file: {}\n    cert_file: {}\n    key_file: {}\n",
+        d.join("ca.pem").display(),
+        d.join("client.pem").display(),
+        d.join("client-key.pem").display()
+    );
+    let app = App::start(&nats.url(), &tls);
+    let publisher = async_nats::ConnectOptions::new()
+        .require_tls(true)
+        .add_root_certificates(d.join("ca.pem"))
+        .add_client_certificate(d.join("client.pem"), d.join("client-key.pem"));
+    let js = nats.jetstream_as(publisher).await;
+    publish_all(
+        &js,
+        vec![(
+            "butler.events.message.received".into(),
+            message_event("tls-1"),
+        )],
+    )
+    .await;
+    wait_until(WAIT, "stored over TLS", || async {
+        app.event_count().await == 1
+    })
+    .await;
+
+    // Without a client certificate the server refuses the connection.
+    let no_client_cert = format!(
+        "nats:\n  tls:\n    required: true\n    ca_file: {}\n",
+        d.join("ca.pem").display()
+    );
+    let mut refused_app = App::prepare(&nats.url(), &no_client_cert, None);
+    refused_app.spawn();
+    refused(&mut refused_app).await;
+}
