@@ -299,3 +299,36 @@ async fn tls_with_a_custom_ca_and_a_client_certificate() {
     refused_app.spawn();
     refused(&mut refused_app).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nkey_authentication() {
+    let user = nkeys::KeyPair::new_user();
+    let seed = user.seed().unwrap();
+    let nats = NatsServer::start_with(Some(&format!(
+        "authorization {{ users = [ {{ nkey: \"{}\" }} ] }}\n",
+        user.public_key()
+    )));
+    let app = App::start(&nats.url(), &format!("nats:\n  nkey_seed: {seed}\n"));
+    let js = nats
+        .jetstream_as(async_nats::ConnectOptions::with_nkey(seed.clone()))
+        .await;
+    publish_all(
+        &js,
+        vec![(
+            "butler.events.message.received".into(),
+            message_event("nkey-1"),
+        )],
+    )
+    .await;
+    wait_until(WAIT, "stored", || async { app.event_count().await == 1 }).await;
+    assert!(!app.log().contains(&seed), "the seed is never logged");
+
+    let stranger = nkeys::KeyPair::new_user().seed().unwrap();
+    let mut wrong = App::prepare(
+        &nats.url(),
+        &format!("nats:\n  nkey_seed: {stranger}\n"),
+        None,
+    );
+    wrong.spawn();
+    refused(&mut wrong).await;
+}
