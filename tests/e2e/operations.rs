@@ -212,3 +212,49 @@ async fn nats_unreachable_at_start_is_retried_and_said() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_invalid_events_keeps_memory_flat() {
+    let nats = NatsServer::start();
+    let app = App::start(&nats.url(), "");
+    let js = nats.jetstream().await;
+    let junk = |n: usize, from: usize| -> Vec<(String, Vec<u8>)> {
+        (from..from + n)
+            .map(|i| {
+                let body = match i % 4 {
+                    0 => format!("{{not json {i}"),
+                    1 => format!(r#"{{"propertyId":"p","channel":"pigeon-{i}"}}"#),
+                    2 => format!(r#"{{"propertyId":"p","durationMs":-{i}}}"#),
+                    _ => format!(r#"{{"eventType":"guest.teleported","n":{i}}}"#),
+                };
+                ("butler.events.message.sent".to_owned(), body.into_bytes())
+            })
+            .collect()
+    };
+    let dead_letters = || async {
+        let db = app.db().await;
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM analytics_dead_letters")
+            .fetch_one(&db)
+            .await
+            .unwrap()
+    };
+    publish_all(&js, junk(10_000, 0)).await;
+    wait_until(WAIT, "the first 10,000 dead letters", || async {
+        dead_letters().await == 10_000
+    })
+    .await;
+    let warm = app.rss_kib();
+    publish_all(&js, junk(60_000, 10_000)).await;
+    wait_until(WAIT, "70,000 dead letters", || async {
+        dead_letters().await == 70_000
+    })
+    .await;
+    let after = app.rss_kib();
+    println!("pipeline RSS: {warm} KiB after 10,000 rejected events, {after} KiB after 70,000");
+    assert!(warm > 0 && after > 0);
+    assert!(
+        after < warm + 32 * 1024,
+        "RSS grew from {warm} KiB to {after} KiB over 60,000 rejected events"
+    );
+    assert_eq!(app.event_count().await, 0);
+}

@@ -51,3 +51,47 @@ pub fn check_property(property: &str) -> Result<(), QueryError> {
     }
     Ok(())
 }
+
+/// Hostile requests: every parser answers, never panics.
+#[cfg(test)]
+mod hostile {
+    use proptest::prelude::*;
+
+    use crate::catalogue::{self, Granularity};
+    use crate::dashboard::DashboardRequest;
+    use crate::report::{ReportRequest, file_component};
+    use crate::timeseries::TimeseriesRequest;
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 3000, ..ProptestConfig::default() })]
+
+        #[test]
+        fn request_bodies_never_panic(body in prop::collection::vec(any::<u8>(), 0..512)) {
+            let _ = crate::reply::parse::<TimeseriesRequest>(&body);
+            let _ = crate::reply::parse::<DashboardRequest>(&body);
+            let _ = crate::reply::parse::<ReportRequest>(&body);
+            let _ = crate::reply::parse::<crate::admin::AggregateRequest>(&body);
+        }
+
+        #[test]
+        fn names_dates_and_properties_never_panic(s in "\\PC{0,64}") {
+            for g in Granularity::ALL {
+                if let Ok(m) = catalogue::resolve(&s, g) {
+                    prop_assert_eq!(m.granularity, g);
+                    let _ = catalogue::check_dimensions(m, &[s.clone()]);
+                }
+            }
+            let _ = Granularity::parse(&s);
+            let _ = crate::dates::parse_instant(&s, chrono_tz::UTC, "startDate");
+            let _ = crate::check_property(&s);
+        }
+
+        #[test]
+        fn report_file_names_stay_one_safe_component(s in "\\PC{0,64}") {
+            let name = file_component(&s);
+            prop_assert!(!name.contains('/') && !name.contains('\\'));
+            prop_assert!(name != "." && name != "..");
+            prop_assert!(!name.starts_with('.'));
+        }
+    }
+}

@@ -520,3 +520,151 @@ fn live_effects_follow_the_lifecycle() {
     assert_eq!(effect("task.assigned", json!({"taskId": "t"})), None);
     assert_eq!(effect("message.sent", json!({"conversationId": "c"})), None);
 }
+
+/// Hostile input: whatever arrives, validation answers (an event or a reason) without
+/// panicking, and what it accepts keeps the stored form's invariants.
+mod hostile {
+    use proptest::prelude::*;
+    use serde_json::{Map, Value};
+
+    use super::*;
+
+    const FIELDS: [&str; 13] = [
+        "id",
+        "eventType",
+        "timestamp",
+        "propertyId",
+        "channel",
+        "guestId",
+        "staffId",
+        "conversationId",
+        "taskId",
+        "value",
+        "durationMs",
+        "metadata",
+        "extra",
+    ];
+
+    fn any_json() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>()
+                .prop_filter("finite", |f| f.is_finite())
+                .prop_map(Value::from),
+            "\\PC{0,40}".prop_map(Value::String),
+            prop_oneof![
+                Just("2026-11-25T10:00:00Z"),
+                Just("2026-11-25T10:00:00.123456+05:30"),
+                Just("message.received"),
+                Just("sms"),
+                Just("'; DROP TABLE analytics_events; --"),
+                Just("\u{0000}\u{001b}[31m\u{202e}"),
+            ]
+            .prop_map(|s| Value::String(s.to_owned())),
+        ];
+        leaf.prop_recursive(6, 64, 8, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..6).prop_map(Value::Array),
+                prop::collection::vec(("\\PC{0,8}", inner), 0..6)
+                    .prop_map(|kv| Value::Object(kv.into_iter().collect::<Map<_, _>>())),
+            ]
+        })
+    }
+
+    fn event_like() -> impl Strategy<Value = Value> {
+        prop::collection::vec((prop::sample::select(FIELDS.to_vec()), any_json()), 0..12)
+            .prop_map(|kv| Value::Object(kv.into_iter().map(|(k, v)| (k.to_owned(), v)).collect()))
+    }
+
+    fn subject() -> impl Strategy<Value = String> {
+        prop_oneof![
+            prop::sample::select(EventType::ALL.to_vec())
+                .prop_map(|t| format!("butler.events.{t}")),
+            "\\PC{0,30}",
+            Just("butler.events.".to_owned()),
+            Just("butler.events.message.received.extra".to_owned()),
+        ]
+    }
+
+    fn accepted_is_well_formed(e: &Event) {
+        assert_eq!(e.timestamp.to_string().len(), 24);
+        assert!(!e.id.is_empty() && e.id.chars().count() <= 128 || e.id.starts_with("evt_"));
+        assert!(!e.property_id.is_empty() && e.property_id.chars().count() <= 128);
+        if let Some(m) = &e.metadata {
+            assert!(serde_json::from_str::<Map<String, Value>>(m).is_ok());
+        }
+        assert!(e.duration_ms.is_none_or(|d| d >= 0));
+        assert!(e.value.is_none_or(f64::is_finite));
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig { cases: 4000, ..ProptestConfig::default() })]
+
+        #[test]
+        fn arbitrary_bytes_never_panic(subject in subject(), payload in prop::collection::vec(any::<u8>(), 0..2048)) {
+            if let Ok(e) = check(&subject, &payload, None) {
+                accepted_is_well_formed(&e);
+            }
+        }
+
+        #[test]
+        fn arbitrary_event_shaped_json_never_panics(subject in subject(), body in event_like(), msg_id in proptest::option::of("\\PC{0,200}")) {
+            let bytes = serde_json::to_vec(&body).unwrap();
+            match check(&subject, &bytes, msg_id.as_deref()) {
+                Ok(e) => accepted_is_well_formed(&e),
+                Err(r) => prop_assert!(!r.detail.is_empty()),
+            }
+        }
+    }
+
+    #[test]
+    fn deep_nesting_is_invalid_json_not_a_stack_overflow() {
+        let deep = format!(
+            r#"{{"propertyId":"p","metadata":{{"a":{}1{}}}}}"#,
+            "[".repeat(30_000),
+            "]".repeat(30_000)
+        );
+        let r = check("butler.events.message.sent", deep.as_bytes(), None).unwrap_err();
+        assert_eq!(r.reason, RejectReason::InvalidJson);
+        let moderately_deep = format!(
+            r#"{{"propertyId":"p","metadata":{{"a":{}1{}}}}}"#,
+            "[".repeat(100),
+            "]".repeat(100)
+        );
+        assert!(
+            check(
+                "butler.events.message.sent",
+                moderately_deep.as_bytes(),
+                None
+            )
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn numbers_json_cannot_carry_are_invalid_json() {
+        for body in [
+            r#"{"propertyId":"p","value":NaN}"#,
+            r#"{"propertyId":"p","value":Infinity}"#,
+            r#"{"propertyId":"p","value":1e999}"#,
+        ] {
+            let r = check("butler.events.message.sent", body.as_bytes(), None).unwrap_err();
+            assert_eq!(r.reason, RejectReason::InvalidJson, "{body}");
+        }
+    }
+
+    #[test]
+    fn control_characters_and_sql_are_kept_as_text() {
+        let body = serde_json::json!({"propertyId": "p'; DROP TABLE x; --", "guestId": "\u{0}\u{7}\u{1b}", "metadata": {"note": "\u{202e}"}});
+        let e = check(
+            "butler.events.message.sent",
+            &serde_json::to_vec(&body).unwrap(),
+            None,
+        )
+        .unwrap();
+        assert_eq!(e.property_id, "p'; DROP TABLE x; --");
+        assert_eq!(e.guest_id.as_deref(), Some("\u{0}\u{7}\u{1b}"));
+    }
+}
