@@ -78,7 +78,7 @@ mod hostile {
             for g in Granularity::ALL {
                 if let Ok(m) = catalogue::resolve(&s, g) {
                     prop_assert_eq!(m.granularity, g);
-                    let _ = catalogue::check_dimensions(m, &[s.clone()]);
+                    let _ = catalogue::check_dimensions(m, std::slice::from_ref(&s));
                 }
             }
             let _ = Granularity::parse(&s);
