@@ -332,3 +332,122 @@ async fn nkey_authentication() {
     wrong.spawn();
     refused(&mut wrong).await;
 }
+
+/// A NATS JWT (`ed25519-nkey`), signed by `issuer`.
+fn jwt(issuer: &nkeys::KeyPair, subject: &str, name: &str, nats: serde_json::Value) -> String {
+    use base64::Engine;
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let header = b64.encode(br#"{"typ":"JWT","alg":"ed25519-nkey"}"#);
+    let claims = serde_json::json!({
+        "jti": format!("{:X}", chrono::Utc::now().timestamp_nanos_opt().unwrap_or_default()),
+        "iat": chrono::Utc::now().timestamp(),
+        "iss": issuer.public_key(),
+        "name": name,
+        "sub": subject,
+        "nats": nats,
+    });
+    let body = format!("{header}.{}", b64.encode(claims.to_string()));
+    let signature = issuer.sign(body.as_bytes()).unwrap();
+    format!("{body}.{}", b64.encode(signature))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn creds_file_authentication() {
+    let operator = nkeys::KeyPair::new_operator();
+    let account = nkeys::KeyPair::new_account();
+    let user = nkeys::KeyPair::new_user();
+    let unlimited = serde_json::json!({
+        "subs": -1, "data": -1, "payload": -1, "imports": -1, "exports": -1, "wildcards": true,
+        "conn": -1, "leaf": -1, "mem_storage": -1, "disk_storage": -1, "streams": -1, "consumer": -1,
+    });
+    let operator_jwt = jwt(
+        &operator,
+        &operator.public_key(),
+        "test-operator",
+        serde_json::json!({"type": "operator", "version": 2}),
+    );
+    let account_jwt = jwt(
+        &operator,
+        &account.public_key(),
+        "analytics",
+        serde_json::json!({"limits": unlimited, "type": "account", "version": 2}),
+    );
+    let user_jwt = jwt(
+        &account,
+        &user.public_key(),
+        "analytics",
+        serde_json::json!({
+            "pub": {}, "sub": {}, "subs": -1, "data": -1, "payload": -1, "type": "user", "version": 2,
+        }),
+    );
+    // JetStream in operator mode needs a system account.
+    let system = nkeys::KeyPair::new_account();
+    let system_jwt = jwt(
+        &operator,
+        &system.public_key(),
+        "SYS",
+        serde_json::json!({"type": "account", "version": 2}),
+    );
+    let nats = NatsServer::start_with(Some(&format!(
+        "operator: \"{operator_jwt}\"\nsystem_account: {sys}\nresolver: MEMORY\nresolver_preload: {{\n  {acc}: \"{account_jwt}\"\n  {sys}: \"{system_jwt}\"\n}}\n",
+        acc = account.public_key(),
+        sys = system.public_key(),
+    )));
+    let dir = tempfile::tempdir().unwrap();
+    let creds = dir.path().join("analytics.creds");
+    let seed = user.seed().unwrap();
+    std::fs::write(
+        &creds,
+        format!(
+            "-----BEGIN NATS USER JWT-----\n{user_jwt}\n------END NATS USER JWT------\n\n\
+             ************************* IMPORTANT *************************\n\
+             NKEY Seed printed below can be used to sign and prove identity.\n\n\
+             -----BEGIN USER NKEY SEED-----\n{seed}\n------END USER NKEY SEED------\n"
+        ),
+    )
+    .unwrap();
+    let app = App::start(
+        &nats.url(),
+        &format!("nats:\n  creds_file: {}\n", creds.display()),
+    );
+    let publisher = async_nats::ConnectOptions::with_credentials_file(&creds)
+        .await
+        .unwrap();
+    let js = nats.jetstream_as(publisher).await;
+    publish_all(
+        &js,
+        vec![(
+            "butler.events.message.received".into(),
+            message_event("creds-1"),
+        )],
+    )
+    .await;
+    wait_until(WAIT, "stored", || async { app.event_count().await == 1 }).await;
+    assert!(!app.log().contains(&seed), "the seed is never logged");
+
+    // A user the account did not sign is refused.
+    let stranger = nkeys::KeyPair::new_user();
+    let forged = jwt(
+        &nkeys::KeyPair::new_account(),
+        &stranger.public_key(),
+        "x",
+        serde_json::json!({"type": "user", "version": 2}),
+    );
+    let forged_creds = dir.path().join("forged.creds");
+    std::fs::write(
+        &forged_creds,
+        format!(
+            "-----BEGIN NATS USER JWT-----\n{forged}\n------END NATS USER JWT------\n\n\
+             -----BEGIN USER NKEY SEED-----\n{}\n------END USER NKEY SEED------\n",
+            stranger.seed().unwrap()
+        ),
+    )
+    .unwrap();
+    let mut wrong = App::prepare(
+        &nats.url(),
+        &format!("nats:\n  creds_file: {}\n", forged_creds.display()),
+        None,
+    );
+    wrong.spawn();
+    refused(&mut wrong).await;
+}

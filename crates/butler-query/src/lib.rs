@@ -63,7 +63,11 @@ mod hostile {
     use crate::timeseries::TimeseriesRequest;
 
     proptest! {
-        #![proptest_config(ProptestConfig { cases: 3000, ..ProptestConfig::default() })]
+        // PROPTEST_CASES=1000000 for a long run; make test runs 3000 cases.
+        #![proptest_config(ProptestConfig {
+            cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(3000),
+            ..ProptestConfig::default()
+        })]
 
         #[test]
         fn request_bodies_never_panic(body in prop::collection::vec(any::<u8>(), 0..512)) {

@@ -80,7 +80,7 @@ impl NatsServer {
             ])
             .arg(self.store.path())
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(std::fs::File::create(self.store.path().join("nats-server.log")).unwrap())
             .spawn()
             .unwrap_or_else(|e| {
                 panic!("cannot start {} (set NATS_SERVER_BIN): {e}", bin.display())
@@ -90,8 +90,10 @@ impl NatsServer {
         while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
             assert!(
                 Instant::now() < deadline,
-                "nats-server did not listen on {}",
-                self.port
+                "nats-server did not listen on {}:\n{}",
+                self.port,
+                std::fs::read_to_string(self.store.path().join("nats-server.log"))
+                    .unwrap_or_default()
             );
             std::thread::sleep(Duration::from_millis(20));
         }

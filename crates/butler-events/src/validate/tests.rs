@@ -600,7 +600,11 @@ mod hostile {
     }
 
     proptest! {
-        #![proptest_config(ProptestConfig { cases: 4000, ..ProptestConfig::default() })]
+        // PROPTEST_CASES=1000000 for a long run; make test runs 4000 cases.
+        #![proptest_config(ProptestConfig {
+            cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(4000),
+            ..ProptestConfig::default()
+        })]
 
         #[test]
         fn arbitrary_bytes_never_panic(subject in subject(), payload in prop::collection::vec(any::<u8>(), 0..2048)) {
