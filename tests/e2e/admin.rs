@@ -6,8 +6,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde_json::{Value, json};
 
-use crate::aggregation::{aggregate_tables, config, dataset, payload};
-use crate::helpers::{App, NatsServer, cli, publish_all, wait_until};
+use crate::aggregation::{aggregate_tables, config, dataset, publish_dataset};
+use crate::helpers::{App, NatsServer, cli, wait_until};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -33,14 +33,7 @@ async fn cli_and_admin_aggregate_give_the_same_tables() {
     let nats = NatsServer::start();
     let js = nats.jetstream().await;
     let events = dataset(1500);
-    publish_all(
-        &js,
-        events
-            .iter()
-            .map(|e| (format!("butler.events.{}", e.event_type), payload(e)))
-            .collect(),
-    )
-    .await;
+    publish_dataset(&js, &events).await;
     // Two pipelines, each with its own database and durable consumer over one stream.
     let mut by_cli = App::start(
         &nats.url(),

@@ -124,6 +124,15 @@ pub(crate) fn dataset(n: usize) -> Vec<Ev> {
         .collect()
 }
 
+/// Publishes generated events on their subjects.
+pub(crate) async fn publish_dataset(js: &async_nats::jetstream::Context, events: &[Ev]) {
+    let messages = events
+        .iter()
+        .map(|e| (format!("butler.events.{}", e.event_type), payload(e)))
+        .collect();
+    publish_all(js, messages).await;
+}
+
 pub(crate) fn payload(e: &Ev) -> Vec<u8> {
     let mut v = json!({
         "id": e.id,

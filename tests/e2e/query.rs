@@ -6,7 +6,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde_json::{Value, json};
 
-use crate::aggregation::{config, dataset, payload};
+use crate::aggregation::{config, dataset, publish_dataset};
 use crate::helpers::{App, NatsServer, publish_all, wait_until};
 
 const WAIT: Duration = Duration::from_secs(60);
@@ -240,14 +240,7 @@ async fn time_series_at_every_granularity_match_the_events() {
     let app = App::start(&nats.url(), &config());
     let js = nats.jetstream().await;
     let events = dataset(1500);
-    publish_all(
-        &js,
-        events
-            .iter()
-            .map(|e| (format!("butler.events.{}", e.event_type), payload(e)))
-            .collect(),
-    )
-    .await;
+    publish_dataset(&js, &events).await;
     wait_until(WAIT, "stored", || async { app.event_count().await == 1500 }).await;
     let client = async_nats::connect(nats.url()).await.unwrap();
     let (code, _) = ask(

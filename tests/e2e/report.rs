@@ -6,8 +6,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde_json::{Value, json};
 
-use crate::aggregation::{config, dataset, payload};
-use crate::helpers::{App, NatsServer, publish_all, wait_until};
+use crate::aggregation::{config, dataset, publish_dataset};
+use crate::helpers::{App, NatsServer, wait_until};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -42,14 +42,7 @@ async fn reports_agree_with_the_aggregate_tables_in_json_and_csv() {
     );
     let js = nats.jetstream().await;
     let events = dataset(1500);
-    publish_all(
-        &js,
-        events
-            .iter()
-            .map(|e| (format!("butler.events.{}", e.event_type), payload(e)))
-            .collect(),
-    )
-    .await;
+    publish_dataset(&js, &events).await;
     wait_until(WAIT, "stored", || async { app.event_count().await == 1500 }).await;
     let client = async_nats::connect(nats.url()).await.unwrap();
     let aggregate = client
@@ -305,14 +298,7 @@ async fn a_report_larger_than_the_max_payload_is_not_lost_the_reply_says_where_i
     );
     let js = nats.jetstream().await;
     let events = dataset(800);
-    publish_all(
-        &js,
-        events
-            .iter()
-            .map(|e| (format!("butler.events.{}", e.event_type), payload(e)))
-            .collect(),
-    )
-    .await;
+    publish_dataset(&js, &events).await;
     wait_until(WAIT, "stored", || async { app.event_count().await == 800 }).await;
     let client = async_nats::connect(nats.url()).await.unwrap();
     client
