@@ -184,3 +184,15 @@ fn secrets_never_print() {
     assert!(!format!("{c:?}").contains("hunter2"));
     assert!(!serde_json::to_string(&c).unwrap().contains("hunter2"));
 }
+
+#[test]
+fn the_shipped_example_config_loads_with_the_defaults() {
+    let example = include_str!("../../../../config.example.yaml");
+    let c = load_from_str("config.example.yaml", example, env(&[])).unwrap();
+    let defaults = load(None, env(&[])).unwrap();
+    assert_eq!(
+        format!("{c:?}"),
+        format!("{defaults:?}"),
+        "the example shows the defaults"
+    );
+}
