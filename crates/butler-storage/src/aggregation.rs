@@ -4,6 +4,7 @@
 use std::collections::HashMap;
 
 use butler_events::EventType;
+use futures_util::TryStreamExt;
 use sqlx::{Row, Sqlite, Transaction};
 
 use crate::aggregates::{AggEvent, BucketRows};
@@ -117,7 +118,9 @@ impl Storage {
         let types_json =
             serde_json::to_string(&types.iter().map(|t| t.as_str()).collect::<Vec<_>>())
                 .unwrap_or_else(|_| "[]".into());
-        let rows = sqlx::query(
+        // Rows are streamed into compact events: a million-event bucket never holds the
+        // driver's row objects all at once.
+        let mut rows = sqlx::query(
             "SELECT id, event_type, timestamp, channel, staff_id, conversation_id, value, duration_ms, \
              CASE WHEN json_type(metadata, '$.intent') = 'text' THEN json_extract(metadata, '$.intent') END AS intent \
              FROM analytics_events INDEXED BY idx_events_property_time \
@@ -128,12 +131,11 @@ impl Storage {
         .bind(start)
         .bind(end)
         .bind(types_json)
-        .fetch_all(&self.reader)
-        .await?;
-        let mut events = Vec::with_capacity(rows.len());
-        for r in rows {
-            let event_type: String = r.try_get("event_type")?;
-            let Some(event_type) = EventType::parse(&event_type) else {
+        .fetch(&self.reader);
+        let mut events = Vec::new();
+        while let Some(r) = rows.try_next().await? {
+            let event_type: &str = r.try_get("event_type")?;
+            let Some(event_type) = EventType::parse(event_type) else {
                 continue;
             };
             events.push(AggEvent {
