@@ -403,24 +403,6 @@ impl Storage {
             .collect()
     }
 
-    /// The start of the last successful run of `job`, if any.
-    ///
-    /// # Errors
-    /// Any database error.
-    pub async fn last_job_run(
-        &self,
-        job: &str,
-        trigger: &str,
-    ) -> Result<Option<String>, StorageError> {
-        Ok(sqlx::query_scalar(
-            "SELECT max(started_at) FROM agg_job_runs WHERE job = ? AND trigger = ? AND error IS NULL",
-        )
-        .bind(job)
-        .bind(trigger)
-        .fetch_one(&self.reader)
-        .await?)
-    }
-
     /// Takes the lease on `job` for `holder` until `expires_at`, when it is free or
     /// expired or already `holder`'s. `false` when another live holder has it.
     ///

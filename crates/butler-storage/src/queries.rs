@@ -292,22 +292,6 @@ impl Storage {
         })
     }
 
-    /// Whether any event of the property is stored (within the raw retention).
-    ///
-    /// # Errors
-    /// Any database error.
-    pub async fn property_known(&self, property_id: &str) -> Result<bool, StorageError> {
-        let found: Option<i64> = sqlx::query_scalar(
-            "SELECT 1 FROM agg_dirty_hours WHERE property_id = ?1 \
-             UNION ALL SELECT 1 FROM live_conversations WHERE property_id = ?1 \
-             UNION ALL SELECT 1 FROM live_staff WHERE property_id = ?1 LIMIT 1",
-        )
-        .bind(property_id)
-        .fetch_optional(&self.reader)
-        .await?;
-        Ok(found.is_some())
-    }
-
     /// A series of one measure for one property, over periods whose key is in
     /// `[from_key, to_key)`, grouped by period and dimensions.
     /// Table, column and dimension names are checked against the schema first, so no
