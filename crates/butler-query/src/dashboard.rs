@@ -4,6 +4,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use butler_events::EventTime;
 use butler_storage::Storage;
 use butler_storage::queries::WindowCounts;
 use chrono::{DateTime, Days, LocalResult, SecondsFormat, TimeZone, Utc};
@@ -83,8 +84,8 @@ fn change(today: f64, yesterday: f64) -> f64 {
     }
 }
 
-fn stored(t: DateTime<Utc>) -> String {
-    t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+fn stored(t: DateTime<Utc>) -> EventTime {
+    EventTime::from_datetime(&t)
 }
 
 /// The instant of local wall-clock time `time` on `date` in `tz`; in a DST gap, the
@@ -120,8 +121,8 @@ pub async fn compute(
     let (today_from, today_to) = (stored(today_start), stored(now));
     let (yesterday_from, yesterday_to) = (stored(yesterday_start), stored(yesterday_same_time));
     let (t, y, live) = tokio::try_join!(
-        storage.window_counts(property, &today_from, &today_to),
-        storage.window_counts(property, &yesterday_from, &yesterday_to),
+        storage.window_counts(property, today_from, today_to),
+        storage.window_counts(property, yesterday_from, yesterday_to),
         storage.live_counts(property),
     )?;
     let response = |w: &WindowCounts| mean(w.response_ms_sum, w.response_count);

@@ -229,7 +229,7 @@ impl Figures {
     ) -> Result<Figures, QueryError> {
         let from = butler_aggregator::buckets::start_of_local_date(tz, start);
         let to = butler_aggregator::buckets::start_of_local_date(tz, end);
-        let ts = |t: chrono::DateTime<Utc>| t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string();
+        let ts = |t: chrono::DateTime<Utc>| butler_events::EventTime::from_datetime(&t);
         let hour_key = |t: chrono::DateTime<Utc>| t.format("%Y-%m-%dT%H:00:00Z").to_string();
         let (day_from, day_to) = (start.to_string(), end.to_string());
         let total = |table: AggTable,
@@ -265,9 +265,7 @@ impl Figures {
             let mut obj = Map::new();
             match *section {
                 "summary" => {
-                    let s = storage
-                        .summary_figures(property, &ts(from), &ts(to))
-                        .await?;
+                    let s = storage.summary_figures(property, ts(from), ts(to)).await?;
                     for (metric, v) in [
                         ("totalConversations", json!(s.total_conversations)),
                         ("totalMessages", json!(s.total_messages)),
@@ -372,7 +370,7 @@ impl Figures {
                 }
                 "satisfaction" => {
                     let per_channel = storage
-                        .satisfaction_figures(property, &ts(from), &ts(to))
+                        .satisfaction_figures(property, ts(from), ts(to))
                         .await?;
                     let mut all = [0i64; 5];
                     let mut surveys = 0;

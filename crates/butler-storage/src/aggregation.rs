@@ -83,6 +83,8 @@ impl RetentionTable {
             RetentionTable::RawEvents => &[
                 ("analytics_events", "timestamp"),
                 ("agg_dirty_hours", "hour_start"),
+                ("event_tallies_minute", "minute"),
+                ("event_tallies_hour", "hour"),
             ],
             RetentionTable::Hourly => &[
                 ("agg_message_counts_hourly", "period_start"),
@@ -478,7 +480,8 @@ impl Storage {
         let mut out = Vec::new();
         for (table, column) in class.tables() {
             let sql = if *table == "agg_dirty_hours" {
-                // A WITHOUT ROWID table: chunk by its primary key.
+                // A WITHOUT ROWID table: chunk by its primary key (the tallies are
+                // rowid tables).
                 format!(
                     "DELETE FROM {table} WHERE (property_id, hour_start) IN \
                      (SELECT property_id, hour_start FROM {table} WHERE {column} < ? LIMIT ?)"

@@ -141,6 +141,7 @@ impl Storage {
         };
         apply_live_effects(&mut tx, new_events()).await?;
         mark_dirty_hours(&mut tx, new_events()).await?;
+        crate::tallies::add_tallies(&mut tx, new_events()).await?;
         for (id, event) in accepted {
             sqlx::query(
                 "UPDATE analytics_dead_letters SET replayed_at = ?, replayed_event_id = ? WHERE id = ?",

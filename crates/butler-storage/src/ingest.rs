@@ -79,6 +79,7 @@ impl Storage {
         };
         apply_live_effects(&mut tx, new_events()).await?;
         mark_dirty_hours(&mut tx, new_events()).await?;
+        crate::tallies::add_tallies(&mut tx, new_events()).await?;
         tx.commit().await?;
         Ok(BatchOutcome {
             inserted,

@@ -14,6 +14,8 @@
 //!   reads and writes;
 //! - [`queries`]: what the query service reads (dashboard windows, live state,
 //!   series);
+//! - [`tallies`]: running counts kept by ingest, so dashboard and report windows
+//!   read hours and minutes instead of every raw event;
 //! - [`health`]: writability and size, for `/readyz` and metrics.
 
 pub mod aggregates;
@@ -25,6 +27,7 @@ pub mod ingest;
 pub mod open;
 pub mod queries;
 mod sql;
+pub mod tallies;
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;

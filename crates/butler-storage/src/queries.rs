@@ -1,6 +1,7 @@
 //! What the query service reads: a window of raw events for the dashboard, live state,
 //! and series from the aggregate tables.
 
+use butler_events::EventTime;
 use sqlx::Row;
 
 use crate::{Storage, StorageError};
@@ -230,46 +231,36 @@ pub enum SeriesError {
 }
 
 impl Storage {
-    /// Counts of one property's events in `[start, end)` (UTC, stored form).
+    /// Counts of one property's events in `[start, end)`.
     ///
     /// # Errors
     /// Any database error.
     pub async fn window_counts(
         &self,
         property_id: &str,
-        start: &str,
-        end: &str,
+        start: EventTime,
+        end: EventTime,
     ) -> Result<WindowCounts, StorageError> {
-        let r = sqlx::query(
-            "SELECT \
-             count(*) FILTER (WHERE event_type = 'conversation.started'), \
-             count(*) FILTER (WHERE event_type = 'conversation.resolved'), \
-             count(*) FILTER (WHERE event_type = 'conversation.escalated'), \
-             count(*) FILTER (WHERE event_type = 'message.received'), \
-             count(*) FILTER (WHERE event_type = 'message.sent'), \
-             total(duration_ms) FILTER (WHERE event_type = 'response.time_recorded'), \
-             count(duration_ms) FILTER (WHERE event_type = 'response.time_recorded'), \
-             total(value) FILTER (WHERE event_type = 'satisfaction.rating_received'), \
-             count(value) FILTER (WHERE event_type = 'satisfaction.rating_received') \
-             FROM analytics_events INDEXED BY idx_events_property_time \
-             WHERE property_id = ? AND timestamp >= ? AND timestamp < ?",
-        )
-        .bind(property_id)
-        .bind(start)
-        .bind(end)
-        .fetch_one(&self.reader)
-        .await?;
-        Ok(WindowCounts {
-            started: r.try_get(0)?,
-            resolved: r.try_get(1)?,
-            escalated: r.try_get(2)?,
-            received: r.try_get(3)?,
-            sent: r.try_get(4)?,
-            response_ms_sum: r.try_get(5)?,
-            response_count: r.try_get(6)?,
-            rating_sum: r.try_get(7)?,
-            rating_count: r.try_get(8)?,
-        })
+        let mut w = WindowCounts::default();
+        for t in self.tallies(property_id, start, end).await? {
+            match t.event_type.as_str() {
+                "conversation.started" => w.started += t.events,
+                "conversation.resolved" => w.resolved += t.events,
+                "conversation.escalated" => w.escalated += t.events,
+                "message.received" => w.received += t.events,
+                "message.sent" => w.sent += t.events,
+                "response.time_recorded" => {
+                    w.response_ms_sum += t.duration_sum as f64;
+                    w.response_count += t.duration_count;
+                }
+                "satisfaction.rating_received" => {
+                    w.rating_sum += t.value_sum;
+                    w.rating_count += t.value_count;
+                }
+                _ => {}
+            }
+        }
+        Ok(w)
     }
 
     /// Live state of one property.
@@ -439,36 +430,64 @@ impl Storage {
     pub async fn summary_figures(
         &self,
         property_id: &str,
-        start: &str,
-        end: &str,
+        start: EventTime,
+        end: EventTime,
     ) -> Result<SummaryFigures, StorageError> {
-        let r = sqlx::query(
-            "WITH w AS (SELECT event_type, conversation_id, value, duration_ms FROM analytics_events \
-             INDEXED BY idx_events_property_time WHERE property_id = ?1 AND timestamp >= ?2 AND timestamp < ?3), \
-             resolved AS (SELECT DISTINCT conversation_id FROM w WHERE event_type = 'conversation.resolved' AND conversation_id IS NOT NULL), \
-             escalated AS (SELECT DISTINCT conversation_id FROM w WHERE event_type = 'conversation.escalated' AND conversation_id IS NOT NULL) \
-             SELECT \
-             (SELECT count(*) FROM w WHERE event_type = 'conversation.started'), \
-             (SELECT count(*) FROM w WHERE event_type IN ('message.received', 'message.sent')), \
-             (SELECT count(*) FROM w WHERE event_type = 'task.created'), \
-             (SELECT CAST(count(*) FILTER (WHERE conversation_id NOT IN (SELECT conversation_id FROM escalated)) AS REAL) \
-                     / nullif(count(*), 0) FROM resolved), \
-             (SELECT avg(value) FROM w WHERE event_type = 'satisfaction.rating_received'), \
-             (SELECT avg(duration_ms) / 60000.0 FROM w WHERE event_type = 'response.time_recorded')",
+        let (tallies, ai_resolution_rate) = tokio::try_join!(
+            self.tallies(property_id, start, end),
+            self.ai_resolution_rate(property_id, start, end),
+        )?;
+        let mut f = SummaryFigures {
+            ai_resolution_rate,
+            ..SummaryFigures::default()
+        };
+        let (mut rating, mut response) = ((0.0, 0), (0, 0));
+        for t in tallies {
+            match t.event_type.as_str() {
+                "conversation.started" => f.total_conversations += t.events,
+                "message.received" | "message.sent" => f.total_messages += t.events,
+                "task.created" => f.total_tasks += t.events,
+                "satisfaction.rating_received" => {
+                    rating.0 += t.value_sum;
+                    rating.1 += t.value_count;
+                }
+                "response.time_recorded" => {
+                    response.0 += t.duration_sum;
+                    response.1 += t.duration_count;
+                }
+                _ => {}
+            }
+        }
+        f.avg_satisfaction = (rating.1 > 0).then(|| rating.0 / rating.1 as f64);
+        f.avg_response_time_minutes =
+            (response.1 > 0).then(|| response.0 as f64 / response.1 as f64 / 60000.0);
+        Ok(f)
+    }
+
+    /// Among distinct conversations resolved in `[start, end)`, the fraction not
+    /// escalated in it; `None` when none was resolved.
+    async fn ai_resolution_rate(
+        &self,
+        property_id: &str,
+        start: EventTime,
+        end: EventTime,
+    ) -> Result<Option<f64>, StorageError> {
+        Ok(sqlx::query_scalar(
+            "SELECT CAST(count(*) FILTER (WHERE escalated = 0) AS REAL) / nullif(count(*), 0) \
+             FROM (SELECT max(event_type = 'conversation.resolved') AS resolved, \
+                          max(event_type = 'conversation.escalated') AS escalated \
+                   FROM analytics_events INDEXED BY idx_events_outcomes \
+                   WHERE property_id = ?1 AND timestamp >= ?2 AND timestamp < ?3 \
+                     AND event_type IN ('conversation.resolved', 'conversation.escalated') \
+                     AND conversation_id IS NOT NULL \
+                   GROUP BY conversation_id) \
+             WHERE resolved = 1",
         )
         .bind(property_id)
-        .bind(start)
-        .bind(end)
+        .bind(start.to_string())
+        .bind(end.to_string())
         .fetch_one(&self.reader)
-        .await?;
-        Ok(SummaryFigures {
-            total_conversations: r.try_get(0)?,
-            total_messages: r.try_get(1)?,
-            total_tasks: r.try_get(2)?,
-            ai_resolution_rate: r.try_get(3)?,
-            avg_satisfaction: r.try_get(4)?,
-            avg_response_time_minutes: r.try_get(5)?,
-        })
+        .await?)
     }
 
     /// Surveys and rating counts per channel of one property in `[start, end)`.
@@ -478,41 +497,31 @@ impl Storage {
     pub async fn satisfaction_figures(
         &self,
         property_id: &str,
-        start: &str,
-        end: &str,
+        start: EventTime,
+        end: EventTime,
     ) -> Result<Vec<SatisfactionFigures>, StorageError> {
-        let rows = sqlx::query(
-            "SELECT coalesce(channel, 'unknown') AS ch, \
-             count(*) FILTER (WHERE event_type = 'satisfaction.survey_sent'), \
-             count(*) FILTER (WHERE event_type = 'satisfaction.rating_received' AND value = 1), \
-             count(*) FILTER (WHERE event_type = 'satisfaction.rating_received' AND value = 2), \
-             count(*) FILTER (WHERE event_type = 'satisfaction.rating_received' AND value = 3), \
-             count(*) FILTER (WHERE event_type = 'satisfaction.rating_received' AND value = 4), \
-             count(*) FILTER (WHERE event_type = 'satisfaction.rating_received' AND value = 5) \
-             FROM analytics_events INDEXED BY idx_events_property_time \
-             WHERE property_id = ?1 AND timestamp >= ?2 AND timestamp < ?3 \
-             AND event_type IN ('satisfaction.survey_sent', 'satisfaction.rating_received') \
-             GROUP BY ch ORDER BY ch",
-        )
-        .bind(property_id)
-        .bind(start)
-        .bind(end)
-        .fetch_all(&self.reader)
-        .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(SatisfactionFigures {
-                    channel: r.try_get(0)?,
-                    surveys_sent: r.try_get(1)?,
-                    ratings: [
-                        r.try_get(2)?,
-                        r.try_get(3)?,
-                        r.try_get(4)?,
-                        r.try_get(5)?,
-                        r.try_get(6)?,
-                    ],
-                })
-            })
-            .collect()
+        let mut by_channel: std::collections::BTreeMap<String, SatisfactionFigures> =
+            std::collections::BTreeMap::new();
+        for t in self.tallies(property_id, start, end).await? {
+            let surveys = t.event_type == "satisfaction.survey_sent";
+            if !surveys && t.event_type != "satisfaction.rating_received" {
+                continue;
+            }
+            let f = by_channel
+                .entry(t.channel.clone())
+                .or_insert_with(|| SatisfactionFigures {
+                    channel: t.channel.clone(),
+                    surveys_sent: 0,
+                    ratings: [0; 5],
+                });
+            if surveys {
+                f.surveys_sent += t.events;
+            } else {
+                for (sum, n) in f.ratings.iter_mut().zip(t.ratings) {
+                    *sum += n;
+                }
+            }
+        }
+        Ok(by_channel.into_values().collect())
     }
 }
