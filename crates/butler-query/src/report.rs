@@ -190,8 +190,11 @@ async fn write_file(path: &Path, body: &[u8]) -> Result<(), QueryError> {
     if let Some(dir) = path.parent() {
         tokio::fs::create_dir_all(dir).await.map_err(io)?;
     }
-    // Written beside, then renamed: a reader never sees half a report.
-    let partial = path.with_extension("partial");
+    // Written beside, then renamed: a reader never sees half a report. Each write has
+    // its own partial file, so the same report asked twice at once cannot collide.
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let partial = path.with_extension(format!("{}-{n}.partial", std::process::id()));
     tokio::fs::write(&partial, body).await.map_err(io)?;
     tokio::fs::rename(&partial, path).await.map_err(io)
 }

@@ -1,0 +1,731 @@
+//! `butler-bench`: the pipeline measured end to end on this machine — ingest,
+//! aggregation and queries — against its own nats-server, with the baselines that say
+//! what the machine itself can do measured in the same run. `make bench` runs it;
+//! `--quick` is the smoke run `make test` keeps from rotting.
+
+mod baselines;
+mod figures;
+mod ingest;
+mod procs;
+mod queries;
+mod traffic;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use chrono::{DateTime, Datelike, Days, NaiveDate, Utc};
+use clap::Parser;
+
+use figures::{Figure, Target};
+use procs::{NatsServer, Pipeline, PipelineConfig};
+use traffic::{IdStyle, Traffic};
+
+const DAY_MS: i64 = 86_400_000;
+const HOUR_MS: i64 = 3_600_000;
+
+/// What to run, and how big.
+#[derive(Debug, Clone, Parser, serde::Serialize)]
+#[command(
+    name = "butler-bench",
+    about = "Benchmarks butler-analytics end to end"
+)]
+struct Args {
+    /// Events per ingest run (the empty-table and the large-table runs).
+    #[arg(long, default_value_t = 1_000_000)]
+    events: u64,
+    /// Rows already in the raw table for the large-table run (spread over 30 days).
+    #[arg(long, default_value_t = 10_000_000)]
+    prefill: u64,
+    /// Offered rate of the latency run, events/s.
+    #[arg(long, default_value_t = 20_000)]
+    rate: u64,
+    /// Length of the latency run, seconds.
+    #[arg(long, default_value_t = 15)]
+    latency_secs: u64,
+    /// Requests per query kind.
+    #[arg(long, default_value_t = 2_000)]
+    requests: usize,
+    /// Concurrent requesters.
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+    /// Hotels the traffic is spread over.
+    #[arg(long, default_value_t = 20)]
+    properties: u64,
+    /// Skip the seed design's Node.js baseline.
+    #[arg(long)]
+    no_seed_node: bool,
+    /// A small run of every part (seconds, not minutes): the smoke test.
+    #[arg(long)]
+    quick: bool,
+    /// Where databases, logs and results go.
+    #[arg(long, default_value = "target/bench")]
+    out: PathBuf,
+}
+
+impl Args {
+    fn effective(mut self) -> Args {
+        if self.quick {
+            self.events = self.events.min(6_000);
+            self.prefill = self.prefill.min(30_000);
+            self.rate = self.rate.min(2_000);
+            self.latency_secs = self.latency_secs.min(2);
+            self.requests = self.requests.min(64);
+            self.no_seed_node = true;
+        }
+        self
+    }
+}
+
+/// The dates a run uses, relative to now so every bucket is closed and retained.
+struct Calendar {
+    now: DateTime<Utc>,
+    /// The day of the empty-table run (three days ago, UTC).
+    day: NaiveDate,
+    day_ms: i64,
+    /// A closed hour two hours ago, for the hourly runs.
+    hour_ms: i64,
+}
+
+impl Calendar {
+    fn new() -> Calendar {
+        let now = Utc::now();
+        let day = (now - chrono::Duration::days(3)).date_naive();
+        let day_ms = day
+            .and_hms_opt(0, 0, 0)
+            .map_or(0, |t| t.and_utc().timestamp_millis());
+        let hour_ms = (now.timestamp_millis() / HOUR_MS - 2) * HOUR_MS;
+        Calendar {
+            now,
+            day,
+            day_ms,
+            hour_ms,
+        }
+    }
+
+    fn date(&self, offset_days: i64) -> String {
+        let d = if offset_days >= 0 {
+            self.day + Days::new(offset_days.unsigned_abs())
+        } else {
+            self.day - Days::new(offset_days.unsigned_abs())
+        };
+        d.to_string()
+    }
+}
+
+struct Bench {
+    args: Args,
+    dir: PathBuf,
+    nats: NatsServer,
+    client: async_nats::Client,
+    js: async_nats::jetstream::Context,
+    cal: Calendar,
+    figures: Vec<Figure>,
+    peak_rss_kib: u64,
+    hourly_small: Duration,
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse().effective();
+    let run_dir = args
+        .out
+        .join(format!("run-{}", Utc::now().format("%Y%m%dT%H%M%SZ")));
+    std::fs::create_dir_all(&run_dir)?;
+    let nats = NatsServer::start(&run_dir)?;
+    let client = async_nats::connect(&nats.url).await?;
+    let js = async_nats::jetstream::new(client.clone());
+    println!(
+        "butler-bench: {} ({}), results under {}",
+        nats.version,
+        nats.url,
+        run_dir.display()
+    );
+    let mut bench = Bench {
+        args: args.clone(),
+        dir: run_dir.clone(),
+        nats,
+        client,
+        js,
+        cal: Calendar::new(),
+        figures: Vec::new(),
+        peak_rss_kib: 0,
+        hourly_small: Duration::ZERO,
+    };
+    bench.run().await?;
+    let table = figures::table(&bench.figures);
+    println!("\n{table}");
+    let run = serde_json::json!({
+        "at": bench.cal.now.to_rfc3339(),
+        "command": std::env::args().collect::<Vec<_>>().join(" "),
+        "args": args,
+        "natsServer": bench.nats.version,
+        "cores": std::thread::available_parallelism().map(usize::from).unwrap_or(0),
+    });
+    let json = run_dir.join("results.json");
+    figures::write_json(&json, &run, &bench.figures)?;
+    figures::write_json(&args.out.join("latest.json"), &run, &bench.figures)?;
+    std::fs::write(run_dir.join("results.txt"), &table)?;
+    println!(
+        "written: {} and {}",
+        json.display(),
+        args.out.join("latest.json").display()
+    );
+    for db in ["a.db", "b.db", "c.db", "d.db", "e.db"] {
+        for suffix in ["", "-wal", "-shm"] {
+            let _ = std::fs::remove_file(run_dir.join(format!("{db}{suffix}")));
+        }
+    }
+    Ok(())
+}
+
+impl Bench {
+    async fn run(&mut self) -> Result<()> {
+        self.ingest_empty().await?;
+        self.aggregation_1m().await?;
+        self.queries().await?;
+        self.ingest_large().await?;
+        self.figures.push(Figure::new(
+            "ingest",
+            "pipeline peak RSS (all runs)",
+            self.peak_rss_kib as f64 / 1024.0,
+            "MB",
+            Some(Target::AtMost(150.0)),
+            "VmHWM of each butler-analytics run process",
+        ));
+        Ok(())
+    }
+
+    fn config(&self, db: &str, stream: &str, prefix: &str) -> PipelineConfig {
+        PipelineConfig {
+            nats_url: self.nats.url.clone(),
+            stream: stream.into(),
+            prefix: prefix.into(),
+            db: self.dir.join(db),
+            aggregation: false,
+        }
+    }
+
+    fn migrate(&self, config: &PipelineConfig) -> Result<()> {
+        let path = config.write(procs::free_port()?)?;
+        procs::timed_command(&path, &["migrate"])?;
+        Ok(())
+    }
+
+    fn note_rss(&mut self, p: &Pipeline) {
+        self.peak_rss_kib = self.peak_rss_kib.max(p.peak_rss_kib());
+    }
+
+    fn day_traffic(&self, seed: u64, ids: IdStyle, prefix: &str) -> Arc<Vec<traffic::Generated>> {
+        let mut t = Traffic::new(seed, self.args.properties, ids);
+        Arc::new(t.spread(self.args.events, self.cal.day_ms, DAY_MS, prefix))
+    }
+
+    fn hour_traffic(&self, seed: u64, ids: IdStyle, prefix: &str) -> Arc<Vec<traffic::Generated>> {
+        let mut t = Traffic::new(seed, self.args.properties, ids);
+        Arc::new(t.spread(
+            (self.args.events / 24).max(1),
+            self.cal.hour_ms,
+            HOUR_MS,
+            prefix,
+        ))
+    }
+
+    /// Time-ordered ids into empty tables: the pipeline, the overlapped loop and the
+    /// seed's design, each fed the same events while they are published; then the
+    /// latency run at a fixed offered rate on the pipeline.
+    async fn ingest_empty(&mut self) -> Result<()> {
+        let n = self.args.events;
+        let what = format!(
+            "{n} events over {} UTC, {} properties, time-ordered ids, published while consumed",
+            self.cal.day, self.args.properties
+        );
+
+        // The overlapped loop.
+        let loop_cfg = self.config("b.db", "BENCH_LOOP", "bench.loop");
+        self.migrate(&loop_cfg)?;
+        ingest::ensure_stream(&self.js, "BENCH_LOOP", "bench.loop").await?;
+        let events = self.day_traffic(1, IdStyle::TimeOrdered, "bench.loop");
+        println!("ingest: overlapped loop baseline, {n} events");
+        let loop_rate =
+            baselines::overlapped_loop(&self.js, "BENCH_LOOP", &loop_cfg.db, events).await?;
+        self.figures.push(Figure::new(
+            "ingest",
+            "baseline: overlapped fetch→insert→ack loop, empty table",
+            loop_rate,
+            "events/s",
+            None,
+            format!("{what}; rusqlite cached statement, 1000-row transactions, synchronous=FULL, ack each after commit"),
+        ));
+
+        // The pipeline.
+        let cfg = self.config("a.db", "BUTLER_EVENTS", "butler.events");
+        let pipeline = Pipeline::start(&cfg)?;
+        let events = self.day_traffic(1, IdStyle::TimeOrdered, "butler.events");
+        println!("ingest: pipeline, {n} events into an empty table");
+        let took =
+            ingest::timed_ingest(&self.js, "BUTLER_EVENTS", "analytics-pipeline", events).await?;
+        let rate = n as f64 / took.as_secs_f64();
+        self.note_rss(&pipeline);
+        self.figures.push(Figure::new(
+            "ingest",
+            "pipeline, empty table, time-ordered ids",
+            rate,
+            "events/s",
+            Some(Target::AtLeast(80_000.0)),
+            format!("{what}; config {}", pipeline.config.display()),
+        ));
+        self.figures.push(Figure::new(
+            "ingest",
+            "pipeline ÷ overlapped loop",
+            rate / loop_rate,
+            "x",
+            Some(Target::AtLeast(0.8)),
+            "same events, same run",
+        ));
+
+        // The seed's design.
+        if self.args.no_seed_node {
+            println!("ingest: seed design baseline skipped");
+        } else {
+            match self.seed_node().await {
+                Ok(seed_rate) => {
+                    self.figures.push(Figure::new(
+                        "ingest",
+                        "baseline: the seed's design (Node.js, better-sqlite3, batches of 100, 5 s timer)",
+                        seed_rate,
+                        "events/s",
+                        None,
+                        format!("{what}; bench/seed-node/collector.mjs"),
+                    ));
+                    self.figures.push(Figure::new(
+                        "ingest",
+                        "pipeline ÷ seed design",
+                        rate / seed_rate,
+                        "x",
+                        Some(Target::AtLeast(3.0)),
+                        "same events, same run",
+                    ));
+                }
+                Err(e) => println!("ingest: seed design baseline not measured: {e:#}"),
+            }
+        }
+
+        // Latency at a fixed offered rate, events stamped with their publish time.
+        let count = self.args.rate * self.args.latency_secs;
+        let start = Utc::now().timestamp_millis() + 500;
+        let mut t = Traffic::new(2, self.args.properties, IdStyle::TimeOrdered);
+        let events: Vec<_> = (0..count)
+            .map(|i| t.event(start + (i * 1000 / self.args.rate) as i64, "butler.events"))
+            .collect();
+        println!(
+            "ingest: latency at {} events/s for {} s",
+            self.args.rate, self.args.latency_secs
+        );
+        let mut lat = ingest::paced_latencies(
+            &self.js,
+            "BUTLER_EVENTS",
+            "analytics-pipeline",
+            Arc::new(events),
+            self.args.rate,
+        )
+        .await?;
+        self.note_rss(&pipeline);
+        let how = format!(
+            "{count} events offered at {}/s onto a table of {n} rows; publish → ack floor covers it (polled every 2 ms)",
+            self.args.rate
+        );
+        self.figures.push(Figure::new(
+            "ingest",
+            format!("publish → committed p50 at {}/s", self.args.rate),
+            ingest::quantile_ms(&mut lat, 0.5),
+            "ms",
+            None,
+            how.clone(),
+        ));
+        self.figures.push(Figure::new(
+            "ingest",
+            format!("publish → committed p99 at {}/s", self.args.rate),
+            ingest::quantile_ms(&mut lat, 0.99),
+            "ms",
+            Some(Target::AtMost(250.0)),
+            how,
+        ));
+        pipeline.stop()?;
+        Ok(())
+    }
+
+    async fn seed_node(&mut self) -> Result<f64> {
+        let dir = self.args.out.join("seed-node");
+        std::fs::create_dir_all(&dir)?;
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../bench/seed-node");
+        for f in ["package.json", "collector.mjs"] {
+            std::fs::copy(src.join(f), dir.join(f))?;
+        }
+        if !dir.join("node_modules/better-sqlite3").is_dir() {
+            println!("ingest: npm install in {}", dir.display());
+            let ok = std::process::Command::new("npm")
+                .args(["install", "--no-audit", "--no-fund"])
+                .current_dir(&dir)
+                .status()
+                .context("cannot run npm")?
+                .success();
+            anyhow::ensure!(ok, "npm install failed");
+        }
+        let cfg = self.config("c.db", "BENCH_SEED", "bench.seed");
+        self.migrate(&cfg)?;
+        ingest::ensure_stream(&self.js, "BENCH_SEED", "bench.seed").await?;
+        let events = self.day_traffic(1, IdStyle::TimeOrdered, "bench.seed");
+        println!("ingest: seed design baseline, {} events", events.len());
+        baselines::seed_node(
+            &dir,
+            &self.nats.url,
+            &self.js,
+            "BENCH_SEED",
+            &cfg.db,
+            events,
+        )
+        .await
+    }
+
+    /// Publishes one more hour of traffic through the pipeline on `db`, then times
+    /// the hourly run that follows it.
+    async fn hourly_run(
+        &mut self,
+        cfg: &PipelineConfig,
+        seed: u64,
+        ids: IdStyle,
+    ) -> Result<Duration> {
+        let config = cfg.write(procs::free_port()?)?;
+        procs::timed_command(
+            &config,
+            &["aggregate", "--job", "hourly_message_counts", "--due"],
+        )?;
+        let pipeline = Pipeline::start(cfg)?;
+        let events = self.hour_traffic(seed, ids, &cfg.prefix);
+        ingest::timed_ingest(&self.js, &cfg.stream, "analytics-pipeline", events).await?;
+        self.note_rss(&pipeline);
+        pipeline.stop()?;
+        procs::timed_command(
+            &config,
+            &["aggregate", "--job", "hourly_message_counts", "--due"],
+        )
+    }
+
+    /// The daily jobs over the day of the empty-table run, and an hourly run.
+    async fn aggregation_1m(&mut self) -> Result<()> {
+        let cfg = self.config("a.db", "BUTLER_EVENTS", "butler.events");
+        let config = cfg.write(procs::free_port()?)?;
+        let (from, to) = (self.cal.date(0), self.cal.date(1));
+        for job in [
+            "daily_conversation_metrics",
+            "daily_staff_performance",
+            "daily_intent_distribution",
+        ] {
+            println!("aggregation: {job} over {from}");
+            let took = procs::timed_command(
+                &config,
+                &["aggregate", "--job", job, "--from", &from, "--to", &to],
+            )?;
+            self.figures.push(Figure::new(
+                "aggregation",
+                format!("daily run {job}, {} events that day", self.args.events),
+                took.as_secs_f64(),
+                "s",
+                Some(Target::AtMost(5.0)),
+                format!(
+                    "butler-analytics -c {} aggregate --job {job} --from {from} --to {to}",
+                    config.display()
+                ),
+            ));
+        }
+        println!(
+            "aggregation: hourly run beside {} raw rows",
+            self.args.events
+        );
+        let took = self.hourly_run(&cfg, 3, IdStyle::TimeOrdered).await?;
+        self.hourly_small = took;
+        self.figures.push(Figure::new(
+            "aggregation",
+            format!(
+                "hourly run, {} new events, raw table ~{} rows",
+                self.args.events / 24,
+                self.args.events
+            ),
+            took.as_secs_f64() * 1000.0,
+            "ms",
+            Some(Target::AtMost(200.0)),
+            format!(
+                "butler-analytics -c {} aggregate --job hourly_message_counts --due",
+                config.display()
+            ),
+        ));
+        Ok(())
+    }
+
+    /// Random UUIDv4 ids into a raw table already holding `prefill` rows: the pipeline
+    /// against a bare insert of the same rows into a copy of the same file; then an
+    /// hourly run beside the large table and a 30-day backfill.
+    async fn ingest_large(&mut self) -> Result<()> {
+        let template = self.prefill_template()?;
+        let (pipeline_db, bare_db) = (self.dir.join("d.db"), self.dir.join("e.db"));
+        println!("ingest: copying the {}-row table twice", self.args.prefill);
+        std::fs::copy(&template, &pipeline_db)?;
+        std::fs::copy(&template, &bare_db)?;
+        let cfg = self.config("d.db", "BENCH_LARGE", "bench.large");
+        let n = self.args.events;
+        let what = format!(
+            "{n} events over {} UTC, random UUIDv4 ids, into a table of {} rows",
+            self.cal.day, self.args.prefill
+        );
+        let events = self.day_traffic(4, IdStyle::Uuid4, "bench.large");
+        println!(
+            "ingest: bare insert of {n} rows beside {} rows",
+            self.args.prefill
+        );
+        let rows: Vec<_> = events.iter().map(|e| e.row.clone()).collect();
+        let bare =
+            tokio::task::spawn_blocking(move || baselines::bare_insert(&bare_db, &rows)).await??;
+        self.figures.push(Figure::new(
+            "ingest",
+            "baseline: bare rusqlite insert, UUIDv4 ids, large table",
+            bare,
+            "rows/s",
+            None,
+            format!("{what}; cached statement, 1000-row transactions, WAL, synchronous=FULL"),
+        ));
+        let pipeline = Pipeline::start(&cfg)?;
+        println!(
+            "ingest: pipeline, {n} events beside {} rows",
+            self.args.prefill
+        );
+        let took =
+            ingest::timed_ingest(&self.js, "BENCH_LARGE", "analytics-pipeline", events).await?;
+        self.note_rss(&pipeline);
+        let rate = n as f64 / took.as_secs_f64();
+        self.figures.push(Figure::new(
+            "ingest",
+            "pipeline, UUIDv4 ids, large table",
+            rate,
+            "events/s",
+            None,
+            format!("{what}; config {}", pipeline.config.display()),
+        ));
+        self.figures.push(Figure::new(
+            "ingest",
+            "pipeline ÷ bare insert, UUIDv4 ids, large table",
+            rate / bare,
+            "x",
+            Some(Target::AtLeast(0.9)),
+            "same rows, copies of the same file, same run",
+        ));
+        pipeline.stop()?;
+
+        println!(
+            "aggregation: hourly run beside {} raw rows",
+            self.args.prefill + n
+        );
+        let took = self.hourly_run(&cfg, 5, IdStyle::Uuid4).await?;
+        let config = cfg.write(procs::free_port()?)?;
+        self.figures.push(Figure::new(
+            "aggregation",
+            format!(
+                "hourly run, {} new events, raw table ~{} rows",
+                n / 24,
+                self.args.prefill + n
+            ),
+            took.as_secs_f64() * 1000.0,
+            "ms",
+            Some(Target::AtMost(200.0)),
+            format!(
+                "butler-analytics -c {} aggregate --job hourly_message_counts --due",
+                config.display()
+            ),
+        ));
+        self.figures.push(Figure::new(
+            "aggregation",
+            "hourly run, large table ÷ small table",
+            took.as_secs_f64() / self.hourly_small.as_secs_f64().max(1e-9),
+            "x",
+            Some(Target::AtMost(1.5)),
+            "the two hourly runs above",
+        ));
+        let (from, to) = (self.cal.date(-30), self.cal.date(0));
+        println!("aggregation: 30-day backfill {from}..{to}");
+        let took = procs::timed_command(
+            &config,
+            &["aggregate", "--job", "all", "--from", &from, "--to", &to],
+        )?;
+        self.figures.push(Figure::new(
+            "aggregation",
+            format!("30-day backfill, every job, {} events", self.args.prefill),
+            took.as_secs_f64(),
+            "s",
+            None,
+            format!(
+                "butler-analytics -c {} aggregate --job all --from {from} --to {to}",
+                config.display()
+            ),
+        ));
+        Ok(())
+    }
+
+    /// The prefilled table, made once per size and kept under `--out` for later runs.
+    fn prefill_template(&self) -> Result<PathBuf> {
+        let path = self
+            .args
+            .out
+            .join(format!("prefill-{}.db", self.args.prefill));
+        let cfg = PipelineConfig {
+            db: path.clone(),
+            ..self.config("unused.db", "UNUSED", "unused")
+        };
+        let config = cfg.write(procs::free_port()?)?;
+        if !path.is_file() {
+            println!(
+                "ingest: making the {}-row table once ({}), UUIDv4 ids over the 30 days before {}",
+                self.args.prefill,
+                path.display(),
+                self.cal.day
+            );
+            let partial = path.with_extension("partial.db");
+            let _ = std::fs::remove_file(&partial);
+            let partial_cfg = PipelineConfig {
+                db: partial.clone(),
+                ..cfg.clone()
+            };
+            self.migrate(&partial_cfg)?;
+            let mut t = Traffic::new(6, self.args.properties, IdStyle::Uuid4);
+            let (start, span, n) = (
+                self.cal.day_ms - 30 * DAY_MS,
+                30 * DAY_MS,
+                self.args.prefill,
+            );
+            let rows = (0..n).map(move |i| {
+                let at = start + (i128::from(i) * i128::from(span) / i128::from(n)) as i64;
+                t.event(at, "unused").row
+            });
+            baselines::prefill(&partial, rows)?;
+            std::fs::rename(&partial, &path)?;
+        }
+        // A table made by an older schema is brought up to date once.
+        procs::timed_command(&config, &["migrate"])?;
+        Ok(path)
+    }
+
+    /// The query service under 16 concurrent requesters, on the empty-table run's
+    /// database (a day of events three days ago, the latency run's events today).
+    async fn queries(&mut self) -> Result<()> {
+        let cfg = self.config("a.db", "BUTLER_EVENTS", "butler.events");
+        let year = self.year_of_daily_rows(&cfg.db)?;
+        let pipeline = Pipeline::start(&cfg)?;
+        let c = self.args.concurrency;
+        let total = self.args.requests;
+        let prop = traffic::property_id(0);
+        let props = self.args.properties;
+        let month_start = self.cal.day.with_day(1).unwrap_or(self.cal.day);
+        let month_end = month_start + chrono::Months::new(1);
+        let kinds: Vec<(&str, &'static str, queries::Body, f64)> = vec![
+            (
+                "dashboard, cached",
+                "analytics.query.dashboard",
+                Arc::new({
+                    let prop = prop.clone();
+                    move |_| serde_json::json!({ "propertyId": prop }).to_string()
+                }),
+                1.0,
+            ),
+            (
+                "dashboard, uncached",
+                "analytics.query.dashboard",
+                Arc::new({
+                    let now = Utc::now();
+                    move |i| {
+                        let at = now - chrono::Duration::milliseconds(i as i64 + 1);
+                        serde_json::json!({
+                            "propertyId": traffic::property_id(i as u64 % props),
+                            "asOf": at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                        })
+                        .to_string()
+                    }
+                }),
+                20.0,
+            ),
+            (
+                "time series, a year of daily rows",
+                "analytics.query.timeseries",
+                Arc::new({
+                    let (prop, from, to) = (prop.clone(), year.0.clone(), year.1.clone());
+                    move |_| {
+                        serde_json::json!({
+                            "metric": "conversation_metrics.conversations_started",
+                            "granularity": "day",
+                            "startDate": from,
+                            "endDate": to,
+                            "propertyId": prop,
+                        })
+                        .to_string()
+                    }
+                }),
+                10.0,
+            ),
+            (
+                "monthly report, every section",
+                "analytics.query.report",
+                Arc::new({
+                    let prop = prop.clone();
+                    move |_| {
+                        serde_json::json!({
+                            "type": "monthly",
+                            "propertyId": prop,
+                            "dateRange": { "start": month_start.to_string(), "end": month_end.to_string() },
+                            "format": "json",
+                        })
+                        .to_string()
+                    }
+                }),
+                500.0,
+            ),
+        ];
+        for (name, subject, body, target) in kinds {
+            println!("queries: {name}, {total} requests from {c} requesters");
+            // Warm up: the cache, the statement caches, the page cache.
+            queries::concurrent(&self.client, subject, c, c, body.clone()).await?;
+            let mut lat = queries::concurrent(&self.client, subject, total, c, body).await?;
+            let how = format!(
+                "{total} requests, {c} concurrent requesters, {} events that day over {props} properties; config {}",
+                self.args.events,
+                pipeline.config.display()
+            );
+            self.figures.push(Figure::new(
+                "queries",
+                format!("{name} p50"),
+                ingest::quantile_ms(&mut lat, 0.5),
+                "ms",
+                None,
+                how.clone(),
+            ));
+            self.figures.push(Figure::new(
+                "queries",
+                format!("{name} p99"),
+                ingest::quantile_ms(&mut lat, 0.99),
+                "ms",
+                Some(Target::AtMost(target)),
+                how,
+            ));
+        }
+        self.note_rss(&pipeline);
+        pipeline.stop()?;
+        Ok(())
+    }
+
+    /// A year of daily conversation rows for the time-series query, written straight
+    /// into the daily table before the aggregated day (which the jobs wrote).
+    fn year_of_daily_rows(&self, db: &Path) -> Result<(String, String)> {
+        let from = self.cal.date(-365);
+        let to = self.cal.date(1);
+        baselines::daily_rows(db, &traffic::property_id(0), &from, &self.cal.date(0))?;
+        Ok((from, to))
+    }
+}

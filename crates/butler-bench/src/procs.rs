@@ -1,0 +1,257 @@
+//! The processes a benchmark drives: its own nats-server and the pipeline binary,
+//! each on a free port with files under the run's directory.
+
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+/// A free TCP port on loopback.
+pub fn free_port() -> Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+        .local_addr()?
+        .port())
+}
+
+fn wait_for_port(port: u16, what: &str, child: &mut Child) -> Result<()> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if let Some(status) = child.try_wait()? {
+            bail!("{what} exited with {status} during start");
+        }
+        if Instant::now() > deadline {
+            bail!("{what} did not open port {port}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(())
+}
+
+/// The nats-server to run: `NATS_SERVER_BIN`, else `nats-server` on `PATH`, else
+/// Debian's.
+pub fn nats_server_bin() -> PathBuf {
+    if let Ok(bin) = std::env::var("NATS_SERVER_BIN") {
+        return bin.into();
+    }
+    std::env::var_os("PATH")
+        .into_iter()
+        .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+        .map(|dir| dir.join("nats-server"))
+        .find(|p| p.is_file())
+        .unwrap_or_else(|| "/usr/sbin/nats-server".into())
+}
+
+/// A nats-server with JetStream, killed on drop.
+pub struct NatsServer {
+    child: Child,
+    /// Its client URL.
+    pub url: String,
+    /// `nats-server --version`.
+    pub version: String,
+}
+
+impl NatsServer {
+    /// Starts a server storing under `dir`.
+    pub fn start(dir: &Path) -> Result<NatsServer> {
+        let bin = nats_server_bin();
+        let version = Command::new(&bin)
+            .arg("--version")
+            .output()
+            .with_context(|| format!("cannot run {}", bin.display()))?;
+        let version = String::from_utf8_lossy(&version.stdout).trim().to_owned();
+        let port = free_port()?;
+        let store = dir.join("nats");
+        std::fs::create_dir_all(&store)?;
+        let log = std::fs::File::create(dir.join("nats-server.log"))?;
+        let mut child = Command::new(&bin)
+            .args(["-a", "127.0.0.1", "-p", &port.to_string(), "-js", "-sd"])
+            .arg(&store)
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .with_context(|| format!("cannot start {}", bin.display()))?;
+        wait_for_port(port, "nats-server", &mut child)?;
+        Ok(NatsServer {
+            child,
+            url: format!("nats://127.0.0.1:{port}"),
+            version,
+        })
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The `butler-analytics` binary: `BUTLER_ANALYTICS_BIN`, else the one built beside
+/// this benchmark.
+pub fn pipeline_bin() -> Result<PathBuf> {
+    if let Ok(bin) = std::env::var("BUTLER_ANALYTICS_BIN") {
+        return Ok(bin.into());
+    }
+    let me = std::env::current_exe()?;
+    let bin = me.with_file_name("butler-analytics");
+    if !bin.is_file() {
+        bail!(
+            "{} is missing: build it first (make bench does) or set BUTLER_ANALYTICS_BIN",
+            bin.display()
+        );
+    }
+    Ok(bin)
+}
+
+/// Pipeline settings a benchmark varies.
+#[derive(Debug, Clone)]
+pub struct PipelineConfig {
+    /// NATS URL.
+    pub nats_url: String,
+    /// Stream name.
+    pub stream: String,
+    /// Subject prefix.
+    pub prefix: String,
+    /// Database file.
+    pub db: PathBuf,
+    /// Whether the aggregation schedules run (off while ingest is timed).
+    pub aggregation: bool,
+}
+
+impl PipelineConfig {
+    /// The YAML file this config is written as; the figures quote it.
+    pub fn yaml(&self, metrics_port: u16) -> String {
+        format!(
+            "nats:\n  url: {}\n  stream: {}\n  subject_prefix: {}\nstorage:\n  path: {}\n\
+             aggregation:\n  enabled: {}\nretention:\n  raw_events: 400\n\
+             metrics:\n  listen: 127.0.0.1:{metrics_port}\n\
+             reports:\n  storage: {}\n",
+            self.nats_url,
+            self.stream,
+            self.prefix,
+            self.db.display(),
+            self.aggregation,
+            self.db.with_extension("reports").display(),
+        )
+    }
+
+    /// Writes the config next to the database and returns its path.
+    pub fn write(&self, metrics_port: u16) -> Result<PathBuf> {
+        let path = self.db.with_extension("yaml");
+        std::fs::write(&path, self.yaml(metrics_port))?;
+        Ok(path)
+    }
+}
+
+/// A running pipeline, stopped with SIGTERM on drop.
+pub struct Pipeline {
+    child: Child,
+    /// Its config file.
+    pub config: PathBuf,
+    metrics_port: u16,
+}
+
+impl Pipeline {
+    /// Starts `butler-analytics run` and waits for `/readyz`.
+    pub fn start(config: &PipelineConfig) -> Result<Pipeline> {
+        let metrics_port = free_port()?;
+        let path = config.write(metrics_port)?;
+        let log = std::fs::File::create(config.db.with_extension("log"))?;
+        let mut child = Command::new(pipeline_bin()?)
+            .arg("-c")
+            .arg(&path)
+            .arg("run")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()?;
+        wait_for_port(metrics_port, "butler-analytics", &mut child)?;
+        let mut pipeline = Pipeline {
+            child,
+            config: path,
+            metrics_port,
+        };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while !pipeline.ready() {
+            if let Some(status) = pipeline.child.try_wait()? {
+                bail!("butler-analytics exited with {status} during start");
+            }
+            if Instant::now() > deadline {
+                bail!("butler-analytics not ready after 60 s");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(pipeline)
+    }
+
+    fn ready(&self) -> bool {
+        use std::io::{Read, Write};
+        let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.metrics_port)) else {
+            return false;
+        };
+        let req = "GET /readyz HTTP/1.0\r\nHost: localhost\r\n\r\n";
+        let mut out = String::new();
+        s.write_all(req.as_bytes()).is_ok()
+            && s.read_to_string(&mut out).is_ok()
+            && (out.starts_with("HTTP/1.0 200") || out.starts_with("HTTP/1.1 200"))
+    }
+
+    /// Peak resident memory so far (`VmHWM`), in KiB.
+    pub fn peak_rss_kib(&self) -> u64 {
+        status_field(self.child.id(), "VmHWM:")
+    }
+
+    /// Stops it (SIGTERM) and waits for its exit.
+    pub fn stop(mut self) -> Result<()> {
+        self.terminate()
+    }
+
+    fn terminate(&mut self) -> Result<()> {
+        if self.child.try_wait()?.is_none() {
+            let pid = self.child.id();
+            let _ = Command::new("kill")
+                .args(["-TERM", &pid.to_string()])
+                .status();
+            self.child.wait()?;
+        }
+        Ok(())
+    }
+}
+
+impl Drop for Pipeline {
+    fn drop(&mut self) {
+        if self.terminate().is_err() {
+            let _ = self.child.kill();
+        }
+    }
+}
+
+/// A numeric field of `/proc/<pid>/status`, in KiB.
+pub fn status_field(pid: u32, field: &str) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .unwrap_or_default()
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Runs a `butler-analytics` command with `config` and returns its wall time.
+pub fn timed_command(config: &Path, args: &[&str]) -> Result<Duration> {
+    let started = Instant::now();
+    let out = Command::new(pipeline_bin()?)
+        .arg("-c")
+        .arg(config)
+        .args(args)
+        .output()?;
+    let took = started.elapsed();
+    if !out.status.success() {
+        bail!(
+            "butler-analytics {} failed: {}",
+            args.join(" "),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(took)
+}

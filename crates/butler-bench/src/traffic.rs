@@ -1,0 +1,315 @@
+//! Realistic Butler traffic: every event type in the proportions a hotel concierge
+//! produces them, spread over many properties, with time-ordered or random ids.
+
+use bytes::Bytes;
+use serde_json::{Map, Value, json};
+
+/// How event ids are made: they decide how the primary-key index is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IdStyle {
+    /// Ids that sort in publish order (a timestamp prefix then a counter).
+    TimeOrdered,
+    /// Random UUIDv4: every insert lands somewhere else in the index.
+    Uuid4,
+}
+
+/// A deterministic xorshift generator: the same run publishes the same events.
+#[derive(Debug, Clone)]
+pub struct Rng(u64);
+
+impl Rng {
+    /// A generator from a seed.
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed | 1)
+    }
+
+    /// The next 64 random bits.
+    pub fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+
+    /// A number in `0..n`.
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+}
+
+/// (event type, relative weight) — messages dominate, staff events are rare.
+const MIX: [(&str, u64); 25] = [
+    ("message.received", 200),
+    ("message.sent", 200),
+    ("message.delivered", 100),
+    ("message.read", 80),
+    ("message.failed", 10),
+    ("conversation.started", 50),
+    ("conversation.escalated", 10),
+    ("conversation.resolved", 40),
+    ("conversation.closed", 30),
+    ("response.ai_generated", 60),
+    ("response.staff_sent", 30),
+    ("response.time_recorded", 60),
+    ("task.created", 20),
+    ("task.assigned", 20),
+    ("task.completed", 20),
+    ("task.sla_breached", 3),
+    ("intent.classified", 50),
+    ("intent.confidence_low", 10),
+    ("intent.action_taken", 20),
+    ("satisfaction.survey_sent", 10),
+    ("satisfaction.rating_received", 10),
+    ("satisfaction.feedback_received", 5),
+    ("staff.login", 3),
+    ("staff.logout", 3),
+    ("staff.status_changed", 5),
+];
+const CHANNELS: [Option<&str>; 5] = [
+    Some("whatsapp"),
+    Some("sms"),
+    Some("email"),
+    Some("webchat"),
+    None,
+];
+const INTENTS: [&str; 8] = [
+    "late_checkout",
+    "spa_booking",
+    "taxi",
+    "towels",
+    "wifi",
+    "breakfast",
+    "parking",
+    "restaurant",
+];
+
+/// One generated event: where it is published and what the bare-insert baseline
+/// stores for it.
+#[derive(Debug, Clone)]
+pub struct Generated {
+    /// `<prefix>.<eventType>`.
+    pub subject: String,
+    /// The JSON body.
+    pub payload: Bytes,
+    /// The row as stored: id, type, timestamp, property, channel, guest, staff,
+    /// conversation, task, value, duration, metadata.
+    pub row: Row,
+}
+
+/// A raw-table row, as the baselines insert it.
+#[derive(Debug, Clone)]
+#[allow(missing_docs)]
+pub struct Row {
+    pub id: String,
+    pub event_type: &'static str,
+    pub timestamp: String,
+    pub property_id: String,
+    pub channel: Option<&'static str>,
+    pub guest_id: Option<String>,
+    pub staff_id: Option<String>,
+    pub conversation_id: Option<String>,
+    pub task_id: Option<String>,
+    pub value: Option<f64>,
+    pub duration_ms: Option<i64>,
+    pub metadata: Option<String>,
+}
+
+/// Makes events for `properties` hotels.
+#[derive(Debug, Clone)]
+pub struct Traffic {
+    rng: Rng,
+    properties: u64,
+    ids: IdStyle,
+    counter: u64,
+    total_weight: u64,
+}
+
+/// The property ids the traffic uses.
+pub fn property_id(n: u64) -> String {
+    format!("prop_{n:03}")
+}
+
+impl Traffic {
+    /// A generator; `seed` makes different runs publish different ids.
+    pub fn new(seed: u64, properties: u64, ids: IdStyle) -> Traffic {
+        Traffic {
+            rng: Rng::new(seed),
+            properties,
+            ids,
+            counter: 0,
+            total_weight: MIX.iter().map(|(_, w)| w).sum(),
+        }
+    }
+
+    fn pick_type(&mut self) -> &'static str {
+        let mut n = self.rng.below(self.total_weight);
+        for (t, w) in MIX {
+            if n < w {
+                return t;
+            }
+            n -= w;
+        }
+        MIX[0].0
+    }
+
+    fn id(&mut self, millis: i64) -> String {
+        self.counter += 1;
+        match self.ids {
+            IdStyle::TimeOrdered => format!("evt_{millis:013x}_{:08x}", self.counter),
+            IdStyle::Uuid4 => {
+                let (a, b) = (self.rng.next(), self.rng.next());
+                format!(
+                    "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
+                    a >> 32,
+                    (a >> 16) & 0xffff,
+                    a & 0xfff,
+                    0x8000 | (b >> 48) & 0x3fff,
+                    b & 0xffff_ffff_ffff
+                )
+            }
+        }
+    }
+
+    /// One event at `millis` (Unix ms) published under `prefix`.
+    pub fn event(&mut self, millis: i64, prefix: &str) -> Generated {
+        let event_type = self.pick_type();
+        let id = self.id(millis);
+        let property = property_id(self.rng.below(self.properties));
+        let channel = CHANNELS[self.rng.below(CHANNELS.len() as u64) as usize];
+        let conv = self.rng.below(50_000);
+        let timestamp = chrono::DateTime::from_timestamp_millis(millis)
+            .unwrap_or_default()
+            .format("%Y-%m-%dT%H:%M:%S%.3fZ")
+            .to_string();
+        let mut row = Row {
+            id,
+            event_type,
+            timestamp,
+            property_id: property,
+            channel,
+            guest_id: Some(format!("guest_{}", conv % 20_000)),
+            staff_id: None,
+            conversation_id: Some(format!("conv_{conv}")),
+            task_id: None,
+            value: None,
+            duration_ms: None,
+            metadata: None,
+        };
+        let staff = format!("staff_{}", self.rng.below(40));
+        let intent = INTENTS[self.rng.below(INTENTS.len() as u64) as usize];
+        match event_type {
+            "response.time_recorded" => {
+                row.duration_ms = Some(500 + self.rng.below(600_000) as i64);
+                if self.rng.below(3) == 0 {
+                    row.staff_id = Some(staff);
+                }
+            }
+            "conversation.resolved" if self.rng.below(2) == 0 => {
+                row.duration_ms = Some(60_000 + self.rng.below(7_200_000) as i64);
+            }
+            "conversation.escalated" => {
+                row.metadata = Some(json!({ "intent": intent }).to_string())
+            }
+            "satisfaction.rating_received" => {
+                row.value = Some(1.0 + self.rng.below(5) as f64);
+                if self.rng.below(2) == 0 {
+                    row.staff_id = Some(staff);
+                }
+            }
+            "intent.classified" | "intent.confidence_low" | "intent.action_taken" => {
+                row.value = Some(self.rng.below(1000) as f64 / 1000.0);
+                row.metadata = Some(json!({ "intent": intent, "lang": "en" }).to_string());
+            }
+            "response.staff_sent" => row.staff_id = Some(staff),
+            "task.created" | "task.assigned" | "task.completed" | "task.sla_breached" => {
+                row.task_id = Some(format!("task_{}", self.rng.below(20_000)));
+                if event_type != "task.created" {
+                    row.staff_id = Some(staff);
+                }
+            }
+            "staff.login" | "staff.logout" => {
+                row.staff_id = Some(staff);
+                row.conversation_id = None;
+                row.guest_id = None;
+            }
+            "staff.status_changed" => {
+                row.staff_id = Some(staff);
+                row.conversation_id = None;
+                row.guest_id = None;
+                let status = ["available", "busy", "away"][self.rng.below(3) as usize];
+                row.metadata = Some(json!({ "status": status }).to_string());
+            }
+            "message.received" | "message.sent" => {
+                row.metadata =
+                    Some(json!({ "lang": "en", "length": self.rng.below(400) }).to_string());
+            }
+            _ => {}
+        }
+        let payload = payload(&row);
+        Generated {
+            subject: format!("{prefix}.{event_type}"),
+            payload,
+            row,
+        }
+    }
+
+    /// `n` events spread evenly over `[start_ms, start_ms + span_ms)`, in time order.
+    pub fn spread(&mut self, n: u64, start_ms: i64, span_ms: i64, prefix: &str) -> Vec<Generated> {
+        (0..n)
+            .map(|i| {
+                let at =
+                    start_ms + (i128::from(i) * i128::from(span_ms) / i128::from(n.max(1))) as i64;
+                self.event(at, prefix)
+            })
+            .collect()
+    }
+}
+
+fn payload(row: &Row) -> Bytes {
+    let mut m = Map::new();
+    m.insert("id".into(), json!(row.id));
+    m.insert("eventType".into(), json!(row.event_type));
+    m.insert("timestamp".into(), json!(row.timestamp));
+    m.insert("propertyId".into(), json!(row.property_id));
+    let mut opt = |k: &str, v: Option<Value>| {
+        if let Some(v) = v {
+            m.insert(k.into(), v);
+        }
+    };
+    opt("channel", row.channel.map(|c| json!(c)));
+    opt("guestId", row.guest_id.as_ref().map(|c| json!(c)));
+    opt("staffId", row.staff_id.as_ref().map(|c| json!(c)));
+    opt(
+        "conversationId",
+        row.conversation_id.as_ref().map(|c| json!(c)),
+    );
+    opt("taskId", row.task_id.as_ref().map(|c| json!(c)));
+    opt("value", row.value.map(|c| json!(c)));
+    opt("durationMs", row.duration_ms.map(|c| json!(c)));
+    opt(
+        "metadata",
+        row.metadata
+            .as_ref()
+            .and_then(|s| serde_json::from_str::<Value>(s).ok()),
+    );
+    Bytes::from(Value::Object(m).to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_event_type_appears_and_ids_follow_their_style() {
+        let mut t = Traffic::new(1, 20, IdStyle::TimeOrdered);
+        let events = t.spread(20_000, 1_764_000_000_000, 86_400_000, "butler.events");
+        for (ty, _) in MIX {
+            assert!(events.iter().any(|e| e.row.event_type == ty), "{ty}");
+        }
+        assert!(events.windows(2).all(|w| w[0].row.id < w[1].row.id));
+        let mut u = Traffic::new(1, 20, IdStyle::Uuid4);
+        let id = u.event(0, "p").row.id;
+        assert_eq!(id.len(), 36);
+        assert_eq!(&id[14..15], "4");
+    }
+}
