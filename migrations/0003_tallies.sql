@@ -2,12 +2,13 @@
 
 -- The dashboard and the report's summary and satisfaction sections need counts and
 -- sums of a few event types over arbitrary windows. Ingest adds every new event of
--- those types to its minute and its hour here, in the batch's transaction, so a window
--- reads whole hours and minutes from these tables and only its ragged edges (under a
--- minute each) from analytics_events. A null channel is kept as 'unknown'.
-CREATE TABLE event_tallies_minute (
+-- those types to its UTC hour here, in the batch's transaction, so a window reads its
+-- whole hours from this table and only its ragged edges (under an hour each) from
+-- analytics_events. Only the satisfaction types are kept per channel (a null channel
+-- as 'unknown'); the others are summed over channels, under '*'.
+CREATE TABLE event_tallies_hour (
   property_id TEXT NOT NULL,
-  minute TEXT NOT NULL,            -- UTC 'YYYY-MM-DDTHH:MM'
+  hour TEXT NOT NULL,              -- UTC 'YYYY-MM-DDTHH'
   event_type TEXT NOT NULL,
   channel TEXT NOT NULL,
   events INTEGER NOT NULL,
@@ -20,30 +21,14 @@ CREATE TABLE event_tallies_minute (
   rating_3 INTEGER NOT NULL,
   rating_4 INTEGER NOT NULL,
   rating_5 INTEGER NOT NULL,
-  PRIMARY KEY (property_id, minute, event_type, channel)
-);
-
-CREATE TABLE event_tallies_hour (
-  property_id TEXT NOT NULL,
-  hour TEXT NOT NULL,              -- UTC 'YYYY-MM-DDTHH'
-  event_type TEXT NOT NULL,
-  channel TEXT NOT NULL,
-  events INTEGER NOT NULL,
-  value_sum REAL NOT NULL,
-  value_count INTEGER NOT NULL,
-  duration_sum INTEGER NOT NULL,
-  duration_count INTEGER NOT NULL,
-  rating_1 INTEGER NOT NULL,
-  rating_2 INTEGER NOT NULL,
-  rating_3 INTEGER NOT NULL,
-  rating_4 INTEGER NOT NULL,
-  rating_5 INTEGER NOT NULL,
   PRIMARY KEY (property_id, hour, event_type, channel)
 );
 
 -- Events stored before this version.
-INSERT INTO event_tallies_minute
-SELECT property_id, substr(timestamp, 1, 16), event_type, coalesce(channel, 'unknown'),
+INSERT INTO event_tallies_hour
+SELECT property_id, substr(timestamp, 1, 13), event_type,
+       CASE WHEN event_type IN ('satisfaction.survey_sent', 'satisfaction.rating_received')
+            THEN coalesce(channel, 'unknown') ELSE '*' END,
        count(*), total(value), count(value), coalesce(sum(duration_ms), 0), count(duration_ms),
        count(*) FILTER (WHERE event_type = 'satisfaction.rating_received' AND value = 1),
        count(*) FILTER (WHERE event_type = 'satisfaction.rating_received' AND value = 2),
@@ -55,12 +40,6 @@ WHERE event_type IN ('conversation.started', 'conversation.resolved', 'conversat
   'message.received', 'message.sent', 'response.time_recorded', 'task.created',
   'satisfaction.survey_sent', 'satisfaction.rating_received')
 GROUP BY 1, 2, 3, 4;
-
-INSERT INTO event_tallies_hour
-SELECT property_id, substr(minute, 1, 13), event_type, channel, sum(events), sum(value_sum),
-       sum(value_count), sum(duration_sum), sum(duration_count), sum(rating_1), sum(rating_2),
-       sum(rating_3), sum(rating_4), sum(rating_5)
-FROM event_tallies_minute GROUP BY 1, 2, 3, 4;
 
 -- The report's AI resolution rate needs the distinct conversations resolved and
 -- escalated in its range; this partial index holds just those events.

@@ -27,19 +27,15 @@ INTENTS = ["late_checkout", "spa", "taxi", "towels", "wifi", "breakfast", "parki
 TALLIED = ("'conversation.started', 'conversation.resolved', 'conversation.escalated', "
            "'message.received', 'message.sent', 'response.time_recorded', 'task.created', "
            "'satisfaction.survey_sent', 'satisfaction.rating_received'")
-TALLY_MINUTES = (
-    "INSERT INTO event_tallies_minute SELECT property_id, substr(timestamp, 1, 16), event_type, "
-    "coalesce(channel, 'unknown'), count(*), total(value), count(value), coalesce(sum(duration_ms), 0), "
-    "count(duration_ms), "
+TALLY_HOUR = (
+    "INSERT INTO event_tallies_hour SELECT property_id, substr(timestamp, 1, 13), event_type, "
+    "CASE WHEN event_type IN ('satisfaction.survey_sent', 'satisfaction.rating_received') "
+    "THEN coalesce(channel, 'unknown') ELSE '*' END, count(*), total(value), count(value), "
+    "coalesce(sum(duration_ms), 0), count(duration_ms), "
     + ", ".join(f"count(*) FILTER (WHERE event_type = 'satisfaction.rating_received' AND value = {k})"
                 for k in range(1, 6))
     + f" FROM analytics_events WHERE property_id = ? AND timestamp >= ? AND timestamp < ? "
       f"AND event_type IN ({TALLIED}) GROUP BY 1, 2, 3, 4")
-TALLY_HOUR = (
-    "INSERT INTO event_tallies_hour SELECT property_id, substr(minute, 1, 13), event_type, channel, "
-    "sum(events), sum(value_sum), sum(value_count), sum(duration_sum), sum(duration_count), "
-    "sum(rating_1), sum(rating_2), sum(rating_3), sum(rating_4), sum(rating_5) "
-    "FROM event_tallies_minute WHERE property_id = ? AND substr(minute, 1, 13) = ? GROUP BY 1, 2, 3, 4")
 
 
 def main():
@@ -99,10 +95,8 @@ def main():
     # Recount the running tallies of every loaded hour, as ingest would have kept them.
     for p, h in hours:
         lo, hi = h[:13], h[:13] + ":99"
-        con.execute("DELETE FROM event_tallies_minute WHERE property_id = ? AND minute >= ? AND minute < ?", (p, lo, hi))
         con.execute("DELETE FROM event_tallies_hour WHERE property_id = ? AND hour = ?", (p, lo))
-        con.execute(TALLY_MINUTES, (p, lo, hi))
-        con.execute(TALLY_HOUR, (p, lo))
+        con.execute(TALLY_HOUR, (p, lo, hi))
     con.commit()
     total = con.execute("SELECT count(*) FROM analytics_events").fetchone()[0]
     print(f"loaded {a.events} events over {len(hours)} property-hours; table now holds {total}")

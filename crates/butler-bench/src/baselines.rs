@@ -212,7 +212,7 @@ pub async fn seed_node(
     use tokio::io::AsyncBufReadExt;
     let total = events.len();
     let mut child = tokio::process::Command::new("node")
-        .arg(dir.join("collector.mjs"))
+        .arg("collector.mjs")
         .args([nats_url, stream, "seed-collector"])
         .arg(db)
         .arg(total.to_string())

@@ -56,6 +56,15 @@ struct Args {
     /// Skip the seed design's Node.js baseline.
     #[arg(long)]
     no_seed_node: bool,
+    /// Parts to run, comma-separated: `empty` (ingest into an empty table, baselines,
+    /// latency), `aggregation` and `queries` (both on the `empty` run's database),
+    /// `large` (ingest into a large table, hourly run, backfill).
+    #[arg(
+        long,
+        default_value = "empty,aggregation,queries,large",
+        value_delimiter = ','
+    )]
+    parts: Vec<String>,
     /// A small run of every part (seconds, not minutes): the smoke test.
     #[arg(long)]
     quick: bool,
@@ -128,7 +137,9 @@ struct Bench {
 
 #[tokio::main]
 async fn main() -> Result<()> {
-    let args = Args::parse().effective();
+    let mut args = Args::parse().effective();
+    // Absolute, because the seed baseline runs from another directory.
+    args.out = std::path::absolute(&args.out)?;
     let run_dir = args
         .out
         .join(format!("run-{}", Utc::now().format("%Y%m%dT%H%M%SZ")));
@@ -172,7 +183,7 @@ async fn main() -> Result<()> {
         json.display(),
         args.out.join("latest.json").display()
     );
-    for db in ["a.db", "b.db", "c.db", "d.db", "e.db"] {
+    for db in ["a.db", "b.db", "c.db", "d.db", "e.db", "f.db"] {
         for suffix in ["", "-wal", "-shm"] {
             let _ = std::fs::remove_file(run_dir.join(format!("{db}{suffix}")));
         }
@@ -182,10 +193,29 @@ async fn main() -> Result<()> {
 
 impl Bench {
     async fn run(&mut self) -> Result<()> {
-        self.ingest_empty().await?;
-        self.aggregation_1m().await?;
-        self.queries().await?;
-        self.ingest_large().await?;
+        let part = |p: &str| self.args.parts.iter().any(|x| x == p);
+        let (empty, aggregation, queries, large) = (
+            part("empty"),
+            part("aggregation"),
+            part("queries"),
+            part("large"),
+        );
+        anyhow::ensure!(
+            empty || !(aggregation || queries),
+            "the aggregation and queries parts read the database of the empty part"
+        );
+        if empty {
+            self.ingest_empty().await?;
+        }
+        if aggregation {
+            self.aggregation_1m().await?;
+        }
+        if queries {
+            self.queries().await?;
+        }
+        if large {
+            self.ingest_large().await?;
+        }
         self.figures.push(Figure::new(
             "ingest",
             "pipeline peak RSS (all runs)",
@@ -257,6 +287,26 @@ impl Bench {
             "events/s",
             None,
             format!("{what}; rusqlite cached statement, 1000-row transactions, synchronous=FULL, ack each after commit"),
+        ));
+
+        // SQLite alone: the same rows inserted by one thread, no NATS.
+        let bare_cfg = self.config("f.db", "UNUSED", "unused");
+        self.migrate(&bare_cfg)?;
+        let rows: Vec<_> = self
+            .day_traffic(1, IdStyle::TimeOrdered, "unused")
+            .iter()
+            .map(|e| e.row.clone())
+            .collect();
+        let bare_db = bare_cfg.db.clone();
+        let bare =
+            tokio::task::spawn_blocking(move || baselines::bare_insert(&bare_db, &rows)).await??;
+        self.figures.push(Figure::new(
+            "ingest",
+            "baseline: bare rusqlite insert, empty table (no NATS)",
+            bare,
+            "rows/s",
+            None,
+            format!("{what}; cached statement, 1000-row transactions, WAL, synchronous=FULL"),
         ));
 
         // The pipeline.

@@ -174,9 +174,12 @@ impl Traffic {
     pub fn event(&mut self, millis: i64, prefix: &str) -> Generated {
         let event_type = self.pick_type();
         let id = self.id(millis);
-        let property = property_id(self.rng.below(self.properties));
+        let p = self.rng.below(self.properties);
+        let property = property_id(p);
         let channel = CHANNELS[self.rng.below(CHANNELS.len() as u64) as usize];
-        let conv = self.rng.below(50_000);
+        // Conversations and tasks live for a while: a hotel's events at any moment
+        // belong to its few hundred open ones, numbered in the order they started.
+        let conv = self.counter / 8 + self.rng.below(300);
         let timestamp = chrono::DateTime::from_timestamp_millis(millis)
             .unwrap_or_default()
             .format("%Y-%m-%dT%H:%M:%S%.3fZ")
@@ -189,7 +192,7 @@ impl Traffic {
             channel,
             guest_id: Some(format!("guest_{}", conv % 20_000)),
             staff_id: None,
-            conversation_id: Some(format!("conv_{conv}")),
+            conversation_id: Some(format!("conv_{p:03}_{conv:010}")),
             task_id: None,
             value: None,
             duration_ms: None,
@@ -222,7 +225,10 @@ impl Traffic {
             }
             "response.staff_sent" => row.staff_id = Some(staff),
             "task.created" | "task.assigned" | "task.completed" | "task.sla_breached" => {
-                row.task_id = Some(format!("task_{}", self.rng.below(20_000)));
+                row.task_id = Some(format!(
+                    "task_{p:03}_{:010}",
+                    self.counter / 40 + self.rng.below(100)
+                ));
                 if event_type != "task.created" {
                     row.staff_id = Some(staff);
                 }

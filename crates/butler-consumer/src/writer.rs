@@ -24,25 +24,16 @@ pub async fn run(
     mut inbox: Receiver<PreparedBatch>,
     shutdown: CancellationToken,
 ) {
+    // Acks go out from their own task, so the next commit starts while the last
+    // batch's acks are still being sent.
+    let (to_acker, acks) = tokio::sync::mpsc::channel(4);
+    let acker = tokio::spawn(ack_committed(acks, metrics.clone()));
     while let Some(mut batch) = inbox.recv().await {
         let started = Instant::now();
         let Some(outcome) = commit(&storage, &batch, &settings, &metrics, &shutdown).await else {
             continue;
         };
         let commit_time = started.elapsed();
-        let mut ack_failures = 0;
-        for msg in &batch.messages {
-            if msg.ack().await.is_err() {
-                ack_failures += 1;
-            }
-        }
-        if ack_failures > 0 {
-            tracing::warn!(
-                failed = ack_failures,
-                "acks not sent; the messages will be redelivered and deduplicated"
-            );
-            metrics.acks_failed(ack_failures);
-        }
         for (event, new) in batch.events.iter().zip(&outcome.inserted) {
             let slot = event.event_type as usize;
             if *new {
@@ -61,6 +52,33 @@ pub async fn run(
             }
         }
         metrics.record_batch(&batch.counts, batch.messages.len(), commit_time);
+        if to_acker.send(batch.messages).await.is_err() {
+            break;
+        }
+    }
+    drop(to_acker);
+    let _ = acker.await;
+}
+
+/// Acks committed batches in commit order; returns when the writer has finished.
+async fn ack_committed(
+    mut batches: Receiver<Vec<async_nats::jetstream::Message>>,
+    metrics: IngestMetrics,
+) {
+    while let Some(messages) = batches.recv().await {
+        let mut ack_failures = 0;
+        for msg in &messages {
+            if msg.ack().await.is_err() {
+                ack_failures += 1;
+            }
+        }
+        if ack_failures > 0 {
+            tracing::warn!(
+                failed = ack_failures,
+                "acks not sent; the messages will be redelivered and deduplicated"
+            );
+            metrics.acks_failed(ack_failures);
+        }
     }
 }
 

@@ -83,7 +83,6 @@ impl RetentionTable {
             RetentionTable::RawEvents => &[
                 ("analytics_events", "timestamp"),
                 ("agg_dirty_hours", "hour_start"),
-                ("event_tallies_minute", "minute"),
                 ("event_tallies_hour", "hour"),
             ],
             RetentionTable::Hourly => &[

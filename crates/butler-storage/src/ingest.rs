@@ -94,38 +94,53 @@ impl Storage {
 }
 
 /// Inserts the events, returning for each whether it made a new row.
+///
+/// One JSON array of the batch's rows, bound to two statements: which ids are stored
+/// already, and the insert of the rest.
 pub(crate) async fn insert_events(
     tx: &mut Transaction<'_, Sqlite>,
     events: &[Event],
 ) -> Result<Vec<bool>, StorageError> {
-    let mut new_ids: HashSet<String> = HashSet::with_capacity(events.len());
-    let timestamps: Vec<String> = events.iter().map(|e| e.timestamp.to_string()).collect();
-    let mut offset = 0;
-    for rows in sql::chunks(events.len()) {
-        let mut query = sqlx::query_scalar::<_, String>(sql::insert_events(rows));
-        for (e, ts) in events[offset..offset + rows]
-            .iter()
-            .zip(&timestamps[offset..])
-        {
-            query = query
-                .bind(e.id.as_str())
-                .bind(e.event_type.as_str())
-                .bind(ts.as_str())
-                .bind(e.property_id.as_str())
-                .bind(e.channel.as_deref())
-                .bind(e.guest_id.as_deref())
-                .bind(e.staff_id.as_deref())
-                .bind(e.conversation_id.as_deref())
-                .bind(e.task_id.as_deref())
-                .bind(e.value)
-                .bind(e.duration_ms)
-                .bind(e.metadata.as_deref());
-        }
-        new_ids.extend(query.fetch_all(&mut **tx).await?);
-        offset += rows;
+    if events.is_empty() {
+        return Ok(Vec::new());
     }
-    // The first event with a new id made the row; a later one with the same id did not.
-    Ok(events.iter().map(|e| new_ids.remove(&e.id)).collect())
+    let rows: Vec<_> = events
+        .iter()
+        .map(|e| {
+            (
+                e.id.as_str(),
+                e.event_type.as_str(),
+                e.timestamp.to_string(),
+                e.property_id.as_str(),
+                e.channel.as_deref(),
+                e.guest_id.as_deref(),
+                e.staff_id.as_deref(),
+                e.conversation_id.as_deref(),
+                e.task_id.as_deref(),
+                e.value,
+                e.duration_ms,
+                e.metadata.as_deref(),
+            )
+        })
+        .collect();
+    let json = sql::json_rows(&rows)?;
+    let stored: HashSet<String> = sqlx::query_scalar(sql::STORED_IDS)
+        .bind(&json)
+        .fetch_all(&mut **tx)
+        .await?
+        .into_iter()
+        .collect();
+    sqlx::query(sql::INSERT_EVENTS)
+        .bind(&json)
+        .execute(&mut **tx)
+        .await?;
+    // The first event with an id not stored before made the row; a later one with the
+    // same id, or one whose id was stored already, did not.
+    let mut seen: HashSet<&str> = HashSet::with_capacity(events.len());
+    Ok(events
+        .iter()
+        .map(|e| !stored.contains(&e.id) && seen.insert(e.id.as_str()))
+        .collect())
 }
 
 async fn insert_dead_letter(
@@ -153,59 +168,67 @@ async fn insert_dead_letter(
 }
 
 /// Updates live state; an older event (by timestamp, then id) never overwrites a newer
-/// one, so arrival order does not matter.
+/// one, so arrival order does not matter. One statement per kind of state.
 pub(crate) async fn apply_live_effects<'e>(
     tx: &mut Transaction<'_, Sqlite>,
     events: impl Iterator<Item = &'e Event>,
 ) -> Result<(), StorageError> {
+    type Latest<'a> = (
+        &'a str,
+        Option<&'a str>,
+        &'static str,
+        String,
+        &'a str,
+        bool,
+    );
+    let mut conversations: Vec<Latest<'_>> = Vec::new();
+    let mut staff: Vec<Latest<'_>> = Vec::new();
+    let mut tasks: Vec<(&str, Option<&str>, bool, bool)> = Vec::new();
     for e in events {
-        let Some(effect) = e.live_effect else {
-            continue;
+        let latest = |key: Option<&'e str>, flag: bool| {
+            (
+                e.property_id.as_str(),
+                key,
+                e.event_type.as_str(),
+                e.timestamp.to_string(),
+                e.id.as_str(),
+                flag,
+            )
         };
-        let ts = e.timestamp.to_string();
-        let query = match effect {
-            LiveEffect::Conversation { active } => sqlx::query(
-                "INSERT INTO live_conversations (property_id, conversation_id, last_event_type, \
-                 last_timestamp, last_event_id, active) VALUES (?, ?, ?, ?, ?, ?) \
-                 ON CONFLICT (property_id, conversation_id) DO UPDATE SET \
-                 last_event_type = excluded.last_event_type, last_timestamp = excluded.last_timestamp, \
-                 last_event_id = excluded.last_event_id, active = excluded.active \
-                 WHERE (excluded.last_timestamp, excluded.last_event_id) > \
-                 (live_conversations.last_timestamp, live_conversations.last_event_id)",
-            )
-            .bind(&e.property_id)
-            .bind(e.conversation_id.as_deref())
-            .bind(e.event_type.as_str())
-            .bind(ts)
-            .bind(&e.id)
-            .bind(active),
-            LiveEffect::Staff { online } => sqlx::query(
-                "INSERT INTO live_staff (property_id, staff_id, last_event_type, \
-                 last_timestamp, last_event_id, online) VALUES (?, ?, ?, ?, ?, ?) \
-                 ON CONFLICT (property_id, staff_id) DO UPDATE SET \
-                 last_event_type = excluded.last_event_type, last_timestamp = excluded.last_timestamp, \
-                 last_event_id = excluded.last_event_id, online = excluded.online \
-                 WHERE (excluded.last_timestamp, excluded.last_event_id) > \
-                 (live_staff.last_timestamp, live_staff.last_event_id)",
-            )
-            .bind(&e.property_id)
-            .bind(e.staff_id.as_deref())
-            .bind(e.event_type.as_str())
-            .bind(ts)
-            .bind(&e.id)
-            .bind(online),
-            LiveEffect::TaskCreated | LiveEffect::TaskCompleted => sqlx::query(
-                "INSERT INTO live_tasks (property_id, task_id, created, completed) \
-                 VALUES (?, ?, ?, ?) ON CONFLICT (property_id, task_id) DO UPDATE SET \
-                 created = max(created, excluded.created), \
-                 completed = max(completed, excluded.completed)",
-            )
-            .bind(&e.property_id)
-            .bind(e.task_id.as_deref())
-            .bind(effect == LiveEffect::TaskCreated)
-            .bind(effect == LiveEffect::TaskCompleted),
-        };
-        query.execute(&mut **tx).await?;
+        match e.live_effect {
+            Some(LiveEffect::Conversation { active }) => {
+                conversations.push(latest(e.conversation_id.as_deref(), active));
+            }
+            Some(LiveEffect::Staff { online }) => staff.push(latest(e.staff_id.as_deref(), online)),
+            Some(effect @ (LiveEffect::TaskCreated | LiveEffect::TaskCompleted)) => tasks.push((
+                e.property_id.as_str(),
+                e.task_id.as_deref(),
+                effect == LiveEffect::TaskCreated,
+                effect == LiveEffect::TaskCompleted,
+            )),
+            None => {}
+        }
+    }
+    if !conversations.is_empty() {
+        let json = sql::json_rows(&conversations)?;
+        sqlx::query(sql::UPSERT_LIVE_CONVERSATIONS)
+            .bind(json)
+            .execute(&mut **tx)
+            .await?;
+    }
+    if !staff.is_empty() {
+        let json = sql::json_rows(&staff)?;
+        sqlx::query(sql::UPSERT_LIVE_STAFF)
+            .bind(json)
+            .execute(&mut **tx)
+            .await?;
+    }
+    if !tasks.is_empty() {
+        let json = sql::json_rows(&tasks)?;
+        sqlx::query(sql::UPSERT_LIVE_TASKS)
+            .bind(json)
+            .execute(&mut **tx)
+            .await?;
     }
     Ok(())
 }
@@ -236,15 +259,11 @@ pub(crate) async fn mark_dirty_hours<'e>(
         .into_iter()
         .map(|(p, h)| (p, EventTime::from_millis(h * 3_600_000).hour_start()))
         .collect();
-    let mut offset = 0;
-    for rows in sql::chunks(hours.len()) {
-        let mut query = sqlx::query(sql::upsert_dirty_hours(rows));
-        for (property, hour) in &hours[offset..offset + rows] {
-            query = query.bind(*property).bind(hour.as_str()).bind(seq);
-        }
-        query.execute(&mut **tx).await?;
-        offset += rows;
-    }
+    sqlx::query(sql::UPSERT_DIRTY_HOURS)
+        .bind(sql::json_rows(&hours)?)
+        .bind(seq)
+        .execute(&mut **tx)
+        .await?;
     Ok(())
 }
 

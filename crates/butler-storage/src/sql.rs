@@ -1,160 +1,113 @@
-//! Multi-row statements. sqlx runs every statement on SQLite's worker thread, so one
-//! statement per row costs two thread hand-offs per event; one statement per chunk of
-//! rows does not. Chunk sizes are powers of two, so only a handful of distinct
-//! statements are ever prepared and the per-connection statement cache keeps them.
+//! The ingest statements. sqlx runs every statement on SQLite's worker thread, and
+//! each one is a round trip between threads; on a busy machine those hand-offs, not
+//! SQLite, set the pace. So each statement takes a whole batch at once, bound as one
+//! JSON array of rows that `json_each` unpacks inside SQLite: a batch costs the same
+//! handful of statements whatever its size.
 
-use std::sync::{Arc, OnceLock};
-
-use sqlx::AssertSqlSafe;
-
-/// Largest chunk: 512 rows × 12 columns stays far below SQLite's 32766 parameters.
-pub(crate) const MAX_CHUNK: usize = 512;
-const SIZES: usize = MAX_CHUNK.trailing_zeros() as usize + 1;
-
-/// Splits `n` rows into chunks of [`MAX_CHUNK`], then powers of two.
-pub(crate) fn chunks(n: usize) -> impl Iterator<Item = usize> {
-    let full = n / MAX_CHUNK;
-    let rest = n % MAX_CHUNK;
-    std::iter::repeat_n(MAX_CHUNK, full).chain(
-        (0..SIZES)
-            .rev()
-            .map(|bit| 1usize << bit)
-            .filter(move |size| rest & size != 0),
-    )
+/// Turns a batch of rows into the JSON array the statements below take.
+pub(crate) fn json_rows<T: serde::Serialize>(rows: &[T]) -> Result<String, crate::StorageError> {
+    serde_json::to_string(rows)
+        .map_err(|e| crate::StorageError::Database(sqlx::Error::Encode(Box::new(e))))
 }
 
-fn build(head: &str, row: &str, tail: &str, rows: usize) -> Arc<str> {
-    let mut sql = String::with_capacity(head.len() + tail.len() + rows * (row.len() + 1));
-    sql.push_str(head);
-    for i in 0..rows {
-        if i > 0 {
-            sql.push(',');
-        }
-        sql.push_str(row);
-    }
-    sql.push_str(tail);
-    sql.into()
-}
+/// Which ids of a batch are stored already; `?1` is the batch as a JSON array of
+/// rows whose first element is the id. Asked before the insert, inside the same write
+/// transaction: usually none is, so no row crosses back from SQLite's worker thread.
+pub(crate) const STORED_IDS: &str = "SELECT e.id FROM json_each(?1) AS j \
+    CROSS JOIN analytics_events AS e ON e.id = (j.value ->> 0)";
 
-fn cached(
-    cell: &'static OnceLock<Vec<Arc<str>>>,
-    rows: usize,
-    make: fn(usize) -> Arc<str>,
-) -> AssertSqlSafe<Arc<str>> {
-    debug_assert!(rows.is_power_of_two() && rows <= MAX_CHUNK);
-    let all = cell.get_or_init(|| (0..SIZES).map(|bit| make(1 << bit)).collect());
-    AssertSqlSafe(all[rows.trailing_zeros() as usize].clone())
-}
+/// `INSERT OR IGNORE` of a batch given as a JSON array of rows, in the column order
+/// below; in array order, so of two rows with one id the first is stored.
+pub(crate) const INSERT_EVENTS: &str = "INSERT OR IGNORE INTO analytics_events (id, \
+    event_type, timestamp, property_id, channel, guest_id, staff_id, conversation_id, task_id, \
+    value, duration_ms, metadata) \
+    SELECT j.value ->> 0, j.value ->> 1, j.value ->> 2, j.value ->> 3, j.value ->> 4, \
+    j.value ->> 5, j.value ->> 6, j.value ->> 7, j.value ->> 8, j.value ->> 9, j.value ->> 10, \
+    j.value ->> 11 FROM json_each(?1) AS j ORDER BY j.key";
 
-/// `INSERT OR IGNORE` of `rows` events, returning the ids actually inserted (a
-/// duplicate id returns nothing: the first stored wins).
-pub(crate) fn insert_events(rows: usize) -> AssertSqlSafe<Arc<str>> {
-    static CELL: OnceLock<Vec<Arc<str>>> = OnceLock::new();
-    cached(&CELL, rows, |rows| {
-        build(
-            "INSERT OR IGNORE INTO analytics_events (id, event_type, timestamp, property_id, \
-             channel, guest_id, staff_id, conversation_id, task_id, value, duration_ms, metadata) \
-             VALUES ",
-            "(?,?,?,?,?,?,?,?,?,?,?,?)",
-            " RETURNING id",
-            rows,
-        )
-    })
-}
+/// Stamps `[[property, hour], …]` (`?1`) dirty with change sequence `?2`.
+pub(crate) const UPSERT_DIRTY_HOURS: &str = "INSERT INTO agg_dirty_hours (property_id, hour_start, \
+    change_seq) SELECT j.value ->> 0, j.value ->> 1, ?2 FROM json_each(?1) AS j WHERE true \
+    ON CONFLICT (property_id, hour_start) DO UPDATE SET change_seq = excluded.change_seq";
 
-/// Marks `rows` (property, hour) pairs dirty with the batch's change sequence.
-pub(crate) fn upsert_dirty_hours(rows: usize) -> AssertSqlSafe<Arc<str>> {
-    static CELL: OnceLock<Vec<Arc<str>>> = OnceLock::new();
-    cached(&CELL, rows, |rows| {
-        build(
-            "INSERT INTO agg_dirty_hours (property_id, hour_start, change_seq) VALUES ",
-            "(?,?,?)",
-            " ON CONFLICT (property_id, hour_start) DO UPDATE SET change_seq = excluded.change_seq",
-            rows,
-        )
-    })
-}
+/// Latest lifecycle event per conversation, from `[[property, conversation, type,
+/// timestamp, id, active], …]`; the newer event (timestamp, then id) wins, in whatever
+/// order they come.
+pub(crate) const UPSERT_LIVE_CONVERSATIONS: &str = "INSERT INTO live_conversations (property_id, \
+    conversation_id, last_event_type, last_timestamp, last_event_id, active) \
+    SELECT j.value ->> 0, j.value ->> 1, j.value ->> 2, j.value ->> 3, j.value ->> 4, j.value ->> 5 \
+    FROM json_each(?1) AS j WHERE true \
+    ON CONFLICT (property_id, conversation_id) DO UPDATE SET \
+    last_event_type = excluded.last_event_type, last_timestamp = excluded.last_timestamp, \
+    last_event_id = excluded.last_event_id, active = excluded.active \
+    WHERE (excluded.last_timestamp, excluded.last_event_id) > \
+    (live_conversations.last_timestamp, live_conversations.last_event_id)";
 
-/// The two tally tables.
-#[derive(Debug, Clone, Copy)]
-pub(crate) enum Tallies {
-    Minute,
-    Hour,
-}
+/// Latest `staff.*` event per staff member, as for conversations.
+pub(crate) const UPSERT_LIVE_STAFF: &str = "INSERT INTO live_staff (property_id, staff_id, \
+    last_event_type, last_timestamp, last_event_id, online) \
+    SELECT j.value ->> 0, j.value ->> 1, j.value ->> 2, j.value ->> 3, j.value ->> 4, j.value ->> 5 \
+    FROM json_each(?1) AS j WHERE true \
+    ON CONFLICT (property_id, staff_id) DO UPDATE SET \
+    last_event_type = excluded.last_event_type, last_timestamp = excluded.last_timestamp, \
+    last_event_id = excluded.last_event_id, online = excluded.online \
+    WHERE (excluded.last_timestamp, excluded.last_event_id) > \
+    (live_staff.last_timestamp, live_staff.last_event_id)";
 
-const TALLY_COLUMNS: &str = "events, value_sum, value_count, duration_sum, duration_count, \
-     rating_1, rating_2, rating_3, rating_4, rating_5";
+/// Whether each task was created and completed, from `[[property, task, created,
+/// completed], …]`; a flag once set stays set.
+pub(crate) const UPSERT_LIVE_TASKS: &str = "INSERT INTO live_tasks (property_id, task_id, created, \
+    completed) SELECT j.value ->> 0, j.value ->> 1, j.value ->> 2, j.value ->> 3 \
+    FROM json_each(?1) AS j WHERE true \
+    ON CONFLICT (property_id, task_id) DO UPDATE SET \
+    created = max(created, excluded.created), completed = max(completed, excluded.completed)";
 
-/// Adds `rows` tallies to their period's, creating the rows that are missing.
-pub(crate) fn upsert_tallies(table: Tallies, rows: usize) -> AssertSqlSafe<Arc<str>> {
-    fn make(table: &str, period: &str, rows: usize) -> Arc<str> {
-        let add: Vec<String> = TALLY_COLUMNS
-            .split(", ")
-            .map(|c| format!("{c} = {c} + excluded.{c}"))
-            .collect();
-        build(
-            &format!(
-                "INSERT INTO {table} (property_id, {period}, event_type, channel, {TALLY_COLUMNS}) VALUES "
-            ),
-            "(?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-            &format!(
-                " ON CONFLICT (property_id, {period}, event_type, channel) DO UPDATE SET {}",
-                add.join(", ")
-            ),
-            rows,
-        )
-    }
-    static MINUTE: OnceLock<Vec<Arc<str>>> = OnceLock::new();
-    static HOUR: OnceLock<Vec<Arc<str>>> = OnceLock::new();
-    match table {
-        Tallies::Minute => cached(&MINUTE, rows, |rows| {
-            make("event_tallies_minute", "minute", rows)
-        }),
-        Tallies::Hour => cached(&HOUR, rows, |rows| make("event_tallies_hour", "hour", rows)),
-    }
-}
+/// Adds `[[property, hour, type, channel, events, value_sum, value_count, duration_sum,
+/// duration_count, rating_1 … rating_5], …]` to the hour tallies.
+pub(crate) const UPSERT_TALLIES: &str = "INSERT INTO event_tallies_hour (property_id, hour, \
+    event_type, channel, events, value_sum, value_count, duration_sum, duration_count, \
+    rating_1, rating_2, rating_3, rating_4, rating_5) \
+    SELECT j.value ->> 0, j.value ->> 1, j.value ->> 2, j.value ->> 3, j.value ->> 4, \
+    j.value ->> 5, j.value ->> 6, j.value ->> 7, j.value ->> 8, j.value ->> 9, j.value ->> 10, \
+    j.value ->> 11, j.value ->> 12, j.value ->> 13 FROM json_each(?1) AS j WHERE true \
+    ON CONFLICT (property_id, hour, event_type, channel) DO UPDATE SET \
+    events = events + excluded.events, value_sum = value_sum + excluded.value_sum, \
+    value_count = value_count + excluded.value_count, \
+    duration_sum = duration_sum + excluded.duration_sum, \
+    duration_count = duration_count + excluded.duration_count, \
+    rating_1 = rating_1 + excluded.rating_1, rating_2 = rating_2 + excluded.rating_2, \
+    rating_3 = rating_3 + excluded.rating_3, rating_4 = rating_4 + excluded.rating_4, \
+    rating_5 = rating_5 + excluded.rating_5";
 
-/// One window's tallies: raw head `[?2, ?3)`, minutes `[?4, ?5)`, hours `[?6, ?7)`,
-/// minutes `[?8, ?9)`, raw tail `[?10, ?11)`, for property `?1`.
+/// One window's tallies for property `?1`: raw head `[?2, ?3)`, whole hours
+/// `[?4, ?5)`, raw tail `[?6, ?7)`.
 pub(crate) const WINDOW_TALLIES: &str = "\
-    WITH raw AS (SELECT event_type, coalesce(channel, 'unknown') AS channel, 1 AS events, \
-        coalesce(value, 0.0) AS value_sum, value IS NOT NULL AS value_count, \
+    WITH raw AS (SELECT event_type, channel, value, duration_ms \
+      FROM analytics_events INDEXED BY idx_events_property_time \
+      WHERE property_id = ?1 AND timestamp >= ?2 AND timestamp < ?3 \
+      UNION ALL \
+      SELECT event_type, channel, value, duration_ms \
+      FROM analytics_events INDEXED BY idx_events_property_time \
+      WHERE property_id = ?1 AND timestamp >= ?6 AND timestamp < ?7), \
+    parts AS ( \
+      SELECT event_type, \
+        CASE WHEN event_type IN ('satisfaction.survey_sent', 'satisfaction.rating_received') \
+             THEN coalesce(channel, 'unknown') ELSE '*' END AS channel, \
+        1 AS events, coalesce(value, 0.0) AS value_sum, value IS NOT NULL AS value_count, \
         coalesce(duration_ms, 0) AS duration_sum, duration_ms IS NOT NULL AS duration_count, \
         event_type = 'satisfaction.rating_received' AND value = 1 AS rating_1, \
         event_type = 'satisfaction.rating_received' AND value = 2 AS rating_2, \
         event_type = 'satisfaction.rating_received' AND value = 3 AS rating_3, \
         event_type = 'satisfaction.rating_received' AND value = 4 AS rating_4, \
         event_type = 'satisfaction.rating_received' AND value = 5 AS rating_5 \
-      FROM analytics_events INDEXED BY idx_events_property_time \
-      WHERE property_id = ?1 AND timestamp >= ?2 AND timestamp < ?3 \
-      UNION ALL \
-      SELECT event_type, coalesce(channel, 'unknown'), 1, coalesce(value, 0.0), value IS NOT NULL, \
-        coalesce(duration_ms, 0), duration_ms IS NOT NULL, \
-        event_type = 'satisfaction.rating_received' AND value = 1, \
-        event_type = 'satisfaction.rating_received' AND value = 2, \
-        event_type = 'satisfaction.rating_received' AND value = 3, \
-        event_type = 'satisfaction.rating_received' AND value = 4, \
-        event_type = 'satisfaction.rating_received' AND value = 5 \
-      FROM analytics_events INDEXED BY idx_events_property_time \
-      WHERE property_id = ?1 AND timestamp >= ?10 AND timestamp < ?11), \
-    parts AS ( \
-      SELECT event_type, channel, events, value_sum, value_count, duration_sum, duration_count, \
-        rating_1, rating_2, rating_3, rating_4, rating_5 FROM raw \
+      FROM raw \
       WHERE event_type IN ('conversation.started', 'conversation.resolved', 'conversation.escalated', \
           'message.received', 'message.sent', 'response.time_recorded', 'task.created', \
           'satisfaction.survey_sent', 'satisfaction.rating_received') \
       UNION ALL \
       SELECT event_type, channel, events, value_sum, value_count, duration_sum, duration_count, \
-        rating_1, rating_2, rating_3, rating_4, rating_5 FROM event_tallies_minute \
-      WHERE property_id = ?1 AND minute >= ?4 AND minute < ?5 \
-      UNION ALL \
-      SELECT event_type, channel, events, value_sum, value_count, duration_sum, duration_count, \
         rating_1, rating_2, rating_3, rating_4, rating_5 FROM event_tallies_hour \
-      WHERE property_id = ?1 AND hour >= ?6 AND hour < ?7 \
-      UNION ALL \
-      SELECT event_type, channel, events, value_sum, value_count, duration_sum, duration_count, \
-        rating_1, rating_2, rating_3, rating_4, rating_5 FROM event_tallies_minute \
-      WHERE property_id = ?1 AND minute >= ?8 AND minute < ?9) \
+      WHERE property_id = ?1 AND hour >= ?4 AND hour < ?5) \
     SELECT event_type, channel, sum(events), total(value_sum), sum(value_count), sum(duration_sum), \
       sum(duration_count), sum(rating_1), sum(rating_2), sum(rating_3), sum(rating_4), sum(rating_5) \
     FROM parts GROUP BY event_type, channel ORDER BY event_type, channel";
@@ -164,19 +117,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn chunks_cover_every_row_with_few_distinct_sizes() {
-        for n in [0, 1, 7, 511, 512, 513, 1000, 1024, 5000] {
-            let sizes: Vec<_> = chunks(n).collect();
-            assert_eq!(sizes.iter().sum::<usize>(), n, "{n}");
-            assert!(sizes.iter().all(|s| s.is_power_of_two() && *s <= MAX_CHUNK));
-        }
-        assert_eq!(chunks(1000).collect::<Vec<_>>(), [512, 256, 128, 64, 32, 8]);
-    }
-
-    #[test]
-    fn statements_have_one_placeholder_per_value() {
-        let sql = insert_events(4).0;
-        assert_eq!(sql.matches('?').count(), 48);
-        assert!(sql.ends_with("RETURNING id"));
+    fn batches_become_one_json_array_of_rows() {
+        let rows = [("a", Some(1.5), None::<i64>), ("b", None, Some(7))];
+        assert_eq!(
+            json_rows(&rows).unwrap(),
+            r#"[["a",1.5,null],["b",null,7]]"#
+        );
     }
 }

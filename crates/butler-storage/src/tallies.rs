@@ -1,8 +1,8 @@
 //! Running tallies: counts and sums of the event types the dashboard and the report
-//! read, per property, UTC minute and hour, event type and channel. Ingest adds each
-//! new event in its batch's transaction; a window then costs a few hundred tally rows
-//! plus its ragged edges (under a minute at each end) read raw, instead of every raw
-//! event of the window.
+//! read, per property, UTC hour and event type (and channel, for the satisfaction
+//! types). Ingest adds each new event in its batch's transaction; a window then costs
+//! a few dozen tally rows plus its ragged edges (under an hour at each end) read raw,
+//! instead of every raw event of the window.
 
 use std::collections::HashMap;
 
@@ -25,15 +25,21 @@ pub const TALLIED: [EventType; 9] = [
     EventType::SatisfactionRatingReceived,
 ];
 
-const MINUTE_MS: i64 = 60_000;
 const HOUR_MS: i64 = 3_600_000;
+
+/// The types kept per channel; the others are summed over channels under `*`.
+const BY_CHANNEL: [EventType; 2] = [
+    EventType::SatisfactionSurveySent,
+    EventType::SatisfactionRatingReceived,
+];
 
 /// Counts and sums of one event type on one channel over a window.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Tally {
     /// The event type.
     pub event_type: String,
-    /// The channel, `unknown` for none.
+    /// The channel (`unknown` for none) for the satisfaction types; `*` for the
+    /// others, which are not kept per channel.
     pub channel: String,
     /// How many events.
     pub events: i64,
@@ -70,79 +76,53 @@ impl Tally {
     }
 }
 
-/// Adds newly stored events to their minute and hour tallies.
+/// Adds newly stored events to their hour tallies.
 pub(crate) async fn add_tallies<'e>(
     tx: &mut Transaction<'_, Sqlite>,
     events: impl Iterator<Item = &'e Event>,
 ) -> Result<(), StorageError> {
-    let mut minutes: HashMap<(&str, i64, EventType, &str), Tally> = HashMap::new();
+    let mut hours: HashMap<(&str, i64, EventType, &str), Tally> = HashMap::new();
     for e in events.filter(|e| TALLIED.contains(&e.event_type)) {
-        let minute = e.timestamp.millis().div_euclid(MINUTE_MS);
-        let channel = e.channel.as_deref().unwrap_or("unknown");
-        minutes
-            .entry((e.property_id.as_str(), minute, e.event_type, channel))
+        let hour = e.timestamp.millis().div_euclid(HOUR_MS);
+        let channel = if BY_CHANNEL.contains(&e.event_type) {
+            e.channel.as_deref().unwrap_or("unknown")
+        } else {
+            "*"
+        };
+        hours
+            .entry((e.property_id.as_str(), hour, e.event_type, channel))
             .or_default()
             .add(e);
     }
-    if minutes.is_empty() {
+    if hours.is_empty() {
         return Ok(());
     }
-    let mut hours: HashMap<(&str, i64, EventType, &str), Tally> = HashMap::new();
-    for ((property, minute, event_type, channel), t) in &minutes {
-        let hour = hours
-            .entry((property, minute.div_euclid(60), *event_type, channel))
-            .or_default();
-        hour.events += t.events;
-        hour.value_sum += t.value_sum;
-        hour.value_count += t.value_count;
-        hour.duration_sum += t.duration_sum;
-        hour.duration_count += t.duration_count;
-        for (sum, n) in hour.ratings.iter_mut().zip(t.ratings) {
-            *sum += n;
-        }
-    }
-    upsert(tx, sql::Tallies::Minute, &minutes, |m| {
-        minute_key(m * MINUTE_MS)
-    })
-    .await?;
-    upsert(tx, sql::Tallies::Hour, &hours, |h| hour_key(h * HOUR_MS)).await
-}
-
-async fn upsert(
-    tx: &mut Transaction<'_, Sqlite>,
-    table: sql::Tallies,
-    rows: &HashMap<(&str, i64, EventType, &str), Tally>,
-    key: fn(i64) -> String,
-) -> Result<(), StorageError> {
-    let rows: Vec<_> = rows.iter().collect();
-    let mut offset = 0;
-    for n in sql::chunks(rows.len()) {
-        let mut query = sqlx::query(sql::upsert_tallies(table, n));
-        for ((property, period, event_type, channel), t) in &rows[offset..offset + n] {
-            query = query
-                .bind(*property)
-                .bind(key(*period))
-                .bind(event_type.as_str())
-                .bind(*channel)
-                .bind(t.events)
-                .bind(t.value_sum)
-                .bind(t.value_count)
-                .bind(t.duration_sum)
-                .bind(t.duration_count);
-            for r in t.ratings {
-                query = query.bind(r);
-            }
-        }
-        query.execute(&mut **tx).await?;
-        offset += n;
-    }
+    let rows: Vec<_> = hours
+        .iter()
+        .map(|((property, hour, event_type, channel), t)| {
+            (
+                property,
+                hour_key(hour * HOUR_MS),
+                event_type.as_str(),
+                channel,
+                t.events,
+                t.value_sum,
+                t.value_count,
+                t.duration_sum,
+                t.duration_count,
+                t.ratings[0],
+                t.ratings[1],
+                t.ratings[2],
+                t.ratings[3],
+                t.ratings[4],
+            )
+        })
+        .collect();
+    sqlx::query(sql::UPSERT_TALLIES)
+        .bind(sql::json_rows(&rows)?)
+        .execute(&mut **tx)
+        .await?;
     Ok(())
-}
-
-fn minute_key(ms: i64) -> String {
-    let mut s = EventTime::from_millis(ms).to_string();
-    s.truncate(16);
-    s
 }
 
 fn hour_key(ms: i64) -> String {
@@ -151,46 +131,34 @@ fn hour_key(ms: i64) -> String {
     s
 }
 
-/// How a window `[start, end)` splits: raw edges, whole minutes, whole hours.
+/// How a window `[start, end)` splits: a raw head, whole hours, a raw tail.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Split {
     raw_head: (i64, i64),
-    minutes_head: (i64, i64),
     hours: (i64, i64),
-    minutes_tail: (i64, i64),
     raw_tail: (i64, i64),
 }
 
 fn split(start: i64, end: i64) -> Split {
     let end = end.max(start);
-    let up = |t: i64, unit: i64| t.div_euclid(unit) * unit + if t % unit == 0 { 0 } else { unit };
-    let down = |t: i64, unit: i64| t.div_euclid(unit) * unit;
-    let (sm, em) = (up(start, MINUTE_MS), down(end, MINUTE_MS));
-    if sm >= em {
+    let up = start.div_euclid(HOUR_MS) * HOUR_MS
+        + if start.rem_euclid(HOUR_MS) == 0 {
+            0
+        } else {
+            HOUR_MS
+        };
+    let down = end.div_euclid(HOUR_MS) * HOUR_MS;
+    if up >= down {
         return Split {
             raw_head: (start, end),
-            minutes_head: (end, end),
             hours: (end, end),
-            minutes_tail: (end, end),
             raw_tail: (end, end),
         };
     }
-    let (sh, eh) = (up(sm, HOUR_MS), down(em, HOUR_MS));
-    if sh >= eh {
-        return Split {
-            raw_head: (start, sm),
-            minutes_head: (sm, em),
-            hours: (em, em),
-            minutes_tail: (em, em),
-            raw_tail: (em, end),
-        };
-    }
     Split {
-        raw_head: (start, sm),
-        minutes_head: (sm, sh),
-        hours: (sh, eh),
-        minutes_tail: (eh, em),
-        raw_tail: (em, end),
+        raw_head: (start, up),
+        hours: (up, down),
+        raw_tail: (down, end),
     }
 }
 
@@ -207,32 +175,15 @@ impl Storage {
         end: EventTime,
     ) -> Result<Vec<Tally>, StorageError> {
         let s = split(start.millis(), end.millis());
-        let raw = |(a, b): (i64, i64)| {
-            (
-                EventTime::from_millis(a).to_string(),
-                EventTime::from_millis(b).to_string(),
-            )
-        };
-        let minutes = |(a, b): (i64, i64)| (minute_key(a), minute_key(b));
-        let (rh, mh, hh, mt, rt) = (
-            raw(s.raw_head),
-            minutes(s.minutes_head),
-            (hour_key(s.hours.0), hour_key(s.hours.1)),
-            minutes(s.minutes_tail),
-            raw(s.raw_tail),
-        );
+        let raw = |t: i64| EventTime::from_millis(t).to_string();
         let rows = sqlx::query(sql::WINDOW_TALLIES)
             .bind(property_id)
-            .bind(&rh.0)
-            .bind(&rh.1)
-            .bind(&mh.0)
-            .bind(&mh.1)
-            .bind(&hh.0)
-            .bind(&hh.1)
-            .bind(&mt.0)
-            .bind(&mt.1)
-            .bind(&rt.0)
-            .bind(&rt.1)
+            .bind(raw(s.raw_head.0))
+            .bind(raw(s.raw_head.1))
+            .bind(hour_key(s.hours.0))
+            .bind(hour_key(s.hours.1))
+            .bind(raw(s.raw_tail.0))
+            .bind(raw(s.raw_tail.1))
             .fetch_all(&self.reader)
             .await?;
         rows.iter()
@@ -311,7 +262,8 @@ mod tests {
 
     async fn raw_tallies(storage: &Storage, property: &str, start: i64, end: i64) -> Vec<Tally> {
         let rows = sqlx::query(
-            "SELECT event_type, coalesce(channel, 'unknown') AS ch, count(*), total(value), \
+            "SELECT event_type, CASE WHEN event_type LIKE 'satisfaction.%' \
+             THEN coalesce(channel, 'unknown') ELSE '*' END AS ch, count(*), total(value), \
              count(value), coalesce(sum(duration_ms), 0), count(duration_ms), \
              count(*) FILTER (WHERE event_type = 'satisfaction.rating_received' AND value = 1), \
              count(*) FILTER (WHERE event_type = 'satisfaction.rating_received' AND value = 2), \
@@ -360,6 +312,7 @@ mod tests {
             (base, base + 3 * HOUR_MS),
             (base - 5, base + 3 * HOUR_MS + 5),
             (base + 61_001, base + 2 * HOUR_MS + 59_999),
+            (base + HOUR_MS, base + 2 * HOUR_MS),
             (base + 600_000, base + 1_200_000),
             (base + 30_000, base + 50_000),
         ];
@@ -391,42 +344,30 @@ mod tests {
     }
 
     #[test]
-    fn a_window_splits_into_raw_edges_minutes_and_hours() {
+    fn a_window_splits_into_raw_edges_and_hours() {
         let s = split(ms("2026-11-24T10:15:30.5Z"), ms("2026-11-24T13:02:10Z"));
         assert_eq!(
             s.raw_head,
-            (ms("2026-11-24T10:15:30.5Z"), ms("2026-11-24T10:16:00Z"))
-        );
-        assert_eq!(
-            s.minutes_head,
-            (ms("2026-11-24T10:16:00Z"), ms("2026-11-24T11:00:00Z"))
+            (ms("2026-11-24T10:15:30.5Z"), ms("2026-11-24T11:00:00Z"))
         );
         assert_eq!(
             s.hours,
             (ms("2026-11-24T11:00:00Z"), ms("2026-11-24T13:00:00Z"))
         );
         assert_eq!(
-            s.minutes_tail,
-            (ms("2026-11-24T13:00:00Z"), ms("2026-11-24T13:02:00Z"))
-        );
-        assert_eq!(
             s.raw_tail,
-            (ms("2026-11-24T13:02:00Z"), ms("2026-11-24T13:02:10Z"))
+            (ms("2026-11-24T13:00:00Z"), ms("2026-11-24T13:02:10Z"))
         );
     }
 
     #[test]
     fn aligned_windows_read_no_raw_rows() {
-        let s = split(ms("2026-11-23T18:30:00Z"), ms("2026-11-24T18:30:00Z"));
+        let s = split(ms("2026-11-23T18:00:00Z"), ms("2026-11-24T18:00:00Z"));
         assert_eq!(s.raw_head.0, s.raw_head.1);
         assert_eq!(s.raw_tail.0, s.raw_tail.1);
         assert_eq!(
-            s.minutes_head,
-            (ms("2026-11-23T18:30:00Z"), ms("2026-11-23T19:00:00Z"))
-        );
-        assert_eq!(
             s.hours,
-            (ms("2026-11-23T19:00:00Z"), ms("2026-11-24T18:00:00Z"))
+            (ms("2026-11-23T18:00:00Z"), ms("2026-11-24T18:00:00Z"))
         );
     }
 
@@ -435,25 +376,16 @@ mod tests {
         let a = ms("2026-11-24T10:15:30Z");
         let s = split(a, a + 20_000);
         assert_eq!(s.raw_head, (a, a + 20_000));
-        assert_eq!(s.minutes_head.0, s.minutes_head.1);
-        let s = split(a, a - 5);
-        assert_eq!(s.raw_head, (a, a));
-        let s = split(ms("2026-11-24T10:15:30Z"), ms("2026-11-24T10:40:00Z"));
-        assert_eq!(
-            s.minutes_head,
-            (ms("2026-11-24T10:16:00Z"), ms("2026-11-24T10:40:00Z"))
-        );
         assert_eq!(s.hours.0, s.hours.1);
-        assert_eq!(s.raw_tail.0, s.raw_tail.1);
+        assert_eq!(split(a, a - 5).raw_head, (a, a));
+        let s = split(ms("2026-11-24T10:15:30Z"), ms("2026-11-24T11:40:00Z"));
+        assert_eq!(s.raw_head, (a, ms("2026-11-24T11:40:00Z")));
+        assert_eq!(s.hours.0, s.hours.1);
     }
 
     #[test]
     fn keys_are_prefixes_of_stored_timestamps() {
         let t = ms("2026-11-24T10:15:30.5Z");
-        assert_eq!(
-            minute_key(t.div_euclid(MINUTE_MS) * MINUTE_MS),
-            "2026-11-24T10:15"
-        );
         assert_eq!(hour_key(t.div_euclid(HOUR_MS) * HOUR_MS), "2026-11-24T10");
     }
 }

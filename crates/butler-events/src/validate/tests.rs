@@ -672,3 +672,22 @@ mod hostile {
         assert_eq!(e.guest_id.as_deref(), Some("\u{0}\u{7}\u{1b}"));
     }
 }
+
+/// Validation cost per message, printed; run with
+/// `cargo test --release -p butler-events validation_cost -- --ignored --nocapture`.
+#[test]
+#[ignore = "a measurement, not a check"]
+fn validation_cost() {
+    let payload = br#"{"channel":"whatsapp","conversationId":"conv_007_0000012345","eventType":"message.received","guestId":"guest_12345","id":"evt_019ab0c0a1b2_0001e240","metadata":{"lang":"en","length":120},"propertyId":"prop_007","timestamp":"2026-11-25T09:12:01.123Z"}"#;
+    let n = 200_000;
+    let started = std::time::Instant::now();
+    for _ in 0..n {
+        let event = check("butler.events.message.received", payload, None);
+        assert!(event.is_ok());
+    }
+    let took = started.elapsed();
+    println!(
+        "{n} validations in {took:?}: {:.2} us each",
+        took.as_secs_f64() * 1e6 / f64::from(n)
+    );
+}

@@ -357,3 +357,63 @@ async fn replay_stores_fixed_letters_and_updates_the_rest() {
         1
     );
 }
+
+/// Commit cost of realistic batches, printed; run with
+/// `cargo test --release -p butler-storage commit_cost -- --ignored --nocapture`.
+#[tokio::test]
+#[ignore = "a measurement, not a check"]
+async fn commit_cost() {
+    let (_dir, storage) = open().await;
+    let types = [
+        (EventType::MessageReceived, None),
+        (EventType::MessageSent, None),
+        (EventType::MessageDelivered, None),
+        (EventType::ConversationStarted, Some(true)),
+        (EventType::ConversationResolved, Some(false)),
+        (EventType::ResponseTimeRecorded, None),
+        (EventType::TaskCreated, None),
+        (EventType::IntentClassified, None),
+    ];
+    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
+    let mut next = || {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        x
+    };
+    let base = 1_764_000_000_000i64;
+    let events: Vec<Event> = (0..200_000u64)
+        .map(|i| {
+            let (t, active) = types[(next() % 8) as usize];
+            let mut e = event(
+                &format!("evt_{:013x}_{i:08x}", base + i as i64 * 400),
+                t,
+                "2026-11-24T00:00:00Z",
+            );
+            e.timestamp = EventTime::from_millis(base + i as i64 * 400);
+            e.property_id = format!("prop_{:03}", next() % 20);
+            e.channel = Some("whatsapp".into());
+            // Events belong to the few hundred conversations open at the time.
+            e.conversation_id = Some(format!("conv_{:010}", i / 8 + next() % 300));
+            e.guest_id = Some(format!("guest_{}", next() % 20_000));
+            e.metadata = Some(r#"{"lang":"en","length":120}"#.into());
+            e.live_effect = active.map(|active| LiveEffect::Conversation { active });
+            if t == EventType::ResponseTimeRecorded {
+                e.duration_ms = Some(4200);
+            }
+            e
+        })
+        .collect();
+    let started = std::time::Instant::now();
+    for batch in events.chunks(1000) {
+        storage.commit_batch(batch, &[]).await.unwrap();
+    }
+    let took = started.elapsed();
+    println!(
+        "{} events in {:?}: {:.2} ms per 1000, {:.0} events/s",
+        events.len(),
+        took,
+        took.as_secs_f64() * 1000.0 / 200.0,
+        events.len() as f64 / took.as_secs_f64()
+    );
+}
