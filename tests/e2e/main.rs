@@ -19,4 +19,3 @@ mod operations;
 mod query;
 mod report;
 mod security;
-mod throughput;

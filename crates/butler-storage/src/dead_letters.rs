@@ -3,7 +3,6 @@
 use butler_events::{Event, RejectReason};
 use sqlx::Row;
 
-use crate::ingest::{apply_live_effects, insert_events, mark_dirty_hours};
 use crate::{Storage, StorageError};
 
 /// A stored dead letter.
@@ -128,44 +127,6 @@ impl Storage {
         accepted: &[(i64, Event)],
         still_rejected: &[(i64, RejectReason, String)],
     ) -> Result<ReplayOutcome, StorageError> {
-        let now = butler_events::EventTime::from_datetime(&chrono::Utc::now()).to_string();
-        let events: Vec<Event> = accepted.iter().map(|(_, e)| e.clone()).collect();
-        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
-        let inserted = insert_events(&mut tx, &events).await?;
-        let new_events = || {
-            events
-                .iter()
-                .zip(&inserted)
-                .filter(|(_, new)| **new)
-                .map(|(e, _)| e)
-        };
-        apply_live_effects(&mut tx, new_events()).await?;
-        mark_dirty_hours(&mut tx, new_events()).await?;
-        crate::tallies::add_tallies(&mut tx, new_events()).await?;
-        for (id, event) in accepted {
-            sqlx::query(
-                "UPDATE analytics_dead_letters SET replayed_at = ?, replayed_event_id = ? WHERE id = ?",
-            )
-            .bind(&now)
-            .bind(&event.id)
-            .bind(id)
-            .execute(&mut *tx)
-            .await?;
-        }
-        for (id, reason, detail) in still_rejected {
-            sqlx::query("UPDATE analytics_dead_letters SET reason = ?, detail = ? WHERE id = ?")
-                .bind(reason.as_str())
-                .bind(detail)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-        }
-        tx.commit().await?;
-        let stored = inserted.iter().filter(|new| **new).count();
-        Ok(ReplayOutcome {
-            stored,
-            already_stored: inserted.len() - stored,
-            still_rejected: still_rejected.len(),
-        })
+        self.ingest.commit_replay(accepted, still_rejected).await
     }
 }

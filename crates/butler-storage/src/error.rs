@@ -26,6 +26,12 @@ pub enum StorageError {
     /// A statement failed; busy, locked, full and IO errors are worth retrying.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// A statement of the ingest writer failed; as for [`StorageError::Database`].
+    #[error("database error: {0}")]
+    Ingest(#[from] rusqlite::Error),
+    /// The ingest writer's thread has stopped (the storage was closed).
+    #[error("the ingest writer has stopped")]
+    WriterGone,
 }
 
 impl StorageError {
@@ -40,6 +46,10 @@ impl StorageError {
                 )
             }
             StorageError::Database(sqlx::Error::PoolTimedOut) => true,
+            StorageError::Ingest(rusqlite::Error::SqliteFailure(e, _)) => matches!(
+                e.code,
+                rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
+            ),
             _ => false,
         }
     }

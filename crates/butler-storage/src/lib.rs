@@ -26,8 +26,8 @@ pub mod health;
 pub mod ingest;
 pub mod open;
 pub mod queries;
-mod sql;
 pub mod tallies;
+mod writer;
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
@@ -52,4 +52,6 @@ pub struct Storage {
     /// Set when the last write failed (disk full, IO error), cleared by the next
     /// success: `/readyz` reports it.
     write_failing: std::sync::Arc<AtomicBool>,
+    /// The thread that commits ingest batches and replays.
+    ingest: writer::IngestWriter,
 }

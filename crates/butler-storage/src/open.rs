@@ -81,7 +81,10 @@ impl Storage {
             write_options =
                 write_options.pragma("max_page_count", (bytes / 4096).max(1).to_string());
         }
+        // A local file needs no liveness ping before each use; sqlx's default one is
+        // a round trip to the connection's worker thread per query.
         let writer = SqlitePoolOptions::new()
+            .test_before_acquire(false)
             .max_connections(1)
             .min_connections(1)
             .acquire_timeout(Duration::from_secs(3600))
@@ -101,21 +104,33 @@ impl Storage {
             .read_only(true)
             .log_slow_statements(log::LevelFilter::Warn, Duration::from_secs(10));
         let reader = SqlitePoolOptions::new()
+            .test_before_acquire(false)
             .max_connections(options.read_connections.max(1))
             .connect_with(read_options)
             .await
             .map_err(open_err)?;
+        let ingest = crate::writer::IngestWriter::start(&crate::writer::WriterSettings {
+            path: &options.path,
+            busy_timeout: options.busy_timeout,
+            max_page_count: options.max_size_bytes.map(|bytes| (bytes / 4096).max(1)),
+        })
+        .map_err(|e| match e {
+            StorageError::Ingest(source) => open_err(sqlx::Error::Protocol(source.to_string())),
+            other => other,
+        })?;
         Ok(Storage {
             writer,
             reader,
             path: options.path.clone(),
             write_failing: Arc::new(AtomicBool::new(false)),
+            ingest,
         })
     }
 
     /// Closes every connection, checkpointing the WAL, so the file is complete on its
     /// own after shutdown.
     pub async fn close(&self) {
+        self.ingest.close().await;
         self.reader.close().await;
         self.writer.close().await;
     }

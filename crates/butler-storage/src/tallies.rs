@@ -1,15 +1,13 @@
 //! Running tallies: counts and sums of the event types the dashboard and the report
 //! read, per property, UTC hour and event type (and channel, for the satisfaction
-//! types). Ingest adds each new event in its batch's transaction; a window then costs
+//! types). Ingest adds each new event in its batch's transaction (`writer`); a window then costs
 //! a few dozen tally rows plus its ragged edges (under an hour at each end) read raw,
 //! instead of every raw event of the window.
 
-use std::collections::HashMap;
-
 use butler_events::{Event, EventTime, EventType};
-use sqlx::{Row, Sqlite, Transaction};
+use sqlx::Row;
 
-use crate::{Storage, StorageError, sql};
+use crate::{Storage, StorageError};
 
 /// The event types tallied: those the dashboard and the report's summary and
 /// satisfaction sections count or average.
@@ -25,10 +23,10 @@ pub const TALLIED: [EventType; 9] = [
     EventType::SatisfactionRatingReceived,
 ];
 
-const HOUR_MS: i64 = 3_600_000;
+pub(crate) const HOUR_MS: i64 = 3_600_000;
 
 /// The types kept per channel; the others are summed over channels under `*`.
-const BY_CHANNEL: [EventType; 2] = [
+pub(crate) const BY_CHANNEL: [EventType; 2] = [
     EventType::SatisfactionSurveySent,
     EventType::SatisfactionRatingReceived,
 ];
@@ -56,7 +54,7 @@ pub struct Tally {
 }
 
 impl Tally {
-    fn add(&mut self, e: &Event) {
+    pub(crate) fn add(&mut self, e: &Event) {
         self.events += 1;
         if let Some(v) = e.value {
             self.value_sum += v;
@@ -76,91 +74,120 @@ impl Tally {
     }
 }
 
-/// Adds newly stored events to their hour tallies.
-pub(crate) async fn add_tallies<'e>(
-    tx: &mut Transaction<'_, Sqlite>,
-    events: impl Iterator<Item = &'e Event>,
-) -> Result<(), StorageError> {
-    let mut hours: HashMap<(&str, i64, EventType, &str), Tally> = HashMap::new();
-    for e in events.filter(|e| TALLIED.contains(&e.event_type)) {
-        let hour = e.timestamp.millis().div_euclid(HOUR_MS);
-        let channel = if BY_CHANNEL.contains(&e.event_type) {
-            e.channel.as_deref().unwrap_or("unknown")
-        } else {
-            "*"
-        };
-        hours
-            .entry((e.property_id.as_str(), hour, e.event_type, channel))
-            .or_default()
-            .add(e);
-    }
-    if hours.is_empty() {
-        return Ok(());
-    }
-    let rows: Vec<_> = hours
-        .iter()
-        .map(|((property, hour, event_type, channel), t)| {
-            (
-                property,
-                hour_key(hour * HOUR_MS),
-                event_type.as_str(),
-                channel,
-                t.events,
-                t.value_sum,
-                t.value_count,
-                t.duration_sum,
-                t.duration_count,
-                t.ratings[0],
-                t.ratings[1],
-                t.ratings[2],
-                t.ratings[3],
-                t.ratings[4],
-            )
-        })
-        .collect();
-    sqlx::query(sql::UPSERT_TALLIES)
-        .bind(sql::json_rows(&rows)?)
-        .execute(&mut **tx)
-        .await?;
-    Ok(())
-}
-
-fn hour_key(ms: i64) -> String {
+pub(crate) fn hour_key(ms: i64) -> String {
     let mut s = EventTime::from_millis(ms).to_string();
     s.truncate(13);
     s
 }
 
-/// How a window `[start, end)` splits: a raw head, whole hours, a raw tail.
+/// How a window `[start, end)` is counted: the tallies of whole hours, plus or minus
+/// two raw edges. An edge in the first half of its hour is added as raw rows; one in
+/// the second half takes its whole hour's tally and subtracts the raw rows outside
+/// the window. So an edge never reads more than half an hour of raw rows — and a
+/// dashboard's "until now" edge reads next to none.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Split {
-    raw_head: (i64, i64),
     hours: (i64, i64),
-    raw_tail: (i64, i64),
+    head: (i64, i64),
+    head_sign: i64,
+    tail: (i64, i64),
+    tail_sign: i64,
 }
 
 fn split(start: i64, end: i64) -> Split {
     let end = end.max(start);
-    let up = start.div_euclid(HOUR_MS) * HOUR_MS
-        + if start.rem_euclid(HOUR_MS) == 0 {
-            0
+    let floor = |t: i64| t.div_euclid(HOUR_MS) * HOUR_MS;
+    let (fs, fe) = (floor(start), floor(end));
+    let (start_aligned, end_aligned) = (fs == start, fe == end);
+    let current_hour = floor(chrono::Utc::now().timestamp_millis());
+    if fs == fe && !end_aligned {
+        // Both edges in one hour: the raw window, or that hour less both sides.
+        return if end - start <= HOUR_MS / 2 && fe < current_hour {
+            Split {
+                hours: (start, start),
+                head: (start, end),
+                head_sign: 1,
+                tail: (end, end),
+                tail_sign: 1,
+            }
         } else {
-            HOUR_MS
-        };
-    let down = end.div_euclid(HOUR_MS) * HOUR_MS;
-    if up >= down {
-        return Split {
-            raw_head: (start, end),
-            hours: (end, end),
-            raw_tail: (end, end),
+            Split {
+                hours: (fs, fs + HOUR_MS),
+                head: (fs, start),
+                head_sign: -1,
+                tail: (end, fs + HOUR_MS),
+                tail_sign: -1,
+            }
         };
     }
+    // Head: add [start, next hour) raw, or subtract [hour start, start) raw.
+    let head_adds = !start_aligned && start - fs >= HOUR_MS / 2;
+    // Tail: add [hour start, end) raw, or subtract [end, next hour) raw — always the
+    // latter in the hour being written now, where nothing lies after "now" yet.
+    let tail_adds = !end_aligned && end - fe <= HOUR_MS / 2 && fe < current_hour;
+    let h0 = if start_aligned || !head_adds {
+        fs
+    } else {
+        fs + HOUR_MS
+    };
+    let h1 = if end_aligned || tail_adds {
+        fe
+    } else {
+        fe + HOUR_MS
+    };
+    let (head, head_sign) = match (start_aligned, head_adds) {
+        (true, _) => ((start, start), 1),
+        (false, true) => ((start, fs + HOUR_MS), 1),
+        (false, false) => ((fs, start), -1),
+    };
+    let (tail, tail_sign) = match (end_aligned, tail_adds) {
+        (true, _) => ((end, end), 1),
+        (false, true) => ((fe, end), 1),
+        (false, false) => ((end, fe + HOUR_MS), -1),
+    };
     Split {
-        raw_head: (start, up),
-        hours: (up, down),
-        raw_tail: (down, end),
+        hours: (h0, h1),
+        head,
+        head_sign,
+        tail,
+        tail_sign,
     }
 }
+
+/// One window's tallies for property `?1`: the hour tallies of `[?4, ?5)`, plus the
+/// raw rows of `[?2, ?3)` times `?8` and of `[?6, ?7)` times `?9` (each sign 1 or -1).
+const WINDOW_TALLIES: &str = "\
+    WITH raw AS (SELECT event_type, channel, value, duration_ms, ?8 AS sign \
+      FROM analytics_events INDEXED BY idx_events_property_time \
+      WHERE property_id = ?1 AND timestamp >= ?2 AND timestamp < ?3 \
+      UNION ALL \
+      SELECT event_type, channel, value, duration_ms, ?9 \
+      FROM analytics_events INDEXED BY idx_events_property_time \
+      WHERE property_id = ?1 AND timestamp >= ?6 AND timestamp < ?7), \
+    parts AS ( \
+      SELECT event_type, \
+        CASE WHEN event_type IN ('satisfaction.survey_sent', 'satisfaction.rating_received') \
+             THEN coalesce(channel, 'unknown') ELSE '*' END AS channel, \
+        sign AS events, sign * coalesce(value, 0.0) AS value_sum, \
+        sign * (value IS NOT NULL) AS value_count, \
+        sign * coalesce(duration_ms, 0) AS duration_sum, \
+        sign * (duration_ms IS NOT NULL) AS duration_count, \
+        sign * (event_type = 'satisfaction.rating_received' AND value = 1) AS rating_1, \
+        sign * (event_type = 'satisfaction.rating_received' AND value = 2) AS rating_2, \
+        sign * (event_type = 'satisfaction.rating_received' AND value = 3) AS rating_3, \
+        sign * (event_type = 'satisfaction.rating_received' AND value = 4) AS rating_4, \
+        sign * (event_type = 'satisfaction.rating_received' AND value = 5) AS rating_5 \
+      FROM raw \
+      WHERE event_type IN ('conversation.started', 'conversation.resolved', 'conversation.escalated', \
+          'message.received', 'message.sent', 'response.time_recorded', 'task.created', \
+          'satisfaction.survey_sent', 'satisfaction.rating_received') \
+      UNION ALL \
+      SELECT event_type, channel, events, value_sum, value_count, duration_sum, duration_count, \
+        rating_1, rating_2, rating_3, rating_4, rating_5 FROM event_tallies_hour \
+      WHERE property_id = ?1 AND hour >= ?4 AND hour < ?5) \
+    SELECT event_type, channel, sum(events), total(value_sum), sum(value_count), sum(duration_sum), \
+      sum(duration_count), sum(rating_1), sum(rating_2), sum(rating_3), sum(rating_4), sum(rating_5) \
+    FROM parts GROUP BY event_type, channel HAVING sum(events) <> 0 ORDER BY event_type, channel";
 
 impl Storage {
     /// The tallies of one property's events in `[start, end)`, per event type of
@@ -176,14 +203,16 @@ impl Storage {
     ) -> Result<Vec<Tally>, StorageError> {
         let s = split(start.millis(), end.millis());
         let raw = |t: i64| EventTime::from_millis(t).to_string();
-        let rows = sqlx::query(sql::WINDOW_TALLIES)
+        let rows = sqlx::query(WINDOW_TALLIES)
             .bind(property_id)
-            .bind(raw(s.raw_head.0))
-            .bind(raw(s.raw_head.1))
+            .bind(raw(s.head.0))
+            .bind(raw(s.head.1))
             .bind(hour_key(s.hours.0))
             .bind(hour_key(s.hours.1))
-            .bind(raw(s.raw_tail.0))
-            .bind(raw(s.raw_tail.1))
+            .bind(raw(s.tail.0))
+            .bind(raw(s.tail.1))
+            .bind(s.head_sign)
+            .bind(s.tail_sign)
             .fetch_all(&self.reader)
             .await?;
         rows.iter()
@@ -344,27 +373,44 @@ mod tests {
     }
 
     #[test]
-    fn a_window_splits_into_raw_edges_and_hours() {
-        let s = split(ms("2026-11-24T10:15:30.5Z"), ms("2026-11-24T13:02:10Z"));
+    fn edges_in_the_first_half_hour_are_added_and_others_subtracted() {
+        let s = split(ms("2026-11-24T10:45:30.5Z"), ms("2026-11-24T13:02:10Z"));
         assert_eq!(
-            s.raw_head,
-            (ms("2026-11-24T10:15:30.5Z"), ms("2026-11-24T11:00:00Z"))
+            s.head,
+            (ms("2026-11-24T10:45:30.5Z"), ms("2026-11-24T11:00:00Z"))
         );
+        assert_eq!(s.head_sign, 1);
         assert_eq!(
             s.hours,
             (ms("2026-11-24T11:00:00Z"), ms("2026-11-24T13:00:00Z"))
         );
         assert_eq!(
-            s.raw_tail,
+            s.tail,
             (ms("2026-11-24T13:00:00Z"), ms("2026-11-24T13:02:10Z"))
         );
+        assert_eq!(s.tail_sign, 1);
+        let s = split(ms("2026-11-24T10:15:00Z"), ms("2026-11-24T13:58:00Z"));
+        assert_eq!(
+            s.head,
+            (ms("2026-11-24T10:00:00Z"), ms("2026-11-24T10:15:00Z"))
+        );
+        assert_eq!(s.head_sign, -1);
+        assert_eq!(
+            s.hours,
+            (ms("2026-11-24T10:00:00Z"), ms("2026-11-24T14:00:00Z"))
+        );
+        assert_eq!(
+            s.tail,
+            (ms("2026-11-24T13:58:00Z"), ms("2026-11-24T14:00:00Z"))
+        );
+        assert_eq!(s.tail_sign, -1);
     }
 
     #[test]
     fn aligned_windows_read_no_raw_rows() {
         let s = split(ms("2026-11-23T18:00:00Z"), ms("2026-11-24T18:00:00Z"));
-        assert_eq!(s.raw_head.0, s.raw_head.1);
-        assert_eq!(s.raw_tail.0, s.raw_tail.1);
+        assert_eq!(s.head.0, s.head.1);
+        assert_eq!(s.tail.0, s.tail.1);
         assert_eq!(
             s.hours,
             (ms("2026-11-23T18:00:00Z"), ms("2026-11-24T18:00:00Z"))
@@ -372,15 +418,22 @@ mod tests {
     }
 
     #[test]
-    fn short_and_empty_windows_are_read_raw() {
+    fn windows_within_one_hour() {
         let a = ms("2026-11-24T10:15:30Z");
         let s = split(a, a + 20_000);
-        assert_eq!(s.raw_head, (a, a + 20_000));
+        assert_eq!((s.head, s.head_sign), ((a, a + 20_000), 1));
         assert_eq!(s.hours.0, s.hours.1);
-        assert_eq!(split(a, a - 5).raw_head, (a, a));
-        let s = split(ms("2026-11-24T10:15:30Z"), ms("2026-11-24T11:40:00Z"));
-        assert_eq!(s.raw_head, (a, ms("2026-11-24T11:40:00Z")));
-        assert_eq!(s.hours.0, s.hours.1);
+        assert_eq!(split(a, a - 5).head, (a, a));
+        // A dashboard at 00:40: the hour's tally less what came after now.
+        let s = split(ms("2026-11-24T00:00:00Z"), ms("2026-11-24T00:40:00Z"));
+        assert_eq!(
+            s.hours,
+            (ms("2026-11-24T00:00:00Z"), ms("2026-11-24T01:00:00Z"))
+        );
+        assert_eq!(
+            (s.tail, s.tail_sign),
+            ((ms("2026-11-24T00:40:00Z"), ms("2026-11-24T01:00:00Z")), -1)
+        );
     }
 
     #[test]
