@@ -237,8 +237,66 @@ pub fn status_field(pid: u32, field: &str) -> u64 {
         .unwrap_or(0)
 }
 
+/// One aggregation run as the CLI reports it.
+#[derive(Debug, Clone)]
+pub struct JobRun {
+    /// Wall time of the whole command, process start included.
+    pub wall: Duration,
+    /// The job's own time, as it reports it.
+    pub job_ms: f64,
+    /// Buckets it recomputed.
+    pub periods: u64,
+    /// The CLI's line.
+    pub line: String,
+}
+
+/// Runs `butler-analytics aggregate …` and reads back what the run did.
+pub fn aggregate(config: &Path, args: &[&str]) -> Result<JobRun> {
+    let (wall, out) = run_command(config, args)?;
+    let line = out.lines().next().unwrap_or_default().trim().to_owned();
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let number_before = |word: &str| {
+        words
+            .iter()
+            .position(|w| *w == word)
+            .and_then(|i| i.checked_sub(1))
+            .and_then(|i| words[i].parse::<f64>().ok())
+    };
+    let periods = number_before("periods").unwrap_or(0.0) as u64;
+    let job_ms = words
+        .iter()
+        .rposition(|w| *w == "ms")
+        .and_then(|i| i.checked_sub(1))
+        .and_then(|i| words[i].parse::<f64>().ok())
+        .unwrap_or(wall.as_secs_f64() * 1000.0);
+    let total_ms: f64 = out
+        .lines()
+        .filter_map(|l| {
+            let w: Vec<&str> = l.split_whitespace().collect();
+            w.iter()
+                .rposition(|x| *x == "ms")
+                .and_then(|i| i.checked_sub(1))
+                .and_then(|i| w[i].parse::<f64>().ok())
+        })
+        .sum();
+    Ok(JobRun {
+        wall,
+        job_ms: if out.lines().count() > 1 {
+            total_ms
+        } else {
+            job_ms
+        },
+        periods,
+        line,
+    })
+}
+
 /// Runs a `butler-analytics` command with `config` and returns its wall time.
 pub fn timed_command(config: &Path, args: &[&str]) -> Result<Duration> {
+    Ok(run_command(config, args)?.0)
+}
+
+fn run_command(config: &Path, args: &[&str]) -> Result<(Duration, String)> {
     let started = Instant::now();
     let out = Command::new(pipeline_bin()?)
         .arg("-c")
@@ -253,5 +311,5 @@ pub fn timed_command(config: &Path, args: &[&str]) -> Result<Duration> {
             String::from_utf8_lossy(&out.stderr)
         );
     }
-    Ok(took)
+    Ok((took, String::from_utf8_lossy(&out.stdout).into_owned()))
 }
