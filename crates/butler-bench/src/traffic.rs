@@ -20,7 +20,11 @@ pub struct Rng(u64);
 impl Rng {
     /// A generator from a seed.
     pub fn new(seed: u64) -> Rng {
-        Rng(seed | 1)
+        // splitmix64 of the seed: nearby seeds give unrelated streams (and never 0).
+        let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        Rng((z ^ (z >> 31)) | 1)
     }
 
     /// The next 64 random bits.
@@ -313,9 +317,11 @@ mod tests {
             assert!(events.iter().any(|e| e.row.event_type == ty), "{ty}");
         }
         assert!(events.windows(2).all(|w| w[0].row.id < w[1].row.id));
-        let mut u = Traffic::new(1, 20, IdStyle::Uuid4);
+        let mut u = Traffic::new(4, 20, IdStyle::Uuid4);
         let id = u.event(0, "p").row.id;
         assert_eq!(id.len(), 36);
         assert_eq!(&id[14..15], "4");
+        // Neighbouring seeds make different ids.
+        assert_ne!(Traffic::new(5, 20, IdStyle::Uuid4).event(0, "p").row.id, id);
     }
 }
