@@ -77,7 +77,9 @@ async fn nats_restart_mid_ingest_loses_nothing() {
     publish_all(&js, events("n", 30_000)).await;
     let app = App::start(
         &nats.url(),
-        "nats:\n  ack_wait_ms: 2000\ningest:\n  batch_size: 200\n",
+        // Small batches: many commits, so the kill lands mid-ingest however fast
+        // a commit is.
+        "nats:\n  ack_wait_ms: 2000\ningest:\n  batch_size: 20\n",
     );
     wait_until(WAIT, "ingest under way", || async {
         app.event_count().await >= 500
