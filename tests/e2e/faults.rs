@@ -4,7 +4,9 @@
 use std::collections::HashSet;
 use std::time::Duration;
 
-use crate::helpers::{App, NatsServer, consumer_info, message_event, publish_all, wait_until};
+use crate::helpers::{
+    App, NatsServer, consumer_info, message_event, publish_all, try_consumer_info, wait_until,
+};
 
 const WAIT: Duration = Duration::from_secs(120);
 
@@ -41,7 +43,9 @@ async fn kill_9_mid_ingest_then_restart_stores_exactly_50000() {
     publish_all(&js, events("k", 50_000)).await;
     let mut app = App::start(
         &nats.url(),
-        "nats:\n  ack_wait_ms: 2000\ningest:\n  batch_size: 500\n",
+        // Small batches: many commits, so the kill lands mid-ingest however fast
+        // a commit is.
+        "nats:\n  ack_wait_ms: 2000\ningest:\n  batch_size: 20\n",
     );
     wait_until(WAIT, "ingest under way", || async {
         app.event_count().await >= 1000
@@ -60,8 +64,9 @@ async fn kill_9_mid_ingest_then_restart_stores_exactly_50000() {
     })
     .await;
     wait_until(WAIT, "every message acked", || async {
-        let info = consumer_info(&js).await;
-        info.num_pending == 0 && info.num_ack_pending == 0
+        try_consumer_info(&js)
+            .await
+            .is_some_and(|info| info.num_pending == 0 && info.num_ack_pending == 0)
     })
     .await;
     let ids = stored_ids(&app).await;
@@ -101,8 +106,9 @@ async fn nats_restart_mid_ingest_loses_nothing() {
     assert_eq!(ids.len(), 30_000);
     let js = nats.jetstream().await;
     wait_until(WAIT, "every message acked", || async {
-        let info = consumer_info(&js).await;
-        info.num_pending == 0 && info.num_ack_pending == 0
+        try_consumer_info(&js)
+            .await
+            .is_some_and(|info| info.num_pending == 0 && info.num_ack_pending == 0)
     })
     .await;
 }
@@ -125,10 +131,11 @@ async fn a_deleted_consumer_is_recreated_and_nothing_is_lost_or_doubled() {
     .await;
     // The new consumer starts from the beginning of the stream: dedup absorbs it.
     wait_until(WAIT, "every message acked by the new consumer", || async {
-        let info = consumer_info(&js).await;
-        info.num_pending == 0
-            && info.num_ack_pending == 0
-            && info.ack_floor.stream_sequence == 20_000
+        try_consumer_info(&js).await.is_some_and(|info| {
+            info.num_pending == 0
+                && info.num_ack_pending == 0
+                && info.ack_floor.stream_sequence == 20_000
+        })
     })
     .await;
     assert_eq!(stored_ids(&app).await.len(), 20_000);

@@ -5,7 +5,7 @@ mod app;
 mod nats;
 
 pub use app::{App, cli, pipeline_bin};
-pub use nats::{NatsServer, consumer_info, publish_all};
+pub use nats::{NatsServer, consumer_info, publish_all, try_consumer_info};
 
 use std::future::Future;
 use std::time::{Duration, Instant};

@@ -167,3 +167,10 @@ pub async fn consumer_info(js: &jetstream::Context) -> jetstream::consumer::Info
     let stream = js.get_stream("BUTLER_EVENTS").await.unwrap();
     stream.consumer_info("analytics-pipeline").await.unwrap()
 }
+
+/// The durable consumer's state, or `None` while it does not exist (e.g. between its
+/// deletion and the pipeline creating it again).
+pub async fn try_consumer_info(js: &jetstream::Context) -> Option<jetstream::consumer::Info> {
+    let stream = js.get_stream("BUTLER_EVENTS").await.ok()?;
+    stream.consumer_info("analytics-pipeline").await.ok()
+}
