@@ -52,6 +52,9 @@ struct Args {
     /// Hotels the traffic is spread over.
     #[arg(long, default_value_t = 20)]
     properties: u64,
+    /// `ingest.batch_size` of the pipeline (its default when absent).
+    #[arg(long)]
+    batch_size: Option<u32>,
     /// Skip the seed design's Node.js baseline.
     #[arg(long)]
     no_seed_node: bool,
@@ -233,6 +236,7 @@ impl Bench {
             prefix: prefix.into(),
             db: self.dir.join(db),
             aggregation: false,
+            batch_size: self.args.batch_size,
         }
     }
 

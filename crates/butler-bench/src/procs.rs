@@ -118,23 +118,30 @@ pub struct PipelineConfig {
     pub db: PathBuf,
     /// Whether the aggregation schedules run (off while ingest is timed).
     pub aggregation: bool,
+    /// `ingest.batch_size`, when not the default.
+    pub batch_size: Option<u32>,
 }
 
 impl PipelineConfig {
     /// The YAML file this config is written as; the figures quote it.
     pub fn yaml(&self, metrics_port: u16) -> String {
-        format!(
-            "nats:\n  url: {}\n  stream: {}\n  subject_prefix: {}\nstorage:\n  path: {}\n\
+        let ingest = self
+            .batch_size
+            .map(|n| format!("ingest:\n  batch_size: {n}\n"))
+            .unwrap_or_default();
+        ingest
+            + &format!(
+                "nats:\n  url: {}\n  stream: {}\n  subject_prefix: {}\nstorage:\n  path: {}\n\
              aggregation:\n  enabled: {}\nretention:\n  raw_events: 400\n\
              metrics:\n  listen: 127.0.0.1:{metrics_port}\n\
              reports:\n  storage: {}\n",
-            self.nats_url,
-            self.stream,
-            self.prefix,
-            self.db.display(),
-            self.aggregation,
-            self.db.with_extension("reports").display(),
-        )
+                self.nats_url,
+                self.stream,
+                self.prefix,
+                self.db.display(),
+                self.aggregation,
+                self.db.with_extension("reports").display(),
+            )
     }
 
     /// Writes the config next to the database and returns its path.
