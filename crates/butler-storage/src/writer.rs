@@ -12,7 +12,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
-use std::sync::mpsc;
+use std::sync::{LazyLock, mpsc};
 use std::time::Duration;
 
 use butler_events::{Event, EventTime, EventType, LiveEffect, RejectReason};
@@ -276,42 +276,48 @@ fn derived_state(tx: &rusqlite::Transaction<'_>, new: &[&Event]) -> Result<(), S
     tallies(tx, new)
 }
 
+/// Upsert of the latest event per key; the newer one (timestamp, then id) wins.
+fn latest(table: &str, key: &str, flag: &str) -> String {
+    format!(
+        "INSERT INTO {table} (property_id, {key}, last_event_type, last_timestamp, \
+         last_event_id, {flag}) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+         ON CONFLICT (property_id, {key}) DO UPDATE SET \
+         last_event_type = excluded.last_event_type, last_timestamp = excluded.last_timestamp, \
+         last_event_id = excluded.last_event_id, {flag} = excluded.{flag} \
+         WHERE (excluded.last_timestamp, excluded.last_event_id) > \
+         ({table}.last_timestamp, {table}.last_event_id)"
+    )
+}
+
+// Built once, not per event: the statement cache is keyed by the text.
+static LATEST_CONVERSATION: LazyLock<String> =
+    LazyLock::new(|| latest("live_conversations", "conversation_id", "active"));
+static LATEST_STAFF: LazyLock<String> =
+    LazyLock::new(|| latest("live_staff", "staff_id", "online"));
+
 /// Live state moves only forward in event time (timestamp, then id).
 fn live_state(tx: &rusqlite::Transaction<'_>, new: &[&Event]) -> Result<(), StorageError> {
-    let latest = |table: &str, key: &str, flag: &str| {
-        format!(
-            "INSERT INTO {table} (property_id, {key}, last_event_type, last_timestamp, \
-             last_event_id, {flag}) VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
-             ON CONFLICT (property_id, {key}) DO UPDATE SET \
-             last_event_type = excluded.last_event_type, last_timestamp = excluded.last_timestamp, \
-             last_event_id = excluded.last_event_id, {flag} = excluded.{flag} \
-             WHERE (excluded.last_timestamp, excluded.last_event_id) > \
-             ({table}.last_timestamp, {table}.last_event_id)"
-        )
-    };
     for e in new {
         match e.live_effect {
             Some(LiveEffect::Conversation { active }) => {
-                tx.prepare_cached(&latest("live_conversations", "conversation_id", "active"))?
-                    .execute(params![
-                        e.property_id,
-                        e.conversation_id,
-                        e.event_type.as_str(),
-                        e.timestamp.to_string(),
-                        e.id,
-                        active
-                    ])?;
+                tx.prepare_cached(&LATEST_CONVERSATION)?.execute(params![
+                    e.property_id,
+                    e.conversation_id,
+                    e.event_type.as_str(),
+                    e.timestamp.to_string(),
+                    e.id,
+                    active
+                ])?;
             }
             Some(LiveEffect::Staff { online }) => {
-                tx.prepare_cached(&latest("live_staff", "staff_id", "online"))?
-                    .execute(params![
-                        e.property_id,
-                        e.staff_id,
-                        e.event_type.as_str(),
-                        e.timestamp.to_string(),
-                        e.id,
-                        online
-                    ])?;
+                tx.prepare_cached(&LATEST_STAFF)?.execute(params![
+                    e.property_id,
+                    e.staff_id,
+                    e.event_type.as_str(),
+                    e.timestamp.to_string(),
+                    e.id,
+                    online
+                ])?;
             }
             Some(effect @ (LiveEffect::TaskCreated | LiveEffect::TaskCompleted)) => {
                 tx.prepare_cached(
