@@ -1,5 +1,6 @@
 //! The reader task: pull, cut into batches, validate, hand to the writer.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_nats::jetstream::{self, Context};
@@ -20,10 +21,10 @@ use crate::{ConsumerSettings, IngestMetrics};
 pub struct PreparedBatch {
     /// The messages, acked once the batch is committed.
     pub messages: Vec<jetstream::Message>,
-    /// The valid events.
-    pub events: Vec<Event>,
+    /// The valid events, shared with storage's committing thread.
+    pub events: Arc<[Event]>,
     /// The rejected messages.
-    pub dead_letters: Vec<NewDeadLetter>,
+    pub dead_letters: Arc<[NewDeadLetter]>,
     /// Received counts for the metrics; the writer adds what the commit did.
     pub counts: BatchCounts,
 }
@@ -134,20 +135,21 @@ async fn hand_over(
 pub fn prepare(messages: Vec<jetstream::Message>, settings: &ConsumerSettings) -> PreparedBatch {
     let now = chrono::Utc::now();
     let prefix = settings.rules.subject_prefix.as_str();
-    let mut batch = PreparedBatch {
-        events: Vec::with_capacity(messages.len()),
-        dead_letters: Vec::new(),
-        counts: BatchCounts::default(),
-        messages: Vec::new(),
-    };
+    let mut counts = BatchCounts::default();
+    let mut events = Vec::with_capacity(messages.len());
+    let mut dead_letters = Vec::new();
     for msg in &messages {
         let slot = subject_event_type(msg.subject.as_str(), prefix).map_or(25, |t| t as usize);
-        batch.counts.received[slot] += 1;
+        counts.received[slot] += 1;
         match decode(msg, &settings.rules, now) {
-            Decoded::Event(event) => batch.events.push(event),
-            Decoded::Rejected(dl) => batch.dead_letters.push(dl),
+            Decoded::Event(event) => events.push(event),
+            Decoded::Rejected(dl) => dead_letters.push(dl),
         }
     }
-    batch.messages = messages;
-    batch
+    PreparedBatch {
+        messages,
+        events: events.into(),
+        dead_letters: dead_letters.into(),
+        counts,
+    }
 }

@@ -96,7 +96,7 @@ async fn commit(
     let mut give_up_at: Option<Instant> = None;
     loop {
         let err = match storage
-            .commit_batch(&batch.events, &batch.dead_letters)
+            .commit_shared_batch(batch.events.clone(), batch.dead_letters.clone())
             .await
         {
             Ok(outcome) => return Some(outcome),

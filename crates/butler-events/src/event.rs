@@ -42,8 +42,61 @@ impl EventTime {
 
 impl fmt::Display for EventTime {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}", self.to_datetime().format("%Y-%m-%dT%H:%M:%S%.3fZ"))
+        match self.rendered() {
+            Some(text) => f.write_str(std::str::from_utf8(&text).map_err(|_| fmt::Error)?),
+            None => write!(f, "{}", self.to_datetime().format("%Y-%m-%dT%H:%M:%S%.3fZ")),
+        }
     }
+}
+
+impl EventTime {
+    /// The 24 bytes of the text form for years 0000–9999, worked out directly: ingest
+    /// renders every event's timestamp, and chrono's general formatter cost more than
+    /// a microsecond each time.
+    fn rendered(self) -> Option<[u8; 24]> {
+        let millis = self.0.rem_euclid(1000);
+        let secs = self.0.div_euclid(1000);
+        let of_day = secs.rem_euclid(86_400);
+        let (year, month, day) = civil_from_days(secs.div_euclid(86_400));
+        if !(0..=9999).contains(&year) {
+            return None;
+        }
+        let mut out = *b"0000-00-00T00:00:00.000Z";
+        let mut put = |at: usize, width: u32, value: i64| {
+            for i in 0..width as usize {
+                let digit = (value / 10_i64.pow(width - 1 - i as u32)) % 10;
+                out[at + i] = b'0' + digit as u8;
+            }
+        };
+        put(0, 4, year);
+        put(5, 2, month);
+        put(8, 2, day);
+        put(11, 2, of_day / 3600);
+        put(14, 2, of_day % 3600 / 60);
+        put(17, 2, of_day % 60);
+        put(20, 3, millis);
+        Some(out)
+    }
+}
+
+/// Year, month and day of a count of days since 1970-01-01 in the proleptic
+/// Gregorian calendar (Howard Hinnant's `civil_from_days`).
+fn civil_from_days(days: i64) -> (i64, i64, i64) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z.rem_euclid(146_097);
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let shifted_month = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * shifted_month + 2) / 5 + 1;
+    let month = if shifted_month < 10 {
+        shifted_month + 3
+    } else {
+        shifted_month - 9
+    };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    (year, month, day)
 }
 
 /// What an event does to the dashboard's live state (active conversations, staff
@@ -111,6 +164,36 @@ mod tests {
         assert_eq!(t.to_string(), "2026-11-24T09:15:00.250Z");
         assert_eq!(t.to_string().len(), 24);
         assert_eq!(t.hour_start(), "2026-11-24T09:00:00Z");
+    }
+
+    #[test]
+    fn direct_rendering_matches_the_calendar() {
+        let chrono_form =
+            |t: EventTime| format!("{}", t.to_datetime().format("%Y-%m-%dT%H:%M:%S%.3fZ"));
+        // Leap days, century years, the epoch, both sides of it, the ends of the
+        // four-digit years, and a spread of instants between.
+        let mut instants = vec![
+            0,
+            -1,
+            951_782_400_000,
+            951_868_799_999,
+            4_107_542_400_000,
+            -62_167_219_200_000,
+            253_402_300_799_999,
+        ];
+        let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+        for _ in 0..100_000 {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            instants.push((x % 253_402_300_800_000) as i64 - 62_167_219_200_000);
+        }
+        for millis in instants {
+            let t = EventTime::from_millis(millis);
+            assert_eq!(t.to_string(), chrono_form(t), "{millis}");
+        }
+        let beyond = EventTime::from_millis(253_402_300_800_000);
+        assert_eq!(beyond.to_string(), chrono_form(beyond));
     }
 
     #[test]

