@@ -51,8 +51,8 @@ impl fmt::Display for EventTime {
 
 impl EventTime {
     /// The 24 bytes of the text form for years 0000–9999, worked out directly: ingest
-    /// renders every event's timestamp, and chrono's general formatter cost more than
-    /// a microsecond each time.
+    /// renders every event's timestamp, and chrono's general formatter was 2–3 % of
+    /// the ingest writer's CPU.
     fn rendered(self) -> Option<[u8; 24]> {
         let millis = self.0.rem_euclid(1000);
         let secs = self.0.div_euclid(1000);
