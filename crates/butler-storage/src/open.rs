@@ -98,13 +98,13 @@ impl Storage {
                 path: display.clone(),
                 source,
             })?;
-        // Aggregation reads whole buckets (a day can be a million rows): only a read
-        // far slower than that is worth a warning.
-        // 16 MiB of page cache per reader holds the interior pages of a raw table of
-        // tens of millions of rows, so a bucket's row lookups do not grow with it.
         let read_options = connect
+            // 16 MiB of page cache per reader holds the interior pages of a raw table
+            // of tens of millions of rows, so a bucket's row lookups do not grow with it.
             .pragma("cache_size", "-16384")
             .read_only(true)
+            // Aggregation reads whole buckets (a day can be a million rows): only a read
+            // far slower than that is worth a warning.
             .log_slow_statements(log::LevelFilter::Warn, Duration::from_secs(10));
         let reader = SqlitePoolOptions::new()
             .test_before_acquire(false)

@@ -308,24 +308,16 @@ fn live_state(tx: &rusqlite::Transaction<'_>, new: &[&Event]) -> Result<(), Stor
     for e in new {
         match e.live_effect {
             Some(LiveEffect::Conversation { active }) => {
-                tx.prepare_cached(&LATEST_CONVERSATION)?.execute(params![
-                    e.property_id,
-                    e.conversation_id,
-                    e.event_type.as_str(),
-                    e.timestamp.to_string(),
-                    e.id,
-                    active
-                ])?;
+                upsert_latest(
+                    tx,
+                    &LATEST_CONVERSATION,
+                    e,
+                    e.conversation_id.as_deref(),
+                    active,
+                )?;
             }
             Some(LiveEffect::Staff { online }) => {
-                tx.prepare_cached(&LATEST_STAFF)?.execute(params![
-                    e.property_id,
-                    e.staff_id,
-                    e.event_type.as_str(),
-                    e.timestamp.to_string(),
-                    e.id,
-                    online
-                ])?;
+                upsert_latest(tx, &LATEST_STAFF, e, e.staff_id.as_deref(), online)?;
             }
             Some(effect @ (LiveEffect::TaskCreated | LiveEffect::TaskCompleted)) => {
                 tx.prepare_cached(
@@ -344,6 +336,25 @@ fn live_state(tx: &rusqlite::Transaction<'_>, new: &[&Event]) -> Result<(), Stor
             None => {}
         }
     }
+    Ok(())
+}
+
+/// One conversation's or staff member's latest event, if `e` is newer.
+fn upsert_latest(
+    tx: &rusqlite::Transaction<'_>,
+    sql: &str,
+    e: &Event,
+    key: Option<&str>,
+    flag: bool,
+) -> Result<(), StorageError> {
+    tx.prepare_cached(sql)?.execute(params![
+        e.property_id,
+        key,
+        e.event_type.as_str(),
+        e.timestamp.to_string(),
+        e.id,
+        flag
+    ])?;
     Ok(())
 }
 
