@@ -233,3 +233,71 @@ async fn a_message_redelivered_after_its_ack_wait_gives_one_row() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_stream_of_events_alone_the_consumer_has_no_filter() {
+    let nats = NatsServer::start();
+    let app = App::start(&nats.url(), "");
+    let js = nats.jetstream().await;
+    publish_all(
+        &js,
+        vec![(
+            "butler.events.message.received".into(),
+            message_event("own-1"),
+        )],
+    )
+    .await;
+    wait_until(WAIT, "the event stored", || async {
+        app.event_count().await == 1
+    })
+    .await;
+    let info = crate::helpers::consumer_info(&js).await;
+    assert_eq!(info.config.filter_subject, "");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn on_a_stream_shared_with_other_subjects_only_events_are_read() {
+    let nats = NatsServer::start();
+    let js = nats.jetstream().await;
+    js.update_stream(async_nats::jetstream::stream::Config {
+        name: "BUTLER_EVENTS".into(),
+        subjects: vec!["butler.events.>".into(), "audit.>".into()],
+        storage: async_nats::jetstream::stream::StorageType::File,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    publish_all(
+        &js,
+        vec![
+            ("audit.login".into(), br#"{"who":"ops"}"#.to_vec()),
+            (
+                "butler.events.message.received".into(),
+                message_event("shared-1"),
+            ),
+        ],
+    )
+    .await;
+    let app = App::start(&nats.url(), "");
+    wait_until(WAIT, "the event stored", || async {
+        app.event_count().await == 1
+    })
+    .await;
+    let info = crate::helpers::consumer_info(&js).await;
+    assert_eq!(info.config.filter_subject, "butler.events.>");
+    wait_until(WAIT, "the event acked", || async {
+        crate::helpers::consumer_info(&js)
+            .await
+            .ack_floor
+            .stream_sequence
+            == 2
+    })
+    .await;
+    let db = app.db().await;
+    let dead: i64 = sqlx::query_scalar("SELECT count(*) FROM analytics_dead_letters")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert_eq!(dead, 0, "the other subject is never delivered");
+    assert_eq!(crate::helpers::consumer_info(&js).await.num_pending, 0);
+}
