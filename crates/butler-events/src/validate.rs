@@ -1,9 +1,13 @@
 //! The rules of CONTRACT §1, applied in its order of precedence.
 
+mod fields;
+
+use std::borrow::Cow;
 use std::fmt;
 
 use chrono::{DateTime, Duration, Utc};
-use serde_json::{Map, Value};
+use fields::{Field, Fields};
+use serde_json::{Map, Number, Value};
 
 use crate::{Event, EventTime, EventType, LiveEffect};
 
@@ -162,36 +166,48 @@ pub fn validate(
             ),
         );
     }
-    let mut fields = match serde_json::from_slice::<Value>(msg.payload) {
-        Ok(Value::Object(fields)) => fields,
-        Ok(_) => return reject(RejectReason::InvalidJson, "payload is not a JSON object"),
-        Err(err) => {
-            return reject(
-                RejectReason::InvalidJson,
-                format!("payload is not valid JSON: {err}"),
-            );
-        }
+    let fields = match Fields::typed(msg.payload) {
+        Some(fields) => fields,
+        None => match serde_json::from_slice::<Value>(msg.payload) {
+            Ok(Value::Object(object)) => Fields::from_object(object),
+            Ok(_) => return reject(RejectReason::InvalidJson, "payload is not a JSON object"),
+            Err(err) => {
+                return reject(
+                    RejectReason::InvalidJson,
+                    format!("payload is not valid JSON: {err}"),
+                );
+            }
+        },
     };
+    judge(msg, rules, now, fields)
+}
 
-    let event_type = event_type_of(msg.subject, &rules.subject_prefix, &fields)?;
+/// The rules after the payload has been read, in the contract's order.
+fn judge(
+    msg: &IncomingMessage<'_>,
+    rules: &ValidationRules,
+    now: DateTime<Utc>,
+    fields: Fields<'_>,
+) -> Result<Event, Rejection> {
+    let event_type = event_type_of(msg.subject, &rules.subject_prefix, &fields.event_type)?;
 
-    let property_id = match present(&fields, "propertyId") {
-        Some(Value::String(s)) if !s.is_empty() => s.clone(),
-        Some(Value::String(_)) => {
+    let property_id = match fields.property_id {
+        Field::Given(s) if !s.is_empty() => s,
+        Field::Given(_) => {
             return reject(RejectReason::MissingPropertyId, "propertyId is empty");
         }
-        Some(_) => {
+        Field::Wrong(_) => {
             return reject(
                 RejectReason::MissingPropertyId,
                 "propertyId must be a string",
             );
         }
-        None => return reject(RejectReason::MissingPropertyId, "propertyId is required"),
+        Field::Absent => return reject(RejectReason::MissingPropertyId, "propertyId is required"),
     };
 
-    let timestamp = match present(&fields, "timestamp") {
-        None => EventTime::from_datetime(&msg.published),
-        Some(Value::String(s)) => match DateTime::parse_from_rfc3339(s) {
+    let timestamp = match &fields.timestamp {
+        Field::Absent => EventTime::from_datetime(&msg.published),
+        Field::Given(s) => match DateTime::parse_from_rfc3339(s) {
             Ok(t) => EventTime::from_datetime(&t),
             Err(_) => {
                 return reject(
@@ -200,7 +216,7 @@ pub fn validate(
                 );
             }
         },
-        Some(_) => {
+        Field::Wrong(_) => {
             return reject(RejectReason::InvalidTimestamp, "timestamp must be a string");
         }
     };
@@ -223,14 +239,19 @@ pub fn validate(
         );
     }
 
-    let channel = match present(&fields, "channel") {
-        None => None,
-        Some(Value::String(s)) if rules.channels.iter().any(|c| c == s) => Some(s.clone()),
-        Some(other) => {
+    let channel = match fields.channel {
+        Field::Absent => None,
+        Field::Given(s) if rules.channels.iter().any(|c| *c == *s) => Some(s.into_owned()),
+        other => {
+            let shown = match other {
+                Field::Wrong(v) => v,
+                Field::Given(s) => Value::String(s.into_owned()),
+                Field::Absent => Value::Null,
+            };
             return reject(
                 RejectReason::InvalidChannel,
                 format!(
-                    "channel {other} is not one of the configured channels: {}",
+                    "channel {shown} is not one of the configured channels: {}",
                     rules.channels.join(", ")
                 ),
             );
@@ -243,32 +264,40 @@ pub fn validate(
             format!("propertyId is longer than {MAX_ID_CHARS} characters"),
         );
     }
-    let payload_id = optional_id(&fields, "id", 1)?;
-    let guest_id = optional_id(&fields, "guestId", 0)?;
-    let staff_id = optional_id(&fields, "staffId", 0)?;
-    let conversation_id = optional_id(&fields, "conversationId", 0)?;
-    let task_id = optional_id(&fields, "taskId", 0)?;
-    let value = match present(&fields, "value") {
-        None => None,
-        Some(Value::Number(n)) => n.as_f64(),
-        Some(_) => return reject(RejectReason::InvalidField, "value must be a number"),
+    let payload_id = optional_id(fields.id, "id", 1)?;
+    let guest_id = optional_id(fields.guest_id, "guestId", 0)?;
+    let staff_id = optional_id(fields.staff_id, "staffId", 0)?;
+    let conversation_id = optional_id(fields.conversation_id, "conversationId", 0)?;
+    let task_id = optional_id(fields.task_id, "taskId", 0)?;
+    let value = match fields.value {
+        Field::Absent => None,
+        Field::Given(v) => Some(v),
+        Field::Wrong(_) => return reject(RejectReason::InvalidField, "value must be a number"),
     };
-    let duration_ms = match present(&fields, "durationMs") {
-        None => None,
-        Some(v) => match as_integer(v) {
+    let duration_ms = match fields.duration_ms {
+        Field::Absent => None,
+        Field::Given(n) => match as_integer(&n) {
             Some(ms) if ms >= 0 => Some(ms),
             _ => {
                 return reject(
                     RejectReason::InvalidField,
-                    format!("durationMs must be an integer >= 0, got {v}"),
+                    format!("durationMs must be an integer >= 0, got {n}"),
                 );
             }
         },
+        Field::Wrong(v) => {
+            return reject(
+                RejectReason::InvalidField,
+                format!("durationMs must be an integer >= 0, got {v}"),
+            );
+        }
     };
-    let metadata = match fields.remove("metadata") {
-        None | Some(Value::Null) => None,
-        Some(Value::Object(m)) => Some(m),
-        Some(_) => return reject(RejectReason::InvalidField, "metadata must be a JSON object"),
+    let metadata = match fields.metadata {
+        Field::Absent => None,
+        Field::Given(m) => Some(m),
+        Field::Wrong(_) => {
+            return reject(RejectReason::InvalidField, "metadata must be a JSON object");
+        }
     };
     let intent = metadata.as_ref().and_then(|m| present(m, "intent"));
 
@@ -347,7 +376,7 @@ pub fn validate(
         id,
         event_type,
         timestamp,
-        property_id,
+        property_id: property_id.into_owned(),
         channel,
         guest_id,
         staff_id,
@@ -364,7 +393,7 @@ pub fn validate(
 fn event_type_of(
     subject: &str,
     prefix: &str,
-    fields: &Map<String, Value>,
+    named: &Field<Cow<'_, str>>,
 ) -> Result<EventType, Rejection> {
     let suffix = subject
         .strip_prefix(prefix)
@@ -376,9 +405,9 @@ fn event_type_of(
             format!("subject {subject} does not name one of the 25 event types"),
         );
     };
-    match present(fields, "eventType") {
-        None => Ok(from_subject),
-        Some(Value::String(name)) => match EventType::parse(name) {
+    match named {
+        Field::Absent => Ok(from_subject),
+        Field::Given(name) => match EventType::parse(name) {
             None => reject(
                 RejectReason::UnknownEventType,
                 format!("eventType {name:?} is not one of the 25 event types"),
@@ -389,25 +418,24 @@ fn event_type_of(
             ),
             Some(t) => Ok(t),
         },
-        Some(_) => reject(RejectReason::UnknownEventType, "eventType must be a string"),
+        Field::Wrong(_) => reject(RejectReason::UnknownEventType, "eventType must be a string"),
     }
 }
 
-/// A field's value, treating JSON `null` as absent: publishers that serialize
-/// optional fields as `null` mean "not given".
+/// A metadata field's value, treating JSON `null` as absent.
 fn present<'a>(fields: &'a Map<String, Value>, name: &str) -> Option<&'a Value> {
     fields.get(name).filter(|v| !v.is_null())
 }
 
 /// An optional id-like string of `min_chars..=128` characters.
 fn optional_id(
-    fields: &Map<String, Value>,
+    field: Field<Cow<'_, str>>,
     name: &str,
     min_chars: usize,
 ) -> Result<Option<String>, Rejection> {
-    match present(fields, name) {
-        None => Ok(None),
-        Some(Value::String(s)) => {
+    match field {
+        Field::Absent => Ok(None),
+        Field::Given(s) => {
             let chars = s.chars().count();
             if chars < min_chars {
                 reject(RejectReason::InvalidField, format!("{name} is empty"))
@@ -417,10 +445,10 @@ fn optional_id(
                     format!("{name} is longer than {MAX_ID_CHARS} characters"),
                 )
             } else {
-                Ok(Some(s.clone()))
+                Ok(Some(s.into_owned()))
             }
         }
-        Some(_) => reject(
+        Field::Wrong(_) => reject(
             RejectReason::InvalidField,
             format!("{name} must be a string"),
         ),
@@ -428,8 +456,7 @@ fn optional_id(
 }
 
 /// A JSON number with no fractional part (`4.0` counts) that fits an i64.
-fn as_integer(v: &Value) -> Option<i64> {
-    let n = v.as_number()?;
+fn as_integer(n: &Number) -> Option<i64> {
     if let Some(i) = n.as_i64() {
         return Some(i);
     }

@@ -527,6 +527,7 @@ mod hostile {
     use proptest::prelude::*;
     use serde_json::{Map, Value};
 
+    use super::super::fields::{Field, Fields};
     use super::*;
 
     const FIELDS: [&str; 13] = [
@@ -621,6 +622,99 @@ mod hostile {
                 Err(r) => prop_assert!(!r.detail.is_empty()),
             }
         }
+    }
+
+    /// Events of the usual shape: every known field often of its own type, sometimes
+    /// null, absent or repeated, strings with and without characters to escape.
+    fn usual_event() -> impl Strategy<Value = Vec<u8>> {
+        let text = prop_oneof![
+            4 => "[a-z0-9_.:-]{0,24}".prop_map(Value::String),
+            1 => "\\PC{0,12}".prop_map(Value::String),
+            1 => Just(Value::Null),
+        ];
+        let number = prop_oneof![
+            any::<i64>().prop_map(Value::from),
+            any::<u64>().prop_map(Value::from),
+            (-1e6..1e6f64).prop_map(Value::from),
+            (0..10_000i64).prop_map(|i| Value::from(i as f64)),
+            Just(Value::Null),
+        ];
+        let metadata = prop_oneof![
+            prop::collection::vec(("[a-z]{1,6}", any_json()), 0..4)
+                .prop_map(|kv| Value::Object(kv.into_iter().collect())),
+            Just(Value::Null),
+        ];
+        let field = prop_oneof![
+            (prop::sample::select(FIELDS[..9].to_vec()), text).prop_map(|(k, v)| (k, v)),
+            (prop::sample::select(vec!["value", "durationMs"]), number),
+            (Just("metadata"), metadata),
+            (Just("extra"), any_json()),
+        ];
+        (prop::collection::vec(field, 0..14), any::<bool>()).prop_map(|(kv, repeat)| {
+            // Written by hand, so that a key may appear twice.
+            let mut body = String::from("{");
+            let mut pairs: Vec<_> = kv.iter().collect();
+            if repeat && let Some(first) = kv.first() {
+                pairs.push(first);
+            }
+            for (i, (k, v)) in pairs.iter().enumerate() {
+                if i > 0 {
+                    body.push(',');
+                }
+                body.push_str(&format!("{}:{v}", Value::from(*k)));
+            }
+            body.push('}');
+            body.into_bytes()
+        })
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig {
+            cases: std::env::var("PROPTEST_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(4000),
+            ..ProptestConfig::default()
+        })]
+
+        /// The typed reader, where it answers, reads exactly what the general one does.
+        #[test]
+        fn both_readers_agree(body in usual_event()) {
+            if let Some(typed) = Fields::typed(&body) {
+                let Ok(Value::Object(object)) = serde_json::from_slice::<Value>(&body) else {
+                    panic!("the typed reader accepted what is not a JSON object");
+                };
+                prop_assert_eq!(typed, Fields::from_object(object));
+            }
+        }
+    }
+
+    #[test]
+    fn the_usual_event_is_read_without_a_tree_and_the_unusual_falls_back() {
+        let usual = br#"{"id":"e1","propertyId":"p","channel":"sms","value":4,"durationMs":12,"metadata":{"intent":"wifi"},"extra":[1,{"a":null}]}"#;
+        let fields = Fields::typed(usual).expect("the typed reader takes the usual shape");
+        assert_eq!(fields.property_id, Field::Given("p".into()));
+        assert_eq!(fields.value, Field::Given(4.0));
+        for unusual in [
+            &br#"{"propertyId":"a","propertyId":"b"}"#[..],
+            br#"{"propertyId":"caf\u00e9"}"#,
+            br#"{"propertyId":5}"#,
+            br#"{"metadata":[]}"#,
+            br#"["p"]"#,
+        ] {
+            assert!(Fields::typed(unusual).is_none(), "{unusual:?}");
+        }
+        let last_wins = check(
+            "butler.events.message.sent",
+            br#"{"propertyId":"a","propertyId":"b"}"#,
+            None,
+        )
+        .unwrap();
+        assert_eq!(last_wins.property_id, "b");
+        let escaped = check(
+            "butler.events.message.sent",
+            br#"{"propertyId":"caf\u00e9"}"#,
+            None,
+        )
+        .unwrap();
+        assert_eq!(escaped.property_id, "café");
     }
 
     #[test]
