@@ -4,10 +4,10 @@
 use std::collections::HashMap;
 
 use butler_events::EventType;
-use futures_util::TryStreamExt;
 use sqlx::{Row, Sqlite, Transaction};
 
 use crate::aggregates::{AggEvent, BucketRows};
+use crate::read::text;
 use crate::{Storage, StorageError};
 
 /// A bucket waiting to be recomputed by one job.
@@ -119,39 +119,44 @@ impl Storage {
         let types_json =
             serde_json::to_string(&types.iter().map(|t| t.as_str()).collect::<Vec<_>>())
                 .unwrap_or_else(|_| "[]".into());
-        // Rows are streamed into compact events: a million-event bucket never holds the
-        // driver's row objects all at once.
-        let mut rows = sqlx::query(
-            "SELECT id, event_type, timestamp, channel, staff_id, conversation_id, value, duration_ms, \
-             CASE WHEN json_type(metadata, '$.intent') = 'text' THEN json_extract(metadata, '$.intent') END AS intent \
-             FROM analytics_events INDEXED BY idx_events_property_time \
-             WHERE property_id = ? AND timestamp >= ? AND timestamp < ? \
-             AND event_type IN (SELECT value FROM json_each(?))",
-        )
-        .bind(property_id)
-        .bind(start)
-        .bind(end)
-        .bind(types_json)
-        .fetch(&self.reader);
-        let mut events = Vec::new();
-        while let Some(r) = rows.try_next().await? {
-            let event_type: &str = r.try_get("event_type")?;
-            let Some(event_type) = EventType::parse(event_type) else {
-                continue;
-            };
-            events.push(AggEvent {
-                id: r.try_get("id")?,
-                event_type,
-                timestamp_ms: parse_ms(r.try_get("timestamp")?),
-                channel: r.try_get("channel")?,
-                staff_id: r.try_get("staff_id")?,
-                conversation_id: r.try_get("conversation_id")?,
-                value: r.try_get("value")?,
-                duration_ms: r.try_get("duration_ms")?,
-                intent: r.try_get("intent")?,
-            });
-        }
-        Ok(events)
+        let params = [
+            property_id.to_owned(),
+            start.to_owned(),
+            end.to_owned(),
+            types_json,
+        ];
+        // Rows are read into compact events one at a time: a million-event bucket never
+        // holds the driver's row objects all at once.
+        self.row_reader
+            .run(move |conn| {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT id, event_type, timestamp, channel, staff_id, conversation_id, value, duration_ms, \
+                     CASE WHEN json_type(metadata, '$.intent') = 'text' THEN json_extract(metadata, '$.intent') END AS intent \
+                     FROM analytics_events INDEXED BY idx_events_property_time \
+                     WHERE property_id = ? AND timestamp >= ? AND timestamp < ? \
+                     AND event_type IN (SELECT value FROM json_each(?))",
+                )?;
+                let mut rows = stmt.query(rusqlite::params_from_iter(&params))?;
+                let mut events = Vec::new();
+                while let Some(r) = rows.next()? {
+                    let Some(event_type) = EventType::parse(text(r, 1)?) else {
+                        continue;
+                    };
+                    events.push(AggEvent {
+                        id: r.get(0)?,
+                        event_type,
+                        timestamp_ms: parse_ms(text(r, 2)?),
+                        channel: r.get(3)?,
+                        staff_id: r.get(4)?,
+                        conversation_id: r.get(5)?,
+                        value: r.get(6)?,
+                        duration_ms: r.get(7)?,
+                        intent: r.get(8)?,
+                    });
+                }
+                Ok(events)
+            })
+            .await
     }
 
     /// The earliest stored `conversation.started` of each conversation, in milliseconds.
@@ -167,16 +172,22 @@ impl Storage {
             return Ok(HashMap::new());
         }
         let ids = serde_json::to_string(conversation_ids).unwrap_or_else(|_| "[]".into());
-        let rows: Vec<(String, String)> = sqlx::query_as(
-            "SELECT conversation_id, min(timestamp) FROM analytics_events \
-             WHERE event_type = 'conversation.started' AND property_id = ? \
-             AND conversation_id IN (SELECT value FROM json_each(?)) GROUP BY conversation_id",
-        )
-        .bind(property_id)
-        .bind(ids)
-        .fetch_all(&self.reader)
-        .await?;
-        Ok(rows.into_iter().map(|(c, ts)| (c, parse_ms(&ts))).collect())
+        let property_id = property_id.to_owned();
+        self.row_reader
+            .run(move |conn| {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT conversation_id, min(timestamp) FROM analytics_events \
+                     WHERE event_type = 'conversation.started' AND property_id = ? \
+                     AND conversation_id IN (SELECT value FROM json_each(?)) GROUP BY conversation_id",
+                )?;
+                let mut rows = stmt.query(rusqlite::params![property_id, ids])?;
+                let mut starts = HashMap::new();
+                while let Some(r) = rows.next()? {
+                    starts.insert(r.get(0)?, parse_ms(text(r, 1)?));
+                }
+                Ok(starts)
+            })
+            .await
     }
 
     /// Hours stamped dirty after change sequence `after`: `(property, hour start)`

@@ -26,12 +26,16 @@ pub enum StorageError {
     /// A statement failed; busy, locked, full and IO errors are worth retrying.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
-    /// A statement of the ingest writer failed; as for [`StorageError::Database`].
+    /// A statement on a rusqlite connection (the ingest writer, the query readers)
+    /// failed; as for [`StorageError::Database`].
     #[error("database error: {0}")]
-    Ingest(#[from] rusqlite::Error),
+    Sqlite(#[from] rusqlite::Error),
     /// The ingest writer's thread has stopped (the storage was closed).
     #[error("the ingest writer has stopped")]
     WriterGone,
+    /// The storage was closed while a read waited for a connection.
+    #[error("the storage has been closed")]
+    Closed,
 }
 
 impl StorageError {
@@ -46,7 +50,7 @@ impl StorageError {
                 )
             }
             StorageError::Database(sqlx::Error::PoolTimedOut) => true,
-            StorageError::Ingest(rusqlite::Error::SqliteFailure(e, _)) => matches!(
+            StorageError::Sqlite(rusqlite::Error::SqliteFailure(e, _)) => matches!(
                 e.code,
                 rusqlite::ErrorCode::DatabaseBusy | rusqlite::ErrorCode::DatabaseLocked
             ),

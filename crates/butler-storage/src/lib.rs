@@ -26,6 +26,7 @@ pub mod health;
 pub mod ingest;
 pub mod open;
 pub mod queries;
+mod read;
 pub mod tallies;
 mod writer;
 
@@ -54,4 +55,6 @@ pub struct Storage {
     write_failing: std::sync::Arc<AtomicBool>,
     /// The thread that commits ingest batches and replays.
     ingest: writer::IngestWriter,
+    /// Read-only connections for the reads that return many rows.
+    row_reader: read::ReadPool,
 }

@@ -118,15 +118,21 @@ impl Storage {
             max_page_count: options.max_size_bytes.map(|bytes| (bytes / 4096).max(1)),
         })
         .map_err(|e| match e {
-            StorageError::Ingest(source) => open_err(sqlx::Error::Protocol(source.to_string())),
+            StorageError::Sqlite(source) => open_err(sqlx::Error::Protocol(source.to_string())),
             other => other,
         })?;
+        let row_reader = crate::read::ReadPool::new(
+            options.path.clone(),
+            options.busy_timeout,
+            options.read_connections,
+        );
         Ok(Storage {
             writer,
             reader,
             path: options.path.clone(),
             write_failing: Arc::new(AtomicBool::new(false)),
             ingest,
+            row_reader,
         })
     }
 
@@ -134,6 +140,7 @@ impl Storage {
     /// own after shutdown.
     pub async fn close(&self) {
         self.ingest.close().await;
+        self.row_reader.close();
         self.reader.close().await;
         self.writer.close().await;
     }

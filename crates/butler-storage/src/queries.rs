@@ -2,7 +2,6 @@
 //! and series from the aggregate tables.
 
 use butler_events::EventTime;
-use sqlx::Row;
 
 use crate::{Storage, StorageError};
 
@@ -268,19 +267,23 @@ impl Storage {
     /// # Errors
     /// Any database error.
     pub async fn live_counts(&self, property_id: &str) -> Result<LiveCounts, StorageError> {
-        let r = sqlx::query(
-            "SELECT (SELECT count(*) FROM live_conversations WHERE property_id = ?1 AND active = 1), \
-             (SELECT count(*) FROM live_staff WHERE property_id = ?1 AND online = 1), \
-             (SELECT count(*) FROM live_tasks WHERE property_id = ?1 AND created = 1 AND completed = 0)",
-        )
-        .bind(property_id)
-        .fetch_one(&self.reader)
-        .await?;
-        Ok(LiveCounts {
-            active_conversations: r.try_get(0)?,
-            staff_online: r.try_get(1)?,
-            pending_tasks: r.try_get(2)?,
-        })
+        let property_id = property_id.to_owned();
+        self.row_reader
+            .run(move |conn| {
+                let mut stmt = conn.prepare_cached(
+                    "SELECT (SELECT count(*) FROM live_conversations WHERE property_id = ?1 AND active = 1), \
+                     (SELECT count(*) FROM live_staff WHERE property_id = ?1 AND online = 1), \
+                     (SELECT count(*) FROM live_tasks WHERE property_id = ?1 AND created = 1 AND completed = 0)",
+                )?;
+                Ok(stmt.query_row([property_id], |r| {
+                    Ok(LiveCounts {
+                        active_conversations: r.get(0)?,
+                        staff_online: r.get(1)?,
+                        pending_tasks: r.get(2)?,
+                    })
+                })?)
+            })
+            .await
     }
 
     /// A series of one measure for one property, over periods whose key is in
@@ -370,25 +373,35 @@ impl Storage {
              AND {period_key} >= ?2 AND {period_key} < ?3 {group_by}",
             table = table.name(),
         );
-        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
-            .bind(property_id)
-            .bind(from_key)
-            .bind(to_key)
-            .bind(from_key)
-            .fetch_all(&self.reader)
+        let params = [
+            property_id.to_owned(),
+            from_key.to_owned(),
+            to_key.to_owned(),
+            from_key.to_owned(),
+        ];
+        let dimension_count = dims.len();
+        let points = self
+            .row_reader
+            .run(move |conn| {
+                let mut stmt = conn.prepare_cached(&sql)?;
+                // `?4` (the group key of a whole-range sum) appears only in some forms.
+                let used = stmt.parameter_count().min(params.len());
+                let mut rows = stmt.query(rusqlite::params_from_iter(&params[..used]))?;
+                let mut points = Vec::new();
+                while let Some(r) = rows.next()? {
+                    let mut dimensions = Vec::with_capacity(dimension_count);
+                    for i in 0..dimension_count {
+                        dimensions.push(r.get::<_, String>(i + 1)?);
+                    }
+                    points.push(SeriesPoint {
+                        period: r.get(0)?,
+                        value: r.get(dimension_count + 1)?,
+                        dimensions,
+                    });
+                }
+                Ok(points)
+            })
             .await?;
-        let mut points = Vec::with_capacity(rows.len());
-        for r in rows {
-            let mut dimensions = Vec::with_capacity(dims.len());
-            for i in 0..dims.len() {
-                dimensions.push(r.try_get::<String, _>(i + 1)?);
-            }
-            points.push(SeriesPoint {
-                period: r.try_get(0)?,
-                value: r.try_get("value")?,
-                dimensions,
-            });
-        }
         Ok(Ok(points))
     }
 }

@@ -5,7 +5,6 @@
 //! instead of every raw event of the window.
 
 use butler_events::{Event, EventTime, EventType};
-use sqlx::Row;
 
 use crate::{Storage, StorageError};
 
@@ -203,38 +202,38 @@ impl Storage {
     ) -> Result<Vec<Tally>, StorageError> {
         let s = split(start.millis(), end.millis());
         let raw = |t: i64| EventTime::from_millis(t).to_string();
-        let rows = sqlx::query(WINDOW_TALLIES)
-            .bind(property_id)
-            .bind(raw(s.head.0))
-            .bind(raw(s.head.1))
-            .bind(hour_key(s.hours.0))
-            .bind(hour_key(s.hours.1))
-            .bind(raw(s.tail.0))
-            .bind(raw(s.tail.1))
-            .bind(s.head_sign)
-            .bind(s.tail_sign)
-            .fetch_all(&self.reader)
-            .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(Tally {
-                    event_type: r.try_get(0)?,
-                    channel: r.try_get(1)?,
-                    events: r.try_get(2)?,
-                    value_sum: r.try_get(3)?,
-                    value_count: r.try_get(4)?,
-                    duration_sum: r.try_get(5)?,
-                    duration_count: r.try_get(6)?,
-                    ratings: [
-                        r.try_get(7)?,
-                        r.try_get(8)?,
-                        r.try_get(9)?,
-                        r.try_get(10)?,
-                        r.try_get(11)?,
-                    ],
-                })
+        let text = [
+            property_id.to_owned(),
+            raw(s.head.0),
+            raw(s.head.1),
+            hour_key(s.hours.0),
+            hour_key(s.hours.1),
+            raw(s.tail.0),
+            raw(s.tail.1),
+        ];
+        let signs = (s.head_sign, s.tail_sign);
+        self.row_reader
+            .run(move |conn| {
+                let mut stmt = conn.prepare_cached(WINDOW_TALLIES)?;
+                let [p1, p2, p3, p4, p5, p6, p7] = &text;
+                let rows = stmt.query_map(
+                    rusqlite::params![p1, p2, p3, p4, p5, p6, p7, signs.0, signs.1],
+                    |r| {
+                        Ok(Tally {
+                            event_type: r.get(0)?,
+                            channel: r.get(1)?,
+                            events: r.get(2)?,
+                            value_sum: r.get(3)?,
+                            value_count: r.get(4)?,
+                            duration_sum: r.get(5)?,
+                            duration_count: r.get(6)?,
+                            ratings: [r.get(7)?, r.get(8)?, r.get(9)?, r.get(10)?, r.get(11)?],
+                        })
+                    },
+                )?;
+                Ok(rows.collect::<Result<Vec<_>, _>>()?)
             })
-            .collect()
+            .await
     }
 }
 
@@ -242,6 +241,7 @@ impl Storage {
 mod tests {
     use super::*;
     use crate::StorageOptions;
+    use sqlx::Row;
 
     struct Rng(u64);
 
