@@ -4,7 +4,6 @@
 use async_nats::HeaderMap;
 use async_nats::service::Request;
 use bytes::Bytes;
-use serde::Serialize;
 
 /// A request that cannot be answered, in the contract's closed set of codes.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -61,14 +60,12 @@ pub fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, QueryErro
         .map_err(|e| QueryError::BadRequest(format!("invalid request: {e}")))
 }
 
-/// Sends `result` as the reply to `request`.
-pub async fn send<T: Serialize>(
+/// Sends `result`, a JSON body or an error, as the reply to `request`.
+pub async fn send(
     request: &Request,
-    result: Result<T, QueryError>,
+    result: Result<Vec<u8>, QueryError>,
 ) -> Result<(), async_nats::PublishError> {
-    match result
-        .and_then(|v| serde_json::to_vec(&v).map_err(|e| QueryError::Internal(e.to_string())))
-    {
+    match result {
         Ok(body) => request.respond(Ok(Bytes::from(body))).await,
         Err(err) => send_error(request, &err).await,
     }

@@ -100,7 +100,7 @@ async fn handle(subject: &'static str, request: Request, context: &ServiceContex
         return;
     }
     let tz_of = |p: &str| context.aggregator.settings().timezone_of(p);
-    let result: Result<serde_json::Value, QueryError> = match subject {
+    let result: Result<Vec<u8>, QueryError> = match subject {
         "analytics.query.dashboard" => match parse(body) {
             Ok(req) => crate::dashboard::dashboard(
                 &context.storage,
@@ -110,27 +110,29 @@ async fn handle(subject: &'static str, request: Request, context: &ServiceContex
                 req,
             )
             .await
-            .and_then(|d| to_value(&*d)),
+            .and_then(|d| to_body(&*d)),
             Err(e) => Err(e),
         },
         "analytics.query.timeseries" => match parse(body) {
-            Ok(req) => crate::timeseries::timeseries(&context.storage, tz_of, req).await,
+            Ok(req) => crate::timeseries::timeseries(&context.storage, tz_of, req)
+                .await
+                .and_then(|r| to_body(&r)),
             Err(e) => Err(e),
         },
         "analytics.query.metrics" => match parse::<admin::StatusRequest>(body) {
-            Ok(_) => Ok(crate::catalogue::describe()),
+            Ok(_) => to_body(&crate::catalogue::describe()),
             Err(e) => Err(e),
         },
         "analytics.admin.aggregate" => match parse(body) {
             Ok(req) => admin::aggregate(&context.aggregator, req)
                 .await
-                .and_then(to_value),
+                .and_then(|r| to_body(&r)),
             Err(e) => Err(e),
         },
         "analytics.admin.status" => match parse::<admin::StatusRequest>(body) {
             Ok(_) => admin::status(&context.storage, &context.schedules)
                 .await
-                .and_then(to_value),
+                .and_then(|r| to_body(&r)),
             Err(e) => Err(e),
         },
         other => Err(QueryError::NotFound(format!("no endpoint {other}"))),
@@ -149,8 +151,9 @@ async fn handle(subject: &'static str, request: Request, context: &ServiceContex
         .observe(subject, started.elapsed().as_secs_f64(), code);
 }
 
-fn to_value<T: serde::Serialize>(v: T) -> Result<serde_json::Value, QueryError> {
-    serde_json::to_value(v).map_err(|e| QueryError::Internal(e.to_string()))
+/// A reply body, serialized straight from the reply's type.
+fn to_body<T: serde::Serialize + ?Sized>(v: &T) -> Result<Vec<u8>, QueryError> {
+    serde_json::to_vec(v).map_err(|e| QueryError::Internal(e.to_string()))
 }
 
 /// Replies with the report itself, or with where its file is when it is larger than

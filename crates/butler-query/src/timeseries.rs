@@ -3,11 +3,10 @@
 use std::time::Instant;
 
 use butler_storage::Storage;
-use butler_storage::queries::SeriesQuery;
+use butler_storage::queries::{SeriesPoint, SeriesQuery};
 use chrono::{DateTime, Datelike, Timelike, Utc};
 use chrono_tz::Tz;
-use serde::Deserialize;
-use serde_json::{Map, Value, json};
+use serde::{Deserialize, Serialize};
 
 use crate::catalogue::{self, Granularity};
 use crate::dates::parse_range;
@@ -82,7 +81,7 @@ pub async fn timeseries(
     storage: &Storage,
     tz_of: impl Fn(&str) -> Tz,
     request: TimeseriesRequest,
-) -> Result<Value, QueryError> {
+) -> Result<TimeseriesReply, QueryError> {
     let started = Instant::now();
     check_property(&request.property_id)?;
     let granularity = Granularity::parse(&request.granularity)?;
@@ -110,29 +109,98 @@ pub async fn timeseries(
         })
         .await?
         .map_err(|e| QueryError::BadRequest(e.to_string()))?;
-    let data: Vec<Value> = points
-        .into_iter()
-        .map(|p| {
-            let mut row = Map::new();
-            row.insert("period".into(), Value::String(p.period));
-            row.insert("value".into(), p.value.map_or(Value::Null, |v| json!(v)));
-            for (name, value) in dims.iter().zip(p.dimensions) {
-                row.insert((*name).to_owned(), Value::String(value));
-            }
-            Value::Object(row)
-        })
-        .collect();
-    let rows = data.len();
-    Ok(json!({
-        "query": {
-            "metric": metric.name,
-            "granularity": granularity.as_str(),
-            "startDate": request.start_date,
-            "endDate": request.end_date,
-            "propertyId": request.property_id,
-            "dimensions": request.dimensions,
+    let row_count = points.len();
+    Ok(TimeseriesReply {
+        data: SeriesData {
+            dimensions: dims.iter().map(|d| (*d).to_owned()).collect(),
+            points,
         },
-        "data": data,
-        "metadata": { "rowCount": rows, "queryTimeMs": started.elapsed().as_secs_f64() * 1000.0 },
-    }))
+        metadata: Metadata {
+            query_time_ms: started.elapsed().as_secs_f64() * 1000.0,
+            row_count,
+        },
+        query: Echo {
+            dimensions: request.dimensions,
+            end_date: request.end_date,
+            granularity: granularity.as_str(),
+            metric: metric.name.clone(),
+            property_id: request.property_id,
+            start_date: request.start_date,
+        },
+    })
+}
+
+/// The reply: `{"data":[{"period","value",<dimension>…}],"metadata","query"}`,
+/// serialized straight from the rows (a year of days is hundreds of points).
+#[derive(Debug, Serialize)]
+pub struct TimeseriesReply {
+    data: SeriesData,
+    metadata: Metadata,
+    query: Echo,
+}
+
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Metadata {
+    query_time_ms: f64,
+    row_count: usize,
+}
+
+/// The request as understood, with the metric's full name.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct Echo {
+    dimensions: Vec<String>,
+    end_date: String,
+    granularity: &'static str,
+    metric: String,
+    property_id: String,
+    start_date: String,
+}
+
+/// The points, each an object of its period, value and dimension values.
+#[derive(Debug)]
+struct SeriesData {
+    dimensions: Vec<String>,
+    points: Vec<SeriesPoint>,
+}
+
+impl Serialize for SeriesData {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeSeq;
+        // Keys in alphabetical order, as everywhere else in the replies.
+        let mut order: Vec<(&str, Option<usize>)> = vec![("period", None), ("value", None)];
+        order.extend(
+            self.dimensions
+                .iter()
+                .enumerate()
+                .map(|(i, d)| (d.as_str(), Some(i))),
+        );
+        order.sort_by(|a, b| a.0.cmp(b.0));
+        let mut seq = serializer.serialize_seq(Some(self.points.len()))?;
+        for p in &self.points {
+            seq.serialize_element(&Point { p, order: &order })?;
+        }
+        seq.end()
+    }
+}
+
+struct Point<'a> {
+    p: &'a SeriesPoint,
+    order: &'a [(&'a str, Option<usize>)],
+}
+
+impl Serialize for Point<'_> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        use serde::ser::SerializeMap;
+        let mut map = serializer.serialize_map(Some(self.order.len()))?;
+        for (key, dimension) in self.order {
+            match (dimension, *key) {
+                (Some(i), _) => map.serialize_entry(key, &self.p.dimensions[*i])?,
+                (None, "period") => map.serialize_entry(key, &self.p.period)?,
+                (None, _) => map.serialize_entry(key, &self.p.value.filter(|v| v.is_finite()))?,
+            }
+        }
+        map.end()
+    }
 }
