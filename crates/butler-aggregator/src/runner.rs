@@ -1,5 +1,5 @@
 //! Running a job: fold newly dirty hours into the job's queue, then recompute every
-//! queued bucket that has closed, each in its own transaction.
+//! queued bucket that has closed, writing each whole, many to a transaction.
 
 use std::collections::{BTreeSet, HashMap};
 use std::time::Instant;
@@ -80,6 +80,12 @@ fn pending(property: &str, b: &Bucket) -> PendingBucket {
         end: ts(b.end),
     }
 }
+
+/// Recomputed buckets are written this many at a time, or once they hold this many
+/// rows, in one transaction: one commit for an hourly run's bucket of every property,
+/// while the write lock ingest waits for is held only for milliseconds.
+const WRITE_BUCKETS: usize = 500;
+const WRITE_ROWS: usize = 5_000;
 
 /// How far before a range a bucket overlapping it can start (local zones differ from
 /// UTC by at most 14 hours).
@@ -248,10 +254,13 @@ impl Aggregator {
             rows_written: 0,
             ms: 0,
         };
+        let mut expired = Vec::new();
+        let mut computed = Vec::new();
+        let mut computed_rows = 0;
         for bucket in buckets {
             if bucket.start < cutoff {
                 // Its raw events are partly gone: the stored rollup stays as it is.
-                self.storage.drop_pending_bucket(job.name(), bucket).await?;
+                expired.push(bucket.clone());
                 continue;
             }
             let events = self
@@ -281,11 +290,23 @@ impl Aggregator {
             };
             let rows = job.compute(&bucket.property_id, &bucket.period_key, &events, &earliest);
             report.rows_written += rows.len() as u64;
-            self.storage
-                .replace_bucket(job.name(), bucket, &rows, &now_ts)
-                .await?;
             report.periods_recomputed += 1;
+            computed_rows += rows.len();
+            computed.push((bucket.clone(), rows));
+            if computed.len() >= WRITE_BUCKETS || computed_rows >= WRITE_ROWS {
+                self.storage
+                    .replace_buckets(job.name(), &computed, &now_ts)
+                    .await?;
+                computed.clear();
+                computed_rows = 0;
+            }
         }
+        self.storage
+            .replace_buckets(job.name(), &computed, &now_ts)
+            .await?;
+        self.storage
+            .drop_pending_buckets(job.name(), &expired)
+            .await?;
         report.ms = started.elapsed().as_millis() as u64;
         Ok(report)
     }

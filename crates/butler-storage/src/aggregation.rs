@@ -303,30 +303,49 @@ impl Storage {
         rows: &BucketRows,
         now: &str,
     ) -> Result<(), StorageError> {
+        self.replace_buckets(job, &[(bucket.clone(), rows.clone())], now)
+            .await
+    }
+
+    /// [`Storage::replace_bucket`] for several buckets of one job in one transaction:
+    /// each is still deleted and written whole, and one commit (one `fsync`) covers
+    /// them all, where an hourly run recomputes a bucket per property and a backfill
+    /// thousands.
+    ///
+    /// # Errors
+    /// Any database error; every bucket keeps its old rows and stays queued then.
+    pub async fn replace_buckets(
+        &self,
+        job: &str,
+        buckets: &[(PendingBucket, BucketRows)],
+        now: &str,
+    ) -> Result<(), StorageError> {
+        if buckets.is_empty() {
+            return Ok(());
+        }
         let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
-        let (table, column) = table_of(rows);
-        let delete = format!("DELETE FROM {table} WHERE {column} = ? AND property_id = ?");
-        sqlx::query(sqlx::AssertSqlSafe(delete))
-            .bind(&bucket.period_key)
-            .bind(&bucket.property_id)
-            .execute(&mut *tx)
-            .await?;
-        insert_rows(&mut tx, rows).await?;
-        sqlx::query(
-            "DELETE FROM agg_pending_buckets WHERE job = ? AND property_id = ? AND period_key = ?",
-        )
-        .bind(job)
-        .bind(&bucket.property_id)
-        .bind(&bucket.period_key)
-        .execute(&mut *tx)
-        .await?;
-        if bucket.end.as_str() <= now {
+        let mut watermark: Option<&str> = None;
+        for (bucket, rows) in buckets {
+            let (table, column) = table_of(rows);
+            let delete = format!("DELETE FROM {table} WHERE {column} = ? AND property_id = ?");
+            sqlx::query(sqlx::AssertSqlSafe(delete))
+                .bind(&bucket.period_key)
+                .bind(&bucket.property_id)
+                .execute(&mut *tx)
+                .await?;
+            insert_rows(&mut tx, rows).await?;
+            dequeue(&mut tx, job, bucket).await?;
+            if bucket.end.as_str() <= now && watermark.is_none_or(|w| bucket.end.as_str() > w) {
+                watermark = Some(&bucket.end);
+            }
+        }
+        if let Some(end) = watermark {
             sqlx::query(
                 "INSERT INTO agg_job_state (job, watermark) VALUES (?, ?) ON CONFLICT (job) DO UPDATE SET \
                  watermark = CASE WHEN watermark IS NULL OR excluded.watermark > watermark THEN excluded.watermark ELSE watermark END",
             )
             .bind(job)
-            .bind(&bucket.end)
+            .bind(end)
             .execute(&mut *tx)
             .await?;
         }
@@ -334,24 +353,24 @@ impl Storage {
         Ok(())
     }
 
-    /// Takes a bucket off `job`'s queue without touching its rows: a bucket older than
-    /// the raw-event retention is never recomputed.
+    /// Takes buckets off `job`'s queue without touching their rows: a bucket older
+    /// than the raw-event retention is never recomputed.
     ///
     /// # Errors
     /// Any database error.
-    pub async fn drop_pending_bucket(
+    pub async fn drop_pending_buckets(
         &self,
         job: &str,
-        bucket: &PendingBucket,
+        buckets: &[PendingBucket],
     ) -> Result<(), StorageError> {
-        sqlx::query(
-            "DELETE FROM agg_pending_buckets WHERE job = ? AND property_id = ? AND period_key = ?",
-        )
-        .bind(job)
-        .bind(&bucket.property_id)
-        .bind(&bucket.period_key)
-        .execute(&self.writer)
-        .await?;
+        if buckets.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        for bucket in buckets {
+            dequeue(&mut tx, job, bucket).await?;
+        }
+        tx.commit().await?;
         Ok(())
     }
 
@@ -510,6 +529,22 @@ impl Storage {
         }
         Ok(out)
     }
+}
+
+async fn dequeue(
+    tx: &mut Transaction<'_, Sqlite>,
+    job: &str,
+    bucket: &PendingBucket,
+) -> Result<(), StorageError> {
+    sqlx::query(
+        "DELETE FROM agg_pending_buckets WHERE job = ? AND property_id = ? AND period_key = ?",
+    )
+    .bind(job)
+    .bind(&bucket.property_id)
+    .bind(&bucket.period_key)
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
 }
 
 fn table_of(rows: &BucketRows) -> (&'static str, &'static str) {

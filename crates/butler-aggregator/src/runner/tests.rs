@@ -172,3 +172,51 @@ async fn open_buckets_wait_until_they_close_and_old_buckets_are_never_recomputed
         Some("2026-11-25T12:00:00.000Z")
     );
 }
+
+/// A run recomputing more buckets than one write holds writes them all, in several
+/// transactions, and leaves the queue empty and the watermark at the last bucket.
+#[tokio::test]
+async fn a_run_of_more_buckets_than_one_write_holds_writes_every_bucket() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = Storage::open(&StorageOptions::new(dir.path().join("a.db")))
+        .await
+        .unwrap();
+    let agg = Aggregator::new(storage.clone(), settings("h:1"));
+    let start = at("2026-10-01T00:00:00Z");
+    let hours = (WRITE_BUCKETS + WRITE_BUCKETS / 2) as i64;
+    let events: Vec<Event> = (0..hours)
+        .flat_map(|h| {
+            let t = start + Duration::hours(h) + Duration::minutes(7);
+            (0..=(h % 3)).map(move |k| message(&format!("e{h}_{k}"), &ts(t)))
+        })
+        .collect();
+    for chunk in events.chunks(1000) {
+        storage.commit_batch(chunk, &[]).await.unwrap();
+    }
+    let now = start + Duration::hours(hours + 1);
+    let report = agg
+        .run_due(Job::HourlyMessageCounts, "schedule", now)
+        .await
+        .unwrap();
+    assert_eq!(report.periods_recomputed, hours as u64);
+    assert_eq!(report.rows_written, hours as u64);
+    let db = sqlx::SqlitePool::connect(&format!("sqlite://{}", dir.path().join("a.db").display()))
+        .await
+        .unwrap();
+    let (rows, total): (i64, i64) =
+        sqlx::query_as("SELECT count(*), sum(count) FROM agg_message_counts_hourly")
+            .fetch_one(&db)
+            .await
+            .unwrap();
+    assert_eq!((rows, total), (hours, events.len() as i64));
+    let statuses = storage.job_statuses().await.unwrap();
+    let hourly = statuses
+        .iter()
+        .find(|s| s.job == "hourly_message_counts")
+        .unwrap();
+    assert_eq!(hourly.pending_buckets, 0);
+    assert_eq!(
+        hourly.watermark.as_deref(),
+        Some(ts(start + Duration::hours(hours)).as_str())
+    );
+}
