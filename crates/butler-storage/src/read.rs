@@ -108,3 +108,38 @@ pub(crate) fn text<'r>(row: &'r rusqlite::Row<'_>, i: usize) -> Result<&'r str, 
         ))
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::{Storage, StorageError, StorageOptions};
+
+    /// More reads at once than there are connections: each waits its turn, none fails,
+    /// and the pool never opens more than its limit.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn more_reads_than_connections_all_complete_then_close_refuses_more() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut options = StorageOptions::new(dir.path().join("a.db"));
+        options.read_connections = 2;
+        let storage = Storage::open(&options).await.unwrap();
+        let mut reads = Vec::new();
+        for i in 0..24i64 {
+            let pool = storage.row_reader.clone();
+            reads.push(tokio::spawn(async move {
+                pool.run(move |conn| {
+                    let n: i64 = conn.query_row("SELECT ?1 * 2", [i], |r| r.get(0))?;
+                    std::thread::sleep(std::time::Duration::from_millis(5));
+                    Ok(n)
+                })
+                .await
+            }));
+        }
+        for (i, read) in reads.into_iter().enumerate() {
+            assert_eq!(read.await.unwrap().unwrap(), 2 * i as i64);
+        }
+        let idle = storage.row_reader.inner.idle.lock().unwrap().len();
+        assert!((1..=2).contains(&idle), "{idle} connections kept");
+        storage.close().await;
+        let after = storage.live_counts("p").await;
+        assert!(matches!(after, Err(StorageError::Closed)), "{after:?}");
+    }
+}
