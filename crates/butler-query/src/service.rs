@@ -89,11 +89,14 @@ pub async fn run(
     Ok(())
 }
 
+/// Answers one request. Each endpoint's work is boxed: the handler is spawned as a
+/// task per request, and a task's future is copied whole when it is spawned, so it is
+/// kept small (the report's and the admin runs' state machines are large).
 async fn handle(subject: &'static str, request: Request, context: &ServiceContext) {
     let started = Instant::now();
     let body = &request.message.payload;
     if subject == "analytics.query.report" {
-        let code = answer_report(&request, context).await;
+        let code = Box::pin(answer_report(&request, context)).await;
         context
             .metrics
             .observe(subject, started.elapsed().as_secs_f64(), code);
@@ -102,19 +105,19 @@ async fn handle(subject: &'static str, request: Request, context: &ServiceContex
     let tz_of = |p: &str| context.aggregator.settings().timezone_of(p);
     let result: Result<Vec<u8>, QueryError> = match subject {
         "analytics.query.dashboard" => match parse(body) {
-            Ok(req) => crate::dashboard::dashboard(
+            Ok(req) => Box::pin(crate::dashboard::dashboard(
                 &context.storage,
                 &context.dashboard_cache,
                 &context.metrics,
                 tz_of,
                 req,
-            )
+            ))
             .await
             .and_then(|d| to_body(&*d)),
             Err(e) => Err(e),
         },
         "analytics.query.timeseries" => match parse(body) {
-            Ok(req) => crate::timeseries::timeseries(&context.storage, tz_of, req)
+            Ok(req) => Box::pin(crate::timeseries::timeseries(&context.storage, tz_of, req))
                 .await
                 .and_then(|r| to_body(&r)),
             Err(e) => Err(e),
@@ -124,13 +127,13 @@ async fn handle(subject: &'static str, request: Request, context: &ServiceContex
             Err(e) => Err(e),
         },
         "analytics.admin.aggregate" => match parse(body) {
-            Ok(req) => admin::aggregate(&context.aggregator, req)
+            Ok(req) => Box::pin(admin::aggregate(&context.aggregator, req))
                 .await
                 .and_then(|r| to_body(&r)),
             Err(e) => Err(e),
         },
         "analytics.admin.status" => match parse::<admin::StatusRequest>(body) {
-            Ok(_) => admin::status(&context.storage, &context.schedules)
+            Ok(_) => Box::pin(admin::status(&context.storage, &context.schedules))
                 .await
                 .and_then(|r| to_body(&r)),
             Err(e) => Err(e),
