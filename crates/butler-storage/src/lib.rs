@@ -16,7 +16,9 @@
 //!   series);
 //! - [`tallies`]: running counts kept by ingest, so dashboard and report windows
 //!   read hours and minutes instead of every raw event;
-//! - [`health`]: writability and size, for `/readyz` and metrics.
+//! - [`health`]: writability and size, for `/readyz` and metrics;
+//! - `writer` and `read` (internal): the ingest writer thread, and the read-only
+//!   connections the reads that return many rows run on.
 
 pub mod aggregates;
 pub mod aggregation;
