@@ -168,7 +168,7 @@ struct SeriesData {
 impl Serialize for SeriesData {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeSeq;
-        // Keys in alphabetical order, as everywhere else in the replies.
+        // Keys in alphabetical order, the order these replies have always had.
         let mut order: Vec<(&str, Option<usize>)> = vec![("period", None), ("value", None)];
         order.extend(
             self.dimensions
