@@ -881,12 +881,23 @@ async fn late_events_are_reflected_by_the_next_scheduled_run_recomputing_only_th
     .await;
 
     let db = app.db().await;
-    let runs: Vec<(String, i64)> = sqlx::query_as(
-        "SELECT trigger, periods_recomputed FROM agg_job_runs WHERE job = 'hourly_message_counts' AND periods_recomputed > 0",
+    let recomputing_runs = || async {
+        sqlx::query_as::<_, (String, i64)>(
+            "SELECT trigger, periods_recomputed FROM agg_job_runs WHERE job = 'hourly_message_counts' AND periods_recomputed > 0",
+        )
+        .fetch_all(&db)
+        .await
+        .unwrap()
+    };
+    // A run is recorded once its buckets are written, so the second run's record may
+    // land just after its count is seen.
+    wait_until(
+        WAIT,
+        "the second recomputing run to be recorded",
+        || async { recomputing_runs().await.len() >= 2 },
     )
-    .fetch_all(&db)
-    .await
-    .unwrap();
+    .await;
+    let runs = recomputing_runs().await;
     assert!(
         runs.iter()
             .all(|(trigger, periods)| trigger == "schedule" && *periods == 1),
