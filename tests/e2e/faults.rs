@@ -40,17 +40,29 @@ async fn stored_ids(app: &App) -> HashSet<String> {
 async fn kill_9_mid_ingest_then_restart_stores_exactly_50000() {
     let nats = NatsServer::start();
     let js = nats.jetstream().await;
-    publish_all(&js, events("k", 50_000)).await;
+    let all = events("k", 50_000);
+    publish_all(&js, all[..20_000].to_vec()).await;
     let mut app = App::start(
         &nats.url(),
-        // Small batches: many commits, so the kill lands mid-ingest however fast
-        // a commit is.
+        // Small batches: many commits, so the kill lands between two of them.
         "nats:\n  ack_wait_ms: 2000\ningest:\n  batch_size: 20\n",
     );
     wait_until(WAIT, "ingest under way", || async {
         app.event_count().await >= 1000
     })
     .await;
+    // The rest arrives while a write lock holds the pipeline back; the kill follows
+    // the lock's release at once, while well over a thousand commits remain to do.
+    let lock = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(app.db_path())
+        .busy_timeout(Duration::from_secs(30));
+    let mut lock = sqlx::ConnectOptions::connect(&lock).await.unwrap();
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut lock)
+        .await
+        .unwrap();
+    publish_all(&js, all[20_000..].to_vec()).await;
+    sqlx::query("COMMIT").execute(&mut lock).await.unwrap();
     app.kill9();
     let at_kill = app.event_count().await;
     assert!(
@@ -79,31 +91,45 @@ async fn kill_9_mid_ingest_then_restart_stores_exactly_50000() {
 async fn nats_restart_mid_ingest_loses_nothing() {
     let mut nats = NatsServer::start();
     let js = nats.jetstream().await;
-    publish_all(&js, events("n", 30_000)).await;
+    let all = events("n", 30_000);
+    publish_all(&js, all[..10_000].to_vec()).await;
     let app = App::start(
         &nats.url(),
-        // Small batches: many commits, so the kill lands mid-ingest however fast
-        // a commit is.
         "nats:\n  ack_wait_ms: 2000\ningest:\n  batch_size: 20\n",
     );
     wait_until(WAIT, "ingest under way", || async {
         app.event_count().await >= 500
     })
     .await;
+    // Hold the write lock while the rest arrives, so whatever the pipeline fetches of
+    // it is still uncommitted when NATS dies, however fast commits are.
+    let lock = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(app.db_path())
+        .busy_timeout(Duration::from_secs(30));
+    let mut lock = sqlx::ConnectOptions::connect(&lock).await.unwrap();
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut lock)
+        .await
+        .unwrap();
+    publish_all(&js, all[10_000..].to_vec()).await;
+    tokio::time::sleep(Duration::from_millis(500)).await;
     nats.kill();
     let at_kill = app.event_count().await;
+    assert!(
+        at_kill <= 10_000,
+        "nothing of the rest commits under the lock"
+    );
+    sqlx::query("COMMIT").execute(&mut lock).await.unwrap();
     tokio::time::sleep(Duration::from_secs(2)).await;
     nats.restart();
-    assert!(
-        at_kill < 30_000,
-        "the restart came too late to test anything"
-    );
     wait_until(WAIT, "30,000 events after the restart", || async {
         app.event_count().await >= 30_000
     })
     .await;
     let ids = stored_ids(&app).await;
     assert_eq!(ids.len(), 30_000);
+    let expected: HashSet<String> = (0..30_000).map(|i| format!("n-{i:06}")).collect();
+    assert_eq!(ids, expected, "none lost");
     let js = nats.jetstream().await;
     wait_until(WAIT, "every message acked", || async {
         try_consumer_info(&js)
