@@ -26,6 +26,23 @@ fn events(prefix: &str, n: usize) -> Vec<(String, Vec<u8>)> {
         .collect()
 }
 
+/// Another process's write transaction on the pipeline's database: its commits wait.
+async fn take_write_lock(app: &App) -> sqlx::SqliteConnection {
+    let options = sqlx::sqlite::SqliteConnectOptions::new()
+        .filename(app.db_path())
+        .busy_timeout(Duration::from_secs(30));
+    let mut lock = sqlx::ConnectOptions::connect(&options).await.unwrap();
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut lock)
+        .await
+        .unwrap();
+    lock
+}
+
+async fn release(lock: &mut sqlx::SqliteConnection) {
+    sqlx::query("COMMIT").execute(lock).await.unwrap();
+}
+
 async fn stored_ids(app: &App) -> HashSet<String> {
     let db = app.db().await;
     sqlx::query_scalar("SELECT id FROM analytics_events")
@@ -53,16 +70,9 @@ async fn kill_9_mid_ingest_then_restart_stores_exactly_50000() {
     .await;
     // The rest arrives while a write lock holds the pipeline back; the kill follows
     // the lock's release at once, while well over a thousand commits remain to do.
-    let lock = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(app.db_path())
-        .busy_timeout(Duration::from_secs(30));
-    let mut lock = sqlx::ConnectOptions::connect(&lock).await.unwrap();
-    sqlx::query("BEGIN IMMEDIATE")
-        .execute(&mut lock)
-        .await
-        .unwrap();
+    let mut lock = take_write_lock(&app).await;
     publish_all(&js, all[20_000..].to_vec()).await;
-    sqlx::query("COMMIT").execute(&mut lock).await.unwrap();
+    release(&mut lock).await;
     app.kill9();
     let at_kill = app.event_count().await;
     assert!(
@@ -103,14 +113,7 @@ async fn nats_restart_mid_ingest_loses_nothing() {
     .await;
     // Hold the write lock while the rest arrives, so whatever the pipeline fetches of
     // it is still uncommitted when NATS dies, however fast commits are.
-    let lock = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(app.db_path())
-        .busy_timeout(Duration::from_secs(30));
-    let mut lock = sqlx::ConnectOptions::connect(&lock).await.unwrap();
-    sqlx::query("BEGIN IMMEDIATE")
-        .execute(&mut lock)
-        .await
-        .unwrap();
+    let mut lock = take_write_lock(&app).await;
     publish_all(&js, all[10_000..].to_vec()).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     nats.kill();
@@ -119,7 +122,7 @@ async fn nats_restart_mid_ingest_loses_nothing() {
         at_kill <= 10_000,
         "nothing of the rest commits under the lock"
     );
-    sqlx::query("COMMIT").execute(&mut lock).await.unwrap();
+    release(&mut lock).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     nats.restart();
     wait_until(WAIT, "30,000 events after the restart", || async {
@@ -213,16 +216,11 @@ async fn a_long_reader_and_a_brief_write_lock_lose_nothing() {
 
     // Another process takes the write lock for two seconds, longer than the pipeline's
     // busy timeout: its commits fail busy and are retried.
-    let writer = sqlx::sqlite::SqliteConnectOptions::new().filename(app.db_path());
-    let mut writer = sqlx::ConnectOptions::connect(&writer).await.unwrap();
-    sqlx::query("BEGIN IMMEDIATE")
-        .execute(&mut writer)
-        .await
-        .unwrap();
+    let mut writer = take_write_lock(&app).await;
     // The second half arrives while the lock is held, so a commit has to wait for it.
     publish_all(&js, all[10_000..].to_vec()).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    sqlx::query("COMMIT").execute(&mut writer).await.unwrap();
+    release(&mut writer).await;
 
     wait_until(WAIT, "20,000 events", || async {
         app.event_count().await >= 20_000
