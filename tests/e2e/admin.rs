@@ -7,26 +7,9 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 
 use crate::aggregation::{aggregate_tables, config, dataset, publish_dataset};
-use crate::helpers::{App, NatsServer, cli, wait_until};
+use crate::helpers::{App, NatsServer, cli, header, request, wait_until};
 
 const WAIT: Duration = Duration::from_secs(60);
-
-async fn request(client: &async_nats::Client, subject: &str, body: &str) -> async_nats::Message {
-    tokio::time::timeout(
-        Duration::from_secs(30),
-        client.request(subject.to_owned(), Bytes::from(body.to_owned())),
-    )
-    .await
-    .expect("a reply within 30 s")
-    .expect("a reply")
-}
-
-fn header<'a>(msg: &'a async_nats::Message, name: &str) -> Option<&'a str> {
-    msg.headers
-        .as_ref()
-        .and_then(|h| h.get(name))
-        .map(|v| v.as_str())
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_and_admin_aggregate_give_the_same_tables() {

@@ -59,20 +59,10 @@ pub(crate) struct Ev {
     intent: Option<Value>,
 }
 
-/// A small deterministic generator (xorshift), so failures reproduce.
-struct Rng(u64);
-impl Rng {
-    fn next(&mut self, n: u64) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0 % n
-    }
-}
-
 /// Events over 2026-10-30 .. 2026-11-03 UTC: New York leaves DST on 1 November.
 pub(crate) fn dataset(n: usize) -> Vec<Ev> {
-    let mut rng = Rng(0x5eed_cafe);
+    // Deterministic, so failures reproduce.
+    let mut rng = butler_events::testing::Xorshift::new(0x5eed_cafe);
     let start = Utc
         .with_ymd_and_hms(2026, 10, 30, 0, 0, 0)
         .unwrap()
@@ -80,29 +70,29 @@ pub(crate) fn dataset(n: usize) -> Vec<Ev> {
     let span_s = 4 * 86_400;
     (0..n)
         .map(|i| {
-            let (property, _) = PROPERTIES[rng.next(3) as usize];
-            let event_type = TYPES[rng.next(TYPES.len() as u64) as usize];
+            let (property, _) = PROPERTIES[rng.below(3) as usize];
+            let event_type = TYPES[rng.below(TYPES.len() as u64) as usize];
             // Whole seconds on a coarse grid: plenty of timestamp ties.
-            let ts_ms = start + (rng.next(span_s) / 60 * 60) as i64 * 1000;
-            let channel = [Some("whatsapp"), Some("sms"), None][rng.next(3) as usize];
-            let conversation = (rng.next(10) != 0).then(|| format!("c{}", rng.next(60)));
+            let ts_ms = start + (rng.below(span_s) / 60 * 60) as i64 * 1000;
+            let channel = [Some("whatsapp"), Some("sms"), None][rng.below(3) as usize];
+            let conversation = (rng.below(10) != 0).then(|| format!("c{}", rng.below(60)));
             let duration_ms = match event_type {
-                "response.time_recorded" => Some(rng.next(50) as i64 * 1000 + 500),
-                "conversation.resolved" if rng.next(2) == 0 => Some(rng.next(7200) as i64 * 1000),
+                "response.time_recorded" => Some(rng.below(50) as i64 * 1000 + 500),
+                "conversation.resolved" if rng.below(2) == 0 => Some(rng.below(7200) as i64 * 1000),
                 _ => None,
             };
-            let staff = (rng.next(3) != 0).then(|| format!("s{}", rng.next(5)));
+            let staff = (rng.below(3) != 0).then(|| format!("s{}", rng.below(5)));
             let value = match event_type {
-                "satisfaction.rating_received" => Some((rng.next(5) + 1) as f64),
-                "intent.classified" if rng.next(4) != 0 => Some(rng.next(101) as f64 / 100.0),
+                "satisfaction.rating_received" => Some((rng.below(5) + 1) as f64),
+                "intent.classified" if rng.below(4) != 0 => Some(rng.below(101) as f64 / 100.0),
                 _ => None,
             };
             let intent = match event_type {
                 "intent.classified" | "intent.action_taken" => {
-                    Some(Value::from(INTENTS[rng.next(7) as usize]))
+                    Some(Value::from(INTENTS[rng.below(7) as usize]))
                 }
-                "conversation.escalated" => match rng.next(3) {
-                    0 => Some(Value::from(INTENTS[rng.next(7) as usize])),
+                "conversation.escalated" => match rng.below(3) {
+                    0 => Some(Value::from(INTENTS[rng.below(7) as usize])),
                     1 => Some(Value::from(7)),
                     _ => None,
                 },
@@ -942,6 +932,17 @@ async fn a_start_makes_up_the_runs_missed_while_down() {
             .await
             .unwrap()
             == Some(1)
+    })
+    .await;
+    // The start-up runs go job by job; the monthly summary's is the last.
+    wait_until(WAIT, "every start-up run recorded", || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM agg_job_runs WHERE trigger = 'startup' AND job = 'monthly_summary'",
+        )
+        .fetch_one(&db)
+        .await
+        .unwrap()
+            == 1
     })
     .await;
     let startup: Vec<(String, i64)> = sqlx::query_as(

@@ -5,26 +5,10 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use crate::helpers::{
-    App, NatsServer, consumer_info, message_event, publish_all, try_consumer_info, wait_until,
+    App, NatsServer, consumer_info, message_events, publish_all, try_consumer_info, wait_until,
 };
 
 const WAIT: Duration = Duration::from_secs(120);
-
-fn events(prefix: &str, n: usize) -> Vec<(String, Vec<u8>)> {
-    (0..n)
-        .map(|i| {
-            let subject = if i % 2 == 0 {
-                "butler.events.message.received"
-            } else {
-                "butler.events.message.sent"
-            };
-            (
-                subject.to_owned(),
-                message_event(&format!("{prefix}-{i:06}")),
-            )
-        })
-        .collect()
-}
 
 /// Another process's write transaction on the pipeline's database: its commits wait.
 async fn take_write_lock(app: &App) -> sqlx::SqliteConnection {
@@ -57,7 +41,7 @@ async fn stored_ids(app: &App) -> HashSet<String> {
 async fn kill_9_mid_ingest_then_restart_stores_exactly_50000() {
     let nats = NatsServer::start();
     let js = nats.jetstream().await;
-    let all = events("k", 50_000);
+    let all = message_events("k", 50_000);
     publish_all(&js, all[..20_000].to_vec()).await;
     let mut app = App::start(
         &nats.url(),
@@ -101,7 +85,7 @@ async fn kill_9_mid_ingest_then_restart_stores_exactly_50000() {
 async fn nats_restart_mid_ingest_loses_nothing() {
     let mut nats = NatsServer::start();
     let js = nats.jetstream().await;
-    let all = events("n", 30_000);
+    let all = message_events("n", 30_000);
     publish_all(&js, all[..10_000].to_vec()).await;
     let app = App::start(
         &nats.url(),
@@ -146,7 +130,7 @@ async fn nats_restart_mid_ingest_loses_nothing() {
 async fn a_deleted_consumer_is_recreated_and_nothing_is_lost_or_doubled() {
     let nats = NatsServer::start();
     let js = nats.jetstream().await;
-    publish_all(&js, events("d", 20_000)).await;
+    publish_all(&js, message_events("d", 20_000)).await;
     let app = App::start(&nats.url(), "ingest:\n  batch_size: 200\n");
     wait_until(WAIT, "ingest under way", || async {
         app.event_count().await >= 500
@@ -207,7 +191,7 @@ async fn a_long_reader_and_a_brief_write_lock_lose_nothing() {
         .unwrap();
     assert_eq!(seen, 0);
 
-    let all = events("r", 20_000);
+    let all = message_events("r", 20_000);
     publish_all(&js, all[..10_000].to_vec()).await;
     wait_until(WAIT, "ingest under way", || async {
         app.event_count().await >= 1000

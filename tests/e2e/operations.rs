@@ -5,21 +5,10 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use crate::helpers::{
-    App, NatsServer, cli, consumer_info, free_port, message_event, publish_all, wait_until,
+    App, NatsServer, cli, consumer_info, free_port, message_events, publish_all, wait_until,
 };
 
 const WAIT: Duration = Duration::from_secs(90);
-
-fn events(prefix: &str, n: usize) -> Vec<(String, Vec<u8>)> {
-    (0..n)
-        .map(|i| {
-            (
-                "butler.events.message.received".to_owned(),
-                message_event(&format!("{prefix}-{i:06}")),
-            )
-        })
-        .collect()
-}
 
 async fn ids(path: &std::path::Path) -> HashSet<String> {
     let pool = sqlx::sqlite::SqlitePoolOptions::new()
@@ -43,7 +32,7 @@ async fn a_backup_under_load_holds_every_row_committed_before_it_started() {
     let nats = NatsServer::start();
     let app = App::start(&nats.url(), "ingest:\n  batch_size: 200\n");
     let js = nats.jetstream().await;
-    publish_all(&js, events("b", 40_000)).await;
+    publish_all(&js, message_events("b", 40_000)).await;
     wait_until(WAIT, "ingest under way", || async {
         app.event_count().await >= 2000
     })
@@ -109,7 +98,7 @@ async fn a_full_disk_stops_acks_and_ingest_resumes_when_space_returns() {
     .await
     .unwrap();
 
-    publish_all(&js, events("f", 3000)).await;
+    publish_all(&js, message_events("f", 3000)).await;
     wait_until(WAIT, "the failing writes to show", || async {
         app.metric("butler_analytics_storage_write_failing") == 1.0
     })
@@ -206,7 +195,7 @@ async fn nats_unreachable_at_start_is_retried_and_said() {
     let nats = NatsServer::on_port(port);
     app.wait_ready();
     let js = nats.jetstream().await;
-    publish_all(&js, events("u", 10)).await;
+    publish_all(&js, message_events("u", 10)).await;
     wait_until(WAIT, "events after NATS came up", || async {
         app.event_count().await == 10
     })

@@ -3,27 +3,16 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use bytes::Bytes;
 use serde_json::{Value, json};
 
 use crate::aggregation::{config, dataset, publish_dataset};
-use crate::helpers::{App, NatsServer, publish_all, wait_until};
+use crate::helpers::{App, NatsServer, error_code, publish_all, request, wait_until};
 
 const WAIT: Duration = Duration::from_secs(60);
 
 async fn ask(client: &async_nats::Client, subject: &str, body: Value) -> (Option<String>, Value) {
-    let reply = tokio::time::timeout(
-        Duration::from_secs(30),
-        client.request(subject.to_owned(), Bytes::from(body.to_string())),
-    )
-    .await
-    .expect("a reply within 30 s")
-    .expect("a reply");
-    let code = reply
-        .headers
-        .as_ref()
-        .and_then(|h| h.get("Nats-Service-Error-Code"))
-        .map(|v| v.as_str().to_owned());
+    let reply = request(client, subject, body.to_string()).await;
+    let code = error_code(&reply).map(str::to_owned);
     (code, serde_json::from_slice(&reply.payload).unwrap())
 }
 

@@ -7,25 +7,12 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 
 use crate::aggregation::{config, dataset, publish_dataset};
-use crate::helpers::{App, NatsServer, wait_until};
+use crate::helpers::{App, NatsServer, error_code, request, wait_until};
 
 const WAIT: Duration = Duration::from_secs(60);
 
 async fn ask(client: &async_nats::Client, body: Value) -> async_nats::Message {
-    tokio::time::timeout(
-        Duration::from_secs(30),
-        client.request("analytics.query.report", Bytes::from(body.to_string())),
-    )
-    .await
-    .expect("a reply within 30 s")
-    .expect("a reply")
-}
-
-fn error_code(msg: &async_nats::Message) -> Option<&str> {
-    msg.headers
-        .as_ref()
-        .and_then(|h| h.get("Nats-Service-Error-Code"))
-        .map(|v| v.as_str())
+    request(client, "analytics.query.report", body.to_string()).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -1,10 +1,11 @@
-//! The seven jobs of the seed design: name, bucket width, schedule, and the event types
-//! each one reads.
+//! The seven jobs of the seed design: the table each one writes (which gives its name
+//! and bucket width), its schedule, and the event types it reads.
 
 use butler_events::EventType as T;
-use butler_storage::aggregates::{AggEvent, BucketRows};
+use butler_events::Granularity;
+use butler_storage::aggregation::AggEvent;
+use butler_storage::tables::{self, AggTable, BucketRows};
 
-use crate::buckets::Granularity;
 use crate::rollups;
 
 /// An aggregation job, named as in the seed design.
@@ -32,17 +33,26 @@ impl Job {
         Job::MonthlySummary,
     ];
 
-    /// The seed's job name, used on the command line, in NATS requests and metrics.
-    pub fn name(self) -> &'static str {
+    /// The table it writes.
+    pub fn table(self) -> &'static AggTable {
         match self {
-            Job::HourlyMessageCounts => "hourly_message_counts",
-            Job::HourlyResponseTimes => "hourly_response_times",
-            Job::DailyConversationMetrics => "daily_conversation_metrics",
-            Job::DailyStaffPerformance => "daily_staff_performance",
-            Job::DailyIntentDistribution => "daily_intent_distribution",
-            Job::WeeklySatisfactionTrends => "weekly_satisfaction_trends",
-            Job::MonthlySummary => "monthly_summary",
+            Job::HourlyMessageCounts => &tables::MESSAGE_COUNTS_HOURLY,
+            Job::HourlyResponseTimes => &tables::RESPONSE_TIMES_HOURLY,
+            Job::DailyConversationMetrics => &tables::CONVERSATION_METRICS_DAILY,
+            Job::DailyStaffPerformance => &tables::STAFF_PERFORMANCE_DAILY,
+            Job::DailyIntentDistribution => &tables::INTENT_DISTRIBUTION_DAILY,
+            Job::WeeklySatisfactionTrends => &tables::SATISFACTION_WEEKLY,
+            Job::MonthlySummary => &tables::MONTHLY_SUMMARY,
         }
+    }
+
+    /// The seed's job name, used on the command line, in NATS requests and metrics.
+    #[allow(
+        clippy::misnamed_getters,
+        reason = "the job's name, which its table's declaration holds, not the table's"
+    )]
+    pub fn name(self) -> &'static str {
+        self.table().job
     }
 
     /// Parses a job name.
@@ -52,14 +62,7 @@ impl Job {
 
     /// The bucket width of its table.
     pub fn granularity(self) -> Granularity {
-        match self {
-            Job::HourlyMessageCounts | Job::HourlyResponseTimes => Granularity::Hour,
-            Job::DailyConversationMetrics
-            | Job::DailyStaffPerformance
-            | Job::DailyIntentDistribution => Granularity::Day,
-            Job::WeeklySatisfactionTrends => Granularity::Week,
-            Job::MonthlySummary => Granularity::Month,
-        }
+        self.table().granularity
     }
 
     /// The seed's cron expression (minute hour day-of-month month day-of-week), in
@@ -128,26 +131,42 @@ impl Job {
     ) -> BucketRows {
         match self {
             Job::HourlyMessageCounts => {
-                BucketRows::MessageCounts(rollups::message_counts(property, key, events))
+                BucketRows::of(rollups::message_counts(property, key, events))
             }
             Job::HourlyResponseTimes => {
-                BucketRows::ResponseTimes(rollups::response_times(property, key, events))
+                BucketRows::of(rollups::response_times(property, key, events))
             }
-            Job::DailyConversationMetrics => BucketRows::ConversationMetrics(
-                rollups::conversation_metrics(property, key, events, earliest_start),
-            ),
+            Job::DailyConversationMetrics => BucketRows::of(rollups::conversation_metrics(
+                property,
+                key,
+                events,
+                earliest_start,
+            )),
             Job::DailyStaffPerformance => {
-                BucketRows::StaffPerformance(rollups::staff_performance(property, key, events))
+                BucketRows::of(rollups::staff_performance(property, key, events))
             }
             Job::DailyIntentDistribution => {
-                BucketRows::IntentDistribution(rollups::intent_distribution(property, key, events))
+                BucketRows::of(rollups::intent_distribution(property, key, events))
             }
             Job::WeeklySatisfactionTrends => {
-                BucketRows::Satisfaction(rollups::satisfaction(property, key, events))
+                BucketRows::of(rollups::satisfaction(property, key, events))
             }
-            Job::MonthlySummary => {
-                BucketRows::MonthlySummary(rollups::monthly_summary(property, key, events))
-            }
+            Job::MonthlySummary => BucketRows::of(rollups::monthly_summary(property, key, events)),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each table is written by exactly the job its declaration names.
+    #[test]
+    fn every_table_has_its_job() {
+        for table in tables::AGG_TABLES {
+            let job = Job::parse(table.job).unwrap();
+            assert_eq!(job.table().name, table.name);
+        }
+        assert_eq!(Job::ALL.len(), tables::AGG_TABLES.len());
     }
 }

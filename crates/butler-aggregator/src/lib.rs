@@ -1,8 +1,8 @@
 //! Butler analytics aggregator: rolls raw events up into the hourly, daily, weekly and
-//! monthly tables of CONTRACT §3, whole aligned buckets at a time.
+//! monthly tables of CONTRACT §3, whole aligned buckets at a time (bucket boundaries
+//! are [`butler_events::calendar`]'s, the tables [`butler_storage::tables`]').
 //!
 //! Layout:
-//! - [`buckets`]: bucket boundaries in UTC or in a property's local time;
 //! - [`rollups`]: the definition of every aggregate column, as pure functions;
 //! - [`jobs`]: the seven [`Job`]s of the seed design;
 //! - [`runner`]: [`Aggregator`], which runs them: late data in, closed buckets out;
@@ -10,7 +10,6 @@
 //! - [`retention`]: deleting what is past each table's retention;
 //! - [`metrics`]: the aggregation metrics, [`AggregatorMetrics`].
 
-pub mod buckets;
 pub mod jobs;
 pub mod metrics;
 pub mod retention;

@@ -1,8 +1,8 @@
 //! Retention: each table loses the rows past its own retention, by its own period
 //! column, in small chunks so that ingest never waits long for the write lock.
 
-use butler_events::EventTime;
-use butler_storage::aggregation::RetentionTable;
+use butler_events::Granularity;
+use butler_storage::retention::RetentionClass;
 use butler_storage::{Storage, StorageError};
 use chrono::{DateTime, Duration, Utc};
 
@@ -24,30 +24,26 @@ pub struct RetentionDays {
 /// Rows deleted per chunk.
 const CHUNK: u32 = 5_000;
 
-/// The cutoff of each class at `now`, in the form of its period column: a row whose
-/// period is below it is past retention.
-pub fn cutoffs(days: RetentionDays, now: DateTime<Utc>) -> Vec<(RetentionTable, String)> {
+/// Each class with its cutoff at `now`: rows of periods that began before it go.
+pub fn cutoffs(days: RetentionDays, now: DateTime<Utc>) -> Vec<(RetentionClass, DateTime<Utc>)> {
     let before = |d: u32| now - Duration::days(i64::from(d));
     vec![
+        (RetentionClass::RawEvents, before(days.raw_events)),
         (
-            RetentionTable::RawEvents,
-            EventTime::from_datetime(&before(days.raw_events)).to_string(),
+            RetentionClass::Aggregates(Granularity::Hour),
+            before(days.hourly),
         ),
         (
-            RetentionTable::Hourly,
-            before(days.hourly).format("%Y-%m-%dT%H:00:00Z").to_string(),
+            RetentionClass::Aggregates(Granularity::Day),
+            before(days.daily),
         ),
         (
-            RetentionTable::Daily,
-            before(days.daily).format("%Y-%m-%d").to_string(),
+            RetentionClass::Aggregates(Granularity::Week),
+            before(days.weekly),
         ),
         (
-            RetentionTable::Weekly,
-            before(days.weekly).format("%Y-%m-%d").to_string(),
-        ),
-        (
-            RetentionTable::Monthly,
-            before(days.monthly).format("%Y-%m").to_string(),
+            RetentionClass::Aggregates(Granularity::Month),
+            before(days.monthly),
         ),
     ]
 }
@@ -64,7 +60,7 @@ pub async fn apply(
     let mut totals: Vec<(&'static str, u64)> = Vec::new();
     for (class, cutoff) in cutoffs(days, now) {
         loop {
-            let deleted = storage.delete_expired_chunk(class, &cutoff, CHUNK).await?;
+            let deleted = storage.delete_expired_chunk(class, cutoff, CHUNK).await?;
             let mut any = false;
             for (table, n) in deleted {
                 any |= n > 0;

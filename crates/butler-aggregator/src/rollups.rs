@@ -1,40 +1,22 @@
 //! The definitions of CONTRACT §3, as functions from one bucket's events to its rows.
 //! Each function sees the events of one property whose timestamps fall in the bucket,
-//! and emits a row only where the bucket has an event that the row counts.
+//! and emits a row only where the bucket has an event that the row counts. The
+//! formulas they share with the dashboard and the report are in
+//! [`butler_events::formulas`].
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use butler_events::EventType as T;
-use butler_storage::aggregates::{
-    AggEvent, ConversationMetricsRow, IntentDistributionRow, MessageCountRow, MonthlySummaryRow,
+use butler_events::formulas::{Ratings, ai_resolution_rate, mean, minutes, nearest_rank, round};
+use butler_storage::aggregation::AggEvent;
+use butler_storage::tables::{
+    ConversationMetricsRow, IntentDistributionRow, JsonText, MessageCountRow, MonthlySummaryRow,
     ResponseTimeRow, SatisfactionRow, StaffPerformanceRow,
 };
 
 /// A null channel groups as `unknown`.
 fn channel(e: &AggEvent) -> &str {
     e.channel.as_deref().unwrap_or("unknown")
-}
-
-/// Rounds half away from zero, as INTEGER columns hold averages.
-fn round(x: f64) -> i64 {
-    x.round() as i64
-}
-
-fn mean(values: impl IntoIterator<Item = f64>) -> Option<f64> {
-    let (sum, n) = values
-        .into_iter()
-        .fold((0.0, 0u64), |(s, n), v| (s + v, n + 1));
-    (n > 0).then(|| sum / n as f64)
-}
-
-/// Nearest-rank percentile of an ascending slice: the value at 1-based rank
-/// `ceil(p/100 · n)`.
-pub fn nearest_rank<V: Copy>(sorted: &[V], p: usize) -> Option<V> {
-    if sorted.is_empty() {
-        return None;
-    }
-    let rank = (p * sorted.len()).div_ceil(100).max(1);
-    sorted.get(rank - 1).copied()
 }
 
 /// `agg_message_counts_hourly`.
@@ -160,11 +142,11 @@ pub fn conversation_metrics(
         row.avg_first_response_ms = mean(first_ms.iter().map(|v| *v as f64)).map(round);
         row.p50_first_response_ms = nearest_rank(&first_ms, 50);
         row.p95_first_response_ms = nearest_rank(&first_ms, 95);
-        let minutes = |ms: i64| round(ms as f64 / 60_000.0);
+        let whole_minutes = |ms: i64| round(minutes(ms as f64));
         row.avg_resolution_minutes =
-            mean(resolution_ms.iter().map(|v| *v as f64)).map(|m| round(m / 60_000.0));
-        row.p50_resolution_minutes = nearest_rank(&resolution_ms, 50).map(minutes);
-        row.p95_resolution_minutes = nearest_rank(&resolution_ms, 95).map(minutes);
+            mean(resolution_ms.iter().map(|v| *v as f64)).map(|m| round(minutes(m)));
+        row.p50_resolution_minutes = nearest_rank(&resolution_ms, 50).map(whole_minutes);
+        row.p95_resolution_minutes = nearest_rank(&resolution_ms, 95).map(whole_minutes);
         row.ai_handled_count = ai_handled.len() as i64;
         row.ai_escalated_count = ai_handled.intersection(&escalated).count() as i64;
         let counts_something =
@@ -190,7 +172,7 @@ pub fn staff_performance(
         conversations: BTreeSet<&'a str>,
         tasks: i64,
         response_ms: Vec<f64>,
-        ratings: Vec<f64>,
+        ratings: Ratings,
     }
     let mut by_staff: BTreeMap<&str, Acc> = BTreeMap::new();
     for e in events {
@@ -215,7 +197,7 @@ pub fn staff_performance(
             }
             T::SatisfactionRatingReceived => {
                 if let Some(v) = e.value {
-                    by_staff.entry(staff).or_default().ratings.push(v);
+                    by_staff.entry(staff).or_default().ratings.add(v);
                 }
             }
             _ => {}
@@ -230,8 +212,8 @@ pub fn staff_performance(
             conversations_handled: acc.conversations.len() as i64,
             tasks_completed: acc.tasks,
             avg_response_time_ms: mean(acc.response_ms.iter().copied()).map(round),
-            satisfaction_avg: mean(acc.ratings.iter().copied()),
-            satisfaction_count: acc.ratings.len() as i64,
+            satisfaction_avg: acc.ratings.mean(),
+            satisfaction_count: acc.ratings.responses(),
         })
         .collect()
 }
@@ -281,13 +263,13 @@ pub fn intent_distribution(
 
 /// `agg_satisfaction_weekly`.
 pub fn satisfaction(property: &str, key: &str, events: &[AggEvent]) -> Vec<SatisfactionRow> {
-    let mut by_channel: BTreeMap<&str, (i64, Vec<f64>)> = BTreeMap::new();
+    let mut by_channel: BTreeMap<&str, (i64, Ratings)> = BTreeMap::new();
     for e in events {
         match e.event_type {
             T::SatisfactionSurveySent => by_channel.entry(channel(e)).or_default().0 += 1,
             T::SatisfactionRatingReceived => {
                 if let Some(v) = e.value {
-                    by_channel.entry(channel(e)).or_default().1.push(v);
+                    by_channel.entry(channel(e)).or_default().1.add(v);
                 }
             }
             _ => {}
@@ -296,24 +278,20 @@ pub fn satisfaction(property: &str, key: &str, events: &[AggEvent]) -> Vec<Satis
     by_channel
         .into_iter()
         .map(|(channel, (surveys, ratings))| {
-            let mut counts = [0i64; 5];
-            for v in &ratings {
-                if (1.0..=5.0).contains(v) {
-                    counts[*v as usize - 1] += 1;
-                }
-            }
-            let responses = ratings.len() as i64;
-            let detractors = counts[0] + counts[1] + counts[2];
+            let [rating_1, rating_2, rating_3, rating_4, rating_5] = ratings.0;
             SatisfactionRow {
                 period_start: key.to_owned(),
                 property_id: property.to_owned(),
                 channel: channel.to_owned(),
                 surveys_sent: surveys,
-                responses_received: responses,
-                ratings: counts,
-                avg_rating: mean(ratings.iter().copied()),
-                nps_score: (responses > 0)
-                    .then(|| 100.0 * (counts[4] - detractors) as f64 / responses as f64),
+                responses_received: ratings.responses(),
+                rating_1,
+                rating_2,
+                rating_3,
+                rating_4,
+                rating_5,
+                avg_rating: ratings.mean(),
+                nps_score: ratings.nps(),
             }
         })
         .collect()
@@ -335,7 +313,7 @@ pub fn monthly_summary(property: &str, key: &str, events: &[AggEvent]) -> Vec<Mo
     };
     let mut resolved: BTreeSet<&str> = BTreeSet::new();
     let mut escalated: BTreeSet<&str> = BTreeSet::new();
-    let mut ratings = Vec::new();
+    let mut ratings = Ratings::default();
     let mut response_ms = Vec::new();
     let mut intents: BTreeMap<&str, i64> = BTreeMap::new();
     let mut channels: BTreeMap<&str, i64> = BTreeMap::new();
@@ -349,7 +327,11 @@ pub fn monthly_summary(property: &str, key: &str, events: &[AggEvent]) -> Vec<Mo
             T::TaskCreated => row.total_tasks += 1,
             T::ConversationResolved => resolved.extend(e.conversation_id.as_deref()),
             T::ConversationEscalated => escalated.extend(e.conversation_id.as_deref()),
-            T::SatisfactionRatingReceived => ratings.extend(e.value),
+            T::SatisfactionRatingReceived => {
+                if let Some(v) = e.value {
+                    ratings.add(v);
+                }
+            }
             T::ResponseTimeRecorded => response_ms.extend(e.duration_ms.map(|v| v as f64)),
             T::IntentClassified => {
                 if let Some(intent) = e.intent.as_deref() {
@@ -361,16 +343,18 @@ pub fn monthly_summary(property: &str, key: &str, events: &[AggEvent]) -> Vec<Mo
     }
     let counts_something = row.total_conversations + row.total_messages + row.total_tasks > 0
         || !resolved.is_empty()
-        || !ratings.is_empty()
+        || ratings.responses() > 0
         || !response_ms.is_empty()
         || !intents.is_empty();
     if !counts_something {
         return Vec::new();
     }
-    row.ai_resolution_rate = (!resolved.is_empty())
-        .then(|| resolved.difference(&escalated).count() as f64 / resolved.len() as f64);
-    row.avg_satisfaction = mean(ratings);
-    row.avg_response_time_minutes = mean(response_ms).map(|ms| ms / 60_000.0);
+    row.ai_resolution_rate = ai_resolution_rate(
+        resolved.len() as i64,
+        resolved.difference(&escalated).count() as i64,
+    );
+    row.avg_satisfaction = ratings.mean();
+    row.avg_response_time_minutes = mean(response_ms).map(minutes);
     let mut top: Vec<(&str, i64)> = intents.into_iter().collect();
     top.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
     let top: Vec<TopIntent> = top
@@ -378,8 +362,9 @@ pub fn monthly_summary(property: &str, key: &str, events: &[AggEvent]) -> Vec<Mo
         .take(5)
         .map(|(intent, count)| TopIntent { intent, count })
         .collect();
-    row.top_intents = serde_json::to_string(&top).unwrap_or_else(|_| "[]".into());
-    row.channel_breakdown = serde_json::to_string(&channels).unwrap_or_else(|_| "{}".into());
+    row.top_intents = JsonText(serde_json::to_string(&top).unwrap_or_else(|_| "[]".into()));
+    row.channel_breakdown =
+        JsonText(serde_json::to_string(&channels).unwrap_or_else(|_| "{}".into()));
     vec![row]
 }
 

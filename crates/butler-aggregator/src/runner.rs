@@ -4,13 +4,12 @@
 use std::collections::{BTreeSet, HashMap};
 use std::time::Instant;
 
-use butler_events::EventTime;
+use butler_events::calendar::Bucket;
+use butler_events::{EventTime, Granularity, Zones};
 use butler_storage::aggregation::{JobRunRecord, PendingBucket};
 use butler_storage::{Storage, StorageError};
 use chrono::{DateTime, Duration, Utc};
-use chrono_tz::Tz;
 
-use crate::buckets::{Bucket, Granularity};
 use crate::jobs::Job;
 
 /// Why a run failed.
@@ -27,25 +26,13 @@ pub enum AggregateError {
 /// What the aggregator takes from the configuration.
 #[derive(Debug, Clone)]
 pub struct AggregatorSettings {
-    /// `aggregation.timezone`.
-    pub default_timezone: Tz,
-    /// `aggregation.property_timezones`.
-    pub property_timezones: HashMap<String, Tz>,
+    /// The zone of each property's local buckets.
+    pub zones: Zones,
     /// `retention.raw_events`: buckets starting before now minus this are never
     /// recomputed.
     pub raw_retention: Duration,
     /// This process's name in job leases.
     pub holder: String,
-}
-
-impl AggregatorSettings {
-    /// The zone of a property's local buckets.
-    pub fn timezone_of(&self, property: &str) -> Tz {
-        self.property_timezones
-            .get(property)
-            .copied()
-            .unwrap_or(self.default_timezone)
-    }
 }
 
 /// The outcome of one run, as `analytics.admin.aggregate` reports it.
@@ -153,11 +140,11 @@ impl Aggregator {
             let wide = margin(granularity);
             let properties = self
                 .storage
-                .properties_with_events(&ts(from - wide), &ts(to + wide))
+                .properties_with_events(from - wide, to + wide)
                 .await?;
             let mut buckets = BTreeSet::new();
             for property in &properties {
-                let tz = self.settings.timezone_of(property);
+                let tz = self.settings.zones.of(property);
                 for b in granularity.buckets_overlapping(tz, from, to) {
                     buckets.insert(pending(property, &b));
                 }
@@ -227,7 +214,7 @@ impl Aggregator {
                 continue;
             };
             let start = start.with_timezone(&Utc);
-            let tz = self.settings.timezone_of(property);
+            let tz = self.settings.zones.of(property);
             for b in granularity.buckets_overlapping(tz, start, start + Duration::hours(1)) {
                 buckets.insert(pending(property, &b));
             }

@@ -9,7 +9,6 @@ use std::collections::BTreeMap;
 use std::str::FromStr;
 
 use chrono::Utc;
-use chrono_tz::Tz;
 use croner::Cron;
 use tokio_util::sync::CancellationToken;
 
@@ -161,7 +160,6 @@ pub async fn run_task(
 pub async fn run(
     aggregator: Aggregator,
     schedules: Vec<Scheduled>,
-    timezone: Tz,
     retention_days: RetentionDays,
     metrics: AggregatorMetrics,
     shutdown: CancellationToken,
@@ -179,6 +177,7 @@ pub async fn run(
         )
         .await;
     }
+    let timezone = aggregator.settings().zones.default_zone();
     let mut loops = tokio::task::JoinSet::new();
     for scheduled in schedules {
         let aggregator = aggregator.clone();

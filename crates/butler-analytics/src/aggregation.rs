@@ -1,30 +1,28 @@
-//! The aggregator and report settings as the binary takes them from config, and the
-//! `aggregate` and `cleanup` subcommands.
+//! The aggregator and the reports as the binary wires them from config: the
+//! aggregator's settings, the schedules, the admin requests' access to the aggregator,
+//! and the `aggregate` subcommand's runs.
 
 use anyhow::{Context, bail};
 use butler_aggregator::retention::RetentionDays;
-use butler_aggregator::{Aggregator, AggregatorSettings, Job, RunReport};
+use butler_aggregator::schedule::Scheduled;
+use butler_aggregator::{AggregateError, Aggregator, AggregatorSettings, Job, RunReport};
 use butler_config::Config;
+use butler_query::admin::{AggregationControl, ControlError, JobState, RunSummary};
+use butler_query::report::ReportType;
 use butler_storage::Storage;
-use chrono::{DateTime, NaiveDate, Utc};
+use chrono::{DateTime, Utc};
+use futures_util::future::BoxFuture;
 
-/// Aggregator settings from a checked config.
-pub fn settings(config: &Config) -> AggregatorSettings {
-    AggregatorSettings {
-        default_timezone: config
-            .aggregation
-            .timezone
-            .parse()
-            .unwrap_or(chrono_tz::UTC),
-        property_timezones: config
-            .aggregation
-            .property_timezones
-            .iter()
-            .map(|(p, z)| (p.clone(), z.parse().unwrap_or(chrono_tz::UTC)))
-            .collect(),
-        raw_retention: chrono::Duration::days(i64::from(config.retention.raw_events)),
-        holder: format!("{}:{}", hostname(), std::process::id()),
-    }
+/// The aggregator over `storage`, with the settings of a checked config.
+pub fn aggregator(storage: Storage, config: &Config) -> Aggregator {
+    Aggregator::new(
+        storage,
+        AggregatorSettings {
+            zones: config.zones(),
+            raw_retention: chrono::Duration::days(i64::from(config.retention.raw_events)),
+            holder: format!("{}:{}", hostname(), std::process::id()),
+        },
+    )
 }
 
 fn hostname() -> String {
@@ -48,23 +46,9 @@ pub fn retention_days(config: &Config) -> RetentionDays {
 ///
 /// # Errors
 /// The key and what is wrong.
-pub fn schedules(config: &Config) -> anyhow::Result<Vec<butler_aggregator::schedule::Scheduled>> {
+pub fn schedules(config: &Config) -> anyhow::Result<Vec<Scheduled>> {
     butler_aggregator::schedule::plan(&config.aggregation.schedules)
         .map_err(|(key, message)| anyhow::anyhow!("config key `{key}`: {message}"))
-}
-
-/// A date (`YYYY-MM-DD`, midnight in `tz`) or an RFC 3339 instant.
-///
-/// # Errors
-/// When it is neither.
-pub fn parse_instant(value: &str, tz: chrono_tz::Tz, what: &str) -> anyhow::Result<DateTime<Utc>> {
-    if let Ok(t) = DateTime::parse_from_rfc3339(value) {
-        return Ok(t.with_timezone(&Utc));
-    }
-    match NaiveDate::parse_from_str(value, "%Y-%m-%d") {
-        Ok(date) => Ok(butler_aggregator::buckets::start_of_local_date(tz, date)),
-        Err(_) => bail!("{what} {value:?} is not a date (YYYY-MM-DD) or an RFC 3339 time"),
-    }
 }
 
 /// The jobs `name` stands for (`all` or one name).
@@ -92,21 +76,18 @@ pub fn jobs_named(name: &str) -> anyhow::Result<Vec<Job>> {
 /// # Errors
 /// A reversed range or a failed run.
 pub async fn backfill(
-    storage: &Storage,
-    config: &Config,
+    aggregator: &Aggregator,
     jobs: &[Job],
     from: DateTime<Utc>,
     to: DateTime<Utc>,
-    trigger: &str,
 ) -> anyhow::Result<Vec<RunReport>> {
     if from >= to {
         bail!("the range is empty: from {from} is not before to {to}");
     }
-    let aggregator = Aggregator::new(storage.clone(), settings(config));
     let mut reports = Vec::new();
     for job in jobs {
         let report = aggregator
-            .backfill(*job, from, to, trigger, Utc::now())
+            .backfill(*job, from, to, "cli", Utc::now())
             .await
             .with_context(|| format!("job {}", job.name()))?;
         reports.push(report);
@@ -118,12 +99,7 @@ pub async fn backfill(
 ///
 /// # Errors
 /// A failed run, or a job held by another process.
-pub async fn run_due(
-    storage: &Storage,
-    config: &Config,
-    jobs: &[Job],
-) -> anyhow::Result<Vec<RunReport>> {
-    let aggregator = Aggregator::new(storage.clone(), settings(config));
+pub async fn run_due(aggregator: &Aggregator, jobs: &[Job]) -> anyhow::Result<Vec<RunReport>> {
     let mut reports = Vec::new();
     for job in jobs {
         let report = aggregator
@@ -133,6 +109,84 @@ pub async fn run_due(
         reports.push(report);
     }
     Ok(reports)
+}
+
+/// The admin requests' way to the aggregator this process runs.
+pub struct AdminControl {
+    /// Runs the backfills.
+    pub aggregator: Aggregator,
+    /// Each job's schedule as configured, for the status reply.
+    pub schedules: Vec<Scheduled>,
+}
+
+impl AggregationControl for AdminControl {
+    fn job_names(&self) -> Vec<&'static str> {
+        Job::ALL.iter().map(|j| j.name()).collect()
+    }
+
+    fn backfill(
+        &self,
+        job: &'static str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> BoxFuture<'_, Result<RunSummary, ControlError>> {
+        Box::pin(async move {
+            let job = Job::parse(job).ok_or(ControlError::Failed(format!("unknown job {job}")))?;
+            let report = self
+                .aggregator
+                .backfill(job, from, to, "admin", Utc::now())
+                .await
+                .map_err(|e| match e {
+                    AggregateError::Busy(job) => ControlError::Busy(job),
+                    AggregateError::Storage(err) => {
+                        ControlError::Failed(format!("job {}: database error: {err}", job.name()))
+                    }
+                })?;
+            Ok(RunSummary {
+                job: job.name(),
+                periods_recomputed: report.periods_recomputed,
+                rows_written: report.rows_written,
+                ms: report.ms,
+            })
+        })
+    }
+
+    fn status(&self) -> BoxFuture<'_, Result<Vec<JobState>, ControlError>> {
+        Box::pin(async move {
+            let states = self
+                .aggregator
+                .storage()
+                .job_statuses()
+                .await
+                .map_err(|err| ControlError::Failed(format!("database error: {err}")))?;
+            Ok(Job::ALL
+                .iter()
+                .map(|job| {
+                    let state = states
+                        .iter()
+                        .find(|s| s.job == job.name())
+                        .cloned()
+                        .unwrap_or_default();
+                    JobState {
+                        job: job.name().to_owned(),
+                        schedule: self
+                            .schedules
+                            .iter()
+                            .find(|s| s.task.name() == job.name())
+                            .map_or_else(
+                                || job.default_schedule().to_owned(),
+                                |s| s.expression.clone(),
+                            ),
+                        last_run_at: state.last_run_at,
+                        last_success_at: state.last_success_at,
+                        watermark: state.watermark,
+                        last_error: state.last_error,
+                        pending_buckets: state.pending_buckets,
+                    }
+                })
+                .collect())
+        })
+    }
 }
 
 /// Report settings from config.
@@ -159,15 +213,15 @@ pub fn report_settings(config: &Config) -> butler_query::report::ReportSettings 
 pub fn report_schedules(
     config: &Config,
 ) -> anyhow::Result<Vec<butler_query::scheduled::ReportSchedule>> {
-    let entries: Vec<(&'static str, String)> = config
+    let entries: Vec<(ReportType, String)> = config
         .reports
         .schedule
         .iter()
         .map(|s| {
             let t = match s.report_type {
-                butler_config::ReportType::Daily => "daily",
-                butler_config::ReportType::Weekly => "weekly",
-                butler_config::ReportType::Monthly => "monthly",
+                butler_config::ReportType::Daily => ReportType::Daily,
+                butler_config::ReportType::Weekly => ReportType::Weekly,
+                butler_config::ReportType::Monthly => ReportType::Monthly,
             };
             (t, s.cron.clone())
         })

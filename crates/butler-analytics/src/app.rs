@@ -64,17 +64,15 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     } else {
         None
     };
+    let aggregator = crate::aggregation::aggregator(storage.clone(), &config);
     let query = if config.service.query {
         let context = butler_query::service::ServiceContext {
             storage: storage.clone(),
-            aggregator: butler_aggregator::Aggregator::new(
-                storage.clone(),
-                crate::aggregation::settings(&config),
-            ),
-            schedules: schedules
-                .iter()
-                .map(|s| (s.task.name().to_owned(), s.expression.clone()))
-                .collect(),
+            zones: config.zones(),
+            aggregation: std::sync::Arc::new(crate::aggregation::AdminControl {
+                aggregator: aggregator.clone(),
+                schedules: schedules.clone(),
+            }),
             metrics: butler_query::QueryMetrics::register(&registry)?,
             dashboard_cache: butler_query::dashboard::DashboardCache::new(
                 config
@@ -94,28 +92,19 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         None
     };
     if config.service.query && config.reports.enabled && !report_schedules.is_empty() {
-        let settings = crate::aggregation::settings(&config);
-        let timezone = settings.default_timezone;
         let reports = butler_query::scheduled::ScheduledReports {
             storage: storage.clone(),
             settings: crate::aggregation::report_settings(&config),
-            timezone,
-            timezone_of: Box::new(move |p: &str| settings.timezone_of(p)),
+            zones: config.zones(),
             client: nats.clone(),
         };
         tasks.spawn(reports.run(report_schedules, shutdown.clone()));
     }
     let aggregator = if config.service.aggregator && config.aggregation.enabled {
         let metrics = butler_aggregator::AggregatorMetrics::register(&registry)?;
-        let aggregator = butler_aggregator::Aggregator::new(
-            storage.clone(),
-            crate::aggregation::settings(&config),
-        );
-        let timezone = aggregator.settings().default_timezone;
         Some(tasks.spawn(butler_aggregator::schedule::run(
             aggregator,
             schedules,
-            timezone,
             crate::aggregation::retention_days(&config),
             metrics,
             shutdown.clone(),

@@ -7,6 +7,7 @@ use butler_config::Config;
 use butler_consumer::replay::replay_dead_letters;
 use butler_consumer::settings::validation_rules;
 use butler_events::RejectReason;
+use butler_events::calendar::parse_request_instant;
 use butler_storage::{DeadLetter, DeadLetterFilter};
 
 use crate::app;
@@ -33,14 +34,15 @@ pub async fn dispatch(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Aggregate(args) => {
             let jobs = crate::aggregation::jobs_named(&args.job)?;
             let storage = app::open_storage(&config).await?;
+            let aggregator = crate::aggregation::aggregator(storage.clone(), &config);
             let reports = match (&args.from, &args.to) {
                 (Some(from), Some(to)) if !args.due => {
-                    let tz = crate::aggregation::settings(&config).default_timezone;
-                    let from = crate::aggregation::parse_instant(from, tz, "--from")?;
-                    let to = crate::aggregation::parse_instant(to, tz, "--to")?;
-                    crate::aggregation::backfill(&storage, &config, &jobs, from, to, "cli").await
+                    let tz = config.zones().default_zone();
+                    let from = parse_request_instant(from, tz, "--from")?;
+                    let to = parse_request_instant(to, tz, "--to")?;
+                    crate::aggregation::backfill(&aggregator, &jobs, from, to).await
                 }
-                _ => crate::aggregation::run_due(&storage, &config, &jobs).await,
+                _ => crate::aggregation::run_due(&aggregator, &jobs).await,
             };
             storage.close().await;
             for r in reports? {

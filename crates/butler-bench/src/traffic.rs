@@ -13,33 +13,8 @@ pub enum IdStyle {
     Uuid4,
 }
 
-/// A deterministic xorshift generator: the same run publishes the same events.
-#[derive(Debug, Clone)]
-pub struct Rng(u64);
-
-impl Rng {
-    /// A generator from a seed.
-    pub fn new(seed: u64) -> Rng {
-        // splitmix64 of the seed: nearby seeds give unrelated streams (and never 0).
-        let mut z = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        Rng((z ^ (z >> 31)) | 1)
-    }
-
-    /// The next 64 random bits.
-    pub fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-
-    /// A number in `0..n`.
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
+/// The deterministic generator: the same run publishes the same events.
+pub type Rng = butler_events::testing::Xorshift;
 
 /// (event type, relative weight) — messages dominate, staff events are rare.
 const MIX: [(&str, u64); 25] = [
@@ -137,7 +112,7 @@ impl Traffic {
     /// A generator; `seed` makes different runs publish different ids.
     pub fn new(seed: u64, properties: u64, ids: IdStyle) -> Traffic {
         Traffic {
-            rng: Rng::new(seed),
+            rng: Rng::seeded(seed),
             properties,
             ids,
             counter: 0,
@@ -161,7 +136,7 @@ impl Traffic {
         match self.ids {
             IdStyle::TimeOrdered => format!("evt_{millis:013x}_{:08x}", self.counter),
             IdStyle::Uuid4 => {
-                let (a, b) = (self.rng.next(), self.rng.next());
+                let (a, b) = (self.rng.next_u64(), self.rng.next_u64());
                 format!(
                     "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}",
                     a >> 32,

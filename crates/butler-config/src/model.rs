@@ -324,14 +324,18 @@ impl Default for ServiceConfig {
 }
 
 impl Config {
-    /// The zone of a property's local days: its own, else `aggregation.timezone`.
-    /// Both were checked at load time, so this cannot fail.
-    pub fn timezone_of(&self, property_id: &str) -> chrono_tz::Tz {
-        let name = self
-            .aggregation
-            .property_timezones
-            .get(property_id)
-            .unwrap_or(&self.aggregation.timezone);
-        name.parse().unwrap_or(chrono_tz::UTC)
+    /// The zone of each property's local days: its own, else `aggregation.timezone`.
+    /// Both were checked at load time; a zone that does not parse (a config built in
+    /// code and never checked) stands for UTC.
+    pub fn zones(&self) -> butler_events::Zones {
+        let parse = |name: &str| name.parse().unwrap_or(chrono_tz::UTC);
+        butler_events::Zones::new(
+            parse(&self.aggregation.timezone),
+            self.aggregation
+                .property_timezones
+                .iter()
+                .map(|(property, zone)| (property.clone(), parse(zone)))
+                .collect(),
+        )
     }
 }

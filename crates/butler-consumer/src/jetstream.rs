@@ -41,8 +41,7 @@ pub async fn ensure_stream(
 /// A new consumer filters on the event subjects only when the stream also holds
 /// others: a filter that matches every message of the stream changes nothing it
 /// delivers, and nats-server 2.9 spends several times more CPU serving a filtered
-/// consumer (measured in `BENCHMARKS.md`: an overlapped fetch → insert → ack loop fell from 54,000 to 8,500
-/// events/s with `<prefix>.>` as its filter on a stream of `<prefix>.>`).
+/// consumer (`BENCHMARKS.md` has the measurement).
 ///
 /// # Errors
 /// The server's refusal.

@@ -26,17 +26,20 @@ pub struct IngestMetrics {
     last_commit: Gauge,
 }
 
-/// Counts of one batch, by event type and by rejection reason.
+/// Counts of one batch, by event type (in [`EventType::ALL`] order) and by rejection
+/// reason (in [`RejectReason::ALL`] order).
 #[derive(Debug, Clone, Default)]
 pub struct BatchCounts {
-    /// Messages per subject event type; the last slot is for unknown types.
-    pub received: [u64; 26],
+    /// Messages per event type their subject names.
+    pub received: [u64; EventType::ALL.len()],
+    /// Messages whose subject names no event type.
+    pub received_unknown: u64,
     /// New rows per event type.
-    pub inserted: [u64; 25],
+    pub inserted: [u64; EventType::ALL.len()],
     /// Already-stored ids per event type.
-    pub duplicate: [u64; 25],
+    pub duplicate: [u64; EventType::ALL.len()],
     /// New dead letters per reason.
-    pub rejected: [u64; 11],
+    pub rejected: [u64; RejectReason::ALL.len()],
 }
 
 fn counter_vec(
@@ -180,7 +183,7 @@ impl IngestMetrics {
         for (counter, n) in self.received.iter().zip(&counts.received) {
             counter.inc_by(*n);
         }
-        self.received_unknown.inc_by(counts.received[25]);
+        self.received_unknown.inc_by(counts.received_unknown);
         for (counter, n) in self.inserted.iter().zip(&counts.inserted) {
             counter.inc_by(*n);
         }

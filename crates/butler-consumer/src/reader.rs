@@ -139,8 +139,10 @@ pub fn prepare(messages: Vec<jetstream::Message>, settings: &ConsumerSettings) -
     let mut events = Vec::with_capacity(messages.len());
     let mut dead_letters = Vec::new();
     for msg in &messages {
-        let slot = subject_event_type(msg.subject.as_str(), prefix).map_or(25, |t| t as usize);
-        counts.received[slot] += 1;
+        match subject_event_type(msg.subject.as_str(), prefix) {
+            Some(t) => counts.received[t as usize] += 1,
+            None => counts.received_unknown += 1,
+        }
         match decode(msg, &settings.rules, now) {
             Decoded::Event(event) => events.push(event),
             Decoded::Rejected(dl) => dead_letters.push(dl),

@@ -14,8 +14,9 @@ macro_rules! event_types {
 
         impl EventType {
             /// Every type, in the contract's order, for metrics and tests that must
-            /// cover them all.
-            pub const ALL: [EventType; 25] = [$(EventType::$variant,)*];
+            /// cover them all; a type's discriminant (`t as usize`) is its position
+            /// here, so arrays sized `ALL.len()` can be indexed by type.
+            pub const ALL: [EventType; [$($name),*].len()] = [$(EventType::$variant,)*];
 
             /// The dotted name, e.g. `message.received`.
             pub fn as_str(self) -> &'static str {

@@ -3,16 +3,24 @@
 //! judge a message by exactly the same rules (CONTRACT §1).
 //!
 //! Layout:
+//! - [`calendar`]: buckets, local days, period keys and request dates, in each
+//!   property's zone ([`Zones`]);
+//! - [`formulas`]: the business formulas (NPS, mean rating, rates, percentiles);
 //! - [`event_type`]: the 25 event types and their subject suffixes;
 //! - [`event`]: a validated [`Event`], its UTC millisecond [`EventTime`], and the
 //!   [`LiveEffect`] it has on the dashboard's live state;
+//! - [`testing`]: a deterministic random stream for tests and benchmarks;
 //! - [`validate`]: [`validate()`] turns an [`IncomingMessage`] into an [`Event`] or a
 //!   [`Rejection`] carrying one stable [`RejectReason`].
 
+pub mod calendar;
 pub mod event;
 pub mod event_type;
+pub mod formulas;
+pub mod testing;
 pub mod validate;
 
+pub use calendar::{Granularity, Zones};
 pub use event::{Event, EventTime, LiveEffect};
 pub use event_type::EventType;
 pub use validate::{

@@ -1,12 +1,48 @@
 //! `analytics.admin.aggregate` (recompute a range now) and `analytics.admin.status`
-//! (how every job is doing).
+//! (how every job is doing). The aggregation itself is behind [`AggregationControl`],
+//! which the binary implements over the aggregator it runs, so this crate knows the
+//! requests and replies and nothing of how jobs run.
 
-use butler_aggregator::{AggregateError, Aggregator, Job};
-use butler_storage::Storage;
+use butler_events::Zones;
+use chrono::{DateTime, Utc};
+use futures_util::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
-use crate::QueryError;
-use crate::dates::parse_range;
+use crate::{QueryError, request_range};
+
+/// What the admin requests need of the aggregator.
+pub trait AggregationControl: Send + Sync {
+    /// Every job's name, in schedule order.
+    fn job_names(&self) -> Vec<&'static str>;
+
+    /// Recomputes now every bucket of `job` that overlaps `[from, to)`.
+    fn backfill(
+        &self,
+        job: &'static str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> BoxFuture<'_, Result<RunSummary, ControlError>>;
+
+    /// Every job's state, in schedule order.
+    fn status(&self) -> BoxFuture<'_, Result<Vec<JobState>, ControlError>>;
+}
+
+/// Why a job could not be run or its state read.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ControlError {
+    /// Another process holds the job.
+    #[error("job {0} is running in another process; try again when it is done")]
+    Busy(&'static str),
+    /// The run or the read failed; the message says how.
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl From<ControlError> for QueryError {
+    fn from(err: ControlError) -> Self {
+        QueryError::Internal(err.to_string())
+    }
+}
 
 /// `{"job"?, "from", "to"}`.
 #[derive(Debug, Deserialize)]
@@ -21,7 +57,7 @@ pub struct AggregateRequest {
 }
 
 /// One job's run in an aggregate reply.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct RunSummary {
     /// Job name.
@@ -42,45 +78,38 @@ pub struct AggregateReply {
 }
 
 /// Recomputes now every bucket of the job (all jobs when none is named) that overlaps
-/// `[from, to)`.
+/// `[from, to)`; dates name no property, so a bare date is midnight in the default
+/// zone.
 ///
 /// # Errors
 /// `bad_request` for an unknown job or a bad range; `internal` when a run fails.
 pub async fn aggregate(
-    aggregator: &Aggregator,
+    control: &dyn AggregationControl,
+    zones: &Zones,
     request: AggregateRequest,
 ) -> Result<AggregateReply, QueryError> {
+    let names = control.job_names();
     let jobs = match request.job.as_deref() {
-        None | Some("all") => Job::ALL.to_vec(),
-        Some(name) => vec![Job::parse(name).ok_or_else(|| {
-            let names: Vec<_> = Job::ALL.iter().map(|j| j.name()).collect();
-            QueryError::BadRequest(format!(
-                "unknown job {name:?}; use one of {}",
-                names.join(", ")
-            ))
-        })?],
+        None | Some("all") => names,
+        Some(name) => match names.iter().find(|n| **n == name) {
+            Some(job) => vec![*job],
+            None => {
+                return Err(QueryError::BadRequest(format!(
+                    "unknown job {name:?}; use one of {}",
+                    names.join(", ")
+                )));
+            }
+        },
     };
-    let tz = aggregator.settings().default_timezone;
-    let (from, to) = parse_range(&request.from, &request.to, tz, ("from", "to"))?;
+    let (from, to) = request_range(
+        &request.from,
+        &request.to,
+        zones.default_zone(),
+        ("from", "to"),
+    )?;
     let mut runs = Vec::with_capacity(jobs.len());
     for job in jobs {
-        let report = aggregator
-            .backfill(job, from, to, "admin", chrono::Utc::now())
-            .await
-            .map_err(|e| match e {
-                AggregateError::Busy(job) => QueryError::Internal(format!(
-                    "job {job} is running in another process; try again when it is done"
-                )),
-                AggregateError::Storage(err) => {
-                    QueryError::Internal(format!("job {}: database error: {err}", job.name()))
-                }
-            })?;
-        runs.push(RunSummary {
-            job: job.name(),
-            periods_recomputed: report.periods_recomputed,
-            rows_written: report.rows_written,
-            ms: report.ms,
-        });
+        runs.push(control.backfill(job, from, to).await?);
     }
     Ok(AggregateReply { runs })
 }
@@ -91,7 +120,7 @@ pub async fn aggregate(
 pub struct StatusRequest {}
 
 /// One job's state.
-#[derive(Debug, Serialize)]
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
 #[serde(rename_all = "camelCase")]
 pub struct JobState {
     /// Job name.
@@ -120,36 +149,9 @@ pub struct StatusReply {
 /// Every job's last run, last success, watermark and last error.
 ///
 /// # Errors
-/// `internal` when the database fails.
-pub async fn status(
-    storage: &Storage,
-    schedules: &[(String, String)],
-) -> Result<StatusReply, QueryError> {
-    let states = storage.job_statuses().await?;
-    let jobs = Job::ALL
-        .iter()
-        .map(|job| {
-            let state = states
-                .iter()
-                .find(|s| s.job == job.name())
-                .cloned()
-                .unwrap_or_default();
-            JobState {
-                job: job.name().to_owned(),
-                schedule: schedules
-                    .iter()
-                    .find(|(name, _)| name == job.name())
-                    .map_or_else(
-                        || job.default_schedule().to_owned(),
-                        |(_, cron)| cron.clone(),
-                    ),
-                last_run_at: state.last_run_at,
-                last_success_at: state.last_success_at,
-                watermark: state.watermark,
-                last_error: state.last_error,
-                pending_buckets: state.pending_buckets,
-            }
-        })
-        .collect();
-    Ok(StatusReply { jobs })
+/// `internal` when the state cannot be read.
+pub async fn status(control: &dyn AggregationControl) -> Result<StatusReply, QueryError> {
+    Ok(StatusReply {
+        jobs: control.status().await?,
+    })
 }

@@ -1,72 +1,14 @@
-//! The metric catalogue: every measure column of the aggregate tables, named
+//! The metric catalogue: every numeric measure column of the aggregate tables, named
 //! `<table>.<column>` at its table's granularity, with how it combines across the
-//! dimensions a request leaves out.
+//! dimensions a request leaves out — all read from the tables' declarations
+//! ([`butler_storage::tables`]).
 
 use std::sync::LazyLock;
 
-use butler_storage::queries::{AggTable, Combine};
-use serde::Serialize;
+use butler_events::Granularity;
+use butler_storage::tables::{AGG_TABLES, AggTable, Combine, Measure};
 
 use crate::QueryError;
-
-/// A time-series granularity, the one of the table a metric comes from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Granularity {
-    /// UTC hours.
-    Hour,
-    /// Local days.
-    Day,
-    /// Local ISO weeks.
-    Week,
-    /// Local months.
-    Month,
-}
-
-impl Granularity {
-    /// Every granularity.
-    pub const ALL: [Granularity; 4] = [
-        Granularity::Hour,
-        Granularity::Day,
-        Granularity::Week,
-        Granularity::Month,
-    ];
-
-    /// Parses `hour|day|week|month`.
-    ///
-    /// # Errors
-    /// `bad_request` naming the accepted values.
-    pub fn parse(s: &str) -> Result<Granularity, QueryError> {
-        match s {
-            "hour" => Ok(Granularity::Hour),
-            "day" => Ok(Granularity::Day),
-            "week" => Ok(Granularity::Week),
-            "month" => Ok(Granularity::Month),
-            other => Err(QueryError::BadRequest(format!(
-                "granularity {other:?} is not one of hour, day, week, month"
-            ))),
-        }
-    }
-
-    /// The name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Granularity::Hour => "hour",
-            Granularity::Day => "day",
-            Granularity::Week => "week",
-            Granularity::Month => "month",
-        }
-    }
-
-    fn of(table: AggTable) -> Granularity {
-        match table {
-            AggTable::MessageCountsHourly | AggTable::ResponseTimesHourly => Granularity::Hour,
-            AggTable::SatisfactionWeekly => Granularity::Week,
-            AggTable::MonthlySummary => Granularity::Month,
-            _ => Granularity::Day,
-        }
-    }
-}
 
 /// One metric of the catalogue.
 #[derive(Debug, Clone)]
@@ -74,88 +16,45 @@ pub struct Metric {
     /// `<table>.<column>`, e.g. `response_times.p95_ms`.
     pub name: String,
     /// Its table.
-    pub table: AggTable,
+    pub table: &'static AggTable,
     /// Its column.
-    pub column: &'static str,
-    /// How rows combine over dimensions left out.
-    pub combine: Combine,
-    /// Its table's granularity.
-    pub granularity: Granularity,
+    pub measure: &'static Measure,
 }
 
 impl Metric {
+    /// Its table's granularity.
+    pub fn granularity(&self) -> Granularity {
+        self.table.granularity
+    }
+
     /// Dimensions a request may group by.
     pub fn dimensions(&self) -> &'static [&'static str] {
-        self.table.dimensions()
+        self.table.dimensions
     }
 
     /// Dimensions a request must group by: all of the table's for a value that cannot
     /// be combined (a percentile, an average whose weight is not stored).
     pub fn required_dimensions(&self) -> &'static [&'static str] {
-        match self.combine {
-            Combine::AsStored => self.table.dimensions(),
+        match self.measure.combine {
+            Combine::NotCombinable => self.table.dimensions,
             _ => &[],
         }
-    }
-
-    /// The combination's name in the catalogue reply.
-    pub fn aggregation(&self) -> &'static str {
-        match self.combine {
-            Combine::Sum => "sum",
-            Combine::WeightedBy(_) => "weighted_average",
-            Combine::Max => "max",
-            Combine::AsStored => "as_stored",
-            Combine::MeanRating => "mean_of_rating_counts",
-            Combine::Nps => "nps_of_rating_counts",
-        }
-    }
-}
-
-/// The table part of a metric name: without `agg_` and without the granularity.
-fn short_name(table: AggTable) -> &'static str {
-    match table {
-        AggTable::MessageCountsHourly => "message_counts",
-        AggTable::ResponseTimesHourly => "response_times",
-        AggTable::ConversationMetricsDaily => "conversation_metrics",
-        AggTable::StaffPerformanceDaily => "staff_performance",
-        AggTable::IntentDistributionDaily => "intent_distribution",
-        AggTable::SatisfactionWeekly => "satisfaction",
-        AggTable::MonthlySummary => "monthly_summary",
-    }
-}
-
-/// A percentile column: `p50_…`, `p95_…`, `p99_…`.
-fn is_percentile(column: &str) -> bool {
-    let b = column.as_bytes();
-    b.len() > 3 && b[0] == b'p' && b[1].is_ascii_digit() && b[2].is_ascii_digit() && b[3] == b'_'
-}
-
-fn combine_of(table: AggTable, column: &str) -> Combine {
-    use AggTable as A;
-    match (table, column) {
-        (A::ResponseTimesHourly, "avg_ms") => Combine::WeightedBy("count"),
-        (A::ResponseTimesHourly, "max_ms") => Combine::Max,
-        (A::StaffPerformanceDaily, "satisfaction_avg") => Combine::WeightedBy("satisfaction_count"),
-        (A::SatisfactionWeekly, "avg_rating") => Combine::MeanRating,
-        (A::SatisfactionWeekly, "nps_score") => Combine::Nps,
-        (A::MonthlySummary, "ai_resolution_rate") => Combine::AsStored,
-        // Averages whose weight the table does not store, and percentiles.
-        (_, c) if c.starts_with("avg_") || is_percentile(c) => Combine::AsStored,
-        _ => Combine::Sum,
     }
 }
 
 static CATALOGUE: LazyLock<Vec<Metric>> = LazyLock::new(|| {
-    AggTable::ALL
+    AGG_TABLES
         .iter()
         .flat_map(|table| {
-            table.measures().iter().map(move |column| Metric {
-                name: format!("{}.{column}", short_name(*table)),
-                table: *table,
-                column,
-                combine: combine_of(*table, column),
-                granularity: Granularity::of(*table),
-            })
+            table
+                .measures
+                .iter()
+                .filter(|m| m.is_numeric())
+                .map(move |measure| Metric {
+                    name: format!("{}.{}", table.metric_prefix, measure.column),
+                    table,
+                    measure,
+                })
         })
         .collect()
 });
@@ -165,22 +64,38 @@ pub fn all() -> &'static [Metric] {
     &CATALOGUE
 }
 
+/// Parses a request's granularity.
+///
+/// # Errors
+/// `bad_request` naming the accepted values.
+pub fn parse_granularity(name: &str) -> Result<Granularity, QueryError> {
+    Granularity::parse(name).ok_or_else(|| {
+        let names: Vec<&str> = Granularity::ALL.iter().map(|g| g.as_str()).collect();
+        QueryError::BadRequest(format!(
+            "granularity {name:?} is not one of {}",
+            names.join(", ")
+        ))
+    })
+}
+
 /// The metric `name` (full, or a bare column unique within the granularity).
 ///
 /// # Errors
 /// `bad_request` naming what exists.
 pub fn resolve(name: &str, granularity: Granularity) -> Result<&'static Metric, QueryError> {
-    let at = || all().iter().filter(move |m| m.granularity == granularity);
+    let at = || all().iter().filter(move |m| m.granularity() == granularity);
     if let Some(m) = at().find(|m| m.name == name) {
         return Ok(m);
     }
-    let bare: Vec<&Metric> = at().filter(|m| m.column == name).collect();
+    let bare: Vec<&Metric> = at().filter(|m| m.measure.column == name).collect();
     match bare.as_slice() {
         [one] => Ok(one),
         [] => {
-            let elsewhere = all().iter().find(|m| m.name == name || m.column == name);
+            let elsewhere = all()
+                .iter()
+                .find(|m| m.name == name || m.measure.column == name);
             let hint = match elsewhere {
-                Some(m) => format!("; {} is a {} metric", m.name, m.granularity.as_str()),
+                Some(m) => format!("; {} is a {} metric", m.name, m.granularity().as_str()),
                 None => String::new(),
             };
             let names: Vec<&str> = at().map(|m| m.name.as_str()).collect();
@@ -249,11 +164,11 @@ pub fn describe() -> serde_json::Value {
     for g in Granularity::ALL {
         let metrics: Vec<serde_json::Value> = all()
             .iter()
-            .filter(|m| m.granularity == g)
+            .filter(|m| m.granularity() == g)
             .map(|m| {
                 serde_json::json!({
                     "name": m.name,
-                    "aggregation": m.aggregation(),
+                    "aggregation": m.measure.combine.name(),
                     "dimensions": m.dimensions(),
                     "requiredDimensions": m.required_dimensions(),
                 })
@@ -261,7 +176,7 @@ pub fn describe() -> serde_json::Value {
             .collect();
         let mut dims: Vec<&str> = all()
             .iter()
-            .filter(|m| m.granularity == g)
+            .filter(|m| m.granularity() == g)
             .flat_map(|m| m.dimensions().iter().copied())
             .collect();
         dims.sort_unstable();
@@ -278,33 +193,93 @@ pub fn describe() -> serde_json::Value {
 mod tests {
     use super::*;
 
+    /// The contract's examples, and the combinations it spells out, each looked up by
+    /// name as a client would.
     #[test]
-    fn every_measure_column_is_a_metric_at_its_granularity() {
+    fn the_contracts_metrics_resolve_with_their_combinations() {
+        let combine = |name: &str, g| resolve(name, g).unwrap().measure.combine;
+        for (name, g) in [
+            ("message_counts.count", Granularity::Hour),
+            ("response_times.p95_ms", Granularity::Hour),
+            (
+                "conversation_metrics.conversations_started",
+                Granularity::Day,
+            ),
+            ("staff_performance.tasks_completed", Granularity::Day),
+            ("intent_distribution.avg_confidence", Granularity::Day),
+            ("satisfaction.nps_score", Granularity::Week),
+            ("monthly_summary.total_messages", Granularity::Month),
+        ] {
+            assert_eq!(resolve(name, g).unwrap().name, name);
+        }
         assert_eq!(
-            all().len(),
-            AggTable::ALL
-                .iter()
-                .map(|t| t.measures().len())
-                .sum::<usize>()
-        );
-        assert_eq!(
-            resolve("response_times.p95_ms", Granularity::Hour)
-                .unwrap()
-                .column,
-            "p95_ms"
-        );
-        assert_eq!(
-            resolve("satisfaction.nps_score", Granularity::Week)
-                .unwrap()
-                .combine,
-            Combine::Nps
-        );
-        assert_eq!(
-            resolve("monthly_summary.total_messages", Granularity::Month)
-                .unwrap()
-                .combine,
+            combine("message_counts.count", Granularity::Hour),
             Combine::Sum
         );
+        assert_eq!(
+            combine("response_times.avg_ms", Granularity::Hour),
+            Combine::WeightedBy("count")
+        );
+        assert_eq!(
+            combine("response_times.p99_ms", Granularity::Hour),
+            Combine::NotCombinable
+        );
+        assert_eq!(
+            combine("response_times.max_ms", Granularity::Hour),
+            Combine::Max
+        );
+        assert_eq!(
+            combine(
+                "conversation_metrics.p50_first_response_ms",
+                Granularity::Day
+            ),
+            Combine::NotCombinable
+        );
+        assert_eq!(
+            combine(
+                "conversation_metrics.avg_resolution_minutes",
+                Granularity::Day
+            ),
+            Combine::NotCombinable
+        );
+        assert_eq!(
+            combine("staff_performance.satisfaction_avg", Granularity::Day),
+            Combine::WeightedBy("satisfaction_count")
+        );
+        assert_eq!(
+            combine("staff_performance.avg_response_time_ms", Granularity::Day),
+            Combine::NotCombinable
+        );
+        assert_eq!(
+            combine("satisfaction.avg_rating", Granularity::Week),
+            Combine::MeanOfRatings
+        );
+        assert_eq!(
+            combine("satisfaction.nps_score", Granularity::Week),
+            Combine::NpsOfRatings
+        );
+        assert_eq!(
+            combine("satisfaction.rating_3", Granularity::Week),
+            Combine::Sum
+        );
+    }
+
+    /// Every percentile (`p50_…`) and every average whose weight its row does not
+    /// carry is a value that cannot be combined; the JSON columns are not metrics.
+    #[test]
+    fn percentiles_and_unweighted_averages_are_not_combinable() {
+        for m in all() {
+            let column = m.measure.column;
+            let percentile = column.starts_with('p') && column[1..].starts_with(char::is_numeric);
+            if percentile
+                || (column.starts_with("avg_") && column != "avg_ms" && column != "avg_rating")
+            {
+                assert_eq!(m.measure.combine, Combine::NotCombinable, "{}", m.name);
+                assert_eq!(m.required_dimensions(), m.dimensions(), "{}", m.name);
+            }
+        }
+        assert!(resolve("top_intents", Granularity::Month).is_err());
+        assert!(resolve("monthly_summary.channel_breakdown", Granularity::Month).is_err());
     }
 
     #[test]
@@ -322,65 +297,6 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("week metric"), "{err}");
-    }
-
-    #[test]
-    fn combinations_follow_the_contract() {
-        let combine = |name: &str, g| resolve(name, g).unwrap().combine;
-        assert_eq!(
-            combine("message_counts.count", Granularity::Hour),
-            Combine::Sum
-        );
-        assert_eq!(
-            combine("response_times.avg_ms", Granularity::Hour),
-            Combine::WeightedBy("count")
-        );
-        assert_eq!(
-            combine("response_times.p99_ms", Granularity::Hour),
-            Combine::AsStored
-        );
-        assert_eq!(
-            combine("response_times.max_ms", Granularity::Hour),
-            Combine::Max
-        );
-        assert_eq!(
-            combine(
-                "conversation_metrics.p50_first_response_ms",
-                Granularity::Day
-            ),
-            Combine::AsStored
-        );
-        assert_eq!(
-            combine(
-                "conversation_metrics.avg_resolution_minutes",
-                Granularity::Day
-            ),
-            Combine::AsStored
-        );
-        assert_eq!(
-            combine("conversation_metrics.ai_handled_count", Granularity::Day),
-            Combine::Sum
-        );
-        assert_eq!(
-            combine("staff_performance.satisfaction_avg", Granularity::Day),
-            Combine::WeightedBy("satisfaction_count")
-        );
-        assert_eq!(
-            combine("staff_performance.avg_response_time_ms", Granularity::Day),
-            Combine::AsStored
-        );
-        assert_eq!(
-            combine("intent_distribution.avg_confidence", Granularity::Day),
-            Combine::AsStored
-        );
-        assert_eq!(
-            combine("satisfaction.avg_rating", Granularity::Week),
-            Combine::MeanRating
-        );
-        assert_eq!(
-            combine("satisfaction.rating_3", Granularity::Week),
-            Combine::Sum
-        );
     }
 
     #[test]

@@ -4,13 +4,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use butler_events::EventTime;
+use butler_events::EventType as T;
+use butler_events::Zones;
+use butler_events::calendar::{local_instant, start_of_local_date};
+use butler_events::formulas::{escalation_rate, percent_change};
 use butler_storage::Storage;
-use butler_storage::queries::WindowCounts;
-use chrono::{DateTime, Days, LocalResult, SecondsFormat, TimeZone, Utc};
+use chrono::{DateTime, Days, SecondsFormat, Utc};
 use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
+use crate::window::Window;
 use crate::{QueryError, QueryMetrics, check_property};
 
 /// `{"propertyId", "asOf"?}`. `asOf` (RFC 3339) computes today and the comparison as
@@ -72,35 +75,6 @@ pub struct DashboardMetrics {
     pub as_of: String,
 }
 
-fn mean(sum: f64, n: i64) -> f64 {
-    if n == 0 { 0.0 } else { sum / n as f64 }
-}
-
-fn change(today: f64, yesterday: f64) -> f64 {
-    if yesterday == 0.0 {
-        0.0
-    } else {
-        100.0 * (today - yesterday) / yesterday
-    }
-}
-
-fn stored(t: DateTime<Utc>) -> EventTime {
-    EventTime::from_datetime(&t)
-}
-
-/// The instant of local wall-clock time `time` on `date` in `tz`; in a DST gap, the
-/// first instant after it; when ambiguous, the earlier.
-fn local_instant(tz: Tz, date: chrono::NaiveDate, time: chrono::NaiveTime) -> DateTime<Utc> {
-    let mut local = date.and_time(time);
-    for _ in 0..(4 * 24) {
-        match tz.from_local_datetime(&local) {
-            LocalResult::Single(t) | LocalResult::Ambiguous(t, _) => return t.with_timezone(&Utc),
-            LocalResult::None => local += chrono::Duration::minutes(15),
-        }
-    }
-    Utc.from_utc_datetime(&local)
-}
-
 /// Computes the dashboard of `property` as of `now`.
 ///
 /// # Errors
@@ -114,36 +88,32 @@ pub async fn compute(
     let local_now = now.with_timezone(&tz);
     let today = local_now.date_naive();
     let yesterday = today - Days::new(1);
-    let today_start = butler_aggregator::buckets::start_of_local_date(tz, today);
-    let yesterday_start = butler_aggregator::buckets::start_of_local_date(tz, yesterday);
+    let today_start = start_of_local_date(tz, today);
+    let yesterday_start = start_of_local_date(tz, yesterday);
     let yesterday_same_time =
         local_instant(tz, yesterday, local_now.time()).clamp(yesterday_start, today_start);
-    let (today_from, today_to) = (stored(today_start), stored(now));
-    let (yesterday_from, yesterday_to) = (stored(yesterday_start), stored(yesterday_same_time));
     let (t, y, live) = tokio::try_join!(
-        storage.window_counts(property, today_from, today_to),
-        storage.window_counts(property, yesterday_from, yesterday_to),
+        Window::read(storage, property, today_start, now),
+        Window::read(storage, property, yesterday_start, yesterday_same_time),
         storage.live_counts(property),
     )?;
-    let response = |w: &WindowCounts| mean(w.response_ms_sum, w.response_count);
-    let rating = |w: &WindowCounts| mean(w.rating_sum, w.rating_count);
+    // A mean over no events counts as 0 (CONTRACT §4).
+    let response = |w: &Window| w.mean_duration_ms(T::ResponseTimeRecorded).unwrap_or(0.0);
+    let rating = |w: &Window| w.ratings().mean().unwrap_or(0.0);
+    let started = |w: &Window| w.count(T::ConversationStarted);
     Ok(DashboardMetrics {
         today: Today {
             conversations_active: live.active_conversations,
-            conversations_resolved: t.resolved,
-            messages_received: t.received,
-            messages_sent: t.sent,
+            conversations_resolved: t.count(T::ConversationResolved),
+            messages_received: t.count(T::MessageReceived),
+            messages_sent: t.count(T::MessageSent),
             avg_response_time_ms: response(&t),
-            escalation_rate: if t.started == 0 {
-                0.0
-            } else {
-                t.escalated as f64 / t.started as f64
-            },
+            escalation_rate: escalation_rate(t.count(T::ConversationEscalated), started(&t)),
         },
         comparison: Comparison {
-            conversations_change: change(t.started as f64, y.started as f64),
-            response_time_change: change(response(&t), response(&y)),
-            satisfaction_change: change(rating(&t), rating(&y)),
+            conversations_change: percent_change(started(&t) as f64, started(&y) as f64),
+            response_time_change: percent_change(response(&t), response(&y)),
+            satisfaction_change: percent_change(rating(&t), rating(&y)),
         },
         active_conversations: live.active_conversations,
         staff_online: live.staff_online,
@@ -183,7 +153,7 @@ pub async fn dashboard(
     storage: &Storage,
     cache: &DashboardCache,
     metrics: &QueryMetrics,
-    tz_of: impl Fn(&str) -> Tz,
+    zones: &Zones,
     request: DashboardRequest,
 ) -> Result<Arc<DashboardMetrics>, QueryError> {
     check_property(&request.property_id)?;
@@ -193,7 +163,7 @@ pub async fn dashboard(
             .map(|t| t.with_timezone(&Utc))
             .map_err(|_| QueryError::BadRequest(format!("asOf {t:?} is not an RFC 3339 time")))?,
     };
-    let tz = tz_of(&request.property_id);
+    let tz = zones.of(&request.property_id);
     let Some(cache) = &cache.cache else {
         return Ok(Arc::new(
             compute(storage, tz, &request.property_id, now).await?,

@@ -10,23 +10,59 @@
 //!   `analytics.query.timeseries`;
 //! - [`report`]: `analytics.query.report`, JSON or CSV, written to files;
 //! - [`scheduled`]: reports on a schedule, announced on `analytics.reports.generated`;
-//! - [`admin`]: `analytics.admin.aggregate` and `analytics.admin.status`;
-//! - [`dates`]: request dates (`YYYY-MM-DD` or RFC 3339);
+//! - [`admin`]: `analytics.admin.aggregate` and `analytics.admin.status`, through
+//!   [`admin::AggregationControl`], which the binary wires to the aggregator;
+//! - [`window`]: a window's counts and averages from the hour tallies;
 //! - [`metrics`]: requests, errors and latency per endpoint.
+//!
+//! Calendar rules (local days, period keys, request dates) and business formulas come
+//! from [`butler_events`], the tables from [`butler_storage::tables`].
 
 pub mod admin;
 pub mod catalogue;
 pub mod dashboard;
-pub mod dates;
 pub mod metrics;
 pub mod reply;
 pub mod report;
 pub mod scheduled;
 pub mod service;
 pub mod timeseries;
+pub mod window;
 
 pub use metrics::QueryMetrics;
 pub use reply::QueryError;
+
+use butler_events::calendar::{BadDate, parse_request_instant};
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+
+impl From<BadDate> for QueryError {
+    fn from(err: BadDate) -> Self {
+        QueryError::BadRequest(err.to_string())
+    }
+}
+
+/// A request's half-open range `[from, to)`, which must not be empty; a bare date is
+/// the start of that local date in `tz`.
+///
+/// # Errors
+/// `bad_request` for a bad date or a reversed or empty range, naming the fields.
+pub fn request_range(
+    from: &str,
+    to: &str,
+    tz: Tz,
+    names: (&str, &str),
+) -> Result<(DateTime<Utc>, DateTime<Utc>), QueryError> {
+    let start = parse_request_instant(from, tz, names.0)?;
+    let end = parse_request_instant(to, tz, names.1)?;
+    if start >= end {
+        return Err(QueryError::BadRequest(format!(
+            "{} ({from}) must be before {} ({to}); ranges are half-open [{}, {})",
+            names.0, names.1, names.0, names.1
+        )));
+    }
+    Ok((start, end))
+}
 
 /// Checks a `propertyId` field: 1 to 128 characters, no control characters (as ingest
 /// accepts them). It only ever reaches SQL as a bound value.
@@ -57,7 +93,9 @@ pub fn check_property(property: &str) -> Result<(), QueryError> {
 mod hostile {
     use proptest::prelude::*;
 
-    use crate::catalogue::{self, Granularity};
+    use butler_events::Granularity;
+
+    use crate::catalogue;
     use crate::dashboard::DashboardRequest;
     use crate::report::{ReportRequest, file_component};
     use crate::timeseries::TimeseriesRequest;
@@ -81,12 +119,12 @@ mod hostile {
         fn names_dates_and_properties_never_panic(s in "\\PC{0,64}") {
             for g in Granularity::ALL {
                 if let Ok(m) = catalogue::resolve(&s, g) {
-                    prop_assert_eq!(m.granularity, g);
+                    prop_assert_eq!(m.granularity(), g);
                     let _ = catalogue::check_dimensions(m, std::slice::from_ref(&s));
                 }
             }
-            let _ = Granularity::parse(&s);
-            let _ = crate::dates::parse_instant(&s, chrono_tz::UTC, "startDate");
+            let _ = catalogue::parse_granularity(&s);
+            let _ = crate::request_range(&s, &s, chrono_tz::UTC, ("startDate", "endDate"));
             let _ = crate::check_property(&s);
         }
 

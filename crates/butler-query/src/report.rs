@@ -4,30 +4,144 @@
 //!
 //! Counts come from the aggregate tables, so a count in a report equals the sum of the
 //! aggregate rows of its range. The summary and satisfaction sections are computed from
-//! the raw events of the range, as no aggregate table has them per day (they are the
+//! the hour tallies of the range, as no aggregate table has them per day (they are the
 //! monthly summary's and the weekly table's definitions, over the report's range).
 
 use std::path::{Path, PathBuf};
 
+use butler_events::EventType as T;
+use butler_events::calendar::{hour_key, parse_request_date, start_of_local_date};
+use butler_events::formulas::{Ratings, ai_resolution_rate, minutes};
+use butler_events::{EventTime, Granularity, Zones};
 use butler_storage::Storage;
-use butler_storage::queries::{AggTable, Combine, SeriesQuery};
-use chrono::{NaiveDate, SecondsFormat, Utc};
-use chrono_tz::Tz;
+use butler_storage::queries::{SeriesPoint, SeriesQuery};
+use butler_storage::tables::{
+    AggTable, CONVERSATION_METRICS_DAILY, Combine, INTENT_DISTRIBUTION_DAILY, Measure,
+    RESPONSE_TIMES_HOURLY, STAFF_PERFORMANCE_DAILY,
+};
+use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
+use crate::window::Window;
 use crate::{QueryError, check_property};
 
+/// A report's period kind: names its file, and which period a schedule covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReportType {
+    /// One local day.
+    Daily,
+    /// One ISO week.
+    Weekly,
+    /// One calendar month.
+    Monthly,
+}
+
+impl ReportType {
+    /// Every type.
+    pub const ALL: [ReportType; 3] = [ReportType::Daily, ReportType::Weekly, ReportType::Monthly];
+
+    /// The name used in requests and file names.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ReportType::Daily => "daily",
+            ReportType::Weekly => "weekly",
+            ReportType::Monthly => "monthly",
+        }
+    }
+
+    /// The width of its period.
+    pub fn granularity(self) -> Granularity {
+        match self {
+            ReportType::Daily => Granularity::Day,
+            ReportType::Weekly => Granularity::Week,
+            ReportType::Monthly => Granularity::Month,
+        }
+    }
+
+    fn parse(name: &str) -> Result<ReportType, QueryError> {
+        ReportType::ALL
+            .into_iter()
+            .find(|t| t.as_str() == name)
+            .ok_or_else(|| {
+                QueryError::BadRequest(format!(
+                    "type {name:?} is not one of daily, weekly, monthly"
+                ))
+            })
+    }
+}
+
 /// The seven sections, in the seed's order.
-pub const SECTIONS: [&str; 7] = [
-    "summary",
-    "conversations",
-    "response_times",
-    "staff_performance",
-    "satisfaction",
-    "top_intents",
-    "channel_breakdown",
-];
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Section {
+    /// The monthly summary's figures over the range.
+    #[default]
+    Summary,
+    /// Conversation counts, in all and per channel.
+    Conversations,
+    /// Response times, in all and per channel.
+    ResponseTimes,
+    /// Per staff member.
+    StaffPerformance,
+    /// Surveys, ratings, mean rating and NPS, in all and per channel.
+    Satisfaction,
+    /// The five most classified intents.
+    TopIntents,
+    /// Conversations started per channel.
+    ChannelBreakdown,
+}
+
+impl Section {
+    /// Every section, in the seed's order.
+    pub const ALL: [Section; 7] = [
+        Section::Summary,
+        Section::Conversations,
+        Section::ResponseTimes,
+        Section::StaffPerformance,
+        Section::Satisfaction,
+        Section::TopIntents,
+        Section::ChannelBreakdown,
+    ];
+
+    /// The name in requests and in CSV.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Section::Summary => "summary",
+            Section::Conversations => "conversations",
+            Section::ResponseTimes => "response_times",
+            Section::StaffPerformance => "staff_performance",
+            Section::Satisfaction => "satisfaction",
+            Section::TopIntents => "top_intents",
+            Section::ChannelBreakdown => "channel_breakdown",
+        }
+    }
+
+    /// The key in a JSON report.
+    fn json_key(self) -> &'static str {
+        match self {
+            Section::Summary => "summary",
+            Section::Conversations => "conversations",
+            Section::ResponseTimes => "responseTimes",
+            Section::StaffPerformance => "staffPerformance",
+            Section::Satisfaction => "satisfaction",
+            Section::TopIntents => "topIntents",
+            Section::ChannelBreakdown => "channelBreakdown",
+        }
+    }
+
+    fn parse(name: &str) -> Result<Section, QueryError> {
+        Section::ALL
+            .into_iter()
+            .find(|s| s.as_str() == name)
+            .ok_or_else(|| {
+                let names: Vec<&str> = Section::ALL.iter().map(|s| s.as_str()).collect();
+                QueryError::BadRequest(format!(
+                    "unknown section {name:?}; sections: {}",
+                    names.join(", ")
+                ))
+            })
+    }
+}
 
 /// `{"start","end"}`: local dates.
 #[derive(Debug, Clone, Deserialize)]
@@ -79,13 +193,6 @@ pub struct ReportSettings {
     pub storage: PathBuf,
 }
 
-fn parse_date(value: &str, field: &str) -> Result<NaiveDate, QueryError> {
-    let date_part = value.get(..10).unwrap_or(value);
-    NaiveDate::parse_from_str(date_part, "%Y-%m-%d").map_err(|_| {
-        QueryError::BadRequest(format!("{field} {value:?} is not a date (YYYY-MM-DD)"))
-    })
-}
-
 /// A property id as one safe file-name component: letters, digits, `-`, `_` and `.`
 /// stay; anything else (`/`, `..`, spaces) is percent-encoded.
 pub fn file_component(property: &str) -> String {
@@ -108,7 +215,7 @@ pub fn file_component(property: &str) -> String {
 pub async fn report(
     storage: &Storage,
     settings: &ReportSettings,
-    tz_of: impl Fn(&str) -> Tz,
+    zones: &Zones,
     request: ReportRequest,
 ) -> Result<Report, QueryError> {
     if !settings.enabled {
@@ -117,12 +224,7 @@ pub async fn report(
         ));
     }
     check_property(&request.property_id)?;
-    if !["daily", "weekly", "monthly"].contains(&request.report_type.as_str()) {
-        return Err(QueryError::BadRequest(format!(
-            "type {:?} is not one of daily, weekly, monthly",
-            request.report_type
-        )));
-    }
+    let report_type = ReportType::parse(&request.report_type)?;
     let format = request.format.as_deref().unwrap_or("json");
     let Some(format) = settings.formats.iter().copied().find(|f| *f == format) else {
         return Err(QueryError::BadRequest(format!(
@@ -130,32 +232,38 @@ pub async fn report(
             settings.formats.join(", ")
         )));
     };
-    let sections: Vec<&'static str> = if request.sections.is_empty() {
-        SECTIONS.to_vec()
+    let sections: Vec<Section> = if request.sections.is_empty() {
+        Section::ALL.to_vec()
     } else {
         let mut out = Vec::new();
-        for s in &request.sections {
-            let Some(known) = SECTIONS.iter().find(|k| *k == s) else {
-                return Err(QueryError::BadRequest(format!(
-                    "unknown section {s:?}; sections: {}",
-                    SECTIONS.join(", ")
-                )));
-            };
-            if !out.contains(known) {
-                out.push(*known);
+        for name in &request.sections {
+            let section = Section::parse(name)?;
+            if !out.contains(&section) {
+                out.push(section);
             }
         }
         out
     };
-    let start = parse_date(&request.date_range.start, "dateRange.start")?;
-    let end = parse_date(&request.date_range.end, "dateRange.end")?;
+    let start = parse_request_date(&request.date_range.start, "dateRange.start")?;
+    let end = parse_request_date(&request.date_range.end, "dateRange.end")?;
     if start >= end {
         return Err(QueryError::BadRequest(format!(
             "dateRange.start ({start}) must be before dateRange.end ({end}); the range is [start, end)"
         )));
     }
-    let tz = tz_of(&request.property_id);
-    let figures = Figures::gather(storage, &request.property_id, tz, start, end, &sections).await?;
+    let range = Range::new(
+        storage,
+        &request.property_id,
+        zones.of(&request.property_id),
+        start,
+        end,
+    );
+    let mut figures = Figures::default();
+    for section in sections {
+        figures.section = section;
+        let json = range.section(section, &mut figures).await?;
+        figures.json.insert(section.json_key().into(), json);
+    }
 
     let mut report = Map::new();
     report.insert(
@@ -163,7 +271,7 @@ pub async fn report(
         json!(Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true)),
     );
     report.insert("propertyId".into(), json!(request.property_id));
-    report.insert("type".into(), json!(request.report_type));
+    report.insert("type".into(), json!(report_type.as_str()));
     report.insert(
         "period".into(),
         json!({ "start": start.to_string(), "end": end.to_string() }),
@@ -178,7 +286,7 @@ pub async fn report(
     let path = settings
         .storage
         .join(file_component(&request.property_id))
-        .join(format!("{}_{start}_{end}.{format}", request.report_type));
+        .join(format!("{}_{start}_{end}.{format}", report_type.as_str()));
     write_file(&path, &body).await?;
     Ok(Report { body, format, path })
 }
@@ -199,262 +307,25 @@ async fn write_file(path: &Path, body: &[u8]) -> Result<(), QueryError> {
     tokio::fs::rename(&partial, path).await.map_err(io)
 }
 
-/// The figures of the sections asked, as JSON and as CSV rows.
+/// The figures of the sections done so far, as JSON and as CSV rows.
+#[derive(Default)]
 struct Figures {
+    /// The section being written.
+    section: Section,
     json: Map<String, Value>,
-    rows: Vec<(&'static str, String, &'static str, Value)>,
-}
-
-fn camel(section: &str) -> String {
-    let mut out = String::new();
-    let mut upper = false;
-    for c in section.chars() {
-        if c == '_' {
-            upper = true;
-        } else if upper {
-            out.extend(c.to_uppercase());
-            upper = false;
-        } else {
-            out.push(c);
-        }
-    }
-    out
+    rows: Vec<(&'static str, String, String, Value)>,
 }
 
 impl Figures {
-    async fn gather(
-        storage: &Storage,
-        property: &str,
-        tz: Tz,
-        start: NaiveDate,
-        end: NaiveDate,
-        sections: &[&'static str],
-    ) -> Result<Figures, QueryError> {
-        let from = butler_aggregator::buckets::start_of_local_date(tz, start);
-        let to = butler_aggregator::buckets::start_of_local_date(tz, end);
-        let ts = |t: chrono::DateTime<Utc>| butler_events::EventTime::from_datetime(&t);
-        let hour_key = |t: chrono::DateTime<Utc>| t.format("%Y-%m-%dT%H:00:00Z").to_string();
-        let (day_from, day_to) = (start.to_string(), end.to_string());
-        let total = |table: AggTable,
-                     column: &'static str,
-                     combine: Combine,
-                     dims: &'static [&'static str]| {
-            let (from_key, to_key) = if table == AggTable::ResponseTimesHourly {
-                (hour_key(from), hour_key(to))
-            } else {
-                (day_from.clone(), day_to.clone())
-            };
-            async move {
-                storage
-                    .series(&SeriesQuery {
-                        table,
-                        column,
-                        combine,
-                        dimensions: dims,
-                        property_id: property,
-                        from_key: &from_key,
-                        to_key: &to_key,
-                        per_period: false,
-                    })
-                    .await?
-                    .map_err(|e| QueryError::Internal(e.to_string()))
-            }
-        };
-        let mut f = Figures {
-            json: Map::new(),
-            rows: Vec::new(),
-        };
-        for section in sections {
-            let mut obj = Map::new();
-            match *section {
-                "summary" => {
-                    let s = storage.summary_figures(property, ts(from), ts(to)).await?;
-                    for (metric, v) in [
-                        ("totalConversations", json!(s.total_conversations)),
-                        ("totalMessages", json!(s.total_messages)),
-                        ("totalTasks", json!(s.total_tasks)),
-                        ("aiResolutionRate", json!(s.ai_resolution_rate)),
-                        ("avgSatisfaction", json!(s.avg_satisfaction)),
-                        ("avgResponseTimeMinutes", json!(s.avg_response_time_minutes)),
-                    ] {
-                        f.rows.push((section, String::new(), metric, v.clone()));
-                        obj.insert(metric.into(), v);
-                    }
-                }
-                "conversations" => {
-                    let columns = [
-                        ("conversationsStarted", "conversations_started"),
-                        ("conversationsResolved", "conversations_resolved"),
-                        ("conversationsEscalated", "conversations_escalated"),
-                        ("aiHandledCount", "ai_handled_count"),
-                        ("aiEscalatedCount", "ai_escalated_count"),
-                    ];
-                    let mut by_channel: Map<String, Value> = Map::new();
-                    for (metric, column) in columns {
-                        let t = total(
-                            AggTable::ConversationMetricsDaily,
-                            column,
-                            Combine::Sum,
-                            &[],
-                        )
-                        .await?;
-                        let v = json!(t.first().and_then(|p| p.value).unwrap_or(0.0) as i64);
-                        f.rows.push((section, String::new(), metric, v.clone()));
-                        obj.insert(metric.into(), v);
-                        for p in total(
-                            AggTable::ConversationMetricsDaily,
-                            column,
-                            Combine::Sum,
-                            &["channel"],
-                        )
-                        .await?
-                        {
-                            let channel = p.dimensions[0].clone();
-                            let v = json!(p.value.unwrap_or(0.0) as i64);
-                            f.rows.push((section, channel.clone(), metric, v.clone()));
-                            by_channel.entry(channel).or_insert_with(|| json!({}))[metric] = v;
-                        }
-                    }
-                    obj.insert("byChannel".into(), Value::Object(by_channel));
-                }
-                "response_times" => {
-                    let measures = [
-                        ("count", "count", Combine::Sum),
-                        ("avgMs", "avg_ms", Combine::WeightedBy("count")),
-                        ("maxMs", "max_ms", Combine::Max),
-                    ];
-                    let mut by_channel: Map<String, Value> = Map::new();
-                    for (metric, column, combine) in measures {
-                        let t = total(AggTable::ResponseTimesHourly, column, combine, &[]).await?;
-                        let v = number(t.first().and_then(|p| p.value), metric == "count");
-                        f.rows.push((section, String::new(), metric, v.clone()));
-                        obj.insert(metric.into(), v);
-                        for p in total(AggTable::ResponseTimesHourly, column, combine, &["channel"])
-                            .await?
-                        {
-                            let channel = p.dimensions[0].clone();
-                            let v = number(p.value, metric == "count");
-                            f.rows.push((section, channel.clone(), metric, v.clone()));
-                            by_channel.entry(channel).or_insert_with(|| json!({}))[metric] = v;
-                        }
-                    }
-                    obj.insert("byChannel".into(), Value::Object(by_channel));
-                }
-                "staff_performance" => {
-                    let measures = [
-                        (
-                            "conversationsHandled",
-                            "conversations_handled",
-                            Combine::Sum,
-                        ),
-                        ("tasksCompleted", "tasks_completed", Combine::Sum),
-                        ("satisfactionCount", "satisfaction_count", Combine::Sum),
-                        (
-                            "satisfactionAvg",
-                            "satisfaction_avg",
-                            Combine::WeightedBy("satisfaction_count"),
-                        ),
-                    ];
-                    for (metric, column, combine) in measures {
-                        for p in total(
-                            AggTable::StaffPerformanceDaily,
-                            column,
-                            combine,
-                            &["staff_id"],
-                        )
-                        .await?
-                        {
-                            let staff = p.dimensions[0].clone();
-                            let v = number(p.value, combine == Combine::Sum);
-                            f.rows.push((section, staff.clone(), metric, v.clone()));
-                            obj.entry(staff).or_insert_with(|| json!({}))[metric] = v;
-                        }
-                    }
-                }
-                "satisfaction" => {
-                    let per_channel = storage
-                        .satisfaction_figures(property, ts(from), ts(to))
-                        .await?;
-                    let mut all = [0i64; 5];
-                    let mut surveys = 0;
-                    let mut by_channel = Map::new();
-                    for c in &per_channel {
-                        surveys += c.surveys_sent;
-                        for (a, r) in all.iter_mut().zip(c.ratings) {
-                            *a += r;
-                        }
-                        let figures = satisfaction_figures(c.surveys_sent, c.ratings);
-                        for (metric, v) in &figures {
-                            f.rows.push((section, c.channel.clone(), metric, v.clone()));
-                        }
-                        by_channel.insert(
-                            c.channel.clone(),
-                            Value::Object(
-                                figures
-                                    .into_iter()
-                                    .map(|(k, v)| (k.to_owned(), v))
-                                    .collect(),
-                            ),
-                        );
-                    }
-                    for (metric, v) in satisfaction_figures(surveys, all) {
-                        f.rows.push((section, String::new(), metric, v.clone()));
-                        obj.insert(metric.into(), v);
-                    }
-                    obj.insert("byChannel".into(), Value::Object(by_channel));
-                }
-                "top_intents" => {
-                    let counts = total(
-                        AggTable::IntentDistributionDaily,
-                        "count",
-                        Combine::Sum,
-                        &["intent"],
-                    )
-                    .await?;
-                    let mut ranked: Vec<(String, i64)> = counts
-                        .into_iter()
-                        .map(|p| (p.dimensions[0].clone(), p.value.unwrap_or(0.0) as i64))
-                        .filter(|(_, n)| *n > 0)
-                        .collect();
-                    ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
-                    ranked.truncate(5);
-                    let list: Vec<Value> = ranked
-                        .iter()
-                        .map(|(intent, count)| {
-                            f.rows
-                                .push((section, intent.clone(), "count", json!(count)));
-                            json!({"intent": intent, "count": count})
-                        })
-                        .collect();
-                    f.json.insert(camel(section), Value::Array(list));
-                    continue;
-                }
-                "channel_breakdown" => {
-                    for p in total(
-                        AggTable::ConversationMetricsDaily,
-                        "conversations_started",
-                        Combine::Sum,
-                        &["channel"],
-                    )
-                    .await?
-                    {
-                        let n = p.value.unwrap_or(0.0) as i64;
-                        if n > 0 {
-                            f.rows.push((
-                                section,
-                                p.dimensions[0].clone(),
-                                "conversationsStarted",
-                                json!(n),
-                            ));
-                            obj.insert(p.dimensions[0].clone(), json!(n));
-                        }
-                    }
-                }
-                _ => {}
-            }
-            f.json.insert(camel(section), Value::Object(obj));
-        }
-        Ok(f)
+    /// One CSV line of the current section: `item` is empty for a figure of the whole
+    /// range, else the channel, staff member or intent.
+    fn row(&mut self, item: &str, metric: &str, value: &Value) {
+        self.rows.push((
+            self.section.as_str(),
+            item.to_owned(),
+            metric.to_owned(),
+            value.clone(),
+        ));
     }
 
     /// RFC 4180, header `section,item,metric,value`, one line per figure; a missing
@@ -472,7 +343,7 @@ impl Figures {
                 Value::String(s) => s.clone(),
                 other => other.to_string(),
             };
-            w.write_record([*section, item.as_str(), metric, value.as_str()])
+            w.write_record([*section, item.as_str(), metric.as_str(), value.as_str()])
                 .map_err(err)?;
         }
         w.into_inner()
@@ -480,42 +351,305 @@ impl Figures {
     }
 }
 
-fn number(v: Option<f64>, integer: bool) -> Value {
+/// The report's range, in the forms the sections read it.
+struct Range<'a> {
+    storage: &'a Storage,
+    property: &'a str,
+    /// First and last instant, from local midnight to local midnight.
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    /// The local dates, as the daily tables key them.
+    days: (String, String),
+}
+
+/// A value of a measure combined over the range: a whole number for counts, a
+/// fraction for averages and maxima, null where there is nothing.
+fn number(measure: &Measure, v: Option<f64>) -> Value {
     match v {
         None => Value::Null,
-        Some(v) if integer => json!(v as i64),
+        Some(v) if measure.combine == Combine::Sum => json!(v as i64),
         Some(v) => json!(v),
     }
 }
 
-fn satisfaction_figures(surveys: i64, ratings: [i64; 5]) -> Vec<(&'static str, Value)> {
-    let responses: i64 = ratings.iter().sum();
-    let weighted: i64 = ratings
-        .iter()
-        .enumerate()
-        .map(|(i, n)| (i as i64 + 1) * n)
-        .sum();
-    let (avg, nps) = if responses == 0 {
-        (Value::Null, Value::Null)
-    } else {
-        (
-            json!(weighted as f64 / responses as f64),
-            json!(
-                100.0 * (ratings[4] - ratings[0] - ratings[1] - ratings[2]) as f64
-                    / responses as f64
+/// A count combined over the range; 0 where there is nothing.
+fn count(v: Option<f64>) -> Value {
+    json!(v.unwrap_or(0.0) as i64)
+}
+
+impl<'a> Range<'a> {
+    fn new(
+        storage: &'a Storage,
+        property: &'a str,
+        tz: chrono_tz::Tz,
+        start: NaiveDate,
+        end: NaiveDate,
+    ) -> Range<'a> {
+        Range {
+            storage,
+            property,
+            from: start_of_local_date(tz, start),
+            to: start_of_local_date(tz, end),
+            days: (start.to_string(), end.to_string()),
+        }
+    }
+
+    async fn section(&self, section: Section, f: &mut Figures) -> Result<Value, QueryError> {
+        match section {
+            Section::Summary => self.summary(f).await,
+            Section::Conversations => self.conversations(f).await,
+            Section::ResponseTimes => self.response_times(f).await,
+            Section::StaffPerformance => self.staff_performance(f).await,
+            Section::Satisfaction => self.satisfaction(f).await,
+            Section::TopIntents => self.top_intents(f).await,
+            Section::ChannelBreakdown => self.channel_breakdown(f).await,
+        }
+    }
+
+    /// `measure` of `table` over the range, combined as its table declares: one point
+    /// per value of `dimensions` (one point in all without any).
+    async fn total(
+        &self,
+        table: &'static AggTable,
+        measure: &'static Measure,
+        dimensions: &[&str],
+    ) -> Result<Vec<SeriesPoint>, QueryError> {
+        // Hourly rows by the UTC hours from the first local midnight's to the last's.
+        let (from_key, to_key) = if table.granularity == Granularity::Hour {
+            (hour_key(self.from), hour_key(self.to))
+        } else {
+            self.days.clone()
+        };
+        self.storage
+            .series(&SeriesQuery {
+                table,
+                measure,
+                dimensions,
+                property_id: self.property,
+                from_key: &from_key,
+                to_key: &to_key,
+                per_period: false,
+            })
+            .await?
+            .map_err(|e| QueryError::Internal(e.to_string()))
+    }
+
+    async fn window(&self) -> Result<Window, QueryError> {
+        Ok(Window::read(self.storage, self.property, self.from, self.to).await?)
+    }
+
+    async fn summary(&self, f: &mut Figures) -> Result<Value, QueryError> {
+        let (window, (resolved, not_escalated)) = tokio::try_join!(self.window(), async {
+            let counts = self
+                .storage
+                .resolution_counts(
+                    self.property,
+                    EventTime::from_datetime(&self.from),
+                    EventTime::from_datetime(&self.to),
+                )
+                .await?;
+            Ok::<_, QueryError>(counts)
+        },)?;
+        let mut obj = Map::new();
+        for (metric, v) in [
+            (
+                "totalConversations",
+                json!(window.count(T::ConversationStarted)),
             ),
-        )
-    };
+            (
+                "totalMessages",
+                json!(window.count(T::MessageReceived) + window.count(T::MessageSent)),
+            ),
+            ("totalTasks", json!(window.count(T::TaskCreated))),
+            (
+                "aiResolutionRate",
+                json!(ai_resolution_rate(resolved, not_escalated)),
+            ),
+            ("avgSatisfaction", json!(window.ratings().mean())),
+            (
+                "avgResponseTimeMinutes",
+                json!(
+                    window
+                        .mean_duration_ms(T::ResponseTimeRecorded)
+                        .map(minutes)
+                ),
+            ),
+        ] {
+            f.row("", metric, &v);
+            obj.insert(metric.into(), v);
+        }
+        Ok(Value::Object(obj))
+    }
+
+    async fn conversations(&self, f: &mut Figures) -> Result<Value, QueryError> {
+        const COUNTS: [&Measure; 5] = [
+            CONVERSATION_METRICS_DAILY.measure("conversations_started"),
+            CONVERSATION_METRICS_DAILY.measure("conversations_resolved"),
+            CONVERSATION_METRICS_DAILY.measure("conversations_escalated"),
+            CONVERSATION_METRICS_DAILY.measure("ai_handled_count"),
+            CONVERSATION_METRICS_DAILY.measure("ai_escalated_count"),
+        ];
+        let mut obj = Map::new();
+        let mut by_channel: Map<String, Value> = Map::new();
+        for measure in COUNTS {
+            let label = measure.label();
+            let total = self
+                .total(&CONVERSATION_METRICS_DAILY, measure, &[])
+                .await?;
+            let v = count(total.first().and_then(|p| p.value));
+            f.row("", &label, &v);
+            obj.insert(label.clone(), v);
+            for p in self
+                .total(&CONVERSATION_METRICS_DAILY, measure, &["channel"])
+                .await?
+            {
+                let v = count(p.value);
+                f.row(&p.dimensions[0], &label, &v);
+                by_channel
+                    .entry(p.dimensions[0].clone())
+                    .or_insert_with(|| json!({}))[&label] = v;
+            }
+        }
+        obj.insert("byChannel".into(), Value::Object(by_channel));
+        Ok(Value::Object(obj))
+    }
+
+    async fn response_times(&self, f: &mut Figures) -> Result<Value, QueryError> {
+        const MEASURES: [&Measure; 3] = [
+            RESPONSE_TIMES_HOURLY.measure("count"),
+            RESPONSE_TIMES_HOURLY.measure("avg_ms"),
+            RESPONSE_TIMES_HOURLY.measure("max_ms"),
+        ];
+        let mut obj = Map::new();
+        let mut by_channel: Map<String, Value> = Map::new();
+        for measure in MEASURES {
+            let label = measure.label();
+            let total = self.total(&RESPONSE_TIMES_HOURLY, measure, &[]).await?;
+            let v = number(measure, total.first().and_then(|p| p.value));
+            f.row("", &label, &v);
+            obj.insert(label.clone(), v);
+            for p in self
+                .total(&RESPONSE_TIMES_HOURLY, measure, &["channel"])
+                .await?
+            {
+                let v = number(measure, p.value);
+                f.row(&p.dimensions[0], &label, &v);
+                by_channel
+                    .entry(p.dimensions[0].clone())
+                    .or_insert_with(|| json!({}))[&label] = v;
+            }
+        }
+        obj.insert("byChannel".into(), Value::Object(by_channel));
+        Ok(Value::Object(obj))
+    }
+
+    async fn staff_performance(&self, f: &mut Figures) -> Result<Value, QueryError> {
+        const MEASURES: [&Measure; 4] = [
+            STAFF_PERFORMANCE_DAILY.measure("conversations_handled"),
+            STAFF_PERFORMANCE_DAILY.measure("tasks_completed"),
+            STAFF_PERFORMANCE_DAILY.measure("satisfaction_count"),
+            STAFF_PERFORMANCE_DAILY.measure("satisfaction_avg"),
+        ];
+        let mut obj = Map::new();
+        for measure in MEASURES {
+            let label = measure.label();
+            for p in self
+                .total(&STAFF_PERFORMANCE_DAILY, measure, &["staff_id"])
+                .await?
+            {
+                let v = number(measure, p.value);
+                f.row(&p.dimensions[0], &label, &v);
+                obj.entry(p.dimensions[0].clone())
+                    .or_insert_with(|| json!({}))[&label] = v;
+            }
+        }
+        Ok(Value::Object(obj))
+    }
+
+    async fn satisfaction(&self, f: &mut Figures) -> Result<Value, QueryError> {
+        let window = self.window().await?;
+        let mut all = Ratings::default();
+        let mut surveys = 0;
+        let mut obj = Map::new();
+        let mut by_channel = Map::new();
+        for (channel, c) in window.satisfaction_by_channel() {
+            surveys += c.surveys_sent;
+            all.merge(c.ratings);
+            let figures = satisfaction_figures(c.surveys_sent, c.ratings);
+            for (metric, v) in &figures {
+                f.row(channel, metric, v);
+            }
+            by_channel.insert(
+                channel.to_owned(),
+                Value::Object(
+                    figures
+                        .into_iter()
+                        .map(|(k, v)| (k.to_owned(), v))
+                        .collect(),
+                ),
+            );
+        }
+        for (metric, v) in satisfaction_figures(surveys, all) {
+            f.row("", metric, &v);
+            obj.insert(metric.into(), v);
+        }
+        obj.insert("byChannel".into(), Value::Object(by_channel));
+        Ok(Value::Object(obj))
+    }
+
+    async fn top_intents(&self, f: &mut Figures) -> Result<Value, QueryError> {
+        const COUNT: &Measure = INTENT_DISTRIBUTION_DAILY.measure("count");
+        let counts = self
+            .total(&INTENT_DISTRIBUTION_DAILY, COUNT, &["intent"])
+            .await?;
+        let mut ranked: Vec<(String, i64)> = counts
+            .into_iter()
+            .map(|p| (p.dimensions[0].clone(), p.value.unwrap_or(0.0) as i64))
+            .filter(|(_, n)| *n > 0)
+            .collect();
+        ranked.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        ranked.truncate(5);
+        let list = ranked
+            .iter()
+            .map(|(intent, n)| {
+                f.row(intent, "count", &json!(n));
+                json!({"intent": intent, "count": n})
+            })
+            .collect();
+        Ok(Value::Array(list))
+    }
+
+    async fn channel_breakdown(&self, f: &mut Figures) -> Result<Value, QueryError> {
+        const STARTED: &Measure = CONVERSATION_METRICS_DAILY.measure("conversations_started");
+        let mut obj = Map::new();
+        for p in self
+            .total(&CONVERSATION_METRICS_DAILY, STARTED, &["channel"])
+            .await?
+        {
+            let n = p.value.unwrap_or(0.0) as i64;
+            if n > 0 {
+                f.row(&p.dimensions[0], &STARTED.label(), &json!(n));
+                obj.insert(p.dimensions[0].clone(), json!(n));
+            }
+        }
+        Ok(Value::Object(obj))
+    }
+}
+
+/// A satisfaction section's figures, as the weekly table defines them, over any set
+/// of surveys and ratings.
+fn satisfaction_figures(surveys: i64, ratings: Ratings) -> Vec<(&'static str, Value)> {
+    let [r1, r2, r3, r4, r5] = ratings.0;
     vec![
         ("surveysSent", json!(surveys)),
-        ("responsesReceived", json!(responses)),
-        ("rating1", json!(ratings[0])),
-        ("rating2", json!(ratings[1])),
-        ("rating3", json!(ratings[2])),
-        ("rating4", json!(ratings[3])),
-        ("rating5", json!(ratings[4])),
-        ("avgRating", avg),
-        ("npsScore", nps),
+        ("responsesReceived", json!(ratings.responses())),
+        ("rating1", json!(r1)),
+        ("rating2", json!(r2)),
+        ("rating3", json!(r3)),
+        ("rating4", json!(r4)),
+        ("rating5", json!(r5)),
+        ("avgRating", json!(ratings.mean())),
+        ("npsScore", json!(ratings.nps())),
     ]
 }
 
@@ -532,8 +666,24 @@ mod tests {
     }
 
     #[test]
-    fn section_names_in_json_are_camel_case() {
-        assert_eq!(camel("staff_performance"), "staffPerformance");
-        assert_eq!(camel("summary"), "summary");
+    fn sections_round_trip_and_keep_the_seeds_order() {
+        let names: Vec<&str> = Section::ALL.iter().map(|s| s.as_str()).collect();
+        assert_eq!(
+            names,
+            [
+                "summary",
+                "conversations",
+                "response_times",
+                "staff_performance",
+                "satisfaction",
+                "top_intents",
+                "channel_breakdown"
+            ]
+        );
+        for s in Section::ALL {
+            assert_eq!(Section::parse(s.as_str()).unwrap(), s);
+        }
+        assert_eq!(Section::StaffPerformance.json_key(), "staffPerformance");
+        assert!(Section::parse("nope").is_err());
     }
 }

@@ -4,14 +4,15 @@
 
 use std::str::FromStr;
 
+use butler_events::Zones;
+use butler_events::calendar::start_of_local_date;
 use butler_storage::Storage;
-use chrono::{Datelike, Days, Months, NaiveDate, Utc};
-use chrono_tz::Tz;
+use chrono::{Days, Utc};
 use croner::Cron;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
-use crate::report::{ReportRequest, ReportSettings, SECTIONS};
+use crate::report::{ReportRequest, ReportSettings, ReportType, Section};
 
 /// The subject generated reports are announced on.
 pub const ANNOUNCE_SUBJECT: &str = "analytics.reports.generated";
@@ -19,8 +20,8 @@ pub const ANNOUNCE_SUBJECT: &str = "analytics.reports.generated";
 /// A report schedule: its type and cron expression.
 #[derive(Debug, Clone)]
 pub struct ReportSchedule {
-    /// `daily`, `weekly` or `monthly`.
-    pub report_type: &'static str,
+    /// Which period it reports.
+    pub report_type: ReportType,
     /// When, in the schedule zone.
     pub cron: Cron,
 }
@@ -29,13 +30,16 @@ pub struct ReportSchedule {
 ///
 /// # Errors
 /// `(key, message)` naming the entry at fault.
-pub fn plan(entries: &[(&'static str, String)]) -> Result<Vec<ReportSchedule>, (String, String)> {
+pub fn plan(entries: &[(ReportType, String)]) -> Result<Vec<ReportSchedule>, (String, String)> {
     entries
         .iter()
         .enumerate()
         .map(|(i, (report_type, expr))| {
             Cron::from_str(expr)
-                .map(|cron| ReportSchedule { report_type, cron })
+                .map(|cron| ReportSchedule {
+                    report_type: *report_type,
+                    cron,
+                })
                 .map_err(|e| {
                     (
                         format!("reports.schedule[{i}].cron"),
@@ -46,32 +50,14 @@ pub fn plan(entries: &[(&'static str, String)]) -> Result<Vec<ReportSchedule>, (
         .collect()
 }
 
-/// The local days `[start, end)` of the period of `report_type` that closed last
-/// before `today`.
-pub fn closed_period(report_type: &str, today: NaiveDate) -> (NaiveDate, NaiveDate) {
-    match report_type {
-        "weekly" => {
-            let monday = today - Days::new(u64::from(today.weekday().num_days_from_monday()));
-            (monday - Days::new(7), monday)
-        }
-        "monthly" => {
-            let first = today.with_day(1).unwrap_or(today);
-            (first - Months::new(1), first)
-        }
-        _ => (today - Days::new(1), today),
-    }
-}
-
 /// What the scheduled reports need.
 pub struct ScheduledReports {
     /// The database.
     pub storage: Storage,
     /// Formats and folder.
     pub settings: ReportSettings,
-    /// Zone of the schedules.
-    pub timezone: Tz,
-    /// Zone of each property's days.
-    pub timezone_of: Box<dyn Fn(&str) -> Tz + Send + Sync>,
+    /// Zone of each property's days; the default zone is the schedules'.
+    pub zones: Zones,
     /// For the announcements.
     pub client: async_nats::Client,
 }
@@ -79,23 +65,20 @@ pub struct ScheduledReports {
 impl ScheduledReports {
     /// Generates the reports of `report_type` for the period closed before `now`, for
     /// every property with events in it; returns how many files were written.
-    pub async fn generate(&self, report_type: &'static str, now: chrono::DateTime<Utc>) -> usize {
-        let today = now.with_timezone(&self.timezone).date_naive();
-        let (start, end) = closed_period(report_type, today);
-        let wide_from = (start - Days::new(1))
-            .format("%Y-%m-%dT00:00:00.000Z")
-            .to_string();
-        let wide_to = (end + Days::new(1))
-            .format("%Y-%m-%dT00:00:00.000Z")
-            .to_string();
+    pub async fn generate(&self, report_type: ReportType, now: chrono::DateTime<Utc>) -> usize {
+        let today = now.with_timezone(&self.zones.default_zone()).date_naive();
+        let (start, end) = report_type.granularity().previous_period(today);
+        // A day either side covers every zone's local days of the period.
+        let wide_from = start_of_local_date(chrono_tz::UTC, start - Days::new(1));
+        let wide_to = start_of_local_date(chrono_tz::UTC, end + Days::new(1));
         let properties = match self
             .storage
-            .properties_with_events(&wide_from, &wide_to)
+            .properties_with_events(wide_from, wide_to)
             .await
         {
             Ok(p) => p,
             Err(err) => {
-                tracing::error!(error = %err, report_type, "scheduled reports: cannot list properties");
+                tracing::error!(error = %err, report_type = report_type.as_str(), "scheduled reports: cannot list properties");
                 return 0;
             }
         };
@@ -104,26 +87,21 @@ impl ScheduledReports {
             let mut files = Vec::new();
             for format in &self.settings.formats {
                 let request = ReportRequest {
-                    report_type: report_type.to_owned(),
+                    report_type: report_type.as_str().to_owned(),
                     property_id: property.clone(),
                     date_range: crate::report::DateRange {
                         start: start.to_string(),
                         end: end.to_string(),
                     },
-                    sections: SECTIONS.iter().map(|s| (*s).to_owned()).collect(),
+                    sections: Section::ALL.iter().map(|s| s.as_str().to_owned()).collect(),
                     format: Some((*format).to_owned()),
                 };
-                match crate::report::report(
-                    &self.storage,
-                    &self.settings,
-                    &*self.timezone_of,
-                    request,
-                )
-                .await
+                match crate::report::report(&self.storage, &self.settings, &self.zones, request)
+                    .await
                 {
                     Ok(report) => files.push(report.path.display().to_string()),
                     Err(err) => {
-                        tracing::error!(error = %err, property, report_type, "scheduled report failed")
+                        tracing::error!(error = %err, property, report_type = report_type.as_str(), "scheduled report failed")
                     }
                 }
             }
@@ -132,7 +110,7 @@ impl ScheduledReports {
             }
             written += files.len();
             let note = json!({
-                "type": report_type,
+                "type": report_type.as_str(),
                 "propertyId": property,
                 "period": { "start": start.to_string(), "end": end.to_string() },
                 "files": files,
@@ -146,7 +124,7 @@ impl ScheduledReports {
                 tracing::warn!(error = %err, "report announcement not sent");
             }
         }
-        tracing::info!(report_type, %start, %end, files = written, "scheduled reports written");
+        tracing::info!(report_type = report_type.as_str(), %start, %end, files = written, "scheduled reports written");
         written
     }
 
@@ -159,7 +137,7 @@ impl ScheduledReports {
             let shutdown = shutdown.clone();
             loops.spawn(async move {
                 loop {
-                    let now = Utc::now().with_timezone(&this.timezone);
+                    let now = Utc::now().with_timezone(&this.zones.default_zone());
                     let Ok(next) = schedule.cron.find_next_occurrence(&now, false) else {
                         return;
                     };
@@ -175,38 +153,5 @@ impl ScheduledReports {
             });
         }
         while loops.join_next().await.is_some() {}
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn d(s: &str) -> NaiveDate {
-        NaiveDate::parse_from_str(s, "%Y-%m-%d").unwrap()
-    }
-
-    #[test]
-    fn the_period_just_closed() {
-        assert_eq!(
-            closed_period("daily", d("2026-11-25")),
-            (d("2026-11-24"), d("2026-11-25"))
-        );
-        assert_eq!(
-            closed_period("weekly", d("2026-11-25")),
-            (d("2026-11-16"), d("2026-11-23"))
-        );
-        assert_eq!(
-            closed_period("weekly", d("2026-11-23")),
-            (d("2026-11-16"), d("2026-11-23"))
-        );
-        assert_eq!(
-            closed_period("monthly", d("2026-11-25")),
-            (d("2026-10-01"), d("2026-11-01"))
-        );
-        assert_eq!(
-            closed_period("monthly", d("2026-01-01")),
-            (d("2025-12-01"), d("2026-01-01"))
-        );
     }
 }

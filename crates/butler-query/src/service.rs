@@ -4,7 +4,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use async_nats::service::{Request, ServiceExt};
-use butler_aggregator::Aggregator;
+use butler_events::Zones;
 use butler_storage::Storage;
 use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
@@ -19,10 +19,10 @@ pub const SERVICE_NAME: &str = "butler-analytics";
 pub struct ServiceContext {
     /// The database.
     pub storage: Storage,
-    /// For `analytics.admin.aggregate`.
-    pub aggregator: Aggregator,
-    /// `(job, cron)` as configured, for `analytics.admin.status`.
-    pub schedules: Vec<(String, String)>,
+    /// The zone of each property's local days.
+    pub zones: Zones,
+    /// For `analytics.admin.aggregate` and `analytics.admin.status`.
+    pub aggregation: Arc<dyn admin::AggregationControl>,
     /// Request metrics.
     pub metrics: QueryMetrics,
     /// Dashboard replies, per property.
@@ -102,14 +102,13 @@ async fn handle(subject: &'static str, request: Request, context: &ServiceContex
             .observe(subject, started.elapsed().as_secs_f64(), code);
         return;
     }
-    let tz_of = |p: &str| context.aggregator.settings().timezone_of(p);
     let result: Result<Vec<u8>, QueryError> = match subject {
         "analytics.query.dashboard" => match parse(body) {
             Ok(req) => Box::pin(crate::dashboard::dashboard(
                 &context.storage,
                 &context.dashboard_cache,
                 &context.metrics,
-                tz_of,
+                &context.zones,
                 req,
             ))
             .await
@@ -117,9 +116,13 @@ async fn handle(subject: &'static str, request: Request, context: &ServiceContex
             Err(e) => Err(e),
         },
         "analytics.query.timeseries" => match parse(body) {
-            Ok(req) => Box::pin(crate::timeseries::timeseries(&context.storage, tz_of, req))
-                .await
-                .and_then(|r| to_body(&r)),
+            Ok(req) => Box::pin(crate::timeseries::timeseries(
+                &context.storage,
+                &context.zones,
+                req,
+            ))
+            .await
+            .and_then(|r| to_body(&r)),
             Err(e) => Err(e),
         },
         "analytics.query.metrics" => match parse::<admin::StatusRequest>(body) {
@@ -127,13 +130,13 @@ async fn handle(subject: &'static str, request: Request, context: &ServiceContex
             Err(e) => Err(e),
         },
         "analytics.admin.aggregate" => match parse(body) {
-            Ok(req) => Box::pin(admin::aggregate(&context.aggregator, req))
+            Ok(req) => Box::pin(admin::aggregate(&*context.aggregation, &context.zones, req))
                 .await
                 .and_then(|r| to_body(&r)),
             Err(e) => Err(e),
         },
         "analytics.admin.status" => match parse::<admin::StatusRequest>(body) {
-            Ok(_) => Box::pin(admin::status(&context.storage, &context.schedules))
+            Ok(_) => Box::pin(admin::status(&*context.aggregation))
                 .await
                 .and_then(|r| to_body(&r)),
             Err(e) => Err(e),
@@ -162,9 +165,10 @@ fn to_body<T: serde::Serialize + ?Sized>(v: &T) -> Result<Vec<u8>, QueryError> {
 /// Replies with the report itself, or with where its file is when it is larger than
 /// the server lets a message be. Returns the error code, if any.
 async fn answer_report(request: &Request, context: &ServiceContext) -> Option<&'static str> {
-    let tz_of = |p: &str| context.aggregator.settings().timezone_of(p);
     let result = match parse(&request.message.payload) {
-        Ok(req) => crate::report::report(&context.storage, &context.reports, tz_of, req).await,
+        Ok(req) => {
+            crate::report::report(&context.storage, &context.reports, &context.zones, req).await
+        }
         Err(e) => Err(e),
     };
     let report = match result {

@@ -2,15 +2,13 @@
 
 use std::time::Instant;
 
+use butler_events::Zones;
 use butler_storage::Storage;
 use butler_storage::queries::{SeriesPoint, SeriesQuery};
-use chrono::{DateTime, Datelike, Timelike, Utc};
-use chrono_tz::Tz;
 use serde::{Deserialize, Serialize};
 
-use crate::catalogue::{self, Granularity};
-use crate::dates::parse_range;
-use crate::{QueryError, check_property};
+use crate::catalogue::{self, parse_granularity};
+use crate::{QueryError, check_property, request_range};
 
 /// `{"metric","granularity","startDate","endDate","propertyId","dimensions"?}`.
 #[derive(Debug, Clone, Deserialize, serde::Serialize)]
@@ -31,76 +29,33 @@ pub struct TimeseriesRequest {
     pub dimensions: Vec<String>,
 }
 
-/// The keys bounding the periods that overlap `[from, to)`: a period is included when
-/// its key is in `[first, last)`. Hour keys are UTC; the others are local dates (a week
-/// by its Monday, a month by its first day).
-fn key_range(
-    granularity: Granularity,
-    from: DateTime<Utc>,
-    to: DateTime<Utc>,
-    tz: Tz,
-) -> (String, String) {
-    if granularity == Granularity::Hour {
-        let floor = |t: DateTime<Utc>| t.format("%Y-%m-%dT%H:00:00Z").to_string();
-        let on_the_hour = to.minute() == 0 && to.second() == 0 && to.nanosecond() == 0;
-        let end = if on_the_hour {
-            to
-        } else {
-            to + chrono::Duration::hours(1)
-        };
-        return (floor(from), floor(end));
-    }
-    let first_day = from.with_timezone(&tz).date_naive();
-    let first = match granularity {
-        Granularity::Week => {
-            first_day - chrono::Days::new(u64::from(first_day.weekday().num_days_from_monday()))
-        }
-        Granularity::Month => first_day.with_day(1).unwrap_or(first_day),
-        _ => first_day,
-    };
-    // Periods starting before `to`: keys up to the local date of `to`, that date
-    // included unless `to` is its midnight.
-    let to_local = to.with_timezone(&tz);
-    let to_day = to_local.date_naive();
-    let last = if butler_aggregator::buckets::start_of_local_date(tz, to_day) == to {
-        to_day
-    } else {
-        to_day + chrono::Days::new(1)
-    };
-    (
-        first.format("%Y-%m-%d").to_string(),
-        last.format("%Y-%m-%d").to_string(),
-    )
-}
-
 /// Answers a time-series request.
 ///
 /// # Errors
 /// `bad_request` for anything malformed (named); `internal` when the database fails.
 pub async fn timeseries(
     storage: &Storage,
-    tz_of: impl Fn(&str) -> Tz,
+    zones: &Zones,
     request: TimeseriesRequest,
 ) -> Result<TimeseriesReply, QueryError> {
     let started = Instant::now();
     check_property(&request.property_id)?;
-    let granularity = Granularity::parse(&request.granularity)?;
+    let granularity = parse_granularity(&request.granularity)?;
     let metric = catalogue::resolve(&request.metric, granularity)?;
     catalogue::check_dimensions(metric, &request.dimensions)?;
-    let tz = tz_of(&request.property_id);
-    let (from, to) = parse_range(
+    let tz = zones.of(&request.property_id);
+    let (from, to) = request_range(
         &request.start_date,
         &request.end_date,
         tz,
         ("startDate", "endDate"),
     )?;
-    let (from_key, to_key) = key_range(granularity, from, to, tz);
+    let (from_key, to_key) = granularity.key_range(tz, from, to);
     let dims: Vec<&str> = request.dimensions.iter().map(String::as_str).collect();
     let points = storage
         .series(&SeriesQuery {
             table: metric.table,
-            column: metric.column,
-            combine: metric.combine,
+            measure: metric.measure,
             dimensions: &dims,
             property_id: &request.property_id,
             from_key: &from_key,

@@ -3,12 +3,36 @@
 
 use std::collections::HashMap;
 
-use butler_events::EventType;
+use butler_events::{EventType, Granularity};
+use chrono::{DateTime, Utc};
 use sqlx::{Row, Sqlite, Transaction};
 
-use crate::aggregates::{AggEvent, BucketRows};
-use crate::read::text;
+use crate::row_readers::text;
+use crate::tables::{BucketRows, Cell};
 use crate::{Storage, StorageError};
+
+/// What a roll-up needs of a stored event.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AggEvent {
+    /// Event id, the tie-break after the timestamp.
+    pub id: String,
+    /// Event type.
+    pub event_type: EventType,
+    /// Milliseconds since the epoch, UTC.
+    pub timestamp_ms: i64,
+    /// Channel, `None` grouping as `unknown`.
+    pub channel: Option<String>,
+    /// Staff member.
+    pub staff_id: Option<String>,
+    /// Conversation.
+    pub conversation_id: Option<String>,
+    /// Rating, confidence, …
+    pub value: Option<f64>,
+    /// Duration in milliseconds.
+    pub duration_ms: Option<i64>,
+    /// `metadata.intent` when it is a string.
+    pub intent: Option<String>,
+}
 
 /// A bucket waiting to be recomputed by one job.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -61,45 +85,6 @@ pub struct JobStatus {
     pub pending_buckets: i64,
 }
 
-/// The tables retention applies to, each with its own period column (seed defect 5).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum RetentionTable {
-    /// `analytics_events.timestamp`.
-    RawEvents,
-    /// The two hourly tables, by `period_start`.
-    Hourly,
-    /// The three daily tables, by `period_date`.
-    Daily,
-    /// `agg_satisfaction_weekly.period_start`.
-    Weekly,
-    /// `agg_monthly_summary.period_month`.
-    Monthly,
-}
-
-impl RetentionTable {
-    /// `(table, period column)` pairs this retention class covers.
-    pub fn tables(self) -> &'static [(&'static str, &'static str)] {
-        match self {
-            RetentionTable::RawEvents => &[
-                ("analytics_events", "timestamp"),
-                ("agg_dirty_hours", "hour_start"),
-                ("event_tallies_hour", "hour"),
-            ],
-            RetentionTable::Hourly => &[
-                ("agg_message_counts_hourly", "period_start"),
-                ("agg_response_times_hourly", "period_start"),
-            ],
-            RetentionTable::Daily => &[
-                ("agg_conversation_metrics_daily", "period_date"),
-                ("agg_staff_performance_daily", "period_date"),
-                ("agg_intent_distribution_daily", "period_date"),
-            ],
-            RetentionTable::Weekly => &[("agg_satisfaction_weekly", "period_start")],
-            RetentionTable::Monthly => &[("agg_monthly_summary", "period_month")],
-        }
-    }
-}
-
 fn parse_ms(ts: &str) -> i64 {
     chrono::DateTime::parse_from_rfc3339(ts).map_or(0, |t| t.timestamp_millis())
 }
@@ -127,7 +112,7 @@ impl Storage {
         ];
         // Rows are read into compact events one at a time: a million-event bucket never
         // holds the driver's row objects all at once.
-        self.row_reader
+        self.row_readers
             .run(move |conn| {
                 let mut stmt = conn.prepare_cached(
                     "SELECT id, event_type, timestamp, channel, staff_id, conversation_id, value, duration_ms, \
@@ -173,7 +158,7 @@ impl Storage {
         }
         let ids = serde_json::to_string(conversation_ids).unwrap_or_else(|_| "[]".into());
         let property_id = property_id.to_owned();
-        self.row_reader
+        self.row_readers
             .run(move |conn| {
                 let mut stmt = conn.prepare_cached(
                     "SELECT conversation_id, min(timestamp) FROM analytics_events \
@@ -203,7 +188,7 @@ impl Storage {
             "SELECT property_id, hour_start, change_seq FROM agg_dirty_hours WHERE change_seq > ?",
         )
         .bind(after)
-        .fetch_all(&self.reader)
+        .fetch_all(&self.sql_readers)
         .await?;
         let max = rows.iter().map(|r| r.2).max().unwrap_or(after);
         Ok((rows.into_iter().map(|(p, h, _)| (p, h)).collect(), max))
@@ -217,7 +202,7 @@ impl Storage {
         let seq: Option<i64> =
             sqlx::query_scalar("SELECT dirty_seq FROM agg_job_state WHERE job = ?")
                 .bind(job)
-                .fetch_optional(&self.writer)
+                .fetch_optional(&self.sql_writer)
                 .await?;
         Ok(seq.unwrap_or(0))
     }
@@ -233,7 +218,7 @@ impl Storage {
         buckets: &[PendingBucket],
         dirty_seq: Option<i64>,
     ) -> Result<(), StorageError> {
-        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.sql_writer.begin_with("BEGIN IMMEDIATE").await?;
         for b in buckets {
             sqlx::query(
                 "INSERT OR IGNORE INTO agg_pending_buckets (job, property_id, period_key, bucket_start, bucket_end) \
@@ -276,7 +261,7 @@ impl Storage {
         )
         .bind(job)
         .bind(now)
-        .fetch_all(&self.writer)
+        .fetch_all(&self.sql_writer)
         .await?;
         Ok(rows
             .into_iter()
@@ -323,17 +308,41 @@ impl Storage {
         if buckets.is_empty() {
             return Ok(());
         }
-        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.sql_writer.begin_with("BEGIN IMMEDIATE").await?;
         let mut watermark: Option<&str> = None;
+        let mut statements: Option<(&str, String, String)> = None;
         for (bucket, rows) in buckets {
-            let (table, column) = table_of(rows);
-            let delete = format!("DELETE FROM {table} WHERE {column} = ? AND property_id = ?");
-            sqlx::query(sqlx::AssertSqlSafe(delete))
+            let table = rows.table;
+            let (delete, insert) = match &statements {
+                Some((name, delete, insert)) if *name == table.name => (delete, insert),
+                _ => {
+                    let built = statements.insert((
+                        table.name,
+                        format!(
+                            "DELETE FROM {} WHERE {} = ? AND property_id = ?",
+                            table.name, table.period_column
+                        ),
+                        insert_statement(table),
+                    ));
+                    (&built.1, &built.2)
+                }
+            };
+            sqlx::query(sqlx::AssertSqlSafe(delete.clone()))
                 .bind(&bucket.period_key)
                 .bind(&bucket.property_id)
                 .execute(&mut *tx)
                 .await?;
-            insert_rows(&mut tx, rows).await?;
+            for row in &rows.rows {
+                let mut query = sqlx::query(sqlx::AssertSqlSafe(insert.clone()));
+                for cell in row {
+                    query = match cell {
+                        Cell::Text(v) => query.bind(v),
+                        Cell::Integer(v) => query.bind(v),
+                        Cell::Real(v) => query.bind(v),
+                    };
+                }
+                query.execute(&mut *tx).await?;
+            }
             dequeue(&mut tx, job, bucket).await?;
             if bucket.end.as_str() <= now && watermark.is_none_or(|w| bucket.end.as_str() > w) {
                 watermark = Some(&bucket.end);
@@ -366,7 +375,7 @@ impl Storage {
         if buckets.is_empty() {
             return Ok(());
         }
-        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.sql_writer.begin_with("BEGIN IMMEDIATE").await?;
         for bucket in buckets {
             dequeue(&mut tx, job, bucket).await?;
         }
@@ -379,7 +388,7 @@ impl Storage {
     /// # Errors
     /// Any database error.
     pub async fn record_job_run(&self, run: &JobRunRecord) -> Result<(), StorageError> {
-        let mut tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let mut tx = self.sql_writer.begin_with("BEGIN IMMEDIATE").await?;
         sqlx::query(
             "INSERT INTO agg_job_runs (job, trigger, started_at, finished_at, periods_recomputed, rows_written, duration_ms, error) \
              VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
@@ -418,7 +427,7 @@ impl Storage {
              (SELECT count(*) FROM agg_pending_buckets p WHERE p.job = s.job) AS pending \
              FROM agg_job_state s ORDER BY s.job",
         )
-        .fetch_all(&self.reader)
+        .fetch_all(&self.sql_readers)
         .await?;
         rows.iter()
             .map(|r| {
@@ -455,7 +464,7 @@ impl Storage {
         .bind(holder)
         .bind(now)
         .bind(expires_at)
-        .execute(&self.writer)
+        .execute(&self.sql_writer)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -468,7 +477,7 @@ impl Storage {
         sqlx::query("DELETE FROM agg_job_leases WHERE job = ? AND holder = ?")
             .bind(job)
             .bind(holder)
-            .execute(&self.writer)
+            .execute(&self.sql_writer)
             .await?;
         Ok(())
     }
@@ -481,53 +490,18 @@ impl Storage {
     /// Any database error.
     pub async fn properties_with_events(
         &self,
-        start: &str,
-        end: &str,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
     ) -> Result<Vec<String>, StorageError> {
+        let (first, last) = Granularity::Hour.key_range(chrono_tz::UTC, start, end);
         Ok(sqlx::query_scalar(
-            "SELECT DISTINCT property_id FROM agg_dirty_hours WHERE hour_start >= substr(?1, 1, 13) || ':00:00Z' \
+            "SELECT DISTINCT property_id FROM agg_dirty_hours WHERE hour_start >= ?1 \
              AND hour_start < ?2 ORDER BY property_id",
         )
-        .bind(start)
-        .bind(end)
-        .fetch_all(&self.reader)
+        .bind(first)
+        .bind(last)
+        .fetch_all(&self.sql_readers)
         .await?)
-    }
-
-    /// Deletes up to `chunk` rows of each table of `class` whose period is before
-    /// `cutoff` (compared in the period column's own form); returns rows deleted per
-    /// table. Called repeatedly until it returns zeros, so ingest never waits long.
-    ///
-    /// # Errors
-    /// Any database error.
-    pub async fn delete_expired_chunk(
-        &self,
-        class: RetentionTable,
-        cutoff: &str,
-        chunk: u32,
-    ) -> Result<Vec<(&'static str, u64)>, StorageError> {
-        let mut out = Vec::new();
-        for (table, column) in class.tables() {
-            let sql = if *table == "agg_dirty_hours" {
-                // A WITHOUT ROWID table: chunk by its primary key (the tallies are
-                // rowid tables).
-                format!(
-                    "DELETE FROM {table} WHERE (property_id, hour_start) IN \
-                     (SELECT property_id, hour_start FROM {table} WHERE {column} < ? LIMIT ?)"
-                )
-            } else {
-                format!(
-                    "DELETE FROM {table} WHERE rowid IN (SELECT rowid FROM {table} WHERE {column} < ? LIMIT ?)"
-                )
-            };
-            let done = sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(cutoff)
-                .bind(i64::from(chunk))
-                .execute(&self.writer)
-                .await?;
-            out.push((*table, done.rows_affected()));
-        }
-        Ok(out)
     }
 }
 
@@ -547,164 +521,13 @@ async fn dequeue(
     Ok(())
 }
 
-fn table_of(rows: &BucketRows) -> (&'static str, &'static str) {
-    match rows {
-        BucketRows::MessageCounts(_) => ("agg_message_counts_hourly", "period_start"),
-        BucketRows::ResponseTimes(_) => ("agg_response_times_hourly", "period_start"),
-        BucketRows::ConversationMetrics(_) => ("agg_conversation_metrics_daily", "period_date"),
-        BucketRows::StaffPerformance(_) => ("agg_staff_performance_daily", "period_date"),
-        BucketRows::IntentDistribution(_) => ("agg_intent_distribution_daily", "period_date"),
-        BucketRows::Satisfaction(_) => ("agg_satisfaction_weekly", "period_start"),
-        BucketRows::MonthlySummary(_) => ("agg_monthly_summary", "period_month"),
-    }
-}
-
-async fn insert_rows(
-    tx: &mut Transaction<'_, Sqlite>,
-    rows: &BucketRows,
-) -> Result<(), StorageError> {
-    match rows {
-        BucketRows::MessageCounts(rows) => {
-            for r in rows {
-                sqlx::query(
-                    "INSERT INTO agg_message_counts_hourly (period_start, property_id, channel, direction, count) \
-                     VALUES (?, ?, ?, ?, ?)",
-                )
-                .bind(&r.period_start)
-                .bind(&r.property_id)
-                .bind(&r.channel)
-                .bind(&r.direction)
-                .bind(r.count)
-                .execute(&mut **tx)
-                .await?;
-            }
-        }
-        BucketRows::ResponseTimes(rows) => {
-            for r in rows {
-                sqlx::query(
-                    "INSERT INTO agg_response_times_hourly (period_start, property_id, channel, count, avg_ms, \
-                     p50_ms, p95_ms, p99_ms, max_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                )
-                .bind(&r.period_start)
-                .bind(&r.property_id)
-                .bind(&r.channel)
-                .bind(r.count)
-                .bind(r.avg_ms)
-                .bind(r.p50_ms)
-                .bind(r.p95_ms)
-                .bind(r.p99_ms)
-                .bind(r.max_ms)
-                .execute(&mut **tx)
-                .await?;
-            }
-        }
-        BucketRows::ConversationMetrics(rows) => {
-            for r in rows {
-                sqlx::query(
-                    "INSERT INTO agg_conversation_metrics_daily (period_date, property_id, channel, \
-                     conversations_started, conversations_resolved, conversations_escalated, \
-                     avg_first_response_ms, p50_first_response_ms, p95_first_response_ms, \
-                     avg_resolution_minutes, p50_resolution_minutes, p95_resolution_minutes, \
-                     ai_handled_count, ai_escalated_count) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                )
-                .bind(&r.period_date)
-                .bind(&r.property_id)
-                .bind(&r.channel)
-                .bind(r.conversations_started)
-                .bind(r.conversations_resolved)
-                .bind(r.conversations_escalated)
-                .bind(r.avg_first_response_ms)
-                .bind(r.p50_first_response_ms)
-                .bind(r.p95_first_response_ms)
-                .bind(r.avg_resolution_minutes)
-                .bind(r.p50_resolution_minutes)
-                .bind(r.p95_resolution_minutes)
-                .bind(r.ai_handled_count)
-                .bind(r.ai_escalated_count)
-                .execute(&mut **tx)
-                .await?;
-            }
-        }
-        BucketRows::StaffPerformance(rows) => {
-            for r in rows {
-                sqlx::query(
-                    "INSERT INTO agg_staff_performance_daily (period_date, property_id, staff_id, \
-                     conversations_handled, tasks_completed, avg_response_time_ms, satisfaction_avg, \
-                     satisfaction_count) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                )
-                .bind(&r.period_date)
-                .bind(&r.property_id)
-                .bind(&r.staff_id)
-                .bind(r.conversations_handled)
-                .bind(r.tasks_completed)
-                .bind(r.avg_response_time_ms)
-                .bind(r.satisfaction_avg)
-                .bind(r.satisfaction_count)
-                .execute(&mut **tx)
-                .await?;
-            }
-        }
-        BucketRows::IntentDistribution(rows) => {
-            for r in rows {
-                sqlx::query(
-                    "INSERT INTO agg_intent_distribution_daily (period_date, property_id, intent, count, \
-                     avg_confidence, action_taken_count, escalated_count) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                )
-                .bind(&r.period_date)
-                .bind(&r.property_id)
-                .bind(&r.intent)
-                .bind(r.count)
-                .bind(r.avg_confidence)
-                .bind(r.action_taken_count)
-                .bind(r.escalated_count)
-                .execute(&mut **tx)
-                .await?;
-            }
-        }
-        BucketRows::Satisfaction(rows) => {
-            for r in rows {
-                sqlx::query(
-                    "INSERT INTO agg_satisfaction_weekly (period_start, property_id, channel, surveys_sent, \
-                     responses_received, rating_1, rating_2, rating_3, rating_4, rating_5, avg_rating, nps_score) \
-                     VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                )
-                .bind(&r.period_start)
-                .bind(&r.property_id)
-                .bind(&r.channel)
-                .bind(r.surveys_sent)
-                .bind(r.responses_received)
-                .bind(r.ratings[0])
-                .bind(r.ratings[1])
-                .bind(r.ratings[2])
-                .bind(r.ratings[3])
-                .bind(r.ratings[4])
-                .bind(r.avg_rating)
-                .bind(r.nps_score)
-                .execute(&mut **tx)
-                .await?;
-            }
-        }
-        BucketRows::MonthlySummary(rows) => {
-            for r in rows {
-                sqlx::query(
-                    "INSERT INTO agg_monthly_summary (period_month, property_id, total_conversations, \
-                     total_messages, total_tasks, ai_resolution_rate, avg_satisfaction, \
-                     avg_response_time_minutes, top_intents, channel_breakdown) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                )
-                .bind(&r.period_month)
-                .bind(&r.property_id)
-                .bind(r.total_conversations)
-                .bind(r.total_messages)
-                .bind(r.total_tasks)
-                .bind(r.ai_resolution_rate)
-                .bind(r.avg_satisfaction)
-                .bind(r.avg_response_time_minutes)
-                .bind(&r.top_intents)
-                .bind(&r.channel_breakdown)
-                .execute(&mut **tx)
-                .await?;
-            }
-        }
-    }
-    Ok(())
+/// The INSERT of one row of `table`, its columns in definition order.
+fn insert_statement(table: &crate::tables::AggTable) -> String {
+    let columns: Vec<&str> = table.columns().collect();
+    let marks = vec!["?"; columns.len()].join(", ");
+    format!(
+        "INSERT INTO {} ({}) VALUES ({marks})",
+        table.name,
+        columns.join(", ")
+    )
 }

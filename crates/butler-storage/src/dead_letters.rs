@@ -83,7 +83,7 @@ impl Storage {
         .bind(ids)
         .bind(filter.limit.map_or(-1, i64::from))
         .bind(filter.after_id.unwrap_or(0))
-        .fetch_all(&self.reader)
+        .fetch_all(&self.sql_readers)
         .await?;
         rows.iter()
             .map(|r| {
@@ -127,6 +127,8 @@ impl Storage {
         accepted: &[(i64, Event)],
         still_rejected: &[(i64, RejectReason, String)],
     ) -> Result<ReplayOutcome, StorageError> {
-        self.ingest.commit_replay(accepted, still_rejected).await
+        self.ingest_writer
+            .commit_replay(accepted, still_rejected)
+            .await
     }
 }

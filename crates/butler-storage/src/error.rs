@@ -8,8 +8,8 @@ pub enum StorageError {
     Open {
         /// The configured `storage.path`.
         path: String,
-        /// The driver's error.
-        source: sqlx::Error,
+        /// What stood in the way.
+        source: DriverError,
     },
     /// The schema could not be brought up to date, e.g. the file was written by a
     /// newer version of the pipeline.
@@ -30,12 +30,29 @@ pub enum StorageError {
     /// failed; as for [`StorageError::Database`].
     #[error("database error: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// A read on the row readers panicked, or its thread was cancelled.
+    #[error("a database read failed: {0}")]
+    ReadFailed(#[source] tokio::task::JoinError),
     /// The ingest writer's thread has stopped (the storage was closed).
     #[error("the ingest writer has stopped")]
     WriterGone,
     /// The storage was closed while a read waited for a connection.
     #[error("the storage has been closed")]
     Closed,
+}
+
+/// The cause under an error while opening, whichever driver or system call raised it.
+#[derive(Debug, thiserror::Error)]
+pub enum DriverError {
+    /// From sqlx (the pools).
+    #[error(transparent)]
+    Sqlx(#[from] sqlx::Error),
+    /// From rusqlite (the ingest writer, the row readers).
+    #[error(transparent)]
+    Sqlite(#[from] rusqlite::Error),
+    /// From the file system, or starting a thread.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
 }
 
 impl StorageError {

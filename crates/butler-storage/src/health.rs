@@ -10,7 +10,7 @@ impl Storage {
     /// # Errors
     /// The database error that stands in the way (busy, read-only, IO).
     pub async fn check_writable(&self) -> Result<(), StorageError> {
-        let tx = self.writer.begin_with("BEGIN IMMEDIATE").await?;
+        let tx = self.sql_writer.begin_with("BEGIN IMMEDIATE").await?;
         tx.rollback().await?;
         Ok(())
     }
@@ -43,7 +43,7 @@ impl Storage {
         if target.exists() {
             return Err(StorageError::BackupTargetExists(target.to_path_buf()));
         }
-        let mut conn = self.reader.acquire().await?;
+        let mut conn = self.sql_readers.acquire().await?;
         sqlx::query("VACUUM INTO ?")
             .bind(target.to_string_lossy().into_owned())
             .execute(&mut *conn)

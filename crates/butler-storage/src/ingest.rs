@@ -67,7 +67,7 @@ impl Storage {
         events: Arc<[Event]>,
         dead_letters: Arc<[NewDeadLetter]>,
     ) -> Result<BatchOutcome, StorageError> {
-        let result = self.ingest.commit_batch(events, dead_letters).await;
+        let result = self.ingest_writer.commit_batch(events, dead_letters).await;
         self.note_write(&result);
         result
     }

@@ -6,57 +6,60 @@
 //! be added here without touching the consumer, aggregator or query crates.
 //!
 //! Layout:
-//! - [`open`]: connection settings (WAL, `synchronous=FULL`, busy timeout) and
-//!   migrations;
-//! - [`ingest`]: [`Storage::commit_batch`], the one transaction per batch;
+//! - [`connection`]: the settings of each kind of connection (WAL, `synchronous=FULL`,
+//!   busy timeout, page caches), for both drivers, and the migrations;
+//! - [`tables`]: the aggregate tables, each declared once, and their rows;
+//! - [`ingest`]: [`Storage::commit_batch`], the one transaction per batch, run by the
+//!   ingest writer thread (`ingest_writer`);
 //! - [`dead_letters`]: listing and replaying rejected messages;
-//! - [`aggregates`], [`aggregation`]: the aggregate rows, and what the aggregator
-//!   reads and writes;
-//! - [`queries`]: what the query service reads (dashboard windows, live state,
-//!   series);
+//! - [`aggregation`]: what the aggregator reads and writes (a bucket's events, the
+//!   late-data queue, bucket rows, job runs and leases);
+//! - [`retention`]: deleting what is past each table's retention;
+//! - [`queries`]: what the query service reads (live state, series, resolutions);
 //! - [`tallies`]: running counts kept by ingest, so dashboard and report windows
 //!   read hours and minutes instead of every raw event;
 //! - [`health`]: writability and size, for `/readyz` and metrics;
-//! - `writer` and `read` (internal): the ingest writer thread, and the read-only
-//!   connections the reads that return many rows run on.
+//! - `row_readers` (internal): the read-only rusqlite connections the reads that
+//!   return many rows run on.
 
-pub mod aggregates;
 pub mod aggregation;
+pub mod connection;
 pub mod dead_letters;
 pub mod error;
 pub mod health;
 pub mod ingest;
-pub mod open;
+mod ingest_writer;
 pub mod queries;
-mod read;
+pub mod retention;
+mod row_readers;
+pub mod tables;
 pub mod tallies;
-mod writer;
 
 use std::path::PathBuf;
 use std::sync::atomic::AtomicBool;
 
 use sqlx::SqlitePool;
 
+pub use connection::StorageOptions;
 pub use dead_letters::{DeadLetter, DeadLetterFilter, ReplayOutcome};
 pub use error::StorageError;
 pub use ingest::{BatchOutcome, NewDeadLetter};
-pub use open::StorageOptions;
 
-/// Handle on the analytics database. Cheap to clone; all clones share the pools.
+/// Handle on the analytics database. Cheap to clone; all clones share the
+/// connections.
 #[derive(Debug, Clone)]
 pub struct Storage {
-    /// One connection: writes are serialized here instead of contending for SQLite's
-    /// lock inside the process.
-    writer: SqlitePool,
-    /// Read-only connections for listing and queries; WAL lets them run beside the
-    /// writer.
-    reader: SqlitePool,
+    /// The sqlx writer: one connection for aggregation, retention and operator
+    /// writes, so they queue here instead of contending for SQLite's lock.
+    sql_writer: SqlitePool,
+    /// sqlx read-only connections for the reads that return a few rows.
+    sql_readers: SqlitePool,
     path: PathBuf,
     /// Set when the last write failed (disk full, IO error), cleared by the next
     /// success: `/readyz` reports it.
     write_failing: std::sync::Arc<AtomicBool>,
     /// The thread that commits ingest batches and replays.
-    ingest: writer::IngestWriter,
-    /// Read-only connections for the reads that return many rows.
-    row_reader: read::ReadPool,
+    ingest_writer: ingest_writer::IngestWriter,
+    /// Read-only rusqlite connections for the reads that return many rows.
+    row_readers: row_readers::RowReaders,
 }

@@ -1,10 +1,14 @@
 //! Running tallies: counts and sums of the event types the dashboard and the report
 //! read, per property, UTC hour and event type (and channel, for the satisfaction
-//! types). Ingest adds each new event in its batch's transaction (`writer`); a window then costs
-//! a few dozen tally rows plus its ragged edges (under an hour at each end) read raw,
-//! instead of every raw event of the window.
+//! types). Ingest adds each new event in its batch's transaction (`ingest_writer`); a
+//! window then costs a few dozen tally rows plus its ragged edges (under an hour at
+//! each end) read raw, instead of every raw event of the window.
 
+use std::sync::LazyLock;
+
+use butler_events::formulas::Ratings;
 use butler_events::{Event, EventTime, EventType};
+use chrono::{DateTime, Utc};
 
 use crate::{Storage, StorageError};
 
@@ -25,16 +29,26 @@ pub const TALLIED: [EventType; 9] = [
 pub(crate) const HOUR_MS: i64 = 3_600_000;
 
 /// The types kept per channel; the others are summed over channels under `*`.
-pub(crate) const BY_CHANNEL: [EventType; 2] = [
+pub const BY_CHANNEL: [EventType; 2] = [
     EventType::SatisfactionSurveySent,
     EventType::SatisfactionRatingReceived,
 ];
 
+/// The channel a tally of `event_type` is kept under: the event's own (`unknown` for
+/// none) for the types of [`BY_CHANNEL`], `*` for the others.
+pub(crate) fn tally_channel(event_type: EventType, channel: Option<&str>) -> &str {
+    if BY_CHANNEL.contains(&event_type) {
+        channel.unwrap_or("unknown")
+    } else {
+        "*"
+    }
+}
+
 /// Counts and sums of one event type on one channel over a window.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct Tally {
     /// The event type.
-    pub event_type: String,
+    pub event_type: EventType,
     /// The channel (`unknown` for none) for the satisfaction types; `*` for the
     /// others, which are not kept per channel.
     pub channel: String,
@@ -49,21 +63,31 @@ pub struct Tally {
     /// How many carried a `durationMs`.
     pub duration_count: i64,
     /// `satisfaction.rating_received` by value 1 to 5.
-    pub ratings: [i64; 5],
+    pub ratings: Ratings,
 }
 
 impl Tally {
+    /// A tally of no events yet.
+    pub(crate) fn new(event_type: EventType, channel: &str) -> Tally {
+        Tally {
+            event_type,
+            channel: channel.to_owned(),
+            events: 0,
+            value_sum: 0.0,
+            value_count: 0,
+            duration_sum: 0,
+            duration_count: 0,
+            ratings: Ratings::default(),
+        }
+    }
+
     pub(crate) fn add(&mut self, e: &Event) {
         self.events += 1;
         if let Some(v) = e.value {
             self.value_sum += v;
             self.value_count += 1;
             if e.event_type == EventType::SatisfactionRatingReceived {
-                for (k, slot) in self.ratings.iter_mut().enumerate() {
-                    if v == (k + 1) as f64 {
-                        *slot += 1;
-                    }
-                }
+                self.ratings.add(v);
             }
         }
         if let Some(d) = e.duration_ms {
@@ -73,10 +97,16 @@ impl Tally {
     }
 }
 
-pub(crate) fn hour_key(ms: i64) -> String {
-    let mut s = EventTime::from_millis(ms).to_string();
-    s.truncate(13);
-    s
+/// The key of the UTC hour holding `instant` in `event_tallies_hour.hour`:
+/// `YYYY-MM-DDTHH`.
+pub(crate) fn tally_hour_key(instant: DateTime<Utc>) -> String {
+    let mut key = butler_events::calendar::hour_key(instant);
+    key.truncate(13);
+    key
+}
+
+fn hour_key(ms: i64) -> String {
+    tally_hour_key(EventTime::from_millis(ms).to_datetime())
 }
 
 /// How a window `[start, end)` is counted: the tallies of whole hours, plus or minus
@@ -153,40 +183,49 @@ fn split(start: i64, end: i64) -> Split {
     }
 }
 
+/// `'a', 'b'`: the names of `types` as an SQL list.
+fn sql_list(types: &[EventType]) -> String {
+    let names: Vec<String> = types.iter().map(|t| format!("'{}'", t.as_str())).collect();
+    names.join(", ")
+}
+
 /// One window's tallies for property `?1`: the hour tallies of `[?4, ?5)`, plus the
 /// raw rows of `[?2, ?3)` times `?8` and of `[?6, ?7)` times `?9` (each sign 1 or -1).
-const WINDOW_TALLIES: &str = "\
-    WITH raw AS (SELECT event_type, channel, value, duration_ms, ?8 AS sign \
-      FROM analytics_events INDEXED BY idx_events_property_time \
-      WHERE property_id = ?1 AND timestamp >= ?2 AND timestamp < ?3 \
-      UNION ALL \
-      SELECT event_type, channel, value, duration_ms, ?9 \
-      FROM analytics_events INDEXED BY idx_events_property_time \
-      WHERE property_id = ?1 AND timestamp >= ?6 AND timestamp < ?7), \
-    parts AS ( \
-      SELECT event_type, \
-        CASE WHEN event_type IN ('satisfaction.survey_sent', 'satisfaction.rating_received') \
-             THEN coalesce(channel, 'unknown') ELSE '*' END AS channel, \
-        sign AS events, sign * coalesce(value, 0.0) AS value_sum, \
-        sign * (value IS NOT NULL) AS value_count, \
-        sign * coalesce(duration_ms, 0) AS duration_sum, \
-        sign * (duration_ms IS NOT NULL) AS duration_count, \
-        sign * (event_type = 'satisfaction.rating_received' AND value = 1) AS rating_1, \
-        sign * (event_type = 'satisfaction.rating_received' AND value = 2) AS rating_2, \
-        sign * (event_type = 'satisfaction.rating_received' AND value = 3) AS rating_3, \
-        sign * (event_type = 'satisfaction.rating_received' AND value = 4) AS rating_4, \
-        sign * (event_type = 'satisfaction.rating_received' AND value = 5) AS rating_5 \
-      FROM raw \
-      WHERE event_type IN ('conversation.started', 'conversation.resolved', 'conversation.escalated', \
-          'message.received', 'message.sent', 'response.time_recorded', 'task.created', \
-          'satisfaction.survey_sent', 'satisfaction.rating_received') \
-      UNION ALL \
-      SELECT event_type, channel, events, value_sum, value_count, duration_sum, duration_count, \
-        rating_1, rating_2, rating_3, rating_4, rating_5 FROM event_tallies_hour \
-      WHERE property_id = ?1 AND hour >= ?4 AND hour < ?5) \
-    SELECT event_type, channel, sum(events), total(value_sum), sum(value_count), sum(duration_sum), \
-      sum(duration_count), sum(rating_1), sum(rating_2), sum(rating_3), sum(rating_4), sum(rating_5) \
-    FROM parts GROUP BY event_type, channel HAVING sum(events) <> 0 ORDER BY event_type, channel";
+/// Its lists of types are those of [`TALLIED`] and [`BY_CHANNEL`].
+static WINDOW_TALLIES: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "WITH raw AS (SELECT event_type, channel, value, duration_ms, ?8 AS sign \
+          FROM analytics_events INDEXED BY idx_events_property_time \
+          WHERE property_id = ?1 AND timestamp >= ?2 AND timestamp < ?3 \
+          UNION ALL \
+          SELECT event_type, channel, value, duration_ms, ?9 \
+          FROM analytics_events INDEXED BY idx_events_property_time \
+          WHERE property_id = ?1 AND timestamp >= ?6 AND timestamp < ?7), \
+        parts AS ( \
+          SELECT event_type, \
+            CASE WHEN event_type IN ({by_channel}) THEN coalesce(channel, 'unknown') ELSE '*' END AS channel, \
+            sign AS events, sign * coalesce(value, 0.0) AS value_sum, \
+            sign * (value IS NOT NULL) AS value_count, \
+            sign * coalesce(duration_ms, 0) AS duration_sum, \
+            sign * (duration_ms IS NOT NULL) AS duration_count, \
+            sign * (event_type = '{rating}' AND value = 1) AS rating_1, \
+            sign * (event_type = '{rating}' AND value = 2) AS rating_2, \
+            sign * (event_type = '{rating}' AND value = 3) AS rating_3, \
+            sign * (event_type = '{rating}' AND value = 4) AS rating_4, \
+            sign * (event_type = '{rating}' AND value = 5) AS rating_5 \
+          FROM raw WHERE event_type IN ({tallied}) \
+          UNION ALL \
+          SELECT event_type, channel, events, value_sum, value_count, duration_sum, duration_count, \
+            rating_1, rating_2, rating_3, rating_4, rating_5 FROM event_tallies_hour \
+          WHERE property_id = ?1 AND hour >= ?4 AND hour < ?5) \
+        SELECT event_type, channel, sum(events), total(value_sum), sum(value_count), sum(duration_sum), \
+          sum(duration_count), sum(rating_1), sum(rating_2), sum(rating_3), sum(rating_4), sum(rating_5) \
+        FROM parts GROUP BY event_type, channel HAVING sum(events) <> 0 ORDER BY event_type, channel",
+        by_channel = sql_list(&BY_CHANNEL),
+        tallied = sql_list(&TALLIED),
+        rating = EventType::SatisfactionRatingReceived.as_str(),
+    )
+});
 
 impl Storage {
     /// The tallies of one property's events in `[start, end)`, per event type of
@@ -212,26 +251,40 @@ impl Storage {
             raw(s.tail.1),
         ];
         let signs = (s.head_sign, s.tail_sign);
-        self.row_reader
+        self.row_readers
             .run(move |conn| {
-                let mut stmt = conn.prepare_cached(WINDOW_TALLIES)?;
+                let mut stmt = conn.prepare_cached(&WINDOW_TALLIES)?;
                 let [p1, p2, p3, p4, p5, p6, p7] = &text;
                 let rows = stmt.query_map(
                     rusqlite::params![p1, p2, p3, p4, p5, p6, p7, signs.0, signs.1],
                     |r| {
-                        Ok(Tally {
-                            event_type: r.get(0)?,
+                        let name: String = r.get(0)?;
+                        let Some(event_type) = EventType::parse(&name) else {
+                            return Ok(None);
+                        };
+                        Ok(Some(Tally {
+                            event_type,
                             channel: r.get(1)?,
                             events: r.get(2)?,
                             value_sum: r.get(3)?,
                             value_count: r.get(4)?,
                             duration_sum: r.get(5)?,
                             duration_count: r.get(6)?,
-                            ratings: [r.get(7)?, r.get(8)?, r.get(9)?, r.get(10)?, r.get(11)?],
-                        })
+                            ratings: Ratings([
+                                r.get(7)?,
+                                r.get(8)?,
+                                r.get(9)?,
+                                r.get(10)?,
+                                r.get(11)?,
+                            ]),
+                        }))
                     },
                 )?;
-                Ok(rows.collect::<Result<Vec<_>, _>>()?)
+                let mut tallies = Vec::new();
+                for row in rows {
+                    tallies.extend(row?);
+                }
+                Ok(tallies)
             })
             .await
     }
@@ -243,18 +296,9 @@ mod tests {
     use crate::StorageOptions;
     use sqlx::Row;
 
-    struct Rng(u64);
+    use butler_events::testing::Xorshift;
 
-    impl Rng {
-        fn below(&mut self, n: u64) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0 % n
-        }
-    }
-
-    fn random_event(rng: &mut Rng, i: u64, base: i64) -> Event {
+    fn random_event(rng: &mut Xorshift, i: u64, base: i64) -> Event {
         const TYPES: [EventType; 11] = [
             EventType::ConversationStarted,
             EventType::ConversationResolved,
@@ -271,22 +315,14 @@ mod tests {
         let event_type = TYPES[rng.below(TYPES.len() as u64) as usize];
         let channels = [None, Some("sms"), Some("whatsapp"), Some("unknown")];
         let rating = event_type == EventType::SatisfactionRatingReceived;
-        Event {
-            // Some ids repeat: the second one is not new, and must not be tallied.
-            id: format!("e{}", if i % 50 == 7 { i - 1 } else { i }),
-            event_type,
-            timestamp: EventTime::from_millis(base + rng.below(3 * HOUR_MS as u64) as i64),
-            property_id: format!("p{}", rng.below(2)),
-            channel: channels[rng.below(4) as usize].map(str::to_owned),
-            guest_id: None,
-            staff_id: None,
-            conversation_id: None,
-            task_id: None,
-            value: (rating || rng.below(3) == 0).then(|| 1.0 + rng.below(5) as f64),
-            duration_ms: (rng.below(2) == 0).then(|| rng.below(100_000) as i64),
-            metadata: None,
-            live_effect: None,
-        }
+        // Some ids repeat: the second one is not new, and must not be tallied.
+        let id = format!("e{}", if i % 50 == 7 { i - 1 } else { i });
+        let at = EventTime::from_millis(base + rng.below(3 * HOUR_MS as u64) as i64);
+        let mut e = Event::new(id, event_type, at, format!("p{}", rng.below(2)));
+        e.channel = channels[rng.below(4) as usize].map(str::to_owned);
+        e.value = (rating || rng.below(3) == 0).then(|| 1.0 + rng.below(5) as f64);
+        e.duration_ms = (rng.below(2) == 0).then(|| rng.below(100_000) as i64);
+        e
     }
 
     async fn raw_tallies(storage: &Storage, property: &str, start: i64, end: i64) -> Vec<Tally> {
@@ -306,19 +342,19 @@ mod tests {
         .bind(property)
         .bind(EventTime::from_millis(start).to_string())
         .bind(EventTime::from_millis(end).to_string())
-        .fetch_all(&storage.reader)
+        .fetch_all(&storage.sql_readers)
         .await
         .unwrap();
         rows.iter()
             .map(|r| Tally {
-                event_type: r.get(0),
+                event_type: EventType::parse(r.get(0)).unwrap(),
                 channel: r.get(1),
                 events: r.get(2),
                 value_sum: r.get(3),
                 value_count: r.get(4),
                 duration_sum: r.get(5),
                 duration_count: r.get(6),
-                ratings: [r.get(7), r.get(8), r.get(9), r.get(10), r.get(11)],
+                ratings: Ratings([r.get(7), r.get(8), r.get(9), r.get(10), r.get(11)]),
             })
             .collect()
     }
@@ -330,7 +366,7 @@ mod tests {
             .await
             .unwrap();
         let base = ms("2026-11-24T09:00:00Z");
-        let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
+        let mut rng = Xorshift::new(0x9E37_79B9_7F4A_7C15);
         let events: Vec<Event> = (0..4000).map(|i| random_event(&mut rng, i, base)).collect();
         for batch in events.chunks(700) {
             storage.commit_batch(batch, &[]).await.unwrap();

@@ -65,12 +65,20 @@ impl App {
     pub fn prepare(nats_url: &str, extra: &str, database: Option<&Path>) -> App {
         let dir = tempfile::tempdir().unwrap();
         let metrics_port = super::free_port();
+        // Reports go to the test's own folder unless the test says where.
+        let mut reports_extra = section_body(extra, "reports");
+        if !reports_extra.contains("  storage:") {
+            reports_extra.insert_str(
+                0,
+                &format!("  storage: {}\n", dir.path().join("reports").display()),
+            );
+        }
         let config = format!(
-            "nats:\n  url: {nats_url}\n{nats_extra}storage:\n  path: {db}\n{storage_extra}metrics:\n  listen: 127.0.0.1:{metrics_port}\n{rest}",
+            "nats:\n  url: {nats_url}\n{nats_extra}storage:\n  path: {db}\n{storage_extra}reports:\n{reports_extra}metrics:\n  listen: 127.0.0.1:{metrics_port}\n{rest}",
             nats_extra = section_body(extra, "nats"),
             storage_extra = section_body(extra, "storage"),
             db = dir.path().join("analytics.db").display(),
-            rest = without_sections(extra, &["nats", "storage"]),
+            rest = without_sections(extra, &["nats", "storage", "reports"]),
         );
         std::fs::write(dir.path().join("config.yaml"), config).unwrap();
         if let Some(source) = database {

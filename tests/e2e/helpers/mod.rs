@@ -3,9 +3,11 @@
 
 mod app;
 mod nats;
+mod requests;
 
 pub use app::{App, cli, pipeline_bin};
 pub use nats::{NatsServer, consumer_info, publish_all, try_consumer_info};
+pub use requests::{error_code, header, request};
 
 use std::future::Future;
 use std::time::{Duration, Instant};
@@ -52,6 +54,24 @@ pub fn samples() -> Vec<(String, Vec<u8>, String)> {
                 v["subject"].as_str().unwrap().to_owned(),
                 payload,
                 v["expect"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+/// `n` message events with ids `<prefix>-000000`…, received and sent in turn,
+/// timestamped now: `(subject, payload)`.
+pub fn message_events(prefix: &str, n: usize) -> Vec<(String, Vec<u8>)> {
+    (0..n)
+        .map(|i| {
+            let subject = if i % 2 == 0 {
+                "butler.events.message.received"
+            } else {
+                "butler.events.message.sent"
+            };
+            (
+                subject.to_owned(),
+                message_event(&format!("{prefix}-{i:06}")),
             )
         })
         .collect()

@@ -1,6 +1,6 @@
-use butler_events::{Event, EventTime, EventType};
-use butler_storage::aggregates::*;
+use butler_events::{Event, EventTime, EventType, Granularity};
 use butler_storage::aggregation::PendingBucket;
+use butler_storage::tables::{AGG_TABLES, AggTable, BucketRows, Cell, Kind};
 use butler_storage::{Storage, StorageOptions};
 use chrono::{DateTime, Utc};
 
@@ -11,21 +11,12 @@ fn at(s: &str) -> DateTime<Utc> {
 }
 
 fn event(id: &str, ts: &str) -> Event {
-    Event {
-        id: id.into(),
-        event_type: EventType::MessageSent,
-        timestamp: EventTime::from_datetime(&at(ts)),
-        property_id: "p".into(),
-        channel: None,
-        guest_id: None,
-        staff_id: None,
-        conversation_id: None,
-        task_id: None,
-        value: None,
-        duration_ms: None,
-        metadata: None,
-        live_effect: None,
-    }
+    Event::new(
+        id,
+        EventType::MessageSent,
+        EventTime::from_datetime(&at(ts)),
+        "p",
+    )
 }
 
 fn bucket(key: &str) -> PendingBucket {
@@ -34,6 +25,22 @@ fn bucket(key: &str) -> PendingBucket {
         period_key: key.into(),
         start: String::new(),
         end: String::new(),
+    }
+}
+
+/// A row of `table` for period `key`: every dimension `x`, every measure 1 (`[]` for
+/// JSON).
+fn row(table: &'static AggTable, key: &str) -> BucketRows {
+    let mut cells = vec![Cell::Text(key.into()), Cell::Text("p".into())];
+    cells.extend(table.dimensions.iter().map(|_| Cell::Text("x".into())));
+    cells.extend(table.measures.iter().map(|m| match m.kind {
+        Kind::Integer => Cell::Integer(Some(1)),
+        Kind::Real => Cell::Real(Some(1.0)),
+        Kind::Json => Cell::Text("[]".into()),
+    }));
+    BucketRows {
+        table,
+        rows: vec![cells],
     }
 }
 
@@ -56,148 +63,98 @@ async fn sqlx_pool(storage: &Storage) -> sqlx::SqlitePool {
     .unwrap()
 }
 
+fn days() -> RetentionDays {
+    RetentionDays {
+        raw_events: 90,
+        hourly: 30,
+        daily: 365,
+        weekly: 730,
+        monthly: 1095,
+    }
+}
+
+/// Every table retention touches, each around its own cutoff: the row of the period
+/// before it goes, the period holding it stays. The raw cutoff falls inside an hour:
+/// that hour's raw events before it go, and its tally and dirty hour stay with the
+/// raw events after it.
 #[tokio::test]
 async fn retention_deletes_exactly_the_rows_past_each_cutoff() {
     let dir = tempfile::tempdir().unwrap();
     let storage = Storage::open(&StorageOptions::new(dir.path().join("a.db")))
         .await
         .unwrap();
-    let now = at("2026-11-25T12:00:00Z");
-    let days = RetentionDays {
-        raw_events: 90,
-        hourly: 30,
-        daily: 365,
-        weekly: 730,
-        monthly: 1095,
-    };
+    let now = at("2026-11-25T12:34:56.789Z");
 
-    // Raw events: cutoff 2026-08-27T12:00:00.000Z.
+    // Raw events: cutoff 2026-08-27T12:34:56.789Z, inside the 12:00 hour.
     storage
         .commit_batch(
             &[
                 event("old", "2026-08-27T11:59:59.999Z"),
-                event("edge", "2026-08-27T12:00:00.000Z"),
+                event("early", "2026-08-27T12:10:00Z"),
+                event("edge", "2026-08-27T12:34:56.789Z"),
+                event("late", "2026-08-27T12:40:00Z"),
                 event("new", "2026-11-25T11:00:00Z"),
             ],
             &[],
         )
         .await
         .unwrap();
-    // Hourly: cutoff hour 2026-10-26T12:00:00Z.
-    for key in [
-        "2026-10-26T11:00:00Z",
-        "2026-10-26T12:00:00Z",
-        "2026-11-25T10:00:00Z",
-    ] {
-        let row = MessageCountRow {
-            period_start: key.into(),
-            property_id: "p".into(),
-            channel: "sms".into(),
-            direction: "inbound".into(),
-            count: 1,
-        };
-        storage
-            .replace_bucket(
-                "t",
-                &bucket(key),
-                &BucketRows::MessageCounts(vec![row]),
-                "2026-11-25T12:00:00.000Z",
-            )
-            .await
-            .unwrap();
-    }
-    // Daily: cutoff 2025-11-25.
-    for key in ["2025-11-24", "2025-11-25", "2026-11-24"] {
-        let row = StaffPerformanceRow {
-            period_date: key.into(),
-            property_id: "p".into(),
-            staff_id: "s".into(),
-            ..Default::default()
-        };
-        storage
-            .replace_bucket(
-                "t",
-                &bucket(key),
-                &BucketRows::StaffPerformance(vec![row]),
-                "2026-11-25T12:00:00.000Z",
-            )
-            .await
-            .unwrap();
-    }
-    // Weekly: cutoff 2024-11-25 (a Monday key before it goes).
-    for key in ["2024-11-18", "2024-11-25", "2026-11-23"] {
-        let row = SatisfactionRow {
-            period_start: key.into(),
-            property_id: "p".into(),
-            channel: "sms".into(),
-            ..Default::default()
-        };
-        storage
-            .replace_bucket(
-                "t",
-                &bucket(key),
-                &BucketRows::Satisfaction(vec![row]),
-                "2026-11-25T12:00:00.000Z",
-            )
-            .await
-            .unwrap();
-    }
-    // Monthly: cutoff 2023-11.
-    for key in ["2023-10", "2023-11", "2026-11"] {
-        let row = MonthlySummaryRow {
-            period_month: key.into(),
-            property_id: "p".into(),
-            top_intents: "[]".into(),
-            channel_breakdown: "{}".into(),
-            ..Default::default()
-        };
-        storage
-            .replace_bucket(
-                "t",
-                &bucket(key),
-                &BucketRows::MonthlySummary(vec![row]),
-                "2026-11-25T12:00:00.000Z",
-            )
-            .await
-            .unwrap();
+    // Each aggregate table: a period before its cutoff, the one holding it, a recent
+    // one. Hourly cutoff 2026-10-26T12:34:56Z, daily 2025-11-25, weekly 2024-11-25
+    // (a Monday key before it goes), monthly 2023-11.
+    let periods = |g: Granularity| match g {
+        Granularity::Hour => [
+            "2026-10-26T11:00:00Z",
+            "2026-10-26T12:00:00Z",
+            "2026-11-25T10:00:00Z",
+        ],
+        Granularity::Day => ["2025-11-24", "2025-11-25", "2026-11-24"],
+        Granularity::Week => ["2024-11-18", "2024-11-25", "2026-11-23"],
+        Granularity::Month => ["2023-10", "2023-11", "2026-11"],
+    };
+    for table in AGG_TABLES {
+        for key in periods(table.granularity) {
+            storage
+                .replace_bucket(
+                    table.job,
+                    &bucket(key),
+                    &row(table, key),
+                    "2026-11-25T12:00:00.000Z",
+                )
+                .await
+                .unwrap();
+        }
     }
 
-    let deleted = apply(&storage, days, now).await.unwrap();
+    let deleted = apply(&storage, days(), now).await.unwrap();
     let deleted_of = |t: &str| deleted.iter().find(|(name, _)| *name == t).map(|(_, n)| *n);
-    assert_eq!(deleted_of("analytics_events"), Some(1));
-    assert_eq!(
-        deleted_of("agg_dirty_hours"),
-        Some(1),
-        "the 11:00 hour of the old event"
-    );
-    assert_eq!(deleted_of("agg_message_counts_hourly"), Some(1));
-    assert_eq!(deleted_of("agg_staff_performance_daily"), Some(1));
-    assert_eq!(deleted_of("agg_satisfaction_weekly"), Some(1));
-    assert_eq!(deleted_of("agg_monthly_summary"), Some(1));
-
+    assert_eq!(deleted_of("analytics_events"), Some(2));
     assert_eq!(
         keys(&storage, "analytics_events", "id").await,
-        ["edge", "new"]
+        ["edge", "late", "new"]
     );
     assert_eq!(
-        keys(&storage, "agg_message_counts_hourly", "period_start").await,
-        ["2026-10-26T12:00:00Z", "2026-11-25T10:00:00Z"]
+        keys(&storage, "agg_dirty_hours", "hour_start").await,
+        ["2026-08-27T12:00:00Z", "2026-11-25T11:00:00Z"],
+        "the hour holding the cutoff keeps its dirty mark"
     );
     assert_eq!(
-        keys(&storage, "agg_staff_performance_daily", "period_date").await,
-        ["2025-11-25", "2026-11-24"]
+        keys(&storage, "event_tallies_hour", "hour").await,
+        ["2026-08-27T12", "2026-11-25T11"],
+        "the hour holding the cutoff keeps its tally while raw events of it remain"
     );
-    assert_eq!(
-        keys(&storage, "agg_satisfaction_weekly", "period_start").await,
-        ["2024-11-25", "2026-11-23"]
-    );
-    assert_eq!(
-        keys(&storage, "agg_monthly_summary", "period_month").await,
-        ["2023-11", "2026-11"]
-    );
+    for table in AGG_TABLES {
+        assert_eq!(deleted_of(table.name), Some(1), "{}", table.name);
+        assert_eq!(
+            keys(&storage, table.name, table.period_column).await,
+            periods(table.granularity)[1..],
+            "{}",
+            table.name
+        );
+    }
 
     // Nothing more to do the second time.
-    let again = apply(&storage, days, now).await.unwrap();
+    let again = apply(&storage, days(), now).await.unwrap();
     assert!(again.iter().all(|(_, n)| *n == 0), "{again:?}");
 }
 
@@ -211,14 +168,7 @@ async fn deletes_more_rows_than_one_chunk() {
         .map(|i| event(&format!("e{i}"), "2026-01-01T00:00:00Z"))
         .collect();
     storage.commit_batch(&old, &[]).await.unwrap();
-    let days = RetentionDays {
-        raw_events: 90,
-        hourly: 30,
-        daily: 365,
-        weekly: 730,
-        monthly: 1095,
-    };
-    let deleted = apply(&storage, days, at("2026-11-25T12:00:00Z"))
+    let deleted = apply(&storage, days(), at("2026-11-25T12:00:00Z"))
         .await
         .unwrap();
     assert_eq!(

@@ -19,19 +19,6 @@ fn ev(id: &str, t: EventType, ts: i64) -> AggEvent {
 }
 
 #[test]
-fn nearest_rank_takes_the_ceiling_rank() {
-    let v = [10, 20, 30, 40];
-    assert_eq!(nearest_rank(&v, 50), Some(20)); // rank 2
-    assert_eq!(nearest_rank(&v, 95), Some(40)); // rank ceil(3.8) = 4
-    assert_eq!(nearest_rank(&v, 1), Some(10));
-    assert_eq!(nearest_rank(&[7], 99), Some(7));
-    assert_eq!(nearest_rank::<i64>(&[], 50), None);
-    let hundred: Vec<i64> = (1..=100).collect();
-    assert_eq!(nearest_rank(&hundred, 95), Some(95));
-    assert_eq!(nearest_rank(&hundred, 99), Some(99));
-}
-
-#[test]
 fn message_counts_by_channel_and_direction_with_unknown_channel() {
     let mut a = ev("a", EventType::MessageReceived, 0);
     a.channel = None;
@@ -168,7 +155,10 @@ fn nps_and_rating_counts() {
         ev("s", EventType::SatisfactionSurveySent, 0),
     ];
     let r = &satisfaction("p", "w", &events)[0];
-    assert_eq!(r.ratings, [1, 0, 1, 1, 2]);
+    assert_eq!(
+        [r.rating_1, r.rating_2, r.rating_3, r.rating_4, r.rating_5],
+        [1, 0, 1, 1, 2]
+    );
     assert_eq!(r.responses_received, 5);
     assert_eq!(r.surveys_sent, 1);
     assert_eq!(r.avg_rating, Some(3.6));
@@ -192,10 +182,10 @@ fn monthly_summary_json_columns() {
     events.push(ev("s2", EventType::ConversationStarted, 0));
     let r = &monthly_summary("p", "2026-11", &events)[0];
     assert_eq!(
-        r.top_intents,
+        r.top_intents.0,
         r#"[{"intent":"bar","count":2},{"intent":"spa","count":2},{"intent":"a1","count":1},{"intent":"a2","count":1},{"intent":"a3","count":1}]"#
     );
-    assert_eq!(r.channel_breakdown, r#"{"sms":1,"unknown":1}"#);
+    assert_eq!(r.channel_breakdown.0, r#"{"sms":1,"unknown":1}"#);
     assert_eq!(r.total_conversations, 2);
     assert_eq!(r.ai_resolution_rate, None);
 }

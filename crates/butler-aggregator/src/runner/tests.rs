@@ -1,5 +1,3 @@
-use std::collections::HashMap;
-
 use butler_events::{Event, EventTime, EventType};
 use butler_storage::{Storage, StorageOptions};
 use chrono::{DateTime, Duration, Utc};
@@ -16,29 +14,20 @@ fn ts(t: DateTime<Utc>) -> String {
 
 fn settings(holder: &str) -> AggregatorSettings {
     AggregatorSettings {
-        default_timezone: chrono_tz::UTC,
-        property_timezones: HashMap::new(),
+        zones: butler_events::Zones::default(),
         raw_retention: Duration::days(36_500),
         holder: holder.into(),
     }
 }
 
 fn message(id: &str, ts: &str) -> Event {
-    Event {
-        id: id.into(),
-        event_type: EventType::MessageReceived,
-        timestamp: EventTime::from_datetime(&at(ts)),
-        property_id: "p".into(),
-        channel: Some("sms".into()),
-        guest_id: None,
-        staff_id: None,
-        conversation_id: None,
-        task_id: None,
-        value: None,
-        duration_ms: None,
-        metadata: None,
-        live_effect: None,
-    }
+    Event::new(
+        id,
+        EventType::MessageReceived,
+        EventTime::from_datetime(&at(ts)),
+        "p",
+    )
+    .with_channel("sms")
 }
 
 /// Two handles on one file behave like two processes: separate connections, one lease.

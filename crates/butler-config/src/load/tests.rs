@@ -81,8 +81,8 @@ service:
   query: true
 "#;
     let c = load_from_str("example.yaml", yaml, env(&[])).unwrap();
-    assert_eq!(c.timezone_of("prop_lisbon_01"), chrono_tz::Europe::Lisbon);
-    assert_eq!(c.timezone_of("elsewhere"), chrono_tz::UTC);
+    assert_eq!(c.zones().of("prop_lisbon_01"), chrono_tz::Europe::Lisbon);
+    assert_eq!(c.zones().of("elsewhere"), chrono_tz::UTC);
     assert_eq!(c.reports.schedule.len(), 1);
 }
 

@@ -13,34 +13,18 @@ async fn open() -> (tempfile::TempDir, Storage) {
 
 fn event(id: &str, event_type: EventType, at: &str) -> Event {
     let at = chrono::DateTime::parse_from_rfc3339(at).unwrap();
-    Event {
-        id: id.into(),
-        event_type,
-        timestamp: EventTime::from_datetime(&at),
-        property_id: "p1".into(),
-        channel: None,
-        guest_id: None,
-        staff_id: None,
-        conversation_id: None,
-        task_id: None,
-        value: None,
-        duration_ms: None,
-        metadata: None,
-        live_effect: None,
-    }
+    Event::new(id, event_type, EventTime::from_datetime(&at), "p1")
 }
 
 fn conversation(id: &str, event_type: EventType, at: &str, active: bool) -> Event {
-    Event {
-        conversation_id: Some("c1".into()),
-        live_effect: Some(LiveEffect::Conversation { active }),
-        ..event(id, event_type, at)
-    }
+    event(id, event_type, at)
+        .with_conversation("c1")
+        .with_live_effect(LiveEffect::Conversation { active })
 }
 
 async fn scalar_i64(storage: &Storage, sql: &'static str) -> i64 {
     sqlx::query(sql)
-        .fetch_one(&storage.reader)
+        .fetch_one(&storage.sql_readers)
         .await
         .unwrap()
         .get(0)
@@ -50,12 +34,12 @@ async fn scalar_i64(storage: &Storage, sql: &'static str) -> i64 {
 async fn opens_in_wal_mode_with_full_sync_and_every_table() {
     let (_dir, storage) = open().await;
     let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
-        .fetch_one(&storage.writer)
+        .fetch_one(&storage.sql_writer)
         .await
         .unwrap();
     assert_eq!(mode, "wal");
     let sync: i64 = sqlx::query_scalar("PRAGMA synchronous")
-        .fetch_one(&storage.writer)
+        .fetch_one(&storage.sql_writer)
         .await
         .unwrap();
     assert_eq!(sync, 2, "synchronous=FULL");
@@ -79,7 +63,7 @@ async fn opens_in_wal_mode_with_full_sync_and_every_table() {
             "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?",
         )
         .bind(table)
-        .fetch_one(&storage.reader)
+        .fetch_one(&storage.sql_readers)
         .await
         .unwrap();
         assert_eq!(n, 1, "{table}");
@@ -107,7 +91,7 @@ async fn stores_every_column_and_the_date_partition() {
     let outcome = storage.commit_batch(&[e], &[]).await.unwrap();
     assert_eq!(outcome.inserted, [true]);
     let row = sqlx::query("SELECT * FROM analytics_events")
-        .fetch_one(&storage.reader)
+        .fetch_one(&storage.sql_readers)
         .await
         .unwrap();
     assert_eq!(row.get::<String, _>("id"), "e1");
@@ -148,7 +132,7 @@ async fn the_first_stored_event_with_an_id_wins() {
         1
     );
     let property: String = sqlx::query_scalar("SELECT property_id FROM analytics_events")
-        .fetch_one(&storage.reader)
+        .fetch_one(&storage.sql_readers)
         .await
         .unwrap();
     assert_eq!(property, "p1");
@@ -253,7 +237,7 @@ async fn new_events_mark_their_hours_dirty_with_a_rising_sequence() {
     storage.commit_batch(&[a], &[]).await.unwrap(); // a duplicate marks nothing
     let rows: Vec<(String, i64)> =
         sqlx::query_as("SELECT hour_start, change_seq FROM agg_dirty_hours ORDER BY hour_start")
-            .fetch_all(&storage.reader)
+            .fetch_all(&storage.sql_readers)
             .await
             .unwrap();
     assert_eq!(
@@ -374,13 +358,8 @@ async fn commit_cost() {
         (EventType::TaskCreated, None),
         (EventType::IntentClassified, None),
     ];
-    let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-    let mut next = || {
-        x ^= x << 13;
-        x ^= x >> 7;
-        x ^= x << 17;
-        x
-    };
+    let mut rng = butler_events::testing::Xorshift::new(0x9E37_79B9_7F4A_7C15);
+    let mut next = || rng.next_u64();
     let base = 1_764_000_000_000i64;
     let events: Vec<Event> = (0..200_000u64)
         .map(|i| {

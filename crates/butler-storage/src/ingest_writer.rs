@@ -2,25 +2,19 @@
 //! whole transaction with cached prepared statements, a row at a time.
 //!
 //! Why not sqlx here: sqlx runs every statement on a worker thread of its own, so each
-//! statement is a round trip between threads, and it copies every bound value twice.
-//! Measured on the reference machine (`BENCHMARKS.md`), a 1,000-event batch cost
-//! 12.2 ms through sqlx even with one JSON-bound statement per kind of row, and 6.3 ms
-//! as plain prepared inserts on a thread of its own; under the CPU contention of a
-//! busy NATS server on the same two cores, the sqlx path fell to under 40 % of an
-//! overlapped fetch → insert → ack loop. Everything else (aggregation, queries,
-//! operator commands) stays on sqlx.
+//! statement is a round trip between threads, and it copies every bound value twice;
+//! per event, that cost more than the insert itself (`BENCHMARKS.md`). Everything
+//! else (aggregation, queries, operator commands) stays on sqlx.
 
 use std::collections::{HashMap, HashSet};
-use std::path::Path;
 use std::sync::{Arc, LazyLock, mpsc};
-use std::time::Duration;
 
 use butler_events::{Event, EventTime, EventType, LiveEffect, RejectReason};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::oneshot;
 
 use crate::ingest::{BatchOutcome, NewDeadLetter};
-use crate::tallies::{BY_CHANNEL, HOUR_MS, TALLIED, Tally, hour_key};
+use crate::tallies::{HOUR_MS, TALLIED, Tally, tally_channel, tally_hour_key};
 use crate::{ReplayOutcome, StorageError};
 
 /// What the writer thread is asked to do.
@@ -50,48 +44,18 @@ impl std::fmt::Debug for Job {
     }
 }
 
-/// Connection settings of the writer, as for the sqlx pools.
-pub(crate) struct WriterSettings<'a> {
-    pub path: &'a Path,
-    pub busy_timeout: Duration,
-    pub max_page_count: Option<u64>,
-}
-
-/// WAL pages after which a commit copies the log back into the database. A batch
-/// rewrites the same hot pages (the ends of each index, live state, tallies) commit
-/// after commit; with SQLite's default of 1,000 pages nearly every commit paid for a
-/// checkpoint of them, with 10,000 (about 40 MB of log) each page is copied once for
-/// many commits. Measured on the ingest benchmark: commits 29 → 20 ms per 1,000 events.
-const WAL_CHECKPOINT_PAGES: i64 = 10_000;
-
 fn gone() -> StorageError {
     StorageError::WriterGone
 }
 
 impl IngestWriter {
-    /// Opens the connection and starts the thread.
-    pub(crate) fn start(settings: &WriterSettings<'_>) -> Result<IngestWriter, StorageError> {
-        let conn = Connection::open(settings.path)?;
-        conn.pragma_update(None, "journal_mode", "wal")?;
-        conn.pragma_update(None, "synchronous", "full")?;
-        conn.pragma_update(None, "foreign_keys", true)?;
-        conn.pragma_update(None, "temp_store", "memory")?;
-        conn.pragma_update(None, "cache_size", -65536)?;
-        if let Some(pages) = settings.max_page_count {
-            conn.pragma_update(
-                None,
-                "max_page_count",
-                i64::try_from(pages).unwrap_or(i64::MAX),
-            )?;
-        }
-        conn.pragma_update(None, "wal_autocheckpoint", WAL_CHECKPOINT_PAGES)?;
-        conn.busy_timeout(settings.busy_timeout)?;
+    /// Starts the thread on `conn`, a writer connection (`ConnectionKind::Writer`).
+    pub(crate) fn start(conn: Connection) -> Result<IngestWriter, std::io::Error> {
         conn.set_prepared_statement_cache_capacity(32);
         let (jobs, inbox) = mpsc::channel();
         std::thread::Builder::new()
             .name("ingest-writer".into())
-            .spawn(move || serve(conn, &inbox))
-            .map_err(|e| StorageError::Database(sqlx::Error::Io(e)))?;
+            .spawn(move || serve(conn, &inbox))?;
         Ok(IngestWriter { jobs })
     }
 
@@ -396,11 +360,7 @@ fn dirty_hours(tx: &rusqlite::Transaction<'_>, new: &[&Event]) -> Result<(), Sto
 fn tallies(tx: &rusqlite::Transaction<'_>, new: &[&Event]) -> Result<(), StorageError> {
     let mut hours: HashMap<(&str, i64, EventType, &str), Tally> = HashMap::new();
     for e in new.iter().filter(|e| TALLIED.contains(&e.event_type)) {
-        let channel = if BY_CHANNEL.contains(&e.event_type) {
-            e.channel.as_deref().unwrap_or("unknown")
-        } else {
-            "*"
-        };
+        let channel = tally_channel(e.event_type, e.channel.as_deref());
         hours
             .entry((
                 e.property_id.as_str(),
@@ -408,7 +368,7 @@ fn tallies(tx: &rusqlite::Transaction<'_>, new: &[&Event]) -> Result<(), Storage
                 e.event_type,
                 channel,
             ))
-            .or_default()
+            .or_insert_with(|| Tally::new(e.event_type, channel))
             .add(e);
     }
     let mut stmt = tx.prepare_cached(
@@ -425,9 +385,10 @@ fn tallies(tx: &rusqlite::Transaction<'_>, new: &[&Event]) -> Result<(), Storage
          rating_5 = rating_5 + excluded.rating_5",
     )?;
     for ((property, hour, event_type, channel), t) in hours {
+        let [r1, r2, r3, r4, r5] = t.ratings.0;
         stmt.execute(params![
             property,
-            hour_key(hour * HOUR_MS),
+            tally_hour_key(EventTime::from_millis(hour * HOUR_MS).to_datetime()),
             event_type.as_str(),
             channel,
             t.events,
@@ -435,11 +396,11 @@ fn tallies(tx: &rusqlite::Transaction<'_>, new: &[&Event]) -> Result<(), Storage
             t.value_count,
             t.duration_sum,
             t.duration_count,
-            t.ratings[0],
-            t.ratings[1],
-            t.ratings[2],
-            t.ratings[3],
-            t.ratings[4],
+            r1,
+            r2,
+            r3,
+            r4,
+            r5,
         ])?;
     }
     Ok(())

@@ -3,42 +3,40 @@
 //!
 //! Why not sqlx here: sqlx runs each connection on a worker thread of its own and
 //! hands every result row across to the async side, so a query of a few hundred rows
-//! is a few hundred thread wake-ups. Measured at 16 concurrent time-series requests
-//! (365 rows each), a third of the process's CPU was the kernel switching threads
-//! (`BENCHMARKS.md`). Here a whole query runs on one blocking thread and its result
-//! crosses over once.
+//! is a few hundred thread wake-ups, which under concurrent time-series requests was a
+//! large share of the process's CPU (`BENCHMARKS.md`). Here a whole query runs on one
+//! blocking thread and its result crosses over once.
 
-use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
-use rusqlite::{Connection, OpenFlags};
+use rusqlite::Connection;
 use tokio::sync::Semaphore;
 
 use crate::StorageError;
+use crate::connection::{ConnectionKind, StorageOptions};
 
-/// Up to `max` read-only connections, opened when first needed and kept.
+/// Up to `storage.read_connections` read-only connections, opened when first needed
+/// and kept.
 #[derive(Debug, Clone)]
-pub(crate) struct ReadPool {
+pub(crate) struct RowReaders {
     inner: Arc<Inner>,
 }
 
 #[derive(Debug)]
 struct Inner {
-    path: PathBuf,
-    busy_timeout: Duration,
+    options: StorageOptions,
     idle: Mutex<Vec<Connection>>,
     permits: Semaphore,
 }
 
-impl ReadPool {
-    pub(crate) fn new(path: PathBuf, busy_timeout: Duration, max: u32) -> ReadPool {
-        ReadPool {
+impl RowReaders {
+    pub(crate) fn new(options: StorageOptions) -> RowReaders {
+        let max = options.read_connections.max(1) as usize;
+        RowReaders {
             inner: Arc::new(Inner {
-                path,
-                busy_timeout,
+                options,
                 idle: Mutex::new(Vec::new()),
-                permits: Semaphore::new(max.max(1) as usize),
+                permits: Semaphore::new(max),
             }),
         }
     }
@@ -68,7 +66,7 @@ impl ReadPool {
             result
         })
         .await
-        .map_err(|e| StorageError::Database(sqlx::Error::Io(std::io::Error::other(e))))?;
+        .map_err(StorageError::ReadFailed)?;
         drop(permit);
         result
     }
@@ -84,15 +82,7 @@ impl ReadPool {
 
 impl Inner {
     fn open(&self) -> Result<Connection, StorageError> {
-        let conn = Connection::open_with_flags(
-            &self.path,
-            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        conn.busy_timeout(self.busy_timeout)?;
-        // As the sqlx readers: 16 MiB of page cache holds the interior pages of a raw
-        // table of tens of millions of rows.
-        conn.pragma_update(None, "cache_size", -16384)?;
-        conn.pragma_update(None, "temp_store", "memory")?;
+        let conn = ConnectionKind::Reader.open_rusqlite(&self.options)?;
         conn.set_prepared_statement_cache_capacity(64);
         Ok(conn)
     }
@@ -123,7 +113,7 @@ mod tests {
         let storage = Storage::open(&options).await.unwrap();
         let mut reads = Vec::new();
         for i in 0..24i64 {
-            let pool = storage.row_reader.clone();
+            let pool = storage.row_readers.clone();
             reads.push(tokio::spawn(async move {
                 pool.run(move |conn| {
                     let n: i64 = conn.query_row("SELECT ?1 * 2", [i], |r| r.get(0))?;
@@ -136,7 +126,7 @@ mod tests {
         for (i, read) in reads.into_iter().enumerate() {
             assert_eq!(read.await.unwrap().unwrap(), 2 * i as i64);
         }
-        let idle = storage.row_reader.inner.idle.lock().unwrap().len();
+        let idle = storage.row_readers.inner.idle.lock().unwrap().len();
         assert!((1..=2).contains(&idle), "{idle} connections kept");
         storage.close().await;
         let after = storage.live_counts("p").await;

@@ -1,0 +1,213 @@
+//! Opening the database: the settings of each kind of connection, in one place for
+//! both drivers, and the migrations.
+//!
+//! Two kinds of connection open the file. Writers (the ingest writer thread and the
+//! sqlx writer that aggregation, retention and operator commands share) run in WAL
+//! mode with `synchronous=FULL`, so a commit is durable before the consumer acks it
+//! (CONTRACT §1); readers are read-only and run beside them. Each kind gets the same
+//! pragmas whichever driver opens it.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
+use std::time::Duration;
+
+use sqlx::ConnectOptions;
+use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+
+use crate::error::DriverError;
+use crate::{Storage, StorageError};
+
+/// The migrations of the root `migrations/` folder, embedded in the binary.
+pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
+
+/// How to open the database (from the `storage` config section).
+#[derive(Debug, Clone)]
+pub struct StorageOptions {
+    /// The database file.
+    pub path: PathBuf,
+    /// How long a statement waits on another process's lock before failing busy.
+    pub busy_timeout: Duration,
+    /// Read connections for queries.
+    pub read_connections: u32,
+    /// Largest the database may grow, in bytes; `None` for no limit.
+    pub max_size_bytes: Option<u64>,
+}
+
+impl StorageOptions {
+    /// Options for `path` with the defaults of the `storage` section.
+    pub fn new(path: impl Into<PathBuf>) -> StorageOptions {
+        StorageOptions {
+            path: path.into(),
+            busy_timeout: Duration::from_secs(5),
+            read_connections: 4,
+            max_size_bytes: None,
+        }
+    }
+}
+
+/// What a connection does, which decides its settings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ConnectionKind {
+    /// Writes: ingest batches, aggregate buckets, retention, operator commands.
+    Writer,
+    /// Reads beside the writers.
+    Reader,
+}
+
+/// WAL pages after which a commit copies the log back into the database. Each ingest
+/// batch rewrites the same hot pages (the ends of each index, live state, tallies);
+/// with SQLite's default of 1,000 pages nearly every commit paid for a checkpoint of
+/// them, with 10,000 (about 40 MB of log) each page is copied back once for many
+/// commits (`BENCHMARKS.md`).
+const WAL_CHECKPOINT_PAGES: u64 = 10_000;
+
+impl ConnectionKind {
+    /// The pragmas of this kind of connection, as `(name, value)`, in the order they
+    /// are set.
+    pub(crate) fn pragmas(self, options: &StorageOptions) -> Vec<(&'static str, String)> {
+        let mut pragmas = vec![("temp_store", "memory".to_owned())];
+        match self {
+            ConnectionKind::Writer => {
+                // WAL lets readers run beside the writer; FULL makes a commit durable
+                // before it returns. sqlx sets neither by default.
+                pragmas.push(("journal_mode", "wal".to_owned()));
+                pragmas.push(("synchronous", "full".to_owned()));
+                pragmas.push(("foreign_keys", "on".to_owned()));
+                // 64 MiB of page cache keeps the upper levels of every index in memory
+                // once the raw table holds millions of rows, so an insert reads only
+                // the leaf it lands on.
+                pragmas.push(("cache_size", "-65536".to_owned()));
+                pragmas.push(("wal_autocheckpoint", WAL_CHECKPOINT_PAGES.to_string()));
+                if let Some(bytes) = options.max_size_bytes {
+                    // In pages of SQLite's default 4 KiB.
+                    pragmas.push(("max_page_count", (bytes / 4096).max(1).to_string()));
+                }
+            }
+            ConnectionKind::Reader => {
+                // 16 MiB per reader holds the interior pages of a raw table of tens of
+                // millions of rows, so a bucket's or a window's lookups do not grow
+                // with it.
+                pragmas.push(("cache_size", "-16384".to_owned()));
+            }
+        }
+        pragmas
+    }
+
+    /// Settings for an sqlx connection of this kind.
+    fn sqlx_options(self, options: &StorageOptions) -> Result<SqliteConnectOptions, sqlx::Error> {
+        let mut connect = SqliteConnectOptions::from_str("sqlite:")?
+            .filename(&options.path)
+            .busy_timeout(options.busy_timeout);
+        for (name, value) in self.pragmas(options) {
+            connect = connect.pragma(name, value);
+        }
+        Ok(match self {
+            ConnectionKind::Writer => connect.create_if_missing(true),
+            // Aggregation reads whole buckets (a day can be a million rows): only a
+            // read far slower than that is worth a warning.
+            ConnectionKind::Reader => connect
+                .read_only(true)
+                .log_slow_statements(log::LevelFilter::Warn, Duration::from_secs(10)),
+        })
+    }
+
+    /// A rusqlite connection of this kind.
+    pub(crate) fn open_rusqlite(
+        self,
+        options: &StorageOptions,
+    ) -> Result<rusqlite::Connection, rusqlite::Error> {
+        use rusqlite::OpenFlags;
+        let flags = match self {
+            ConnectionKind::Writer => OpenFlags::SQLITE_OPEN_READ_WRITE,
+            ConnectionKind::Reader => OpenFlags::SQLITE_OPEN_READ_ONLY,
+        } | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = rusqlite::Connection::open_with_flags(&options.path, flags)?;
+        conn.busy_timeout(options.busy_timeout)?;
+        for (name, value) in self.pragmas(options) {
+            conn.pragma_update(None, name, value)?;
+        }
+        Ok(conn)
+    }
+}
+
+impl Storage {
+    /// Opens (creating when missing) the database and applies pending migrations.
+    ///
+    /// # Errors
+    /// [`StorageError::Open`] when the file cannot be opened or is not a database;
+    /// [`StorageError::Migrate`] when its schema is newer than this binary or a
+    /// migration fails. Nothing is overwritten in either case.
+    pub async fn open(options: &StorageOptions) -> Result<Storage, StorageError> {
+        let display = options.path.display().to_string();
+        let open_err = |source: DriverError| StorageError::Open {
+            path: display.clone(),
+            source,
+        };
+        if let Some(dir) = options.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| open_err(e.into()))?;
+        }
+        // One connection: writes are serialized here instead of contending for
+        // SQLite's lock inside the process. A local file needs no liveness ping before
+        // each use; sqlx's default one is a round trip to the connection's thread.
+        let sql_writer = SqlitePoolOptions::new()
+            .test_before_acquire(false)
+            .max_connections(1)
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(3600))
+            .connect_with(
+                ConnectionKind::Writer
+                    .sqlx_options(options)
+                    .map_err(|e| open_err(e.into()))?,
+            )
+            .await
+            .map_err(|e| open_err(e.into()))?;
+        MIGRATOR
+            .run(&sql_writer)
+            .await
+            .map_err(|source| StorageError::Migrate {
+                path: display.clone(),
+                source,
+            })?;
+        let sql_readers = SqlitePoolOptions::new()
+            .test_before_acquire(false)
+            .max_connections(options.read_connections.max(1))
+            .connect_with(
+                ConnectionKind::Reader
+                    .sqlx_options(options)
+                    .map_err(|e| open_err(e.into()))?,
+            )
+            .await
+            .map_err(|e| open_err(e.into()))?;
+        let ingest_writer = crate::ingest_writer::IngestWriter::start(
+            ConnectionKind::Writer
+                .open_rusqlite(options)
+                .map_err(|e| open_err(e.into()))?,
+        )
+        .map_err(|e| open_err(e.into()))?;
+        let row_readers = crate::row_readers::RowReaders::new(options.clone());
+        Ok(Storage {
+            sql_writer,
+            sql_readers,
+            path: options.path.clone(),
+            write_failing: Arc::new(AtomicBool::new(false)),
+            ingest_writer,
+            row_readers,
+        })
+    }
+
+    /// Closes every connection, checkpointing the WAL, so the file is complete on its
+    /// own after shutdown.
+    pub async fn close(&self) {
+        self.ingest_writer.close().await;
+        self.row_readers.close();
+        self.sql_readers.close().await;
+        self.sql_writer.close().await;
+    }
+
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+}

@@ -1,0 +1,107 @@
+//! Retention: deleting the rows past each table's retention, by each table's own
+//! period column (seed defect 5), a chunk at a time so that ingest never waits long
+//! for the write lock.
+
+use butler_events::calendar::hour_key;
+use butler_events::{EventTime, Granularity};
+use chrono::{DateTime, Utc};
+
+use crate::tables::AGG_TABLES;
+use crate::tallies::tally_hour_key;
+use crate::{Storage, StorageError};
+
+/// What one retention setting covers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetentionClass {
+    /// The raw events, and what ingest keeps beside them: the late-data bookkeeping
+    /// and the hour tallies.
+    RawEvents,
+    /// The aggregate tables of one granularity.
+    Aggregates(Granularity),
+}
+
+/// A table and the key form of a cutoff in its period column.
+struct Target {
+    table: &'static str,
+    column: &'static str,
+    /// Rows whose period column is below this go.
+    below: String,
+    /// The columns that name a row: `rowid`, or the key of a WITHOUT ROWID table.
+    row_key: &'static str,
+}
+
+impl RetentionClass {
+    /// The tables this class covers, each with the cutoff in its own key form. For the
+    /// raw class, the per-hour tables keep the hour holding the cutoff, so no tally or
+    /// dirty hour is deleted while raw events of its hour remain.
+    fn targets(self, cutoff: DateTime<Utc>) -> Vec<Target> {
+        match self {
+            RetentionClass::RawEvents => vec![
+                Target {
+                    table: "analytics_events",
+                    column: "timestamp",
+                    below: EventTime::from_datetime(&cutoff).to_string(),
+                    row_key: "rowid",
+                },
+                Target {
+                    table: "agg_dirty_hours",
+                    column: "hour_start",
+                    below: hour_key(cutoff),
+                    row_key: "property_id, hour_start",
+                },
+                Target {
+                    table: "event_tallies_hour",
+                    column: "hour",
+                    below: tally_hour_key(cutoff),
+                    row_key: "rowid",
+                },
+            ],
+            RetentionClass::Aggregates(granularity) => AGG_TABLES
+                .iter()
+                .filter(|t| t.granularity == granularity)
+                .map(|t| Target {
+                    table: t.name,
+                    column: t.period_column,
+                    below: granularity.cutoff_key(cutoff),
+                    row_key: "rowid",
+                })
+                .collect(),
+        }
+    }
+}
+
+impl Storage {
+    /// Deletes up to `chunk` rows of each table of `class` whose period began before
+    /// `cutoff` (compared in each period column's own form); returns rows deleted per
+    /// table. Called until it returns zeros, so ingest never waits long.
+    ///
+    /// # Errors
+    /// Any database error.
+    pub async fn delete_expired_chunk(
+        &self,
+        class: RetentionClass,
+        cutoff: DateTime<Utc>,
+        chunk: u32,
+    ) -> Result<Vec<(&'static str, u64)>, StorageError> {
+        let mut out = Vec::new();
+        for Target {
+            table,
+            column,
+            below,
+            row_key,
+        } in class.targets(cutoff)
+        {
+            let sql = format!(
+                "DELETE FROM {table} WHERE ({row_key}) IN \
+                 (SELECT {row_key} FROM {table} WHERE {column} < ? LIMIT ?)"
+            );
+            let done = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(below)
+                .bind(i64::from(chunk))
+                .execute(&self.sql_writer)
+                .await?;
+            out.push((table, done.rows_affected()));
+        }
+        Ok(out)
+    }
+}
