@@ -489,29 +489,9 @@ impl<'a> Range<'a> {
             CONVERSATION_METRICS_DAILY.measure("ai_handled_count"),
             CONVERSATION_METRICS_DAILY.measure("ai_escalated_count"),
         ];
-        let mut obj = Map::new();
-        let mut by_channel: Map<String, Value> = Map::new();
-        for measure in COUNTS {
-            let label = measure.label();
-            let total = self
-                .total(&CONVERSATION_METRICS_DAILY, measure, &[])
-                .await?;
-            let v = count(total.first().and_then(|p| p.value));
-            f.row("", &label, &v);
-            obj.insert(label.clone(), v);
-            for p in self
-                .total(&CONVERSATION_METRICS_DAILY, measure, &["channel"])
-                .await?
-            {
-                let v = count(p.value);
-                f.row(&p.dimensions[0], &label, &v);
-                by_channel
-                    .entry(p.dimensions[0].clone())
-                    .or_insert_with(|| json!({}))[&label] = v;
-            }
-        }
-        obj.insert("byChannel".into(), Value::Object(by_channel));
-        Ok(Value::Object(obj))
+        // A count of nothing is 0 here.
+        self.in_all_and_by_channel(f, &CONVERSATION_METRICS_DAILY, &COUNTS, |_, v| count(v))
+            .await
     }
 
     async fn response_times(&self, f: &mut Figures) -> Result<Value, QueryError> {
@@ -520,19 +500,29 @@ impl<'a> Range<'a> {
             RESPONSE_TIMES_HOURLY.measure("avg_ms"),
             RESPONSE_TIMES_HOURLY.measure("max_ms"),
         ];
+        self.in_all_and_by_channel(f, &RESPONSE_TIMES_HOURLY, &MEASURES, number)
+            .await
+    }
+
+    /// Each of `measures` over the range in all, and per channel under `byChannel`;
+    /// `value` renders a combined value.
+    async fn in_all_and_by_channel(
+        &self,
+        f: &mut Figures,
+        table: &'static AggTable,
+        measures: &[&'static Measure],
+        value: fn(&Measure, Option<f64>) -> Value,
+    ) -> Result<Value, QueryError> {
         let mut obj = Map::new();
         let mut by_channel: Map<String, Value> = Map::new();
-        for measure in MEASURES {
+        for measure in measures {
             let label = measure.label();
-            let total = self.total(&RESPONSE_TIMES_HOURLY, measure, &[]).await?;
-            let v = number(measure, total.first().and_then(|p| p.value));
+            let total = self.total(table, measure, &[]).await?;
+            let v = value(measure, total.first().and_then(|p| p.value));
             f.row("", &label, &v);
             obj.insert(label.clone(), v);
-            for p in self
-                .total(&RESPONSE_TIMES_HOURLY, measure, &["channel"])
-                .await?
-            {
-                let v = number(measure, p.value);
+            for p in self.total(table, measure, &["channel"]).await? {
+                let v = value(measure, p.value);
                 f.row(&p.dimensions[0], &label, &v);
                 by_channel
                     .entry(p.dimensions[0].clone())
