@@ -86,9 +86,15 @@ pub async fn serve(
 }
 
 async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {
-    state
-        .database_size
-        .set(i64::try_from(state.storage.size_bytes()).unwrap_or(i64::MAX));
+    // A size that cannot be read now (a database briefly unreachable) leaves the
+    // gauge at its last value.
+    if let Ok(Ok(bytes)) =
+        tokio::time::timeout(Duration::from_secs(1), state.storage.size_bytes()).await
+    {
+        state
+            .database_size
+            .set(i64::try_from(bytes).unwrap_or(i64::MAX));
+    }
     state
         .write_failing
         .set(i64::from(state.storage.write_failing()));

@@ -3,20 +3,20 @@
 /// What went wrong talking to the database.
 #[derive(Debug, thiserror::Error)]
 pub enum StorageError {
-    /// The database file could not be opened or created.
-    #[error("cannot open database {path}: {source}")]
+    /// The database could not be opened or created.
+    #[error("cannot open database {database}: {source}")]
     Open {
-        /// The configured `storage.path`.
-        path: String,
+        /// The SQLite file, or the PostgreSQL URL without its password.
+        database: String,
         /// What stood in the way.
         source: DriverError,
     },
     /// The schema could not be brought up to date, e.g. the file was written by a
     /// newer version of the pipeline.
-    #[error("cannot migrate database {path}: {source}")]
+    #[error("cannot migrate database {database}: {source}")]
     Migrate {
-        /// The configured `storage.path`.
-        path: String,
+        /// The SQLite file, or the PostgreSQL URL without its password.
+        database: String,
         /// The migrator's error.
         source: sqlx::migrate::MigrateError,
     },

@@ -7,7 +7,7 @@ use std::sync::atomic::Ordering;
 
 use butler_events::{Event, EventTime, RejectReason};
 
-use crate::{Storage, StorageError};
+use crate::{Storage, StorageError, dispatch};
 
 /// A rejected message to keep, byte for byte.
 #[derive(Debug, Clone)]
@@ -67,7 +67,7 @@ impl Storage {
         events: Arc<[Event]>,
         dead_letters: Arc<[NewDeadLetter]>,
     ) -> Result<BatchOutcome, StorageError> {
-        let result = self.ingest_writer.commit_batch(events, dead_letters).await;
+        let result = dispatch!(self.commit_batch(events, dead_letters));
         self.note_write(&result);
         result
     }

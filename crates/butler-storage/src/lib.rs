@@ -23,43 +23,111 @@
 //!   return many rows run on.
 
 pub mod aggregation;
-pub mod connection;
 pub mod dead_letters;
 pub mod error;
 pub mod health;
 pub mod ingest;
-mod ingest_writer;
 pub mod queries;
 pub mod retention;
-mod row_readers;
+mod sqlite;
 pub mod tables;
 pub mod tallies;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
+use std::time::Duration;
 
-use sqlx::SqlitePool;
-
-pub use connection::StorageOptions;
 pub use dead_letters::{DeadLetter, DeadLetterFilter, ReplayOutcome};
 pub use error::StorageError;
 pub use ingest::{BatchOutcome, NewDeadLetter};
+
+/// How to open the database (from the `storage` config section).
+#[derive(Debug, Clone)]
+pub struct StorageOptions {
+    /// The SQLite database file.
+    pub path: PathBuf,
+    /// How long a statement waits on another process's lock before failing busy.
+    pub busy_timeout: Duration,
+    /// Read connections for queries.
+    pub read_connections: u32,
+    /// Largest the database may grow, in bytes; `None` for no limit.
+    pub max_size_bytes: Option<u64>,
+}
+
+impl StorageOptions {
+    /// Options for the SQLite file `path` with the defaults of the `storage` section.
+    pub fn new(path: impl Into<PathBuf>) -> StorageOptions {
+        StorageOptions {
+            path: path.into(),
+            busy_timeout: Duration::from_secs(5),
+            read_connections: 4,
+            max_size_bytes: None,
+        }
+    }
+}
+
+/// The database behind a [`Storage`].
+#[derive(Debug, Clone)]
+enum Backend {
+    Sqlite(sqlite::SqliteDb),
+}
+
+/// Calls the backend's own implementation of an operation.
+macro_rules! dispatch {
+    ($self:ident . $method:ident ( $($arg:expr),* $(,)? )) => {
+        match &$self.backend {
+            $crate::Backend::Sqlite(db) => db.$method($($arg),*).await,
+        }
+    };
+}
+pub(crate) use dispatch;
 
 /// Handle on the analytics database. Cheap to clone; all clones share the
 /// connections.
 #[derive(Debug, Clone)]
 pub struct Storage {
-    /// The sqlx writer: one connection for aggregation, retention and operator
-    /// writes, so they queue here instead of contending for SQLite's lock.
-    sql_writer: SqlitePool,
-    /// sqlx read-only connections for the reads that return a few rows.
-    sql_readers: SqlitePool,
-    path: PathBuf,
+    backend: Backend,
     /// Set when the last write failed (disk full, IO error), cleared by the next
     /// success: `/readyz` reports it.
-    write_failing: std::sync::Arc<AtomicBool>,
-    /// The thread that commits ingest batches and replays.
-    ingest_writer: ingest_writer::IngestWriter,
-    /// Read-only rusqlite connections for the reads that return many rows.
-    row_readers: row_readers::RowReaders,
+    write_failing: Arc<AtomicBool>,
+}
+
+impl Storage {
+    /// Opens (creating when missing) the database and applies pending migrations.
+    ///
+    /// # Errors
+    /// [`StorageError::Open`] when the database cannot be opened;
+    /// [`StorageError::Migrate`] when its schema is newer than this binary or a
+    /// migration fails. Nothing is overwritten in either case.
+    pub async fn open(options: &StorageOptions) -> Result<Storage, StorageError> {
+        let backend = Backend::Sqlite(sqlite::SqliteDb::open(options).await?);
+        Ok(Storage {
+            backend,
+            write_failing: Arc::new(AtomicBool::new(false)),
+        })
+    }
+
+    /// Closes every connection (on SQLite, checkpointing the WAL, so the file is
+    /// complete on its own after shutdown).
+    pub async fn close(&self) {
+        dispatch!(self.close())
+    }
+
+    /// The database file, for SQLite.
+    pub fn path(&self) -> Option<&Path> {
+        match &self.backend {
+            Backend::Sqlite(db) => Some(&db.path),
+        }
+    }
+}
+
+#[cfg(test)]
+impl Storage {
+    /// The SQLite handles, for tests that read the file beside the interface.
+    pub(crate) fn sqlite(&self) -> &sqlite::SqliteDb {
+        match &self.backend {
+            Backend::Sqlite(db) => db,
+        }
+    }
 }

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 
 use crate::tables::AGG_TABLES;
 use crate::tallies::tally_hour_key;
-use crate::{Storage, StorageError};
+use crate::{Storage, StorageError, dispatch};
 
 /// What one retention setting covers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,20 +21,20 @@ pub enum RetentionClass {
 }
 
 /// A table and the key form of a cutoff in its period column.
-struct Target {
-    table: &'static str,
-    column: &'static str,
+pub(crate) struct Target {
+    pub(crate) table: &'static str,
+    pub(crate) column: &'static str,
     /// Rows whose period column is below this go.
-    below: String,
+    pub(crate) below: String,
     /// The columns that name a row: `rowid`, or the key of a WITHOUT ROWID table.
-    row_key: &'static str,
+    pub(crate) row_key: &'static str,
 }
 
 impl RetentionClass {
     /// The tables this class covers, each with the cutoff in its own key form. For the
     /// raw class, the per-hour tables keep the hour holding the cutoff, so no tally or
     /// dirty hour is deleted while raw events of its hour remain.
-    fn targets(self, cutoff: DateTime<Utc>) -> Vec<Target> {
+    pub(crate) fn targets(self, cutoff: DateTime<Utc>) -> Vec<Target> {
         match self {
             RetentionClass::RawEvents => vec![
                 Target {
@@ -83,25 +83,6 @@ impl Storage {
         cutoff: DateTime<Utc>,
         chunk: u32,
     ) -> Result<Vec<(&'static str, u64)>, StorageError> {
-        let mut out = Vec::new();
-        for Target {
-            table,
-            column,
-            below,
-            row_key,
-        } in class.targets(cutoff)
-        {
-            let sql = format!(
-                "DELETE FROM {table} WHERE ({row_key}) IN \
-                 (SELECT {row_key} FROM {table} WHERE {column} < ? LIMIT ?)"
-            );
-            let done = sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(below)
-                .bind(i64::from(chunk))
-                .execute(&self.sql_writer)
-                .await?;
-            out.push((table, done.rows_affected()));
-        }
-        Ok(out)
+        dispatch!(self.delete_expired_chunk(class, cutoff, chunk))
     }
 }

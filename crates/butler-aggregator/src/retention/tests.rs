@@ -56,7 +56,7 @@ async fn keys(storage: &Storage, table: &str, column: &str) -> Vec<String> {
 async fn sqlx_pool(storage: &Storage) -> sqlx::SqlitePool {
     sqlx::SqlitePool::connect_with(
         sqlx::sqlite::SqliteConnectOptions::new()
-            .filename(storage.path())
+            .filename(storage.path().unwrap())
             .read_only(true),
     )
     .await

@@ -24,7 +24,7 @@ fn conversation(id: &str, event_type: EventType, at: &str, active: bool) -> Even
 
 async fn scalar_i64(storage: &Storage, sql: &'static str) -> i64 {
     sqlx::query(sql)
-        .fetch_one(&storage.sql_readers)
+        .fetch_one(&storage.sqlite().sql_readers)
         .await
         .unwrap()
         .get(0)
@@ -34,12 +34,12 @@ async fn scalar_i64(storage: &Storage, sql: &'static str) -> i64 {
 async fn opens_in_wal_mode_with_full_sync_and_every_table() {
     let (_dir, storage) = open().await;
     let mode: String = sqlx::query_scalar("PRAGMA journal_mode")
-        .fetch_one(&storage.sql_writer)
+        .fetch_one(&storage.sqlite().sql_writer)
         .await
         .unwrap();
     assert_eq!(mode, "wal");
     let sync: i64 = sqlx::query_scalar("PRAGMA synchronous")
-        .fetch_one(&storage.sql_writer)
+        .fetch_one(&storage.sqlite().sql_writer)
         .await
         .unwrap();
     assert_eq!(sync, 2, "synchronous=FULL");
@@ -63,7 +63,7 @@ async fn opens_in_wal_mode_with_full_sync_and_every_table() {
             "SELECT count(*) FROM sqlite_master WHERE type = 'table' AND name = ?",
         )
         .bind(table)
-        .fetch_one(&storage.sql_readers)
+        .fetch_one(&storage.sqlite().sql_readers)
         .await
         .unwrap();
         assert_eq!(n, 1, "{table}");
@@ -91,7 +91,7 @@ async fn stores_every_column_and_the_date_partition() {
     let outcome = storage.commit_batch(&[e], &[]).await.unwrap();
     assert_eq!(outcome.inserted, [true]);
     let row = sqlx::query("SELECT * FROM analytics_events")
-        .fetch_one(&storage.sql_readers)
+        .fetch_one(&storage.sqlite().sql_readers)
         .await
         .unwrap();
     assert_eq!(row.get::<String, _>("id"), "e1");
@@ -132,7 +132,7 @@ async fn the_first_stored_event_with_an_id_wins() {
         1
     );
     let property: String = sqlx::query_scalar("SELECT property_id FROM analytics_events")
-        .fetch_one(&storage.sql_readers)
+        .fetch_one(&storage.sqlite().sql_readers)
         .await
         .unwrap();
     assert_eq!(property, "p1");
@@ -237,7 +237,7 @@ async fn new_events_mark_their_hours_dirty_with_a_rising_sequence() {
     storage.commit_batch(&[a], &[]).await.unwrap(); // a duplicate marks nothing
     let rows: Vec<(String, i64)> =
         sqlx::query_as("SELECT hour_start, change_seq FROM agg_dirty_hours ORDER BY hour_start")
-            .fetch_all(&storage.sql_readers)
+            .fetch_all(&storage.sqlite().sql_readers)
             .await
             .unwrap();
     assert_eq!(

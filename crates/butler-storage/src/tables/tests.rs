@@ -14,7 +14,7 @@ async fn every_declared_table_is_the_table_the_migrations_create() {
         let info: Vec<(String, String, i64)> =
             sqlx::query_as("SELECT name, type, pk FROM pragma_table_info(?) ORDER BY cid")
                 .bind(table.name)
-                .fetch_all(&storage.sql_readers)
+                .fetch_all(&storage.sqlite().sql_readers)
                 .await
                 .unwrap();
         let names: Vec<&str> = info.iter().map(|c| c.0.as_str()).collect();
@@ -35,7 +35,7 @@ async fn every_declared_table_is_the_table_the_migrations_create() {
     }
     let all: Vec<String> =
         sqlx::query_scalar("SELECT name FROM sqlite_master WHERE type = 'table' AND name LIKE 'agg\\_%' ESCAPE '\\' AND name NOT IN ('agg_dirty_hours', 'agg_job_state', 'agg_pending_buckets', 'agg_job_runs', 'agg_job_leases') ORDER BY name")
-            .fetch_all(&storage.sql_readers)
+            .fetch_all(&storage.sqlite().sql_readers)
             .await
             .unwrap();
     let mut declared: Vec<&str> = AGG_TABLES.iter().map(|t| t.name).collect();

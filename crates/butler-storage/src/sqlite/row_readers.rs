@@ -12,8 +12,9 @@ use std::sync::{Arc, Mutex};
 use rusqlite::Connection;
 use tokio::sync::Semaphore;
 
+use super::connection::ConnectionKind;
 use crate::StorageError;
-use crate::connection::{ConnectionKind, StorageOptions};
+use crate::StorageOptions;
 
 /// Up to `storage.read_connections` read-only connections, opened when first needed
 /// and kept.
@@ -113,7 +114,7 @@ mod tests {
         let storage = Storage::open(&options).await.unwrap();
         let mut reads = Vec::new();
         for i in 0..24i64 {
-            let pool = storage.row_readers.clone();
+            let pool = storage.sqlite().row_readers.clone();
             reads.push(tokio::spawn(async move {
                 pool.run(move |conn| {
                     let n: i64 = conn.query_row("SELECT ?1 * 2", [i], |r| r.get(0))?;
@@ -126,7 +127,14 @@ mod tests {
         for (i, read) in reads.into_iter().enumerate() {
             assert_eq!(read.await.unwrap().unwrap(), 2 * i as i64);
         }
-        let idle = storage.row_readers.inner.idle.lock().unwrap().len();
+        let idle = storage
+            .sqlite()
+            .row_readers
+            .inner
+            .idle
+            .lock()
+            .unwrap()
+            .len();
         assert!((1..=2).contains(&idle), "{idle} connections kept");
         storage.close().await;
         let after = storage.live_counts("p").await;

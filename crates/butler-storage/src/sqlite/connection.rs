@@ -7,45 +7,20 @@
 //! (CONTRACT §1); readers are read-only and run beside them. Each kind gets the same
 //! pragmas whichever driver opens it.
 
-use std::path::{Path, PathBuf};
 use std::str::FromStr;
-use std::sync::Arc;
-use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use sqlx::ConnectOptions;
 use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
 
+use super::SqliteDb;
+use super::ingest_writer::IngestWriter;
+use super::row_readers::RowReaders;
 use crate::error::DriverError;
-use crate::{Storage, StorageError};
+use crate::{StorageError, StorageOptions};
 
 /// The migrations of the root `migrations/` folder, embedded in the binary.
-pub static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
-
-/// How to open the database (from the `storage` config section).
-#[derive(Debug, Clone)]
-pub struct StorageOptions {
-    /// The database file.
-    pub path: PathBuf,
-    /// How long a statement waits on another process's lock before failing busy.
-    pub busy_timeout: Duration,
-    /// Read connections for queries.
-    pub read_connections: u32,
-    /// Largest the database may grow, in bytes; `None` for no limit.
-    pub max_size_bytes: Option<u64>,
-}
-
-impl StorageOptions {
-    /// Options for `path` with the defaults of the `storage` section.
-    pub fn new(path: impl Into<PathBuf>) -> StorageOptions {
-        StorageOptions {
-            path: path.into(),
-            busy_timeout: Duration::from_secs(5),
-            read_connections: 4,
-            max_size_bytes: None,
-        }
-    }
-}
+pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migrations");
 
 /// What a connection does, which decides its settings.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -132,17 +107,13 @@ impl ConnectionKind {
     }
 }
 
-impl Storage {
-    /// Opens (creating when missing) the database and applies pending migrations.
-    ///
-    /// # Errors
-    /// [`StorageError::Open`] when the file cannot be opened or is not a database;
-    /// [`StorageError::Migrate`] when its schema is newer than this binary or a
-    /// migration fails. Nothing is overwritten in either case.
-    pub async fn open(options: &StorageOptions) -> Result<Storage, StorageError> {
+impl SqliteDb {
+    /// Opens (creating when missing) the database file and applies pending
+    /// migrations.
+    pub(crate) async fn open(options: &StorageOptions) -> Result<SqliteDb, StorageError> {
         let display = options.path.display().to_string();
         let open_err = |source: DriverError| StorageError::Open {
-            path: display.clone(),
+            database: display.clone(),
             source,
         };
         if let Some(dir) = options.path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -167,7 +138,7 @@ impl Storage {
             .run(&sql_writer)
             .await
             .map_err(|source| StorageError::Migrate {
-                path: display.clone(),
+                database: display.clone(),
                 source,
             })?;
         let sql_readers = SqlitePoolOptions::new()
@@ -180,18 +151,17 @@ impl Storage {
             )
             .await
             .map_err(|e| open_err(e.into()))?;
-        let ingest_writer = crate::ingest_writer::IngestWriter::start(
+        let ingest_writer = IngestWriter::start(
             ConnectionKind::Writer
                 .open_rusqlite(options)
                 .map_err(|e| open_err(e.into()))?,
         )
         .map_err(|e| open_err(e.into()))?;
-        let row_readers = crate::row_readers::RowReaders::new(options.clone());
-        Ok(Storage {
+        let row_readers = RowReaders::new(options.clone());
+        Ok(SqliteDb {
             sql_writer,
             sql_readers,
             path: options.path.clone(),
-            write_failing: Arc::new(AtomicBool::new(false)),
             ingest_writer,
             row_readers,
         })
@@ -199,15 +169,10 @@ impl Storage {
 
     /// Closes every connection, checkpointing the WAL, so the file is complete on its
     /// own after shutdown.
-    pub async fn close(&self) {
+    pub(crate) async fn close(&self) {
         self.ingest_writer.close().await;
         self.row_readers.close();
         self.sql_readers.close().await;
         self.sql_writer.close().await;
-    }
-
-    /// The database file.
-    pub fn path(&self) -> &Path {
-        &self.path
     }
 }

@@ -1,0 +1,37 @@
+//! Retention chunks on SQLite.
+
+use chrono::{DateTime, Utc};
+
+use super::SqliteDb;
+use crate::StorageError;
+use crate::retention::{RetentionClass, Target};
+
+impl SqliteDb {
+    pub(crate) async fn delete_expired_chunk(
+        &self,
+        class: RetentionClass,
+        cutoff: DateTime<Utc>,
+        chunk: u32,
+    ) -> Result<Vec<(&'static str, u64)>, StorageError> {
+        let mut out = Vec::new();
+        for Target {
+            table,
+            column,
+            below,
+            row_key,
+        } in class.targets(cutoff)
+        {
+            let sql = format!(
+                "DELETE FROM {table} WHERE ({row_key}) IN \
+                 (SELECT {row_key} FROM {table} WHERE {column} < ? LIMIT ?)"
+            );
+            let done = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(below)
+                .bind(i64::from(chunk))
+                .execute(&self.sql_writer)
+                .await?;
+            out.push((table, done.rows_affected()));
+        }
+        Ok(out)
+    }
+}
