@@ -2,30 +2,79 @@
 //! the metrics endpoint, stopped together by one cancellation token.
 
 use anyhow::Context;
-use butler_config::Config;
+use butler_config::{Config, Database};
 use butler_consumer::{ConsumerSettings, IngestMetrics};
-use butler_storage::{Storage, StorageOptions};
+use butler_storage::{PostgresTarget, Storage, StorageOptions};
 use prometheus::Registry;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::http::{self, HttpState};
 
-/// Opens the database with the `storage` settings, applying migrations.
-///
-/// # Errors
-/// When the file cannot be opened or migrated.
-pub async fn open_storage(config: &Config) -> anyhow::Result<Storage> {
-    let mut options = StorageOptions::new(&config.storage.path);
+/// The storage options of the `storage` section.
+pub fn storage_options(config: &Config) -> StorageOptions {
+    let mut options = match config.storage.database() {
+        Database::Sqlite(path) => StorageOptions::new(path),
+        Database::Postgres(url) => StorageOptions::postgres(PostgresTarget {
+            url: url.expose().to_owned(),
+            redacted: url.redacted(),
+        }),
+    };
     options.busy_timeout = std::time::Duration::from_millis(config.storage.busy_timeout_ms);
     options.max_size_bytes =
         (config.storage.max_size_bytes > 0).then_some(config.storage.max_size_bytes);
-    Storage::open(&options).await.with_context(|| {
-        format!(
-            "config key `storage.path` ({})",
-            config.storage.path.display()
-        )
-    })
+    options
+}
+
+/// The config key that chose the database, and the database as it may be shown.
+fn database_key(config: &Config) -> String {
+    match config.storage.database() {
+        Database::Sqlite(path) if config.storage.url.is_none() => {
+            format!("config key `storage.path` ({})", path.display())
+        }
+        Database::Sqlite(path) => format!("config key `storage.url` ({})", path.display()),
+        Database::Postgres(url) => format!("config key `storage.url` ({})", url.redacted()),
+    }
+}
+
+/// Opens the database with the `storage` settings, applying migrations.
+///
+/// # Errors
+/// When the database cannot be opened or migrated.
+pub async fn open_storage(config: &Config) -> anyhow::Result<Storage> {
+    Storage::open(&storage_options(config))
+        .await
+        .with_context(|| database_key(config))
+}
+
+/// [`open_storage`], waiting (and saying so) while the database server cannot be
+/// reached yet, until it can or `shutdown` is cancelled.
+///
+/// # Errors
+/// Anything but an unreachable server, and a shutdown while waiting.
+async fn open_storage_waiting(
+    config: &Config,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<Storage> {
+    let options = storage_options(config);
+    let mut delay = std::time::Duration::from_millis(250);
+    loop {
+        match Storage::open(&options).await {
+            Ok(storage) => return Ok(storage),
+            Err(err) if err.is_unreachable() => {
+                tracing::warn!(error = %err, retry_in_ms = delay.as_millis() as u64,
+                    "database unreachable; waiting for it");
+                tokio::select! {
+                    () = shutdown.cancelled() => {
+                        return Err(err).with_context(|| database_key(config));
+                    }
+                    () = tokio::time::sleep(delay) => {}
+                }
+                delay = (delay * 2).min(std::time::Duration::from_secs(5));
+            }
+            Err(err) => return Err(err).with_context(|| database_key(config)),
+        }
+    }
 }
 
 /// Runs until `shutdown` is cancelled, then stops fetching, commits and acks what is
@@ -37,7 +86,7 @@ pub async fn open_storage(config: &Config) -> anyhow::Result<Storage> {
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let schedules = crate::aggregation::schedules(&config)?;
     let report_schedules = crate::aggregation::report_schedules(&config)?;
-    let storage = open_storage(&config).await?;
+    let storage = open_storage_waiting(&config, &shutdown).await?;
     let registry = Registry::new();
     let nats = crate::nats::connect(&config.nats, "butler-analytics").await?;
     let listener = tokio::net::TcpListener::bind(config.metrics.listen)
@@ -118,7 +167,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     tasks.close();
     tracing::info!(
         metrics = %metrics_addr,
-        database = %config.storage.path.display(),
+        database = %storage.describe(),
         consumer = consumer.is_some(),
         aggregator = aggregator.is_some(),
         query = query.is_some(),

@@ -28,7 +28,7 @@ pub async fn dispatch(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Migrate => {
             let storage = app::open_storage(&config).await?;
             storage.close().await;
-            println!("database {} is up to date", config.storage.path.display());
+            println!("database {} is up to date", storage.describe());
             Ok(())
         }
         Command::Aggregate(args) => {

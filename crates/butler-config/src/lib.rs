@@ -6,7 +6,8 @@
 //! Layout:
 //! - [`model`]: the typed [`Config`] and its defaults;
 //! - [`load`]: reading the file, applying environment overrides, checking values;
-//! - [`secret`]: [`Secret`], a string that never prints.
+//! - [`secret`]: [`Secret`], a string that never prints, and [`DatabaseUrl`], whose
+//!   password never prints.
 
 pub mod load;
 pub mod model;
@@ -14,4 +15,4 @@ pub mod secret;
 
 pub use load::{ConfigError, ENV_PREFIX, load, load_from_str};
 pub use model::*;
-pub use secret::Secret;
+pub use secret::{DatabaseUrl, Secret};

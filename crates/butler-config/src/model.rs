@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::Secret;
+use crate::{DatabaseUrl, Secret};
 
 /// The whole configuration. Every section and key is optional; unknown keys are
 /// refused so that a typo does not silently fall back to a default.
@@ -101,11 +101,15 @@ pub struct TlsConfig {
     pub key_file: Option<PathBuf>,
 }
 
-/// The SQLite database.
+/// The database.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct StorageConfig {
-    /// The database file; its directory is created when missing.
+    /// Which database: absent or `sqlite:` for the SQLite file at `path`,
+    /// `sqlite:<file>` for another file, `postgres://user:password@host:port/db` for
+    /// PostgreSQL (CONTRACT §6).
+    pub url: Option<DatabaseUrl>,
+    /// The SQLite database file; its directory is created when missing.
     pub path: PathBuf,
     /// How long a write waits for another process's lock before retrying.
     pub busy_timeout_ms: u64,
@@ -117,6 +121,7 @@ pub struct StorageConfig {
 impl Default for StorageConfig {
     fn default() -> Self {
         StorageConfig {
+            url: None,
             path: "./data/analytics.db".into(),
             busy_timeout_ms: 5_000,
             max_size_bytes: 0,
@@ -319,6 +324,32 @@ impl Default for ServiceConfig {
             consumer: true,
             aggregator: true,
             query: true,
+        }
+    }
+}
+
+/// The database `storage` names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Database {
+    /// The SQLite file.
+    Sqlite(PathBuf),
+    /// The PostgreSQL database at this URL.
+    Postgres(DatabaseUrl),
+}
+
+impl StorageConfig {
+    /// The database to open: `url` when it names one, else the SQLite file at `path`.
+    /// A URL of another scheme was refused at load time.
+    pub fn database(&self) -> Database {
+        match &self.url {
+            Some(url) if url.expose().starts_with("postgres") => Database::Postgres(url.clone()),
+            Some(url) => match url.expose().strip_prefix("sqlite:") {
+                Some(file) if !file.trim_start_matches("//").is_empty() => {
+                    Database::Sqlite(file.trim_start_matches("//").into())
+                }
+                _ => Database::Sqlite(self.path.clone()),
+            },
+            None => Database::Sqlite(self.path.clone()),
         }
     }
 }

@@ -33,6 +33,12 @@ pub enum StorageError {
     /// A read on the row readers panicked, or its thread was cancelled.
     #[error("a database read failed: {0}")]
     ReadFailed(#[source] tokio::task::JoinError),
+    /// The database takes no writes (a PostgreSQL standby, a read-only session).
+    #[error("the database is read-only")]
+    ReadOnly,
+    /// The operation has no meaning on this backend; the message says what to use.
+    #[error("{0}")]
+    Unsupported(&'static str),
     /// The ingest writer's thread has stopped (the storage was closed).
     #[error("the ingest writer has stopped")]
     WriterGone,
@@ -56,6 +62,29 @@ pub enum DriverError {
 }
 
 impl StorageError {
+    /// Whether the database server could not be reached (refused, timed out, still
+    /// starting): worth waiting for, where a bad setting is not.
+    pub fn is_unreachable(&self) -> bool {
+        let sqlx_error = match self {
+            StorageError::Open {
+                source: DriverError::Sqlx(e),
+                ..
+            }
+            | StorageError::Database(e) => e,
+            StorageError::Migrate {
+                source: sqlx::migrate::MigrateError::Execute(e),
+                ..
+            } => e,
+            _ => return false,
+        };
+        match sqlx_error {
+            sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => true,
+            // cannot_connect_now: the server is starting up or shutting down.
+            sqlx::Error::Database(db) => db.code().as_deref() == Some("57P03"),
+            _ => false,
+        }
+    }
+
     /// Whether the database was merely busy (another process holds the lock): retry
     /// soon, nothing is wrong.
     pub fn is_busy(&self) -> bool {

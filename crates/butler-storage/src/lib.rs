@@ -23,15 +23,20 @@
 //!   return many rows run on.
 
 pub mod aggregation;
+#[cfg(test)]
+mod backends_agree;
 pub mod dead_letters;
 pub mod error;
 pub mod health;
 pub mod ingest;
+mod postgres;
 pub mod queries;
 pub mod retention;
 mod sqlite;
 pub mod tables;
 pub mod tallies;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -42,11 +47,28 @@ pub use dead_letters::{DeadLetter, DeadLetterFilter, ReplayOutcome};
 pub use error::StorageError;
 pub use ingest::{BatchOutcome, NewDeadLetter};
 
+/// A PostgreSQL database to use instead of the SQLite file.
+#[derive(Clone)]
+pub struct PostgresTarget {
+    /// `postgres://user:password@host:port/db?…`, as the driver takes it.
+    pub url: String,
+    /// The same without its password, for logs and errors.
+    pub redacted: String,
+}
+
+impl std::fmt::Debug for PostgresTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.redacted)
+    }
+}
+
 /// How to open the database (from the `storage` config section).
 #[derive(Debug, Clone)]
 pub struct StorageOptions {
     /// The SQLite database file.
     pub path: PathBuf,
+    /// PostgreSQL instead of the SQLite file, when set.
+    pub postgres: Option<PostgresTarget>,
     /// How long a statement waits on another process's lock before failing busy.
     pub busy_timeout: Duration,
     /// Read connections for queries.
@@ -60,9 +82,21 @@ impl StorageOptions {
     pub fn new(path: impl Into<PathBuf>) -> StorageOptions {
         StorageOptions {
             path: path.into(),
+            postgres: None,
             busy_timeout: Duration::from_secs(5),
             read_connections: 4,
             max_size_bytes: None,
+        }
+    }
+}
+
+impl StorageOptions {
+    /// Options for the PostgreSQL database `target`, with the defaults of the
+    /// `storage` section.
+    pub fn postgres(target: PostgresTarget) -> StorageOptions {
+        StorageOptions {
+            postgres: Some(target),
+            ..StorageOptions::new("")
         }
     }
 }
@@ -71,6 +105,7 @@ impl StorageOptions {
 #[derive(Debug, Clone)]
 enum Backend {
     Sqlite(sqlite::SqliteDb),
+    Postgres(postgres::PgDb),
 }
 
 /// Calls the backend's own implementation of an operation.
@@ -78,6 +113,7 @@ macro_rules! dispatch {
     ($self:ident . $method:ident ( $($arg:expr),* $(,)? )) => {
         match &$self.backend {
             $crate::Backend::Sqlite(db) => db.$method($($arg),*).await,
+            $crate::Backend::Postgres(db) => db.$method($($arg),*).await,
         }
     };
 }
@@ -101,7 +137,10 @@ impl Storage {
     /// [`StorageError::Migrate`] when its schema is newer than this binary or a
     /// migration fails. Nothing is overwritten in either case.
     pub async fn open(options: &StorageOptions) -> Result<Storage, StorageError> {
-        let backend = Backend::Sqlite(sqlite::SqliteDb::open(options).await?);
+        let backend = match &options.postgres {
+            None => Backend::Sqlite(sqlite::SqliteDb::open(options).await?),
+            Some(target) => Backend::Postgres(postgres::PgDb::open(target, options).await?),
+        };
         Ok(Storage {
             backend,
             write_failing: Arc::new(AtomicBool::new(false)),
@@ -118,6 +157,24 @@ impl Storage {
     pub fn path(&self) -> Option<&Path> {
         match &self.backend {
             Backend::Sqlite(db) => Some(&db.path),
+            Backend::Postgres(_) => None,
+        }
+    }
+
+    /// The database as logs show it: the SQLite file, or the PostgreSQL URL without
+    /// its password.
+    pub fn describe(&self) -> String {
+        match &self.backend {
+            Backend::Sqlite(db) => db.path.display().to_string(),
+            Backend::Postgres(db) => db.display.clone(),
+        }
+    }
+
+    /// Which backend: `sqlite` or `postgres`.
+    pub fn backend_name(&self) -> &'static str {
+        match &self.backend {
+            Backend::Sqlite(_) => "sqlite",
+            Backend::Postgres(_) => "postgres",
         }
     }
 }
@@ -128,6 +185,7 @@ impl Storage {
     pub(crate) fn sqlite(&self) -> &sqlite::SqliteDb {
         match &self.backend {
             Backend::Sqlite(db) => db,
+            Backend::Postgres(_) => panic!("a SQLite test on PostgreSQL"),
         }
     }
 }

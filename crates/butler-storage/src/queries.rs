@@ -1,8 +1,8 @@
 //! What the query service reads: live state, series from the aggregate tables, and the
 //! conversation outcomes of a window (the hour tallies are in [`crate::tallies`]).
 
-use butler_events::EventTime;
 use butler_events::formulas::{self, Ratings};
+use butler_events::{EventTime, Granularity};
 
 use crate::tables::{AggTable, Combine, Measure, RATING_COLUMNS};
 use crate::{Storage, StorageError, dispatch};
@@ -112,6 +112,146 @@ pub(crate) fn finish(combine: Combine, parts: &[Option<f64>]) -> Option<f64> {
                 ratings.nps()
             }
         }
+    }
+}
+
+/// The SQL spelling a backend needs where the two differ.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dialect {
+    /// `?N` parameters, text periods.
+    Sqlite,
+    /// `$N` parameters, typed periods (`timestamptz`, `date`, `text`).
+    Postgres,
+}
+
+impl Dialect {
+    fn param(self, n: usize) -> String {
+        match self {
+            Dialect::Sqlite => format!("?{n}"),
+            Dialect::Postgres => format!("${n}"),
+        }
+    }
+
+    fn real(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "REAL",
+            Dialect::Postgres => "double precision",
+        }
+    }
+
+    /// The period column as its key text.
+    fn period_text(self, table: &AggTable) -> String {
+        let column = table.period_column;
+        match (self, table.granularity) {
+            (Dialect::Sqlite, _) | (Dialect::Postgres, Granularity::Month) => column.to_owned(),
+            (Dialect::Postgres, Granularity::Hour) => {
+                format!("to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:00:00\"Z\"')")
+            }
+            (Dialect::Postgres, Granularity::Day | Granularity::Week) => {
+                format!("to_char({column}, 'YYYY-MM-DD')")
+            }
+        }
+    }
+
+    /// `column >= from AND column < to`, the range keys given as parameters 2 and 3
+    /// (dates, a month's key read as its first day, or UTC hour keys).
+    fn period_in_range(self, table: &AggTable) -> String {
+        let column = table.period_column;
+        let (from, to) = (self.param(2), self.param(3));
+        match (self, table.granularity) {
+            (_, Granularity::Month) => {
+                format!("{column} || '-01' >= {from} AND {column} || '-01' < {to}")
+            }
+            (Dialect::Sqlite, _) => format!("{column} >= {from} AND {column} < {to}"),
+            (Dialect::Postgres, Granularity::Hour) => {
+                format!("{column} >= {from}::timestamptz AND {column} < {to}::timestamptz")
+            }
+            (Dialect::Postgres, Granularity::Day | Granularity::Week) => {
+                format!("{column} >= {from}::date AND {column} < {to}::date")
+            }
+        }
+    }
+}
+
+/// A series checked against its table's declaration and spelled in SQL: parameters
+/// 1 property, 2 and 3 the range keys, 4 (only for a whole-range total) the
+/// period reported.
+pub(crate) struct SeriesSql {
+    pub(crate) sql: String,
+    /// Parameters the statement uses (3 or 4).
+    pub(crate) params: usize,
+    /// Dimension columns, after the period in each row.
+    pub(crate) dimensions: usize,
+    /// Value columns after the dimensions, finished by [`finish`].
+    pub(crate) parts: usize,
+}
+
+impl SeriesQuery<'_> {
+    /// The SELECT of this series in `dialect`.
+    ///
+    /// # Errors
+    /// [`SeriesError`] for a measure or dimension the table does not have.
+    pub(crate) fn sql(&self, dialect: Dialect) -> Result<SeriesSql, SeriesError> {
+        let table = self.table;
+        let measure = self.measure;
+        if !measure.is_numeric() || table.find_measure(measure.column) != Some(measure) {
+            return Err(SeriesError::UnknownMeasure {
+                table: table.name,
+                column: measure.column,
+            });
+        }
+        let mut dims: Vec<&'static str> = Vec::with_capacity(self.dimensions.len());
+        for d in self.dimensions {
+            match table.dimensions.iter().find(|c| *c == d) {
+                Some(known) => dims.push(known),
+                None => {
+                    return Err(SeriesError::UnknownDimension {
+                        table: table.name,
+                        dimension: (*d).to_owned(),
+                    });
+                }
+            }
+        }
+        let parts = components(table, measure);
+        let period = table.period_column;
+        let mut select = if self.per_period {
+            dialect.period_text(table)
+        } else {
+            match dialect {
+                Dialect::Sqlite => dialect.param(4),
+                Dialect::Postgres => format!("{}::text", dialect.param(4)),
+            }
+        };
+        for d in &dims {
+            select.push_str(", ");
+            select.push_str(d);
+        }
+        for part in &parts {
+            select.push_str(&format!(", CAST({part} AS {})", dialect.real()));
+        }
+        let keys: Vec<&str> = if self.per_period {
+            std::iter::once(period)
+                .chain(dims.iter().copied())
+                .collect()
+        } else {
+            dims.clone()
+        };
+        let group_by = if keys.is_empty() {
+            String::new()
+        } else {
+            format!("GROUP BY {} ORDER BY {}", keys.join(", "), keys.join(", "))
+        };
+        Ok(SeriesSql {
+            sql: format!(
+                "SELECT {select} FROM {table} WHERE property_id = {property} AND {range} {group_by}",
+                table = table.name,
+                property = dialect.param(1),
+                range = dialect.period_in_range(table),
+            ),
+            params: if self.per_period { 3 } else { 4 },
+            dimensions: dims.len(),
+            parts: parts.len(),
+        })
     }
 }
 

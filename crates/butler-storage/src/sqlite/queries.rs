@@ -1,10 +1,10 @@
 //! What the query service reads, on SQLite.
 
-use butler_events::{EventTime, EventType, Granularity};
+use butler_events::{EventTime, EventType};
 
 use super::SqliteDb;
 use crate::StorageError;
-use crate::queries::{LiveCounts, SeriesError, SeriesPoint, SeriesQuery, components, finish};
+use crate::queries::{Dialect, LiveCounts, SeriesError, SeriesPoint, SeriesQuery, finish};
 
 impl SqliteDb {
     pub(crate) async fn live_counts(&self, property_id: &str) -> Result<LiveCounts, StorageError> {
@@ -31,93 +31,31 @@ impl SqliteDb {
         &self,
         q: &SeriesQuery<'_>,
     ) -> Result<Result<Vec<SeriesPoint>, SeriesError>, StorageError> {
-        let SeriesQuery {
-            table,
-            measure,
-            dimensions,
-            property_id,
-            from_key,
-            to_key,
-            per_period,
-        } = *q;
-        if !measure.is_numeric() || table.find_measure(measure.column) != Some(measure) {
-            return Ok(Err(SeriesError::UnknownMeasure {
-                table: table.name,
-                column: measure.column,
-            }));
-        }
-        let mut dims: Vec<&'static str> = Vec::with_capacity(dimensions.len());
-        for d in dimensions {
-            match table.dimensions.iter().find(|c| *c == d) {
-                Some(known) => dims.push(known),
-                None => {
-                    return Ok(Err(SeriesError::UnknownDimension {
-                        table: table.name,
-                        dimension: (*d).to_owned(),
-                    }));
-                }
-            }
-        }
-        let parts = components(table, measure);
-        let period = table.period_column;
-        let mut group = if per_period {
-            period.to_owned()
-        } else {
-            "?4".to_owned()
+        let series = match q.sql(Dialect::Sqlite) {
+            Ok(series) => series,
+            Err(e) => return Ok(Err(e)),
         };
-        for d in &dims {
-            group.push_str(", ");
-            group.push_str(d);
-        }
-        let group_by = if per_period || !dims.is_empty() {
-            let keys: Vec<&str> = if per_period {
-                std::iter::once(period)
-                    .chain(dims.iter().copied())
-                    .collect()
-            } else {
-                dims.clone()
-            };
-            format!("GROUP BY {} ORDER BY {}", keys.join(", "), keys.join(", "))
-        } else {
-            String::new()
-        };
-        // Range keys are dates; a month's key is read as its first day.
-        let period_key = if table.granularity == Granularity::Month {
-            format!("{period} || '-01'")
-        } else {
-            period.to_owned()
-        };
-        let values: Vec<String> = parts.iter().map(|p| format!("CAST({p} AS REAL)")).collect();
-        let sql = format!(
-            "SELECT {group}, {values} FROM {table} WHERE property_id = ?1 \
-             AND {period_key} >= ?2 AND {period_key} < ?3 {group_by}",
-            values = values.join(", "),
-            table = table.name,
-        );
-        let params = [
-            property_id.to_owned(),
-            from_key.to_owned(),
-            to_key.to_owned(),
-            from_key.to_owned(),
-        ];
-        let (dimension_count, part_count, combine) = (dims.len(), parts.len(), measure.combine);
+        let params: Vec<String> = [q.property_id, q.from_key, q.to_key, q.from_key]
+            .iter()
+            .take(series.params)
+            .map(|p| (*p).to_owned())
+            .collect();
+        let combine = q.measure.combine;
         let points = self
             .row_readers
             .run(move |conn| {
-                let mut stmt = conn.prepare_cached(&sql)?;
-                // `?4` (the group key of a whole-range total) appears only in some forms.
-                let used = stmt.parameter_count().min(params.len());
-                let mut rows = stmt.query(rusqlite::params_from_iter(&params[..used]))?;
+                let mut stmt = conn.prepare_cached(&series.sql)?;
+                let mut rows = stmt.query(rusqlite::params_from_iter(&params))?;
                 let mut points = Vec::new();
-                let mut values = Vec::with_capacity(part_count);
+                let mut values = Vec::with_capacity(series.parts);
                 while let Some(r) = rows.next()? {
-                    let mut dimensions = Vec::with_capacity(dimension_count);
-                    for i in 0..dimension_count {
+                    let mut dimensions = Vec::with_capacity(series.dimensions);
+                    for i in 0..series.dimensions {
                         dimensions.push(r.get::<_, String>(i + 1)?);
                     }
                     values.clear();
-                    for i in 0..part_count {
-                        values.push(r.get::<_, Option<f64>>(dimension_count + 1 + i)?);
+                    for i in 0..series.parts {
+                        values.push(r.get::<_, Option<f64>>(series.dimensions + 1 + i)?);
                     }
                     points.push(SeriesPoint {
                         period: r.get(0)?,

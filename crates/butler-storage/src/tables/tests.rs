@@ -1,3 +1,5 @@
+use butler_events::Granularity;
+
 use super::*;
 use crate::{Storage, StorageOptions};
 
@@ -102,4 +104,62 @@ fn a_row_gives_its_values_in_column_order() {
         ]
     );
     assert_eq!(rows.rows[0].len(), RESPONSE_TIMES_HOURLY.columns().count());
+}
+
+/// The same on PostgreSQL, in its types: the period an instant, a date or the
+/// month's key; counts `bigint`, fractions `double precision`, JSON `jsonb`.
+#[tokio::test]
+async fn every_declared_table_is_the_table_the_postgres_migrations_create() {
+    let db = crate::testing::TempPostgres::create().await;
+    let storage = Storage::open(&db.options()).await.unwrap();
+    let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(db.url())
+        .await
+        .unwrap();
+    for table in AGG_TABLES {
+        let info: Vec<(String, String)> = sqlx::query_as(
+            "SELECT column_name::text, data_type::text FROM information_schema.columns \
+             WHERE table_name = $1 ORDER BY ordinal_position",
+        )
+        .bind(table.name)
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+        let names: Vec<&str> = info.iter().map(|c| c.0.as_str()).collect();
+        let declared: Vec<&str> = table.columns().collect();
+        assert_eq!(names, declared, "{}", table.name);
+        for (name, sql_type) in &info {
+            let want = if name == table.period_column {
+                match table.granularity {
+                    Granularity::Hour => "timestamp with time zone",
+                    Granularity::Day | Granularity::Week => "date",
+                    Granularity::Month => "text",
+                }
+            } else {
+                match table.find_measure(name).map(|m| m.kind) {
+                    None => "text",
+                    Some(Kind::Integer) => "bigint",
+                    Some(Kind::Real) => "double precision",
+                    Some(Kind::Json) => "jsonb",
+                }
+            };
+            assert_eq!(sql_type, want, "{}.{name}", table.name);
+        }
+        let key: Vec<String> = sqlx::query_scalar(
+            "SELECT a.attname::text FROM pg_index i \
+             JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = ANY(i.indkey) \
+             WHERE i.indrelid = $1::regclass AND i.indisprimary \
+             ORDER BY array_position(i.indkey::int2[], a.attnum)",
+        )
+        .bind(table.name)
+        .fetch_all(&mut conn)
+        .await
+        .unwrap();
+        assert_eq!(
+            key,
+            declared[..2 + table.dimensions.len()],
+            "{} primary key",
+            table.name
+        );
+    }
+    storage.close().await;
 }
