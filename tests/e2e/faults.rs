@@ -10,31 +10,11 @@ use crate::helpers::{
 
 const WAIT: Duration = Duration::from_secs(120);
 
-/// Another process's write transaction on the pipeline's database: its commits wait.
-async fn take_write_lock(app: &App) -> sqlx::SqliteConnection {
-    let options = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(app.db_path())
-        .busy_timeout(Duration::from_secs(30));
-    let mut lock = sqlx::ConnectOptions::connect(&options).await.unwrap();
-    sqlx::query("BEGIN IMMEDIATE")
-        .execute(&mut lock)
-        .await
-        .unwrap();
-    lock
-}
-
-async fn release(lock: &mut sqlx::SqliteConnection) {
-    sqlx::query("COMMIT").execute(lock).await.unwrap();
-}
-
 async fn stored_ids(app: &App) -> HashSet<String> {
     let db = app.db().await;
-    sqlx::query_scalar("SELECT id FROM analytics_events")
-        .fetch_all(&db)
-        .await
-        .unwrap()
-        .into_iter()
-        .collect()
+    let ids = db.strings("SELECT id FROM analytics_events").await;
+    db.close().await;
+    ids.into_iter().collect()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -52,11 +32,11 @@ async fn kill_9_mid_ingest_then_restart_stores_exactly_50000() {
         app.event_count().await >= 1000
     })
     .await;
-    // The rest arrives while a write lock holds the pipeline back; the kill follows
+    // The rest arrives while another writer holds the pipeline back; the kill follows
     // the lock's release at once, while well over a thousand commits remain to do.
-    let mut lock = take_write_lock(&app).await;
+    let mut lock = app.hold_commits().await;
     publish_all(&js, all[20_000..].to_vec()).await;
-    release(&mut lock).await;
+    lock.release().await;
     app.kill9();
     let at_kill = app.event_count().await;
     assert!(
@@ -95,9 +75,9 @@ async fn nats_restart_mid_ingest_loses_nothing() {
         app.event_count().await >= 500
     })
     .await;
-    // Hold the write lock while the rest arrives, so whatever the pipeline fetches of
-    // it is still uncommitted when NATS dies, however fast commits are.
-    let mut lock = take_write_lock(&app).await;
+    // Hold commits back while the rest arrives, so whatever the pipeline fetches of it
+    // is still uncommitted when NATS dies, however fast commits are.
+    let mut lock = app.hold_commits().await;
     publish_all(&js, all[10_000..].to_vec()).await;
     tokio::time::sleep(Duration::from_millis(500)).await;
     nats.kill();
@@ -106,7 +86,7 @@ async fn nats_restart_mid_ingest_loses_nothing() {
         at_kill <= 10_000,
         "nothing of the rest commits under the lock"
     );
-    release(&mut lock).await;
+    lock.release().await;
     tokio::time::sleep(Duration::from_secs(2)).await;
     nats.restart();
     wait_until(WAIT, "30,000 events after the restart", || async {
@@ -179,17 +159,9 @@ async fn a_long_reader_and_a_brief_write_lock_lose_nothing() {
         "ingest:\n  batch_size: 200\nstorage:\n  busy_timeout_ms: 500\n",
     );
 
-    // A dashboard holding a read transaction for the whole ingest.
-    let reader = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(app.db_path())
-        .read_only(true);
-    let mut reader = sqlx::ConnectOptions::connect(&reader).await.unwrap();
-    sqlx::query("BEGIN").execute(&mut reader).await.unwrap();
-    let seen: i64 = sqlx::query_scalar("SELECT count(*) FROM analytics_events")
-        .fetch_one(&mut reader)
-        .await
-        .unwrap();
-    assert_eq!(seen, 0);
+    // A dashboard holding a read transaction (one snapshot) for the whole ingest.
+    let mut reader = Snapshot::begin(&app).await;
+    assert_eq!(reader.count().await, 0);
 
     let all = message_events("r", 20_000);
     publish_all(&js, all[..10_000].to_vec()).await;
@@ -198,30 +170,33 @@ async fn a_long_reader_and_a_brief_write_lock_lose_nothing() {
     })
     .await;
 
-    // Another process takes the write lock for two seconds, longer than the pipeline's
-    // busy timeout: its commits fail busy and are retried.
-    let mut writer = take_write_lock(&app).await;
+    // Another process holds the pipeline's commits back for two seconds, longer than
+    // its busy timeout: on SQLite its commits fail busy and are retried, on
+    // PostgreSQL they wait.
+    let mut writer = app.hold_commits().await;
     // The second half arrives while the lock is held, so a commit has to wait for it.
     publish_all(&js, all[10_000..].to_vec()).await;
     tokio::time::sleep(Duration::from_secs(2)).await;
-    release(&mut writer).await;
+    writer.release().await;
 
     wait_until(WAIT, "20,000 events", || async {
         app.event_count().await >= 20_000
     })
     .await;
-    let still: i64 = sqlx::query_scalar("SELECT count(*) FROM analytics_events")
-        .fetch_one(&mut reader)
-        .await
-        .unwrap();
-    assert_eq!(still, 0, "the reader kept its snapshot throughout");
-    sqlx::query("COMMIT").execute(&mut reader).await.unwrap();
+    assert_eq!(
+        reader.count().await,
+        0,
+        "the reader kept its snapshot throughout"
+    );
+    reader.end().await;
     assert_eq!(stored_ids(&app).await.len(), 20_000);
     assert!(app.is_running(), "no crash");
-    assert!(
-        app.metric("butler_analytics_ingest_commit_retries_total") >= 1.0,
-        "the lock was felt and retried"
-    );
+    if !app.on_postgres() {
+        assert!(
+            app.metric("butler_analytics_ingest_commit_retries_total") >= 1.0,
+            "the lock was felt and retried"
+        );
+    }
     assert_eq!(app.get("/healthz").map(|(s, _)| s), Some(200));
 }
 
@@ -254,4 +229,54 @@ async fn sigterm_mid_ingest_exits_zero_with_every_acked_event_stored() {
         );
     }
     assert!(app.log().contains("shutting down"), "{}", app.log());
+}
+
+/// A read transaction on one snapshot of the pipeline's database.
+enum Snapshot {
+    Sqlite(sqlx::SqliteConnection),
+    Postgres(sqlx::PgConnection),
+}
+
+impl Snapshot {
+    async fn begin(app: &App) -> Snapshot {
+        match app.postgres_url() {
+            Some(url) => {
+                let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(url)
+                    .await
+                    .unwrap();
+                sqlx::query("BEGIN ISOLATION LEVEL REPEATABLE READ")
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+                Snapshot::Postgres(conn)
+            }
+            None => {
+                let options = sqlx::sqlite::SqliteConnectOptions::new()
+                    .filename(app.db_path())
+                    .read_only(true);
+                let mut conn = sqlx::ConnectOptions::connect(&options).await.unwrap();
+                sqlx::query("BEGIN").execute(&mut conn).await.unwrap();
+                Snapshot::Sqlite(conn)
+            }
+        }
+    }
+
+    async fn count(&mut self) -> i64 {
+        let sql = "SELECT count(*) FROM analytics_events";
+        match self {
+            Snapshot::Sqlite(conn) => sqlx::query_scalar(sql).fetch_one(conn).await.unwrap(),
+            Snapshot::Postgres(conn) => sqlx::query_scalar(sql).fetch_one(conn).await.unwrap(),
+        }
+    }
+
+    async fn end(self) {
+        match self {
+            Snapshot::Sqlite(mut conn) => {
+                sqlx::query("COMMIT").execute(&mut conn).await.unwrap();
+            }
+            Snapshot::Postgres(mut conn) => {
+                sqlx::query("COMMIT").execute(&mut conn).await.unwrap();
+            }
+        }
+    }
 }

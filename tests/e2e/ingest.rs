@@ -3,8 +3,7 @@
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use serde_json::Value;
-use sqlx::Row;
+use serde_json::{Value, json};
 
 use crate::helpers::{App, NatsServer, message_event, publish_all, samples, wait_until};
 
@@ -64,19 +63,14 @@ async fn valid_events_of_every_type_are_stored_exactly_as_published() {
         let id = p["id"]
             .as_str()
             .map_or_else(|| format!("evt_BUTLER_EVENTS_{seq}"), str::to_owned);
-        let row = sqlx::query("SELECT * FROM analytics_events WHERE id = ?")
-            .bind(&id)
-            .fetch_one(&db)
-            .await
-            .unwrap_or_else(|e| panic!("{id}: {e}"));
+        let rows = db
+            .records(&format!("SELECT * FROM analytics_events WHERE id = '{id}'"))
+            .await;
+        let row = rows.first().unwrap_or_else(|| panic!("{id} stored"));
         let event_type = subject.strip_prefix("butler.events.").unwrap();
-        assert_eq!(row.get::<String, _>("event_type"), event_type, "{id}");
-        assert_eq!(
-            row.get::<String, _>("property_id"),
-            p["propertyId"].as_str().unwrap(),
-            "{id}"
-        );
-        let ts: String = row.get("timestamp");
+        assert_eq!(row["event_type"], event_type, "{id}");
+        assert_eq!(row["property_id"], p["propertyId"], "{id}");
+        let ts = row["timestamp"].as_str().unwrap().to_owned();
         match p["timestamp"].as_str() {
             Some(published) => assert_eq!(ts, expected_timestamp(published), "{id}"),
             None => {
@@ -87,70 +81,56 @@ async fn valid_events_of_every_type_are_stored_exactly_as_published() {
                 );
             }
         }
-        assert_eq!(row.get::<String, _>("date_partition"), ts[..10], "{id}");
+        assert_eq!(row["date_partition"], ts[..10], "{id}");
         let text = |col: &str, field: &str| {
-            assert_eq!(
-                row.get::<Option<String>, _>(col).as_deref(),
-                p[field].as_str(),
-                "{id} {col}"
-            );
+            assert_eq!(row[col].as_str(), p[field].as_str(), "{id} {col}");
         };
         text("channel", "channel");
         text("guest_id", "guestId");
         text("staff_id", "staffId");
         text("conversation_id", "conversationId");
         text("task_id", "taskId");
+        assert_eq!(row["value"].as_f64(), p["value"].as_f64(), "{id}");
         assert_eq!(
-            row.get::<Option<f64>, _>("value"),
-            p["value"].as_f64(),
-            "{id}"
-        );
-        assert_eq!(
-            row.get::<Option<i64>, _>("duration_ms"),
+            row["duration_ms"].as_i64(),
             p["durationMs"].as_i64(),
             "{id}"
         );
-        let metadata: Option<Value> = row
-            .get::<Option<String>, _>("metadata")
-            .map(|m| serde_json::from_str(&m).unwrap());
-        assert_eq!(metadata.as_ref(), p.get("metadata"), "{id}");
+        let metadata = Some(&row["metadata"]).filter(|m| !m.is_null());
+        assert_eq!(metadata, p.get("metadata"), "{id}");
     }
     // The design's notes on the samples, spelled out.
     let ts = |id: &'static str| {
-        let db = db.clone();
+        let db = &db;
         async move {
-            sqlx::query_scalar::<_, String>("SELECT timestamp FROM analytics_events WHERE id = ?")
-                .bind(id)
-                .fetch_one(&db)
-                .await
-                .unwrap()
+            db.strings(&format!(
+                "SELECT \"timestamp\" FROM analytics_events WHERE id = '{id}'"
+            ))
+            .await
+            .remove(0)
         }
     };
     assert_eq!(ts("evt_sample_025").await, "2026-11-24T09:15:00.250Z");
     assert_eq!(ts("evt_sample_026").await, "2026-11-24T16:02:11.123Z");
     assert_eq!(ts("evt_sample_024").await, "2026-11-24T07:58:00.000Z");
-    let from_header: String =
-        sqlx::query_scalar("SELECT event_type FROM analytics_events WHERE id = 'publisher-id-1'")
-            .fetch_one(&db)
-            .await
-            .unwrap();
-    assert_eq!(from_header, "message.sent");
-    let types: i64 = sqlx::query_scalar("SELECT count(DISTINCT event_type) FROM analytics_events")
-        .fetch_one(&db)
-        .await
-        .unwrap();
+    let from_header = db
+        .strings("SELECT event_type FROM analytics_events WHERE id = 'publisher-id-1'")
+        .await;
+    assert_eq!(from_header, ["message.sent"]);
+    let types = db
+        .count("SELECT count(DISTINCT event_type) FROM analytics_events")
+        .await;
     assert_eq!(types, 25);
 
     // Live state after the conversation: closed, staff logged out, task done.
-    let live: (i64, i64, i64) = sqlx::query_as(
-        "SELECT (SELECT active FROM live_conversations WHERE conversation_id = 'conv_5521'), \
-         (SELECT online FROM live_staff WHERE staff_id = 'staff_17'), \
-         (SELECT count(*) FROM live_tasks WHERE created = 1 AND completed = 0)",
-    )
-    .fetch_one(&db)
-    .await
-    .unwrap();
-    assert_eq!(live, (0, 0, 0));
+    let live = db
+        .rows(
+            "SELECT (SELECT active FROM live_conversations WHERE conversation_id = 'conv_5521'), \
+             (SELECT online FROM live_staff WHERE staff_id = 'staff_17'), \
+             (SELECT count(*) FROM live_tasks WHERE created AND NOT completed)",
+        )
+        .await;
+    assert_eq!(live, [[json!(0), json!(0), json!(0)]]);
     assert_eq!(
         app.metric(r#"butler_analytics_events_inserted_total{event_type="staff.logout"}"#),
         1.0
@@ -183,12 +163,10 @@ async fn the_same_id_published_twice_gives_one_row() {
     .await;
     assert_eq!(app.event_count().await, 1);
     let db = app.db().await;
-    let property: String =
-        sqlx::query_scalar("SELECT property_id FROM analytics_events WHERE id = 'dup-1'")
-            .fetch_one(&db)
-            .await
-            .unwrap();
-    assert_eq!(property, "prop_test", "the first stored wins");
+    let property = db
+        .strings("SELECT property_id FROM analytics_events WHERE id = 'dup-1'")
+        .await;
+    assert_eq!(property, ["prop_test"], "the first stored wins");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -199,16 +177,8 @@ async fn a_message_redelivered_after_its_ack_wait_gives_one_row() {
         "nats:\n  ack_wait_ms: 1000\ningest:\n  flush_interval_ms: 50\nstorage:\n  busy_timeout_ms: 20000\n",
     );
     let js = nats.jetstream().await;
-    // Hold the write lock so the first delivery cannot commit within its ack wait.
-    let mut lock = sqlx::sqlite::SqliteConnectOptions::new()
-        .filename(app.db_path())
-        .busy_timeout(Duration::from_secs(5));
-    lock = lock.pragma("journal_mode", "WAL");
-    let mut lock = sqlx::ConnectOptions::connect(&lock).await.unwrap();
-    sqlx::query("BEGIN IMMEDIATE")
-        .execute(&mut lock)
-        .await
-        .unwrap();
+    // Hold commits back so the first delivery cannot commit within its ack wait.
+    let mut lock = app.hold_commits().await;
     publish_all(
         &js,
         vec![(
@@ -218,7 +188,7 @@ async fn a_message_redelivered_after_its_ack_wait_gives_one_row() {
     )
     .await;
     tokio::time::sleep(Duration::from_secs(3)).await;
-    sqlx::query("COMMIT").execute(&mut lock).await.unwrap();
+    lock.release().await;
 
     let duplicate = r#"butler_analytics_events_duplicate_total{event_type="message.received"}"#;
     wait_until(
@@ -294,10 +264,9 @@ async fn on_a_stream_shared_with_other_subjects_only_events_are_read() {
     })
     .await;
     let db = app.db().await;
-    let dead: i64 = sqlx::query_scalar("SELECT count(*) FROM analytics_dead_letters")
-        .fetch_one(&db)
-        .await
-        .unwrap();
+    let dead = db
+        .count("SELECT count(*) FROM analytics_dead_letters")
+        .await;
     assert_eq!(dead, 0, "the other subject is never delivered");
     assert_eq!(crate::helpers::consumer_info(&js).await.num_pending, 0);
 }

@@ -5,25 +5,15 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use crate::helpers::{
-    App, NatsServer, cli, consumer_info, free_port, message_events, publish_all, wait_until,
+    App, Backend, NatsServer, TestDb, backend, cli, consumer_info, free_port, message_events,
+    publish_all, wait_until,
 };
 
 const WAIT: Duration = Duration::from_secs(90);
 
-async fn ids(path: &std::path::Path) -> HashSet<String> {
-    let pool = sqlx::sqlite::SqlitePoolOptions::new()
-        .connect_with(
-            sqlx::sqlite::SqliteConnectOptions::new()
-                .filename(path)
-                .read_only(true),
-        )
-        .await
-        .unwrap();
-    let ids: Vec<String> = sqlx::query_scalar("SELECT id FROM analytics_events")
-        .fetch_all(&pool)
-        .await
-        .unwrap();
-    pool.close().await;
+async fn ids(db: TestDb) -> HashSet<String> {
+    let ids = db.strings("SELECT id FROM analytics_events").await;
+    db.close().await;
     ids.into_iter().collect()
 }
 
@@ -37,16 +27,25 @@ async fn a_backup_under_load_holds_every_row_committed_before_it_started() {
         app.event_count().await >= 2000
     })
     .await;
-    let before = ids(&app.db_path()).await;
     let target = tempfile::tempdir().unwrap();
     let copy = target.path().join("backup.db");
+    if app.on_postgres() {
+        // PostgreSQL has backups of its own; the command says which, and writes nothing.
+        let out = cli(&app.config_path(), &["backup", copy.to_str().unwrap()], &[]);
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("pg_dump"), "{err}");
+        assert!(!copy.exists());
+        return;
+    }
+    let before = ids(app.db().await).await;
     let out = cli(&app.config_path(), &["backup", copy.to_str().unwrap()], &[]);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let in_copy = ids(&copy).await;
+    let in_copy = ids(TestDb::sqlite(&copy).await).await;
     assert!(
         before.is_subset(&in_copy),
         "{} committed before the backup, {} in it",
@@ -77,6 +76,11 @@ async fn a_backup_under_load_holds_every_row_committed_before_it_started() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_disk_stops_acks_and_ingest_resumes_when_space_returns() {
+    if backend() == Backend::Postgres {
+        // storage.max_size_bytes limits the SQLite file; a PostgreSQL server that
+        // stops taking writes is the PostgreSQL fault tests' subject.
+        return;
+    }
     let nats = NatsServer::start();
     let app = App::start(
         &nats.url(),
@@ -133,6 +137,9 @@ async fn a_full_disk_stops_acks_and_ingest_resumes_when_space_returns() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_corrupt_or_newer_database_stops_the_start_and_is_left_untouched() {
+    if backend() == Backend::Postgres {
+        return a_newer_postgres_database_stops_the_start_and_is_left_untouched().await;
+    }
     let dir = tempfile::tempdir().unwrap();
     let corrupt = dir.path().join("corrupt.db");
     let garbage: Vec<u8> = (0..8192u32).map(|i| (i * 31 % 251) as u8).collect();
@@ -175,6 +182,34 @@ async fn a_corrupt_or_newer_database_stops_the_start_and_is_left_untouched() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("9999"), "{err}");
     assert_eq!(std::fs::read(&newer).unwrap(), before, "nothing changed");
+}
+
+/// A PostgreSQL database migrated by a newer version: the start stops, naming the
+/// version it does not know, and the schema stays as it was.
+async fn a_newer_postgres_database_stops_the_start_and_is_left_untouched() {
+    let db = butler_storage::testing::TempPostgres::create().await;
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("c.yaml");
+    std::fs::write(&config, format!("storage:\n  url: {}\n", db.url())).unwrap();
+    assert!(cli(&config, &["migrate"], &[]).status.success());
+    let test_db = TestDb::postgres(db.url()).await;
+    let TestDb::Postgres(pool) = &test_db else {
+        unreachable!()
+    };
+    sqlx::query("INSERT INTO _sqlx_migrations (version, description, success, checksum, execution_time) VALUES (9999, 'from the future', true, '\\x00', 0)")
+        .execute(pool)
+        .await
+        .unwrap();
+    let schema = "SELECT table_name::text || '.' || column_name::text FROM information_schema.columns \
+                  WHERE table_schema = 'public' ORDER BY 1";
+    let before = test_db.strings(schema).await;
+    let out = cli(&config, &["migrate"], &[]);
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("9999") && err.contains("storage.url"), "{err}");
+    assert!(!err.contains("password"), "{err}");
+    assert_eq!(test_db.strings(schema).await, before, "nothing changed");
+    test_db.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -222,10 +257,11 @@ async fn a_flood_of_invalid_events_keeps_memory_flat() {
     };
     let dead_letters = || async {
         let db = app.db().await;
-        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM analytics_dead_letters")
-            .fetch_one(&db)
-            .await
-            .unwrap()
+        let n = db
+            .count("SELECT count(*) FROM analytics_dead_letters")
+            .await;
+        db.close().await;
+        n
     };
     publish_all(&js, junk(10_000, 0)).await;
     wait_until(WAIT, "the first 10,000 dead letters", || async {

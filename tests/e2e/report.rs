@@ -72,16 +72,8 @@ async fn reports_agree_with_the_aggregate_tables_in_json_and_csv() {
 
     // Counts equal the sums of the aggregate rows of the range, read here from the tables.
     let db = app.db().await;
-    let sum = |sql: &'static str| {
-        let db = db.clone();
-        async move {
-            sqlx::query_scalar::<_, f64>(sql)
-                .fetch_one(&db)
-                .await
-                .unwrap() as i64
-        }
-    };
-    let started = sum("SELECT total(conversations_started) FROM agg_conversation_metrics_daily \
+    let sum = |sql: &'static str| db.count(sql);
+    let started = sum("SELECT CAST(coalesce(sum(conversations_started), 0) AS BIGINT) FROM agg_conversation_metrics_daily \
                        WHERE property_id = 'p_utc' AND period_date >= '2026-10-30' AND period_date < '2026-11-03'")
     .await;
     let raw_started = events
@@ -101,16 +93,16 @@ async fn reports_agree_with_the_aggregate_tables_in_json_and_csv() {
         .map(|v| v.as_i64().unwrap())
         .sum();
     assert_eq!(by_channel, started);
-    let messages = sum("SELECT total(count) FROM agg_message_counts_hourly WHERE property_id = 'p_utc' \
+    let messages = sum("SELECT CAST(coalesce(sum(count), 0) AS BIGINT) FROM agg_message_counts_hourly WHERE property_id = 'p_utc' \
                         AND period_start >= '2026-10-30T00:00:00Z' AND period_start < '2026-11-03T00:00:00Z'")
     .await;
     assert_eq!(sections["summary"]["totalMessages"], json!(messages));
-    let responses = sum("SELECT total(count) FROM agg_response_times_hourly WHERE property_id = 'p_utc' \
+    let responses = sum("SELECT CAST(coalesce(sum(count), 0) AS BIGINT) FROM agg_response_times_hourly WHERE property_id = 'p_utc' \
                          AND period_start >= '2026-10-30T00:00:00Z' AND period_start < '2026-11-03T00:00:00Z'")
     .await;
     assert_eq!(sections["responseTimes"]["count"], json!(responses));
-    let top_count = sum("SELECT max(n) FROM (SELECT total(count) AS n FROM agg_intent_distribution_daily \
-                         WHERE property_id = 'p_utc' AND period_date >= '2026-10-30' AND period_date < '2026-11-03' GROUP BY intent)")
+    let top_count = sum("SELECT max(n) FROM (SELECT CAST(sum(count) AS BIGINT) AS n FROM agg_intent_distribution_daily \
+                         WHERE property_id = 'p_utc' AND period_date >= '2026-10-30' AND period_date < '2026-11-03' GROUP BY intent) AS per_intent")
     .await;
     assert_eq!(sections["topIntents"][0]["count"], json!(top_count));
     assert!(sections["topIntents"].as_array().unwrap().len() <= 5);
@@ -120,7 +112,7 @@ async fn reports_agree_with_the_aggregate_tables_in_json_and_csv() {
         .values()
         .map(|s| s["tasksCompleted"].as_i64().unwrap())
         .sum();
-    let stored_tasks = sum("SELECT total(tasks_completed) FROM agg_staff_performance_daily WHERE property_id = 'p_utc' \
+    let stored_tasks = sum("SELECT CAST(coalesce(sum(tasks_completed), 0) AS BIGINT) FROM agg_staff_performance_daily WHERE property_id = 'p_utc' \
                             AND period_date >= '2026-10-30' AND period_date < '2026-11-03'")
     .await;
     assert_eq!(tasks, stored_tasks);

@@ -74,6 +74,23 @@ impl TempPostgres {
         TempPostgres { name, url }
     }
 
+    /// [`TempPostgres::create`] from code that is not async (or is, but may not
+    /// block its runtime): on a thread of its own.
+    ///
+    /// # Panics
+    /// As [`TempPostgres::create`].
+    pub fn create_blocking() -> TempPostgres {
+        std::thread::spawn(|| {
+            tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("a runtime")
+                .block_on(TempPostgres::create())
+        })
+        .join()
+        .expect("the database created")
+    }
+
     /// Its URL.
     pub fn url(&self) -> &str {
         &self.url

@@ -6,8 +6,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use sqlx::SqlitePool;
-use sqlx::sqlite::{SqliteConnectOptions, SqlitePoolOptions};
+use butler_storage::testing::TempPostgres;
+
+use super::db::{Backend, TestDb, backend};
 
 /// The binary under test: `BUTLER_ANALYTICS_BIN`, else the one built beside this test.
 pub fn pipeline_bin() -> PathBuf {
@@ -43,6 +44,8 @@ pub fn cli(config: &Path, args: &[&str], env: &[(&str, &str)]) -> Output {
 pub struct App {
     child: Option<Child>,
     dir: tempfile::TempDir,
+    /// The test's own PostgreSQL database, on that backend.
+    postgres: Option<TempPostgres>,
     /// The metrics endpoint's port.
     pub metrics_port: u16,
 }
@@ -65,6 +68,13 @@ impl App {
     pub fn prepare(nats_url: &str, extra: &str, database: Option<&Path>) -> App {
         let dir = tempfile::tempdir().unwrap();
         let metrics_port = super::free_port();
+        let postgres = (backend() == Backend::Postgres).then(TempPostgres::create_blocking);
+        let mut storage_extra = section_body(extra, "storage");
+        if let Some(db) = &postgres
+            && !storage_extra.contains("  url:")
+        {
+            storage_extra.insert_str(0, &format!("  url: {}\n", db.url()));
+        }
         // Reports go to the test's own folder unless the test says where.
         let mut reports_extra = section_body(extra, "reports");
         if !reports_extra.contains("  storage:") {
@@ -76,7 +86,6 @@ impl App {
         let config = format!(
             "nats:\n  url: {nats_url}\n{nats_extra}storage:\n  path: {db}\n{storage_extra}reports:\n{reports_extra}metrics:\n  listen: 127.0.0.1:{metrics_port}\n{rest}",
             nats_extra = section_body(extra, "nats"),
-            storage_extra = section_body(extra, "storage"),
             db = dir.path().join("analytics.db").display(),
             rest = without_sections(extra, &["nats", "storage", "reports"]),
         );
@@ -87,6 +96,7 @@ impl App {
         App {
             child: None,
             dir,
+            postgres,
             metrics_port,
         }
     }
@@ -226,28 +236,82 @@ impl App {
             .map_or(0.0, |(_, v)| v.parse().unwrap())
     }
 
-    /// A read-only pool on the pipeline's database, as a dashboard would open it.
-    pub async fn db(&self) -> SqlitePool {
-        SqlitePoolOptions::new()
-            .max_connections(2)
-            .connect_with(
-                SqliteConnectOptions::new()
-                    .filename(self.db_path())
-                    .read_only(true),
-            )
-            .await
-            .unwrap()
+    /// A pool on the pipeline's database, as a dashboard would open it.
+    pub async fn db(&self) -> TestDb {
+        match &self.postgres {
+            Some(db) => TestDb::postgres(db.url()).await,
+            None => TestDb::sqlite(&self.db_path()).await,
+        }
+    }
+
+    /// Whether the pipeline runs on PostgreSQL.
+    pub fn on_postgres(&self) -> bool {
+        self.postgres.is_some()
+    }
+
+    /// The URL of the test's PostgreSQL database, on that backend.
+    pub fn postgres_url(&self) -> Option<&str> {
+        self.postgres.as_ref().map(TempPostgres::url)
     }
 
     /// Rows in `analytics_events`.
     pub async fn event_count(&self) -> i64 {
-        let pool = self.db().await;
-        let n = sqlx::query_scalar("SELECT count(*) FROM analytics_events")
-            .fetch_one(&pool)
-            .await
-            .unwrap_or(0);
-        pool.close().await;
+        let db = self.db().await;
+        let n = db.count("SELECT count(*) FROM analytics_events").await;
+        db.close().await;
         n
+    }
+
+    /// Holds back every commit that stores new events, as another process's write
+    /// would (SQLite: the write lock; PostgreSQL: the change counter's row), until
+    /// [`CommitBlocker::release`].
+    pub async fn hold_commits(&self) -> CommitBlocker {
+        match &self.postgres {
+            Some(db) => {
+                let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(db.url())
+                    .await
+                    .unwrap();
+                sqlx::query("BEGIN").execute(&mut conn).await.unwrap();
+                sqlx::query("SELECT last_seq FROM ingest_change_counter WHERE id = 1 FOR UPDATE")
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+                CommitBlocker::Postgres(conn)
+            }
+            None => {
+                let options = sqlx::sqlite::SqliteConnectOptions::new()
+                    .filename(self.db_path())
+                    .busy_timeout(Duration::from_secs(30));
+                let mut conn = sqlx::ConnectOptions::connect(&options).await.unwrap();
+                sqlx::query("BEGIN IMMEDIATE")
+                    .execute(&mut conn)
+                    .await
+                    .unwrap();
+                CommitBlocker::Sqlite(conn)
+            }
+        }
+    }
+}
+
+/// A transaction that holds the pipeline's commits back.
+pub enum CommitBlocker {
+    /// `BEGIN IMMEDIATE` on the file.
+    Sqlite(sqlx::SqliteConnection),
+    /// The change counter's row, locked.
+    Postgres(sqlx::PgConnection),
+}
+
+impl CommitBlocker {
+    /// Ends the transaction: held commits go ahead.
+    pub async fn release(&mut self) {
+        match self {
+            CommitBlocker::Sqlite(conn) => {
+                sqlx::query("COMMIT").execute(conn).await.unwrap();
+            }
+            CommitBlocker::Postgres(conn) => {
+                sqlx::query("COMMIT").execute(conn).await.unwrap();
+            }
+        }
     }
 }
 

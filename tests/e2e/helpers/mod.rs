@@ -2,10 +2,12 @@
 //! helpers over both.
 
 mod app;
+mod db;
 mod nats;
 mod requests;
 
 pub use app::{App, cli, pipeline_bin};
+pub use db::{Backend, TestDb, backend};
 pub use nats::{NatsServer, consumer_info, publish_all, try_consumer_info};
 pub use requests::{error_code, header, request};
 
