@@ -43,6 +43,7 @@ fn a_bad_value_stops_start_up_naming_it() {
         ),
         ("metrics:\n  listen: everywhere\n", "metrics.listen"),
         ("nats: [1, 2]\n", "nats"),
+        ("storage:\n  url: mysql://db/analytics\n", "storage.url"),
     ] {
         let (code, _, err) = run_with(yaml, &["run"], &[]);
         assert_eq!(code, Some(2), "{yaml}: {err}");
@@ -76,6 +77,33 @@ fn check_config_prints_the_effective_config_without_secrets() {
         "{out}"
     );
     assert!(!out.contains("s3cret-pw") && !err.contains("s3cret-pw"));
+}
+
+#[test]
+fn a_database_password_reaches_no_output() {
+    let url = "postgres://butler:s3cret-db-pw@127.0.0.1:1/analytics";
+    let (code, out, err) = run_with(
+        "",
+        &["check-config"],
+        &[("BUTLER_ANALYTICS__STORAGE__URL", url)],
+    );
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.contains("postgres://butler:***@127.0.0.1:1/analytics"),
+        "{out}"
+    );
+    // Nothing answers on port 1: the error names the key and the database, without
+    // the password.
+    let (code, out, err) = run_with("", &["migrate"], &[("BUTLER_ANALYTICS__STORAGE__URL", url)]);
+    assert_ne!(code, Some(0));
+    assert!(
+        err.contains("storage.url") && err.contains("butler:***@127.0.0.1:1"),
+        "{err}"
+    );
+    assert!(
+        !out.contains("s3cret-db-pw") && !err.contains("s3cret-db-pw"),
+        "{err}"
+    );
 }
 
 #[test]

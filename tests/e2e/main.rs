@@ -16,6 +16,7 @@ mod faults;
 mod helpers;
 mod ingest;
 mod operations;
+mod postgres;
 mod query;
 mod report;
 mod security;

@@ -267,17 +267,7 @@ impl App {
     /// [`CommitBlocker::release`].
     pub async fn hold_commits(&self) -> CommitBlocker {
         match &self.postgres {
-            Some(db) => {
-                let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(db.url())
-                    .await
-                    .unwrap();
-                sqlx::query("BEGIN").execute(&mut conn).await.unwrap();
-                sqlx::query("SELECT last_seq FROM ingest_change_counter WHERE id = 1 FOR UPDATE")
-                    .execute(&mut conn)
-                    .await
-                    .unwrap();
-                CommitBlocker::Postgres(conn)
-            }
+            Some(db) => CommitBlocker::on_postgres(db.url()).await,
             None => {
                 let options = sqlx::sqlite::SqliteConnectOptions::new()
                     .filename(self.db_path())
@@ -302,6 +292,19 @@ pub enum CommitBlocker {
 }
 
 impl CommitBlocker {
+    /// Holds back the commits of a pipeline on the PostgreSQL database at `url`.
+    pub async fn on_postgres(url: &str) -> CommitBlocker {
+        let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(url)
+            .await
+            .unwrap();
+        sqlx::query("BEGIN").execute(&mut conn).await.unwrap();
+        sqlx::query("SELECT last_seq FROM ingest_change_counter WHERE id = 1 FOR UPDATE")
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        CommitBlocker::Postgres(conn)
+    }
+
     /// Ends the transaction: held commits go ahead.
     pub async fn release(&mut self) {
         match self {

@@ -4,11 +4,13 @@
 mod app;
 mod db;
 mod nats;
+mod postgres;
 mod requests;
 
-pub use app::{App, cli, pipeline_bin};
+pub use app::{App, CommitBlocker, cli, pipeline_bin};
 pub use db::{Backend, TestDb, backend};
 pub use nats::{NatsServer, consumer_info, publish_all, try_consumer_info};
+pub use postgres::PgServer;
 pub use requests::{error_code, header, request};
 
 use std::future::Future;
