@@ -283,3 +283,72 @@ async fn a_flood_of_invalid_events_keeps_memory_flat() {
     );
     assert_eq!(app.event_count().await, 0);
 }
+
+/// An operator moves a SQLite deployment to PostgreSQL: every row copied, the counts
+/// compared, and the aggregate tables the same.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sqlite_deployment_moves_to_postgres_with_every_row() {
+    if backend() != Backend::Sqlite {
+        return;
+    }
+    let nats = NatsServer::start();
+    let mut app = App::start(&nats.url(), &crate::aggregation::config());
+    let js = nats.jetstream().await;
+    crate::aggregation::publish_dataset(&js, &crate::aggregation::dataset(1500)).await;
+    publish_all(&js, message_events("m", 50)).await;
+    wait_until(WAIT, "every event stored", || async {
+        app.event_count().await == 1550
+    })
+    .await;
+    assert!(app.terminate().success());
+    let out = cli(
+        &app.config_path(),
+        &[
+            "aggregate",
+            "--job",
+            "all",
+            "--from",
+            "2026-10-29",
+            "--to",
+            "2026-11-05",
+        ],
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let pg = butler_storage::testing::TempPostgres::create().await;
+    let out = cli(&app.config_path(), &["migrate-data", "--to", pg.url()], &[]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(said.contains("every table copied"), "{said}");
+    assert!(
+        said.contains("analytics_events") && said.contains("1550"),
+        "{said}"
+    );
+
+    let copied = crate::aggregation::aggregate_tables_of(TestDb::postgres(pg.url()).await).await;
+    assert!(
+        copied.iter().all(|(_, rows)| !rows.is_empty()),
+        "every table has rows"
+    );
+    assert_eq!(copied, crate::aggregation::aggregate_tables(&app).await);
+    let copy = TestDb::postgres(pg.url()).await;
+    assert_eq!(
+        copy.count("SELECT count(*) FROM analytics_events").await,
+        1550
+    );
+    copy.close().await;
+
+    // Into a database that holds events already: refused.
+    let again = cli(&app.config_path(), &["migrate-data", "--to", pg.url()], &[]);
+    assert!(!again.status.success());
+    assert!(String::from_utf8_lossy(&again.stderr).contains("empty"));
+}

@@ -56,6 +56,15 @@ retains them."
         /// The copy to write; it must not exist.
         file: PathBuf,
     },
+    /// Copy a SQLite deployment's database into an empty PostgreSQL database, table by
+    /// table, and compare the counts.
+    #[command(
+        after_help = "Stop the pipeline first, so nothing is written meanwhile; events it has \
+not acked stay in the stream and are stored once it runs on PostgreSQL.\n\nExample: \
+butler-analytics migrate-data --to postgres://butler:…@db:5432/analytics\n(then set \
+storage.url to that URL and start the pipeline)"
+    )]
+    MigrateData(MigrateDataArgs),
     /// Inspect or replay rejected messages.
     #[command(subcommand)]
     DeadLetters(DeadLetterCommand),
@@ -74,6 +83,18 @@ the CSV with --format csv."
 '{\"propertyId\":\"prop_lisbon_01\",\"channel\":\"whatsapp\"}'\n  \
 butler-analytics publish --file tests/fixtures/sample-events.jsonl")]
     Publish(PublishArgs),
+}
+
+/// `migrate-data` options.
+#[derive(Debug, Clone, Args)]
+pub struct MigrateDataArgs {
+    /// The SQLite database to copy, as `sqlite:<file>`; the configured one when absent.
+    #[arg(long, value_name = "URL")]
+    pub from: Option<String>,
+    /// The PostgreSQL database to copy into, `postgres://user:password@host:port/db`;
+    /// it is migrated first and must hold no events.
+    #[arg(long, value_name = "URL")]
+    pub to: String,
 }
 
 /// `query` subcommands.

@@ -3,7 +3,7 @@
 use std::io::Write;
 
 use anyhow::{Context, bail};
-use butler_config::Config;
+use butler_config::{Config, Database};
 use butler_consumer::replay::replay_dead_letters;
 use butler_consumer::settings::validation_rules;
 use butler_events::RejectReason;
@@ -12,7 +12,8 @@ use butler_storage::{DeadLetter, DeadLetterFilter};
 
 use crate::app;
 use crate::cli::{
-    Command, DeadLetterCommand, DeadLetterListArgs, DeadLetterSelection, QueryCommand,
+    Command, DeadLetterCommand, DeadLetterListArgs, DeadLetterSelection, MigrateDataArgs,
+    QueryCommand,
 };
 
 /// Runs one subcommand to completion.
@@ -93,6 +94,7 @@ pub async fn dispatch(command: Command, config: Config) -> anyhow::Result<()> {
             Ok(())
         }
         Command::Publish(args) => crate::publish::publish(&config, &args).await,
+        Command::MigrateData(args) => migrate_data(config, &args).await,
         Command::Query(QueryCommand::Dashboard(args)) => {
             crate::client::dashboard(&config, &args).await
         }
@@ -200,4 +202,55 @@ fn as_json(l: &DeadLetter) -> serde_json::Value {
         "replayedAt": l.replayed_at,
         "replayedEventId": l.replayed_event_id,
     })
+}
+
+/// Copies the SQLite database into PostgreSQL and checks every table's count.
+async fn migrate_data(config: Config, args: &MigrateDataArgs) -> anyhow::Result<()> {
+    let mut from = config.clone();
+    if let Some(url) = &args.from {
+        from.storage.url = Some(url.as_str().into());
+    }
+    if !matches!(from.storage.database(), Database::Sqlite(_)) {
+        bail!("--from must name a SQLite database (sqlite:<file>)");
+    }
+    let mut to = config;
+    to.storage.url = Some(args.to.as_str().into());
+    if !matches!(to.storage.database(), Database::Postgres(_)) {
+        bail!("--to must name a PostgreSQL database (postgres://…)");
+    }
+    let source = app::open_storage(&from).await?;
+    let target = app::open_storage(&to).await?;
+    eprintln!("copying {} into {}", source.describe(), target.describe());
+    let mut report_table = |table: &str, rows: u64| {
+        if rows == 0 {
+            eprintln!("{table} …");
+        } else if rows.is_multiple_of(100_000) {
+            eprintln!("{table}: {rows} rows");
+        }
+    };
+    let copied = source.copy_into(&target, &mut report_table).await;
+    source.close().await;
+    target.close().await;
+    let copied = copied.context("migrate-data")?;
+    let mut out = std::io::stdout().lock();
+    writeln!(out, "{:<32} {:>12} {:>12}", "table", "sqlite", "postgres")?;
+    let mut differ = Vec::new();
+    for t in &copied {
+        writeln!(
+            out,
+            "{:<32} {:>12} {:>12}",
+            t.table, t.source_rows, t.target_rows
+        )?;
+        if t.source_rows != t.target_rows {
+            differ.push(t.table.as_str());
+        }
+    }
+    if !differ.is_empty() {
+        bail!("the counts differ in {}", differ.join(", "));
+    }
+    writeln!(
+        out,
+        "every table copied; set storage.url to the PostgreSQL URL and start the pipeline"
+    )?;
+    Ok(())
 }

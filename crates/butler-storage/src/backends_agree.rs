@@ -48,9 +48,16 @@ fn events(rng: &mut Xorshift, n: u64) -> Vec<Event> {
             let t = TYPES[rng.below(TYPES.len() as u64) as usize];
             let id = format!("e{}", if i % 37 == 5 { i - 1 } else { i });
             let at = EventTime::from_millis(base() + rng.below(72 * HOUR as u64) as i64);
-            let mut e = Event::new(id, t, at, format!("p{}", rng.below(3)));
-            e.channel =
-                [None, Some("sms"), Some("whatsapp")][rng.below(3) as usize].map(str::to_owned);
+            let property = ["p0", "p1", "p2", "P_3", "p-4"][rng.below(5) as usize];
+            let mut e = Event::new(id, t, at, property);
+            let channels = [
+                None,
+                Some("sms"),
+                Some("whatsapp"),
+                Some("web_chat"),
+                Some("webchat"),
+            ];
+            e.channel = channels[rng.below(5) as usize].map(str::to_owned);
             let conversation = format!("c{}", rng.below(40));
             let staff = format!("s{}", rng.below(5));
             let task = format!("t{}", rng.below(30));
@@ -155,7 +162,12 @@ async fn postgres_answers_as_sqlite_does() {
     let sqlite = Storage::open(&StorageOptions::new(dir.path().join("a.db")))
         .await
         .unwrap();
-    let pg_db = TempPostgres::create().await;
+    // A collation that orders text otherwise than SQLite does (byte by byte), as
+    // many servers' en_US.UTF-8 does: replies must still come in the same order.
+    let pg_db = TempPostgres::create_with(
+        "TEMPLATE template0 LOCALE_PROVIDER icu ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'",
+    )
+    .await;
     let postgres = Storage::open(&pg_db.options()).await.unwrap();
     let both = [&sqlite, &postgres];
 
@@ -174,7 +186,7 @@ async fn postgres_answers_as_sqlite_does() {
     assert_eq!(outcomes[0], outcomes[1], "the same rows are new on both");
 
     // Reads over what ingest wrote.
-    for property in ["p0", "p1", "p2", "nobody"] {
+    for property in ["p0", "p1", "p2", "P_3", "p-4", "nobody"] {
         assert_eq!(
             sqlite.live_counts(property).await.unwrap(),
             postgres.live_counts(property).await.unwrap(),
@@ -282,7 +294,10 @@ async fn postgres_answers_as_sqlite_does() {
     for table in AGG_TABLES {
         let mut rng = Xorshift::new(0xA66 + table.name.len() as u64);
         for key in keys(table.granularity) {
-            let dims = ["sms", "whatsapp", "unknown"];
+            // Values a collation may order otherwise than bytes do.
+            let dims = [
+                "sms", "whatsapp", "unknown", "wa_2", "wa1", "Zed", "a-b", "ab",
+            ];
             let rows: Vec<Vec<Cell>> = if table.dimensions.is_empty() {
                 vec![row(&mut rng, table, &key, "")]
             } else {

@@ -37,6 +37,7 @@ pub mod tables;
 pub mod tallies;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
+pub mod transfer;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;

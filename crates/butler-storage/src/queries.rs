@@ -236,10 +236,19 @@ impl SeriesQuery<'_> {
         } else {
             dims.clone()
         };
+        // Dimension values sort byte by byte on both backends, whatever the
+        // PostgreSQL database's collation.
+        let order: Vec<String> = keys
+            .iter()
+            .map(|k| match dialect {
+                Dialect::Postgres if *k != period => format!("{k} COLLATE \"C\""),
+                _ => (*k).to_owned(),
+            })
+            .collect();
         let group_by = if keys.is_empty() {
             String::new()
         } else {
-            format!("GROUP BY {} ORDER BY {}", keys.join(", "), keys.join(", "))
+            format!("GROUP BY {} ORDER BY {}", keys.join(", "), order.join(", "))
         };
         Ok(SeriesSql {
             sql: format!(

@@ -43,6 +43,15 @@ impl TempPostgres {
     /// # Panics
     /// When the server cannot be reached or refuses.
     pub async fn create() -> TempPostgres {
+        TempPostgres::create_with("").await
+    }
+
+    /// [`TempPostgres::create`] with more `CREATE DATABASE` options, e.g. a
+    /// collation that orders text otherwise than byte by byte.
+    ///
+    /// # Panics
+    /// As [`TempPostgres::create`].
+    pub async fn create_with(options: &str) -> TempPostgres {
         let mut conn = admin().await;
         let leftovers: Vec<String> = sqlx::query_scalar(
             "SELECT datname FROM pg_database WHERE datname LIKE 'butler\\_test\\_%'",
@@ -65,9 +74,11 @@ impl TempPostgres {
             std::process::id(),
             NEXT.fetch_add(1, Ordering::Relaxed)
         );
-        conn.execute(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
-            .await
-            .unwrap_or_else(|e| panic!("CREATE DATABASE {name}: {e}"));
+        conn.execute(sqlx::AssertSqlSafe(format!(
+            "CREATE DATABASE \"{name}\" {options}"
+        )))
+        .await
+        .unwrap_or_else(|e| panic!("CREATE DATABASE {name}: {e}"));
         let admin = admin_url();
         let base = admin.rsplit_once('/').map_or(admin.as_str(), |(b, _)| b);
         let url = format!("{base}/{name}");

@@ -192,7 +192,7 @@ impl PgDb {
     ) -> Result<Vec<PendingBucket>, StorageError> {
         let rows: Vec<(String, String, DateTime<Utc>, DateTime<Utc>)> = sqlx::query_as(
             "SELECT property_id, period_key, bucket_start, bucket_end FROM agg_pending_buckets \
-             WHERE job = $1 AND bucket_end <= $2 ORDER BY bucket_start, property_id",
+             WHERE job = $1 AND bucket_end <= $2 ORDER BY bucket_start, property_id COLLATE \"C\"",
         )
         .bind(job)
         .bind(instant(now)?)
@@ -329,7 +329,7 @@ impl PgDb {
         let rows = sqlx::query(
             "SELECT s.job, s.last_run_at, s.last_success_at, s.watermark, s.last_error, \
              (SELECT count(*) FROM agg_pending_buckets p WHERE p.job = s.job) AS pending \
-             FROM agg_job_state s ORDER BY s.job",
+             FROM agg_job_state s ORDER BY s.job COLLATE \"C\"",
         )
         .fetch_all(&self.pool)
         .await?;
@@ -392,8 +392,8 @@ impl PgDb {
     ) -> Result<Vec<String>, StorageError> {
         let (first, last) = Granularity::Hour.key_range(chrono_tz::UTC, start, end);
         Ok(sqlx::query_scalar(
-            "SELECT DISTINCT property_id FROM agg_dirty_hours WHERE hour_start >= $1::timestamptz \
-             AND hour_start < $2::timestamptz ORDER BY property_id",
+            "SELECT property_id FROM agg_dirty_hours WHERE hour_start >= $1::timestamptz \
+             AND hour_start < $2::timestamptz GROUP BY property_id ORDER BY property_id COLLATE \"C\"",
         )
         .bind(first)
         .bind(last)

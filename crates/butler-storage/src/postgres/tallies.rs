@@ -49,7 +49,8 @@ static WINDOW_TALLIES: LazyLock<String> = LazyLock::new(|| {
           sum(value_count)::int8, sum(duration_sum)::int8, sum(duration_count)::int8, \
           sum(rating_1)::int8, sum(rating_2)::int8, sum(rating_3)::int8, sum(rating_4)::int8, \
           sum(rating_5)::int8 \
-        FROM parts GROUP BY event_type, channel HAVING sum(events) <> 0 ORDER BY event_type, channel",
+        FROM parts GROUP BY event_type, channel HAVING sum(events) <> 0 \
+        ORDER BY event_type COLLATE \"C\", channel COLLATE \"C\"",
         by_channel = sql_list(&BY_CHANNEL),
         tallied = sql_list(&TALLIED),
         r1 = rating(1),
