@@ -38,6 +38,7 @@ test: lint ## Lint, then every test against Debian's nats-server on SQLite, the 
 	BUTLER_TEST_BACKEND=postgres NATS_SERVER_BIN=$$(scripts/ensure-nats-server.sh) $(CARGO) test --workspace --test e2e -- --test-threads $(TEST_THREADS)
 	@echo "== benchmark smoke run (tiny sizes, debug build: the figures mean nothing, the harness must work)"
 	NATS_SERVER_BIN=$$(scripts/ensure-nats-server.sh) target/debug/butler-bench --quick --out target/bench-smoke
+	NATS_SERVER_BIN=$$(scripts/ensure-nats-server.sh) target/debug/butler-bench --quick --backend postgres --postgres-url $$(scripts/ensure-postgres.sh) --out target/bench-smoke
 	$(MAKE) --no-print-directory test-nats-latest
 
 .PHONY: test-nats-latest
@@ -51,7 +52,7 @@ test-nats-latest: ## The end-to-end tests against a current nats-server from PyP
 	fi
 
 .PHONY: bench
-bench: ## Benchmark ingest, aggregation and queries end to end (release build) and print the table; BENCH_ARGS=--help for sizes
+bench: ## Benchmark ingest, aggregation and queries end to end (release build) and print the table; BENCH_ARGS=--help for sizes, BENCH_ARGS="--backend postgres" for PostgreSQL
 	@echo "== nats-server: $$(scripts/ensure-nats-server.sh)"
 	$(CARGO) build --release -p butler-analytics -p butler-bench
 	NATS_SERVER_BIN=$${NATS_SERVER_BIN:-$$(scripts/ensure-nats-server.sh)} target/release/butler-bench $(BENCH_ARGS)

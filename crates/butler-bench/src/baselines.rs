@@ -3,7 +3,9 @@
 //! - the overlapped loop: fetch from JetStream, insert with a cached prepared statement
 //!   on a writer thread, ack after the commit — the three running concurrently;
 //! - a bare insert: rows straight into SQLite, 1,000 per transaction;
-//! - the seed's own design: Node.js, better-sqlite3, batches of 100, a 5 s flush timer.
+//! - the seed's own design: Node.js, better-sqlite3, batches of 100, a 5 s flush timer;
+//! - on PostgreSQL, the same loop writing with the pipeline's batch statement
+//!   (`crate::postgres`).
 
 use std::path::Path;
 use std::sync::Arc;
@@ -103,11 +105,12 @@ struct Incoming {
 }
 
 /// The overlapped loop consuming `events` as they are published on `stream`, into
-/// `db`; returns events per second from the first publish to the last ack.
+/// `db` (on PostgreSQL, with the pipeline's batch statement for raw events and
+/// nothing else); returns events per second from the first publish to the last ack.
 pub async fn overlapped_loop(
     js: &jetstream::Context,
     stream: &str,
-    db: &Path,
+    db: LoopDb<'_>,
     events: Arc<Vec<Generated>>,
 ) -> Result<f64> {
     let consumer_name = "overlapped-loop";
@@ -125,36 +128,72 @@ pub async fn overlapped_loop(
         tokio::sync::mpsc::channel::<(Vec<Incoming>, Vec<jetstream::Message>)>(1);
     let (to_acker, mut acker_rx) =
         tokio::sync::mpsc::unbounded_channel::<Vec<jetstream::Message>>();
-    let mut conn = open(db, "full")?;
-    let writer = std::thread::spawn(move || -> Result<()> {
-        while let Some((rows, msgs)) = writer_rx.blocking_recv() {
-            let tx = conn.transaction()?;
-            {
-                let mut stmt = tx.prepare_cached(INSERT)?;
-                for r in &rows {
-                    stmt.execute(params![
-                        r.id,
-                        r.event_type,
-                        r.timestamp,
-                        r.property_id,
-                        r.channel,
-                        r.guest_id,
-                        r.staff_id,
-                        r.conversation_id,
-                        r.task_id,
-                        r.value,
-                        r.duration_ms,
-                        r.metadata.as_ref().map(|m| m.get())
-                    ])?;
+    let writer = match db {
+        LoopDb::Sqlite(path) => {
+            let mut conn = open(path, "full")?;
+            let thread = std::thread::spawn(move || -> Result<()> {
+                while let Some((rows, msgs)) = writer_rx.blocking_recv() {
+                    let tx = conn.transaction()?;
+                    {
+                        let mut stmt = tx.prepare_cached(INSERT)?;
+                        for r in &rows {
+                            stmt.execute(params![
+                                r.id,
+                                r.event_type,
+                                r.timestamp,
+                                r.property_id,
+                                r.channel,
+                                r.guest_id,
+                                r.staff_id,
+                                r.conversation_id,
+                                r.task_id,
+                                r.value,
+                                r.duration_ms,
+                                r.metadata.as_ref().map(|m| m.get())
+                            ])?;
+                        }
+                    }
+                    tx.commit()?;
+                    if to_acker.send(msgs).is_err() {
+                        break;
+                    }
                 }
-            }
-            tx.commit()?;
-            if to_acker.send(msgs).is_err() {
-                break;
-            }
+                Ok(())
+            });
+            Writer::Thread(thread)
         }
-        Ok(())
-    });
+        LoopDb::Postgres(url) => {
+            let pool = crate::postgres::pool(url).await?;
+            Writer::Task(tokio::spawn(async move {
+                while let Some((rows, msgs)) = writer_rx.recv().await {
+                    let mut columns = crate::postgres::Columns::default();
+                    for r in &rows {
+                        columns.push(
+                            &r.id,
+                            &r.event_type,
+                            &r.timestamp,
+                            &r.property_id,
+                            r.channel.as_deref(),
+                            r.guest_id.as_deref(),
+                            r.staff_id.as_deref(),
+                            r.conversation_id.as_deref(),
+                            r.task_id.as_deref(),
+                            r.value,
+                            r.duration_ms,
+                            r.metadata.as_ref().map(|m| m.get()),
+                        );
+                    }
+                    let mut tx = pool.begin().await?;
+                    columns.insert(&mut tx).await?;
+                    tx.commit().await?;
+                    if to_acker.send(msgs).is_err() {
+                        break;
+                    }
+                }
+                anyhow::Ok(())
+            }))
+        }
+    };
     let acker = tokio::spawn(async move {
         while let Some(msgs) = acker_rx.recv().await {
             for m in msgs {
@@ -192,10 +231,26 @@ pub async fn overlapped_loop(
     let took = ingest::timed_ingest(js, stream, consumer_name, events).await?;
     reader.await??;
     acker.abort();
-    writer
-        .join()
-        .map_err(|_| anyhow::anyhow!("writer thread panicked"))??;
+    match writer {
+        Writer::Thread(thread) => thread
+            .join()
+            .map_err(|_| anyhow::anyhow!("writer thread panicked"))??,
+        Writer::Task(task) => task.await??,
+    }
     Ok(total as f64 / took.as_secs_f64())
+}
+
+/// Where the overlapped loop writes.
+pub enum LoopDb<'a> {
+    /// A SQLite file, by a thread with a cached prepared statement.
+    Sqlite(&'a Path),
+    /// A PostgreSQL database, by the pipeline's batch statement.
+    Postgres(&'a str),
+}
+
+enum Writer {
+    Thread(std::thread::JoinHandle<Result<()>>),
+    Task(tokio::task::JoinHandle<Result<()>>),
 }
 
 /// The seed's design, run by Node.js from `dir` (with `npm install` done there): it

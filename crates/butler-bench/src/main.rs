@@ -6,6 +6,7 @@
 mod baselines;
 mod figures;
 mod ingest;
+mod postgres;
 mod procs;
 mod queries;
 mod traffic;
@@ -22,6 +23,14 @@ use procs::{NatsServer, Pipeline, PipelineConfig};
 use traffic::{IdStyle, Traffic};
 
 const DAY_MS: i64 = 86_400_000;
+
+/// The PostgreSQL database standing for the SQLite file `db` (`a.db` → `bench_a`).
+fn pg_name(db: &str) -> String {
+    format!(
+        "bench_{}",
+        db.trim_end_matches(".db").replace(['.', '-'], "_")
+    )
+}
 const HOUR_MS: i64 = 3_600_000;
 
 /// What to run, and how big.
@@ -73,6 +82,14 @@ struct Args {
     /// Where databases, logs and results go.
     #[arg(long, default_value = "target/bench")]
     out: PathBuf,
+    /// The database the pipeline runs on: `sqlite` (a file per run) or `postgres` (a
+    /// database per run on the server at --postgres-url).
+    #[arg(long, default_value = "sqlite", value_parser = ["sqlite", "postgres"])]
+    backend: String,
+    /// The PostgreSQL server for `--backend postgres`: the URL of a database there that
+    /// the benchmark may connect to to create its own.
+    #[arg(long, default_value = "postgres://postgres@127.0.0.1:5432/postgres")]
+    postgres_url: String,
 }
 
 impl Args {
@@ -135,6 +152,8 @@ struct Bench {
     figures: Vec<Figure>,
     peak_rss_kib: u64,
     hourly_small: Option<f64>,
+    /// The PostgreSQL server, with `--backend postgres`.
+    pg: Option<postgres::PgBench>,
 }
 
 #[tokio::main]
@@ -165,6 +184,7 @@ async fn main() -> Result<()> {
         figures: Vec::new(),
         peak_rss_kib: 0,
         hourly_small: None,
+        pg: (args.backend == "postgres").then(|| postgres::PgBench::new(&args.postgres_url)),
     };
     bench.run().await?;
     let table = figures::table(&bench.figures);
@@ -174,6 +194,7 @@ async fn main() -> Result<()> {
         "command": std::env::args().collect::<Vec<_>>().join(" "),
         "args": args,
         "natsServer": bench.nats.version,
+        "backend": args.backend,
         "cores": std::thread::available_parallelism().map(usize::from).unwrap_or(0),
     });
     let json = run_dir.join("results.json");
@@ -188,6 +209,9 @@ async fn main() -> Result<()> {
     for db in ["a.db", "b.db", "c.db", "d.db", "e.db", "f.db"] {
         for suffix in ["", "-wal", "-shm"] {
             let _ = std::fs::remove_file(run_dir.join(format!("{db}{suffix}")));
+        }
+        if let Some(pg) = &bench.pg {
+            pg.drop_database(&pg_name(db)).await?;
         }
     }
     Ok(())
@@ -237,7 +261,16 @@ impl Bench {
             db: self.dir.join(db),
             aggregation: false,
             batch_size: self.args.batch_size,
+            postgres_url: self.pg.as_ref().map(|pg| pg.url(&pg_name(db))),
         }
+    }
+
+    /// On PostgreSQL, an empty database for `db` (a copy of `template` when given).
+    async fn fresh_database(&self, db: &str, template: Option<&str>) -> Result<()> {
+        if let Some(pg) = &self.pg {
+            pg.fresh(&pg_name(db), template).await?;
+        }
+        Ok(())
     }
 
     fn migrate(&self, config: &PipelineConfig) -> Result<()> {
@@ -277,42 +310,63 @@ impl Bench {
 
         // The overlapped loop.
         let loop_cfg = self.config("b.db", "BENCH_LOOP", "bench.loop");
+        self.fresh_database("b.db", None).await?;
         self.migrate(&loop_cfg)?;
         ingest::ensure_stream(&self.js, "BENCH_LOOP", "bench.loop").await?;
         let events = self.day_traffic(1, IdStyle::TimeOrdered, "bench.loop");
         println!("ingest: overlapped loop baseline, {n} events");
-        let loop_rate =
-            baselines::overlapped_loop(&self.js, "BENCH_LOOP", &loop_cfg.db, events).await?;
+        let (loop_db, how) = match &loop_cfg.postgres_url {
+            Some(url) => (
+                baselines::LoopDb::Postgres(url),
+                "PostgreSQL, the pipeline's batch statement for raw events (UNNEST, ON CONFLICT DO NOTHING) and nothing else, 1000-row transactions, synchronous_commit on, ack each after commit",
+            ),
+            None => (
+                baselines::LoopDb::Sqlite(&loop_cfg.db),
+                "rusqlite cached statement, 1000-row transactions, synchronous=FULL, ack each after commit",
+            ),
+        };
+        let loop_rate = baselines::overlapped_loop(&self.js, "BENCH_LOOP", loop_db, events).await?;
         self.figures.push(Figure::new(
             "ingest",
             "baseline: overlapped fetch→insert→ack loop, empty table",
             loop_rate,
             "events/s",
             None,
-            format!("{what}; rusqlite cached statement, 1000-row transactions, synchronous=FULL, ack each after commit"),
+            format!("{what}; {how}"),
         ));
 
-        // SQLite alone: the same rows inserted by one thread, no NATS.
+        // The database alone: the same rows inserted by one writer, no NATS.
         let bare_cfg = self.config("f.db", "UNUSED", "unused");
+        self.fresh_database("f.db", None).await?;
         self.migrate(&bare_cfg)?;
         let rows: Vec<_> = self
             .day_traffic(1, IdStyle::TimeOrdered, "unused")
             .iter()
             .map(|e| e.row.clone())
             .collect();
-        let bare_db = bare_cfg.db.clone();
-        let bare =
-            tokio::task::spawn_blocking(move || baselines::bare_insert(&bare_db, &rows)).await??;
+        let bare = match &bare_cfg.postgres_url {
+            Some(url) => postgres::bare_insert(url, &rows).await?,
+            None => {
+                let bare_db = bare_cfg.db.clone();
+                tokio::task::spawn_blocking(move || baselines::bare_insert(&bare_db, &rows))
+                    .await??
+            }
+        };
         self.figures.push(Figure::new(
             "ingest",
-            "baseline: bare rusqlite insert, empty table (no NATS)",
+            if self.pg.is_some() {
+                "baseline: bare PostgreSQL batch insert, empty table (no NATS)"
+            } else {
+                "baseline: bare rusqlite insert, empty table (no NATS)"
+            },
             bare,
             "rows/s",
             None,
-            format!("{what}; cached statement, 1000-row transactions, WAL, synchronous=FULL"),
+            format!("{what}; 1000-row transactions, durable commits"),
         ));
 
         // The pipeline.
+        self.fresh_database("a.db", None).await?;
         let cfg = self.config("a.db", "BUTLER_EVENTS", "butler.events");
         let pipeline = Pipeline::start(&cfg)?;
         let events = self.day_traffic(1, IdStyle::TimeOrdered, "butler.events");
@@ -338,8 +392,8 @@ impl Bench {
             "same events, same run",
         ));
 
-        // The seed's design.
-        if self.args.no_seed_node {
+        // The seed's design (SQLite: the design it is).
+        if self.args.no_seed_node || self.pg.is_some() {
             println!("ingest: seed design baseline skipped");
         } else {
             match self.seed_node().await {
@@ -531,12 +585,27 @@ impl Bench {
     /// against a bare insert of the same rows into a copy of the same file; then an
     /// hourly run beside the large table and a 30-day backfill.
     async fn ingest_large(&mut self) -> Result<()> {
-        let template = self.prefill_template()?;
+        let template = self.prefill_template().await?;
         let (pipeline_db, bare_db) = (self.dir.join("d.db"), self.dir.join("e.db"));
         println!("ingest: copying the {}-row table twice", self.args.prefill);
-        std::fs::copy(&template, &pipeline_db)?;
-        std::fs::copy(&template, &bare_db)?;
+        match &self.pg {
+            Some(_) => {
+                let template = pg_name(
+                    &template
+                        .file_name()
+                        .map(|f| f.to_string_lossy().into_owned())
+                        .unwrap_or_default(),
+                );
+                self.fresh_database("d.db", Some(&template)).await?;
+                self.fresh_database("e.db", Some(&template)).await?;
+            }
+            None => {
+                std::fs::copy(&template, &pipeline_db)?;
+                std::fs::copy(&template, &bare_db)?;
+            }
+        }
         let cfg = self.config("d.db", "BENCH_LARGE", "bench.large");
+        let bare_url = self.config("e.db", "UNUSED", "unused").postgres_url;
         let n = self.args.events;
         let what = format!(
             "{n} events over {} UTC, random UUIDv4 ids, into a table of {} rows",
@@ -548,11 +617,20 @@ impl Bench {
             self.args.prefill
         );
         let rows: Vec<_> = events.iter().map(|e| e.row.clone()).collect();
-        let bare =
-            tokio::task::spawn_blocking(move || baselines::bare_insert(&bare_db, &rows)).await??;
+        let bare = match &bare_url {
+            Some(url) => postgres::bare_insert(url, &rows).await?,
+            None => {
+                tokio::task::spawn_blocking(move || baselines::bare_insert(&bare_db, &rows))
+                    .await??
+            }
+        };
         self.figures.push(Figure::new(
             "ingest",
-            "baseline: bare rusqlite insert, UUIDv4 ids, large table",
+            if self.pg.is_some() {
+                "baseline: bare PostgreSQL batch insert, UUIDv4 ids, large table"
+            } else {
+                "baseline: bare rusqlite insert, UUIDv4 ids, large table"
+            },
             bare,
             "rows/s",
             None,
@@ -640,18 +718,25 @@ impl Bench {
         Ok(())
     }
 
-    /// The prefilled table, made once per size and kept under `--out` for later runs.
-    fn prefill_template(&self) -> Result<PathBuf> {
+    /// The prefilled table, made once per size and kept under `--out` (on PostgreSQL,
+    /// as a database of the same name) for later runs.
+    async fn prefill_template(&self) -> Result<PathBuf> {
         let path = self
             .args
             .out
             .join(format!("prefill-{}.db", self.args.prefill));
+        let name = format!("prefill-{}.db", self.args.prefill);
         let cfg = PipelineConfig {
             db: path.clone(),
+            postgres_url: self.pg.as_ref().map(|pg| pg.url(&pg_name(&name))),
             ..self.config("unused.db", "UNUSED", "unused")
         };
         let config = cfg.write(procs::free_port()?)?;
-        if !path.is_file() {
+        let made = match &self.pg {
+            Some(pg) => pg.exists(&pg_name(&name)).await?,
+            None => path.is_file(),
+        };
+        if !made {
             println!(
                 "ingest: making the {}-row table once ({}), UUIDv4 ids over the 30 days before {}",
                 self.args.prefill,
@@ -660,8 +745,11 @@ impl Bench {
             );
             let partial = path.with_extension("partial.db");
             let _ = std::fs::remove_file(&partial);
+            let partial_name = format!("prefill-{}.partial.db", self.args.prefill);
+            self.fresh_database(&partial_name, None).await?;
             let partial_cfg = PipelineConfig {
                 db: partial.clone(),
+                postgres_url: self.pg.as_ref().map(|pg| pg.url(&pg_name(&partial_name))),
                 ..cfg.clone()
             };
             self.migrate(&partial_cfg)?;
@@ -675,8 +763,16 @@ impl Bench {
                 let at = start + (i128::from(i) * i128::from(span) / i128::from(n)) as i64;
                 t.event(at, "unused").row
             });
-            baselines::prefill(&partial, rows)?;
-            std::fs::rename(&partial, &path)?;
+            match (&self.pg, &partial_cfg.postgres_url) {
+                (Some(pg), Some(url)) => {
+                    postgres::prefill(url, rows).await?;
+                    pg.rename(&pg_name(&partial_name), &pg_name(&name)).await?;
+                }
+                _ => {
+                    baselines::prefill(&partial, rows)?;
+                    std::fs::rename(&partial, &path)?;
+                }
+            }
         }
         // A table made by an older schema is brought up to date once.
         procs::timed_command(&config, &["migrate"])?;
@@ -687,7 +783,7 @@ impl Bench {
     /// database (a day of events three days ago, the latency run's events today).
     async fn queries(&mut self) -> Result<()> {
         let cfg = self.config("a.db", "BUTLER_EVENTS", "butler.events");
-        let year = self.year_of_daily_rows(&cfg.db)?;
+        let year = self.year_of_daily_rows(&cfg).await?;
         let pipeline = Pipeline::start(&cfg)?;
         let c = self.args.concurrency;
         let total = self.args.requests;
@@ -791,10 +887,14 @@ impl Bench {
 
     /// A year of daily conversation rows for the time-series query, written straight
     /// into the daily table before the aggregated day (which the jobs wrote).
-    fn year_of_daily_rows(&self, db: &Path) -> Result<(String, String)> {
+    async fn year_of_daily_rows(&self, cfg: &PipelineConfig) -> Result<(String, String)> {
         let from = self.cal.date(-365);
         let to = self.cal.date(1);
-        baselines::daily_rows(db, &traffic::property_id(0), &from, &self.cal.date(0))?;
+        let property = traffic::property_id(0);
+        match &cfg.postgres_url {
+            Some(url) => postgres::daily_rows(url, &property, &from, &self.cal.date(0)).await?,
+            None => baselines::daily_rows(&cfg.db, &property, &from, &self.cal.date(0))?,
+        }
         Ok((from, to))
     }
 }

@@ -120,6 +120,8 @@ pub struct PipelineConfig {
     pub aggregation: bool,
     /// `ingest.batch_size`, when not the default.
     pub batch_size: Option<u32>,
+    /// PostgreSQL instead of the file at `db`, when set.
+    pub postgres_url: Option<String>,
 }
 
 impl PipelineConfig {
@@ -131,7 +133,7 @@ impl PipelineConfig {
             .unwrap_or_default();
         ingest
             + &format!(
-                "nats:\n  url: {}\n  stream: {}\n  subject_prefix: {}\nstorage:\n  path: {}\n\
+                "nats:\n  url: {}\n  stream: {}\n  subject_prefix: {}\nstorage:\n  path: {}\n{}\
              aggregation:\n  enabled: {}\nretention:\n  raw_events: 400\n\
              metrics:\n  listen: 127.0.0.1:{metrics_port}\n\
              reports:\n  storage: {}\n",
@@ -139,6 +141,10 @@ impl PipelineConfig {
                 self.stream,
                 self.prefix,
                 self.db.display(),
+                self.postgres_url
+                    .as_ref()
+                    .map(|url| format!("  url: {url}\n"))
+                    .unwrap_or_default(),
                 self.aggregation,
                 self.db.with_extension("reports").display(),
             )
