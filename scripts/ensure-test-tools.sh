@@ -1,17 +1,23 @@
 #!/usr/bin/env bash
-# Installs what the test suite needs besides Rust and nats-server: Debian's prometheus
-# package (prometheus and promtool, for the deploy-kit tests). Prints what to install
-# when apt is not available.
+# Installs what the test suite needs besides Rust, nats-server and PostgreSQL: Debian's
+# prometheus package (prometheus and promtool) and docker-compose (which checks the
+# compose file without a Docker engine), for the deploy-kit tests. Prints what to
+# install when apt is not available.
 set -euo pipefail
-if [ -x /usr/bin/promtool ] && [ -x /usr/bin/prometheus ]; then exit 0; fi
-if [ -n "${PROMTOOL_BIN:-}" ] && [ -n "${PROMETHEUS_BIN:-}" ]; then exit 0; fi
+missing=()
+if ! { [ -x /usr/bin/promtool ] && [ -x /usr/bin/prometheus ]; } \
+   && ! { [ -n "${PROMTOOL_BIN:-}" ] && [ -n "${PROMETHEUS_BIN:-}" ]; }; then
+  missing+=(prometheus)
+fi
+if ! command -v docker-compose >/dev/null 2>&1; then missing+=(docker-compose); fi
+if [ ${#missing[@]} -eq 0 ]; then exit 0; fi
 if command -v apt-get >/dev/null 2>&1; then
   sudo=""
   if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
-  echo "installing Debian's prometheus package (prometheus, promtool) for the deploy tests" >&2
+  echo "installing Debian's ${missing[*]} for the deploy tests" >&2
   $sudo apt-get update -qq >&2
-  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq prometheus >&2
+  DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
   exit 0
 fi
-echo "prometheus and promtool are needed by the tests: install them, or set PROMETHEUS_BIN and PROMTOOL_BIN" >&2
+echo "the tests need: ${missing[*]} (or PROMETHEUS_BIN and PROMTOOL_BIN for prometheus)" >&2
 exit 1

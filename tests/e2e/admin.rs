@@ -172,8 +172,8 @@ async fn bad_admin_requests_get_a_400_that_says_what_to_fix() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_instances_share_one_queue_group_and_ping_finds_both() {
     let nats = NatsServer::start();
-    let _a = App::start(&nats.url(), "");
-    let _b = App::start(&nats.url(), "");
+    let a = App::start(&nats.url(), "service:\n  instance: analytics-a\n");
+    let _b = App::start(&nats.url(), "service:\n  instance: analytics-b\n");
     let client = async_nats::connect(nats.url()).await.unwrap();
     let inbox = client.new_inbox();
     let mut replies = client.subscribe(inbox.clone()).await.unwrap();
@@ -229,13 +229,33 @@ async fn two_instances_share_one_queue_group_and_ping_finds_both() {
             .unwrap();
     }
     let mut answered = 0;
-    while let Ok(Some(_)) = tokio::time::timeout(
+    let mut instances = std::collections::BTreeSet::new();
+    while let Ok(Some(reply)) = tokio::time::timeout(
         Duration::from_secs(2),
         futures_util::StreamExt::next(&mut replies),
     )
     .await
     {
         answered += 1;
+        let status: Value = serde_json::from_slice(&reply.payload).unwrap();
+        instances.insert(status["instance"].as_str().unwrap().to_owned());
     }
     assert_eq!(answered, 10, "each request answered exactly once");
+    assert!(
+        instances
+            .iter()
+            .all(|i| i == "analytics-a" || i == "analytics-b"),
+        "{instances:?}"
+    );
+    // Each instance's metrics carry its name (Prometheus keeps `instance` for itself).
+    let (_, metrics) = a.get("/metrics").unwrap();
+    assert!(
+        metrics.contains(r#"butler_analytics_events_received_total{event_type="message.received",pipeline_instance="analytics-a"}"#)
+            || metrics.contains(r#"pipeline_instance="analytics-a""#),
+        "{metrics}"
+    );
+    assert!(
+        a.log().contains("analytics-a"),
+        "the log names the instance"
+    );
 }

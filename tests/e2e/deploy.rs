@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-use crate::helpers::{App, NatsServer, free_port, message_event, publish_all, wait_until};
+use crate::helpers::{App, NatsServer, TestDb, free_port, message_event, publish_all, wait_until};
 
 fn deploy(path: &str) -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))
@@ -196,4 +196,184 @@ async fn a_real_prometheus_scrapes_the_pipeline_and_every_dashboard_query_is_val
         }
     }
     assert!(exprs >= 10);
+}
+
+/// The business dashboard over the aggregate tables on PostgreSQL: its property list
+/// and every panel's SQL return rows for real data, and its escalation rate and NPS
+/// are the formulas the pipeline itself computes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_business_dashboard_query_returns_rows_on_postgres() {
+    let pg = butler_storage::testing::TempPostgres::create().await;
+    let nats = NatsServer::start();
+    let mut app = App::start(
+        &nats.url(),
+        &format!(
+            "storage:\n  url: {}\n{}",
+            pg.url(),
+            crate::aggregation::config()
+        ),
+    );
+    let js = nats.jetstream().await;
+    crate::aggregation::publish_dataset(&js, &crate::aggregation::dataset(1500)).await;
+    let db = TestDb::postgres(pg.url()).await;
+    wait_until(Duration::from_secs(60), "every event stored", || async {
+        db.count("SELECT count(*) FROM analytics_events").await == 1500
+    })
+    .await;
+    assert!(app.terminate().success());
+    let out = crate::helpers::cli(
+        &app.config_path(),
+        &[
+            "aggregate",
+            "--job",
+            "all",
+            "--from",
+            "2026-10-29",
+            "--to",
+            "2026-11-05",
+        ],
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+
+    let dashboard: Value =
+        serde_json::from_slice(&std::fs::read(deploy("grafana/butler-business.json")).unwrap())
+            .unwrap();
+    let variables = dashboard["templating"]["list"].as_array().unwrap();
+    let property = variables.iter().find(|v| v["name"] == "property").unwrap();
+    let properties = db.strings(property["query"].as_str().unwrap()).await;
+    assert_eq!(properties, ["p_kol", "p_ny", "p_utc"]);
+    // Grafana's macros and variables, as Grafana expands them.
+    let expand = |sql: &str| {
+        let mut sql = sql.replace("$property", "p_utc");
+        while let Some(at) = sql.find("$__timeFilter(") {
+            let rest = &sql[at + "$__timeFilter(".len()..];
+            let mut depth = 1;
+            let end = rest
+                .char_indices()
+                .find(|(_, c)| {
+                    depth += match c {
+                        '(' => 1,
+                        ')' => -1,
+                        _ => 0,
+                    };
+                    depth == 0
+                })
+                .map(|(i, _)| i)
+                .unwrap();
+            let column = &rest[..end];
+            let filter =
+                format!("{column} BETWEEN '2026-10-01T00:00:00Z' AND '2026-12-01T00:00:00Z'");
+            sql = format!("{}{filter}{}", &sql[..at], &rest[end + 1..]);
+        }
+        sql
+    };
+    let mut panels = 0;
+    for panel in dashboard["panels"].as_array().unwrap() {
+        assert_eq!(
+            panel["datasource"]["uid"], "${datasource}",
+            "{}",
+            panel["title"]
+        );
+        for target in panel["targets"].as_array().unwrap() {
+            let sql = expand(target["rawSql"].as_str().unwrap());
+            let rows = db.json_rows(&sql).await;
+            assert!(!rows.is_empty(), "{}: no rows from {sql}", panel["title"]);
+            panels += 1;
+            if panel["title"].as_str().unwrap().starts_with("NPS") {
+                let counts = db
+                    .rows(
+                        "SELECT CAST(sum(rating_1) AS BIGINT), CAST(sum(rating_2) AS BIGINT), \
+                         CAST(sum(rating_3) AS BIGINT), CAST(sum(rating_4) AS BIGINT), \
+                         CAST(sum(rating_5) AS BIGINT) FROM agg_satisfaction_weekly \
+                         WHERE property_id = 'p_utc' GROUP BY period_start ORDER BY period_start",
+                    )
+                    .await;
+                assert_eq!(rows.len(), counts.len());
+                for (row, c) in rows.iter().zip(&counts) {
+                    let r: Vec<i64> = c.iter().map(|v| v.as_i64().unwrap()).collect();
+                    let want =
+                        butler_events::formulas::Ratings([r[0], r[1], r[2], r[3], r[4]]).nps();
+                    assert_eq!(row["nps"].as_f64(), want, "NPS of {row:?}");
+                }
+            }
+            if panel["title"].as_str().unwrap().starts_with("Escalation") {
+                let counts = db
+                    .rows(
+                        "SELECT CAST(sum(conversations_escalated) AS BIGINT), \
+                         CAST(sum(conversations_started) AS BIGINT) FROM agg_conversation_metrics_daily \
+                         WHERE property_id = 'p_utc' GROUP BY period_date ORDER BY period_date",
+                    )
+                    .await;
+                for (row, c) in rows.iter().zip(&counts) {
+                    let (escalated, started) = (c[0].as_i64().unwrap(), c[1].as_i64().unwrap());
+                    if started > 0 {
+                        let want = butler_events::formulas::escalation_rate(escalated, started);
+                        assert_eq!(row["escalation_rate"].as_f64(), Some(want), "{row:?}");
+                    }
+                }
+            }
+        }
+    }
+    assert_eq!(panels, 5);
+    db.close().await;
+}
+
+/// The compose file, checked by docker-compose itself (no engine needed): it parses,
+/// PostgreSQL is a service of the `postgres` profile only, and the pipeline takes its
+/// database URL from the environment.
+#[test]
+fn docker_compose_accepts_the_compose_file() {
+    let compose = deploy("../docker-compose.yml");
+    let out = Command::new("docker-compose")
+        .arg("-f")
+        .arg(&compose)
+        .arg("config")
+        .env(
+            "BUTLER_STORAGE_URL",
+            "postgres://butler:pw@postgres:5432/analytics",
+        )
+        .output()
+        .expect("docker-compose is missing: make test installs Debian's docker-compose");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let rendered = String::from_utf8_lossy(&out.stdout).into_owned();
+    let service = |name: &str| -> String {
+        let start = rendered
+            .find(&format!("\n  {name}:\n"))
+            .unwrap_or_else(|| panic!("no service {name}: {rendered}"));
+        let rest = &rendered[start + name.len() + 5..];
+        let end = rest
+            .find("\n  ")
+            .and_then(|_| {
+                rest.match_indices('\n')
+                    .find(|(i, _)| {
+                        let line = &rest[i + 1..];
+                        line.starts_with("  ") && !line.starts_with("   ")
+                    })
+                    .map(|(i, _)| i)
+            })
+            .unwrap_or(rest.len());
+        rest[..end].to_owned()
+    };
+    assert!(
+        service("postgres").contains("profiles:\n    - postgres"),
+        "{}",
+        service("postgres")
+    );
+    let pipeline = service("butler-analytics");
+    assert!(!pipeline.contains("profiles:"), "{pipeline}");
+    assert!(
+        pipeline.contains(
+            "BUTLER_ANALYTICS__STORAGE__URL: postgres://butler:pw@postgres:5432/analytics"
+        ),
+        "{pipeline}"
+    );
 }

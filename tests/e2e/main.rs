@@ -15,6 +15,7 @@ mod deploy;
 mod faults;
 mod helpers;
 mod ingest;
+mod leases;
 mod operations;
 mod postgres;
 mod query;

@@ -6,11 +6,14 @@
 //! - [`rollups`]: the definition of every aggregate column, as pure functions;
 //! - [`jobs`]: the seven [`Job`]s of the seed design;
 //! - [`runner`]: [`Aggregator`], which runs them: late data in, closed buckets out;
+//! - [`lease`]: job leases renewed while a run goes on, so one process runs a job at
+//!   a time and a dead one holds it up for one lease period at most;
 //! - [`schedule`]: cron schedules in the configured zone, and start-up catch-up;
 //! - [`retention`]: deleting what is past each table's retention;
 //! - [`metrics`]: the aggregation metrics, [`AggregatorMetrics`].
 
 pub mod jobs;
+pub mod lease;
 pub mod metrics;
 pub mod retention;
 pub mod rollups;

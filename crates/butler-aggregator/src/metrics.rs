@@ -1,13 +1,14 @@
 //! The aggregator's metrics, updated once per run.
 
 use prometheus::{
-    GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry,
+    GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry,
 };
 
 use crate::jobs::Job;
 
 /// Per-job runs, failures, duration, rows, last success and queued buckets; rows
-/// deleted by retention per table.
+/// deleted by retention per table; lease waits and leases held.
 #[derive(Clone)]
 pub struct AggregatorMetrics {
     runs: IntCounterVec,
@@ -18,6 +19,8 @@ pub struct AggregatorMetrics {
     last_success: GaugeVec,
     pending: IntGaugeVec,
     retention_deleted: IntCounterVec,
+    lease_waits: IntCounter,
+    leases_held: IntGauge,
 }
 
 fn register<T: prometheus::core::Collector + Clone + 'static>(
@@ -26,6 +29,12 @@ fn register<T: prometheus::core::Collector + Clone + 'static>(
 ) -> prometheus::Result<T> {
     registry.register(Box::new(metric.clone()))?;
     Ok(metric)
+}
+
+impl std::fmt::Debug for AggregatorMetrics {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AggregatorMetrics")
+    }
 }
 
 impl AggregatorMetrics {
@@ -119,6 +128,20 @@ impl AggregatorMetrics {
                     &["table"],
                 )?,
             )?,
+            lease_waits: register(
+                registry,
+                IntCounter::new(
+                    "butler_analytics_aggregation_lease_waits_total",
+                    "Runs that found their job's lease held by another process (and waited, or were skipped).",
+                )?,
+            )?,
+            leases_held: register(
+                registry,
+                IntGauge::new(
+                    "butler_analytics_aggregation_leases_held",
+                    "Job leases this process holds now (jobs it is running).",
+                )?,
+            )?,
         };
         for j in Job::ALL {
             let name = [j.name()];
@@ -153,6 +176,21 @@ impl AggregatorMetrics {
     /// Sets a job's queue length.
     pub fn set_pending(&self, job: &str, buckets: i64) {
         self.pending.with_label_values(&[job]).set(buckets);
+    }
+
+    /// A run found its job's lease held by another process.
+    pub fn lease_waited(&self) {
+        self.lease_waits.inc();
+    }
+
+    /// A job lease was taken.
+    pub fn lease_taken(&self) {
+        self.leases_held.inc();
+    }
+
+    /// A job lease was given back.
+    pub fn lease_given_back(&self) {
+        self.leases_held.dec();
     }
 
     /// Records rows deleted by retention.

@@ -6,11 +6,14 @@ use std::time::Instant;
 
 use butler_events::calendar::Bucket;
 use butler_events::{EventTime, Granularity, Zones};
-use butler_storage::aggregation::{JobRunRecord, PendingBucket};
+use butler_storage::aggregation::{JobRunRecord, Lease, PendingBucket};
+use butler_storage::tables::BucketRows;
 use butler_storage::{Storage, StorageError};
 use chrono::{DateTime, Duration, Utc};
 
 use crate::jobs::Job;
+use crate::lease::JobLease;
+use crate::metrics::AggregatorMetrics;
 
 /// Why a run failed.
 #[derive(Debug, thiserror::Error)]
@@ -19,8 +22,20 @@ pub enum AggregateError {
     #[error(transparent)]
     Storage(#[from] StorageError),
     /// Another process holds the job's lease.
-    #[error("job {0} is running in another process")]
-    Busy(&'static str),
+    #[error(
+        "job {job} is running in another process: {} holds it since {}, until {} unless it renews",
+        lease.holder, lease.since, lease.expires_at
+    )]
+    Busy {
+        /// The job.
+        job: &'static str,
+        /// Its lease as it stands.
+        lease: Lease,
+    },
+    /// Another process took the job's lease over during the run (this one was
+    /// presumed dead): the run stopped before writing more.
+    #[error("job {0} was taken over by another process during the run")]
+    LeaseLost(&'static str),
 }
 
 /// What the aggregator takes from the configuration.
@@ -31,8 +46,10 @@ pub struct AggregatorSettings {
     /// `retention.raw_events`: buckets starting before now minus this are never
     /// recomputed.
     pub raw_retention: Duration,
-    /// This process's name in job leases.
+    /// This process's name in job leases (`lease::this_holder()`).
     pub holder: String,
+    /// How long a job lease lasts unless renewed (`aggregation.lease_ms`).
+    pub lease_ttl: std::time::Duration,
 }
 
 /// The outcome of one run, as `analytics.admin.aggregate` reports it.
@@ -53,6 +70,7 @@ pub struct RunReport {
 pub struct Aggregator {
     storage: Storage,
     settings: AggregatorSettings,
+    metrics: Option<AggregatorMetrics>,
 }
 
 fn ts(t: DateTime<Utc>) -> String {
@@ -87,7 +105,17 @@ fn margin(granularity: Granularity) -> Duration {
 impl Aggregator {
     /// An aggregator over `storage`.
     pub fn new(storage: Storage, settings: AggregatorSettings) -> Aggregator {
-        Aggregator { storage, settings }
+        Aggregator {
+            storage,
+            settings,
+            metrics: None,
+        }
+    }
+
+    /// The same, counting lease waits and leases held in `metrics`.
+    pub fn with_metrics(mut self, metrics: AggregatorMetrics) -> Aggregator {
+        self.metrics = Some(metrics);
+        self
     }
 
     /// The database it works on.
@@ -111,15 +139,18 @@ impl Aggregator {
         trigger: &str,
         now: DateTime<Utc>,
     ) -> Result<RunReport, AggregateError> {
-        self.with_lease(job, trigger, now, async {
+        let lease = self.lease(job).await?;
+        let started = Utc::now();
+        let result = async {
             self.queue_dirty(job).await?;
             let closed = self
                 .storage
                 .closed_pending_buckets(job.name(), &ts(now))
                 .await?;
-            self.recompute(job, &closed, now).await
-        })
-        .await
+            self.recompute(job, &closed, now, &lease).await
+        }
+        .await;
+        self.finish(job, trigger, started, result, lease).await
     }
 
     /// Recomputes now every bucket of `job` overlapping `[from, to)`, for every
@@ -135,7 +166,9 @@ impl Aggregator {
         trigger: &str,
         now: DateTime<Utc>,
     ) -> Result<RunReport, AggregateError> {
-        self.with_lease(job, trigger, now, async {
+        let lease = self.lease(job).await?;
+        let started = Utc::now();
+        let result = async {
             let granularity = job.granularity();
             let wide = margin(granularity);
             let properties = self
@@ -150,29 +183,32 @@ impl Aggregator {
                 }
             }
             let buckets: Vec<_> = buckets.into_iter().collect();
-            self.recompute(job, &buckets, now).await
-        })
+            self.recompute(job, &buckets, now, &lease).await
+        }
+        .await;
+        self.finish(job, trigger, started, result, lease).await
+    }
+
+    async fn lease(&self, job: Job) -> Result<JobLease, AggregateError> {
+        JobLease::acquire(
+            &self.storage,
+            job.name(),
+            &self.settings.holder,
+            self.settings.lease_ttl,
+            self.metrics.as_ref(),
+        )
         .await
     }
 
-    async fn with_lease(
+    /// Records the run and gives the lease back.
+    async fn finish(
         &self,
         job: Job,
         trigger: &str,
-        now: DateTime<Utc>,
-        work: impl Future<Output = Result<RunReport, AggregateError>>,
+        started: DateTime<Utc>,
+        result: Result<RunReport, AggregateError>,
+        lease: JobLease,
     ) -> Result<RunReport, AggregateError> {
-        let lease = format!("aggregate:{}", job.name());
-        let expires = now + Duration::minutes(30);
-        if !self
-            .storage
-            .acquire_job_lease(&lease, &self.settings.holder, &ts(now), &ts(expires))
-            .await?
-        {
-            return Err(AggregateError::Busy(job.name()));
-        }
-        let started = Instant::now();
-        let result = work.await;
         let finished = Utc::now();
         let (periods, rows, error) = match &result {
             Ok(r) => (r.periods_recomputed, r.rows_written, None),
@@ -181,18 +217,15 @@ impl Aggregator {
         let record = JobRunRecord {
             job: job.name().to_owned(),
             trigger: trigger.to_owned(),
-            started_at: ts(now),
+            started_at: ts(started),
             finished_at: ts(finished),
             periods_recomputed: periods as i64,
             rows_written: rows as i64,
-            duration_ms: started.elapsed().as_millis() as i64,
+            duration_ms: (finished - started).num_milliseconds(),
             error,
         };
         let recorded = self.storage.record_job_run(&record).await;
-        let released = self
-            .storage
-            .release_job_lease(&lease, &self.settings.holder)
-            .await;
+        let released = lease.release().await;
         let report = result?;
         recorded?;
         released?;
@@ -226,11 +259,30 @@ impl Aggregator {
         Ok(())
     }
 
+    /// Writes computed buckets under the run's lease.
+    async fn write(
+        &self,
+        job: Job,
+        computed: &[(PendingBucket, BucketRows)],
+        now: &str,
+        lease: &JobLease,
+    ) -> Result<(), AggregateError> {
+        match self
+            .storage
+            .replace_buckets(job.name(), computed, now, Some(&lease.fence()))
+            .await
+        {
+            Err(StorageError::LeaseLost(_)) => Err(AggregateError::LeaseLost(job.name())),
+            other => Ok(other?),
+        }
+    }
+
     async fn recompute(
         &self,
         job: Job,
         buckets: &[PendingBucket],
         now: DateTime<Utc>,
+        lease: &JobLease,
     ) -> Result<RunReport, AggregateError> {
         let started = Instant::now();
         let cutoff = ts(now - self.settings.raw_retention);
@@ -281,16 +333,14 @@ impl Aggregator {
             computed_rows += rows.len();
             computed.push((bucket.clone(), rows));
             if computed.len() >= WRITE_BUCKETS || computed_rows >= WRITE_ROWS {
-                self.storage
-                    .replace_buckets(job.name(), &computed, &now_ts)
-                    .await?;
+                lease.check(job.name())?;
+                self.write(job, &computed, &now_ts, lease).await?;
                 computed.clear();
                 computed_rows = 0;
             }
         }
-        self.storage
-            .replace_buckets(job.name(), &computed, &now_ts)
-            .await?;
+        lease.check(job.name())?;
+        self.write(job, &computed, &now_ts, lease).await?;
         self.storage
             .drop_pending_buckets(job.name(), &expired)
             .await?;

@@ -9,6 +9,7 @@ use std::collections::BTreeMap;
 use std::str::FromStr;
 
 use chrono::Utc;
+use chrono_tz::Tz;
 use croner::Cron;
 use tokio_util::sync::CancellationToken;
 
@@ -46,6 +47,20 @@ pub struct Scheduled {
     /// When, as written.
     pub expression: String,
     cron: Cron,
+}
+
+impl Scheduled {
+    /// The next time it fires after `now`, in `zone`.
+    pub fn next_after(
+        &self,
+        now: chrono::DateTime<Utc>,
+        zone: Tz,
+    ) -> Option<chrono::DateTime<Utc>> {
+        self.cron
+            .find_next_occurrence(&now.with_timezone(&zone), false)
+            .ok()
+            .map(|t| t.with_timezone(&Utc))
+    }
 }
 
 /// Builds the schedules: the seed's cron expressions, overridden by `overrides`
@@ -94,14 +109,16 @@ pub fn plan(overrides: &BTreeMap<String, String>) -> Result<Vec<Scheduled>, (Str
         .collect()
 }
 
-/// Runs one task now, recording metrics and logging the outcome.
+/// Runs one task now, recording metrics and logging the outcome. When another
+/// process holds the job, returns when its lease lapses unless renewed.
 pub async fn run_task(
     aggregator: &Aggregator,
     task: Task,
     trigger: &str,
     retention_days: RetentionDays,
     metrics: &AggregatorMetrics,
-) {
+) -> Option<chrono::DateTime<Utc>> {
+    let mut busy_until = None;
     let started = std::time::Instant::now();
     let now = Utc::now();
     match task {
@@ -122,12 +139,18 @@ pub async fn run_task(
                     "aggregation run"
                 );
             }
-            Err(AggregateError::Busy(_)) => {
+            Err(AggregateError::Busy { lease, .. }) => {
                 tracing::info!(
                     job = job.name(),
                     trigger,
+                    holder = %lease.holder,
+                    since = %lease.since,
+                    until = %lease.expires_at,
                     "skipped: another process is running this job"
                 );
+                busy_until = chrono::DateTime::parse_from_rfc3339(&lease.expires_at)
+                    .ok()
+                    .map(|t| t.with_timezone(&Utc));
             }
             Err(err) => {
                 metrics.run_failed(job, started.elapsed().as_secs_f64());
@@ -152,6 +175,7 @@ pub async fn run_task(
             metrics.set_pending(&s.job, s.pending_buckets);
         }
     }
+    busy_until
 }
 
 /// Makes up what was missed while the process was down (every job once: each one
@@ -164,11 +188,12 @@ pub async fn run(
     metrics: AggregatorMetrics,
     shutdown: CancellationToken,
 ) {
+    let mut loops = tokio::task::JoinSet::new();
     for job in Job::ALL {
         if shutdown.is_cancelled() {
             return;
         }
-        run_task(
+        let busy_until = run_task(
             &aggregator,
             Task::Aggregate(job),
             "startup",
@@ -176,9 +201,30 @@ pub async fn run(
             &metrics,
         )
         .await;
+        // Held by another process: try again once its lease lapses, and again while
+        // it keeps renewing (a live holder finishes the job itself).
+        if let Some(until) = busy_until {
+            let (aggregator, metrics, shutdown) =
+                (aggregator.clone(), metrics.clone(), shutdown.clone());
+            loops.spawn(async move {
+                let mut until = until;
+                for _ in 0..3 {
+                    let wait = (until - Utc::now()).to_std().unwrap_or_default()
+                        + std::time::Duration::from_secs(1);
+                    tokio::select! {
+                        () = shutdown.cancelled() => return,
+                        () = tokio::time::sleep(wait) => {}
+                    }
+                    let task = Task::Aggregate(job);
+                    match run_task(&aggregator, task, "startup", retention_days, &metrics).await {
+                        Some(next) => until = next,
+                        None => return,
+                    }
+                }
+            });
+        }
     }
     let timezone = aggregator.settings().zones.default_zone();
-    let mut loops = tokio::task::JoinSet::new();
     for scheduled in schedules {
         let aggregator = aggregator.clone();
         let metrics = metrics.clone();

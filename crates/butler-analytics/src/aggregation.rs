@@ -2,14 +2,16 @@
 //! aggregator's settings, the schedules, the admin requests' access to the aggregator,
 //! and the `aggregate` subcommand's runs.
 
+use std::time::{Duration, Instant};
+
 use anyhow::{Context, bail};
 use butler_aggregator::retention::RetentionDays;
 use butler_aggregator::schedule::Scheduled;
 use butler_aggregator::{AggregateError, Aggregator, AggregatorSettings, Job, RunReport};
 use butler_config::Config;
-use butler_query::admin::{AggregationControl, ControlError, JobState, RunSummary};
+use butler_query::admin::{AggregationControl, ControlError, JobState, LeaseState, RunSummary};
 use butler_query::report::ReportType;
-use butler_storage::Storage;
+use butler_storage::{Storage, StorageError};
 use chrono::{DateTime, Utc};
 use futures_util::future::BoxFuture;
 
@@ -20,14 +22,10 @@ pub fn aggregator(storage: Storage, config: &Config) -> Aggregator {
         AggregatorSettings {
             zones: config.zones(),
             raw_retention: chrono::Duration::days(i64::from(config.retention.raw_events)),
-            holder: format!("{}:{}", hostname(), std::process::id()),
+            holder: butler_aggregator::lease::this_holder(),
+            lease_ttl: std::time::Duration::from_millis(config.aggregation.lease_ms),
         },
     )
-}
-
-fn hostname() -> String {
-    std::fs::read_to_string("/etc/hostname")
-        .map_or_else(|_| "localhost".into(), |h| h.trim().to_owned())
 }
 
 /// Retention days from config.
@@ -71,41 +69,91 @@ pub fn jobs_named(name: &str) -> anyhow::Result<Vec<Job>> {
     }
 }
 
-/// Backfills `jobs` over `[from, to)`.
+/// A job held by another process for longer than `--wait`: exit code 3.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct JobBusy(pub String);
+
+/// Runs `run` for `job`, waiting up to `wait` (saying so once) while another process
+/// holds the job.
 ///
 /// # Errors
-/// A reversed range or a failed run.
+/// [`JobBusy`] when the job is still held after `wait`; a failed run.
+async fn waiting<F, Fut>(job: Job, wait: Duration, run: F) -> anyhow::Result<RunReport>
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = Result<RunReport, AggregateError>>,
+{
+    let deadline = Instant::now() + wait;
+    let mut said = false;
+    loop {
+        match run().await {
+            Err(AggregateError::Busy { lease, .. }) => {
+                let held = format!(
+                    "job {} is held by {} since {}, until {} unless it renews",
+                    job.name(),
+                    lease.holder,
+                    lease.since,
+                    lease.expires_at
+                );
+                let left = deadline.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(JobBusy(format!(
+                        "{held}; gave up after waiting {} s (--wait)",
+                        wait.as_secs()
+                    ))
+                    .into());
+                }
+                if !said {
+                    eprintln!("{held}; waiting up to {} s", wait.as_secs());
+                    said = true;
+                }
+                tokio::time::sleep(left.min(Duration::from_millis(500))).await;
+            }
+            other => return other.with_context(|| format!("job {}", job.name())),
+        }
+    }
+}
+
+/// Backfills `jobs` over `[from, to)`, each waiting up to `wait` for another process
+/// that holds it.
+///
+/// # Errors
+/// A reversed range, a job held past `wait`, or a failed run.
 pub async fn backfill(
     aggregator: &Aggregator,
     jobs: &[Job],
     from: DateTime<Utc>,
     to: DateTime<Utc>,
+    wait: Duration,
 ) -> anyhow::Result<Vec<RunReport>> {
     if from >= to {
         bail!("the range is empty: from {from} is not before to {to}");
     }
     let mut reports = Vec::new();
     for job in jobs {
-        let report = aggregator
-            .backfill(*job, from, to, "cli", Utc::now())
-            .await
-            .with_context(|| format!("job {}", job.name()))?;
+        let report = waiting(*job, wait, || {
+            aggregator.backfill(*job, from, to, "cli", Utc::now())
+        })
+        .await?;
         reports.push(report);
     }
     Ok(reports)
 }
 
-/// Runs `jobs` as their schedules would, now.
+/// Runs `jobs` as their schedules would, now, each waiting up to `wait` for another
+/// process that holds it.
 ///
 /// # Errors
-/// A failed run, or a job held by another process.
-pub async fn run_due(aggregator: &Aggregator, jobs: &[Job]) -> anyhow::Result<Vec<RunReport>> {
+/// A job held past `wait`, or a failed run.
+pub async fn run_due(
+    aggregator: &Aggregator,
+    jobs: &[Job],
+    wait: Duration,
+) -> anyhow::Result<Vec<RunReport>> {
     let mut reports = Vec::new();
     for job in jobs {
-        let report = aggregator
-            .run_due(*job, "cli", Utc::now())
-            .await
-            .with_context(|| format!("job {}", job.name()))?;
+        let report = waiting(*job, wait, || aggregator.run_due(*job, "cli", Utc::now())).await?;
         reports.push(report);
     }
     Ok(reports)
@@ -137,10 +185,15 @@ impl AggregationControl for AdminControl {
                 .backfill(job, from, to, "admin", Utc::now())
                 .await
                 .map_err(|e| match e {
-                    AggregateError::Busy(job) => ControlError::Busy(job),
+                    AggregateError::Busy { job, lease } => ControlError::Busy {
+                        job,
+                        holder: lease.holder,
+                        until: lease.expires_at,
+                    },
                     AggregateError::Storage(err) => {
                         ControlError::Failed(format!("job {}: database error: {err}", job.name()))
                     }
+                    lost @ AggregateError::LeaseLost(_) => ControlError::Failed(lost.to_string()),
                 })?;
             Ok(RunSummary {
                 job: job.name(),
@@ -153,12 +206,10 @@ impl AggregationControl for AdminControl {
 
     fn status(&self) -> BoxFuture<'_, Result<Vec<JobState>, ControlError>> {
         Box::pin(async move {
-            let states = self
-                .aggregator
-                .storage()
-                .job_statuses()
-                .await
-                .map_err(|err| ControlError::Failed(format!("database error: {err}")))?;
+            let failed = |err: StorageError| ControlError::Failed(format!("database error: {err}"));
+            let storage = self.aggregator.storage();
+            let states = storage.job_statuses().await.map_err(failed)?;
+            let leases = storage.leases().await.map_err(failed)?;
             Ok(Job::ALL
                 .iter()
                 .map(|job| {
@@ -182,6 +233,14 @@ impl AggregationControl for AdminControl {
                         watermark: state.watermark,
                         last_error: state.last_error,
                         pending_buckets: state.pending_buckets,
+                        lease: leases
+                            .iter()
+                            .find(|l| l.name == format!("aggregate:{}", job.name()))
+                            .map(|l| LeaseState {
+                                holder: l.holder.clone(),
+                                since: l.since.clone(),
+                                expires_at: l.expires_at.clone(),
+                            }),
                     }
                 })
                 .collect())

@@ -87,8 +87,17 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let schedules = crate::aggregation::schedules(&config)?;
     let report_schedules = crate::aggregation::report_schedules(&config)?;
     let storage = open_storage_waiting(&config, &shutdown).await?;
-    let registry = Registry::new();
-    let nats = crate::nats::connect(&config.nats, "butler-analytics").await?;
+    let instance = instance_name(&config);
+    // Every metric of this process carries its instance's name (Prometheus keeps
+    // `instance` for the scrape target).
+    let registry = Registry::new_custom(
+        None,
+        Some(std::collections::HashMap::from([(
+            "pipeline_instance".to_owned(),
+            instance.clone(),
+        )])),
+    )?;
+    let nats = crate::nats::connect(&config.nats, &format!("butler-analytics/{instance}")).await?;
     let listener = tokio::net::TcpListener::bind(config.metrics.listen)
         .await
         .with_context(|| {
@@ -113,11 +122,16 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     } else {
         None
     };
-    let aggregator = crate::aggregation::aggregator(storage.clone(), &config);
+    // Lease waits and leases held count every run of this process, scheduled or
+    // asked over NATS.
+    let aggregator_metrics = butler_aggregator::AggregatorMetrics::register(&registry)?;
+    let aggregator = crate::aggregation::aggregator(storage.clone(), &config)
+        .with_metrics(aggregator_metrics.clone());
     let query = if config.service.query {
         let context = butler_query::service::ServiceContext {
             storage: storage.clone(),
             zones: config.zones(),
+            instance: instance.clone(),
             aggregation: std::sync::Arc::new(crate::aggregation::AdminControl {
                 aggregator: aggregator.clone(),
                 schedules: schedules.clone(),
@@ -150,7 +164,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         tasks.spawn(reports.run(report_schedules, shutdown.clone()));
     }
     let aggregator = if config.service.aggregator && config.aggregation.enabled {
-        let metrics = butler_aggregator::AggregatorMetrics::register(&registry)?;
+        let metrics = aggregator_metrics;
         Some(tasks.spawn(butler_aggregator::schedule::run(
             aggregator,
             schedules,
@@ -166,6 +180,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let server = tokio::spawn(http::serve(listener, state, http_shutdown.clone()));
     tasks.close();
     tracing::info!(
+        instance = %instance,
         metrics = %metrics_addr,
         database = %storage.describe(),
         consumer = consumer.is_some(),
@@ -200,6 +215,16 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     storage.close().await;
     tracing::info!("stopped");
     consumer_result
+}
+
+/// This process's name among the instances: `service.instance`, else the host name.
+pub fn instance_name(config: &Config) -> String {
+    if config.service.instance.is_empty() {
+        std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map_or_else(|_| "localhost".into(), |h| h.trim().to_owned())
+    } else {
+        config.service.instance.clone()
+    }
 }
 
 /// A token cancelled by the first SIGINT or SIGTERM.

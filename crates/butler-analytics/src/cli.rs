@@ -45,6 +45,13 @@ Buckets starting before the raw-event retention cutoff are left as they are."
     Aggregate(AggregateArgs),
     /// Delete what is past each table's retention now (the daily cleanup).
     Cleanup,
+    /// How the pipeline stands, from the database (works with the pipeline stopped):
+    /// each job's last and next run, queue and lease; dead letters by reason.
+    Status {
+        /// One JSON object instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Write a consistent copy of the database to FILE while the pipeline runs.
     #[command(
         after_help = "Restore: stop the pipeline, replace storage.path with the copy \
@@ -192,6 +199,10 @@ pub struct AggregateArgs {
     /// buckets that received events since its last run (for external schedulers).
     #[arg(long)]
     pub due: bool,
+    /// How long to wait, in seconds, for a job another process is running; past it
+    /// the command exits with code 3.
+    #[arg(long, value_name = "SECONDS", default_value_t = 60)]
+    pub wait: u64,
 }
 
 /// `publish` options.

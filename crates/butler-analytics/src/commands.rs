@@ -36,14 +36,15 @@ pub async fn dispatch(command: Command, config: Config) -> anyhow::Result<()> {
             let jobs = crate::aggregation::jobs_named(&args.job)?;
             let storage = app::open_storage(&config).await?;
             let aggregator = crate::aggregation::aggregator(storage.clone(), &config);
+            let wait = std::time::Duration::from_secs(args.wait);
             let reports = match (&args.from, &args.to) {
                 (Some(from), Some(to)) if !args.due => {
                     let tz = config.zones().default_zone();
                     let from = parse_request_instant(from, tz, "--from")?;
                     let to = parse_request_instant(to, tz, "--to")?;
-                    crate::aggregation::backfill(&aggregator, &jobs, from, to).await
+                    crate::aggregation::backfill(&aggregator, &jobs, from, to, wait).await
                 }
-                _ => crate::aggregation::run_due(&aggregator, &jobs).await,
+                _ => crate::aggregation::run_due(&aggregator, &jobs, wait).await,
             };
             storage.close().await;
             for r in reports? {
@@ -95,6 +96,7 @@ pub async fn dispatch(command: Command, config: Config) -> anyhow::Result<()> {
         }
         Command::Publish(args) => crate::publish::publish(&config, &args).await,
         Command::MigrateData(args) => migrate_data(config, &args).await,
+        Command::Status { json } => crate::status::status(&config, json).await,
         Command::Query(QueryCommand::Dashboard(args)) => {
             crate::client::dashboard(&config, &args).await
         }

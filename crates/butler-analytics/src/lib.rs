@@ -20,4 +20,5 @@ pub mod commands;
 pub mod http;
 pub mod nats;
 pub mod publish;
+pub mod status;
 pub mod telemetry;

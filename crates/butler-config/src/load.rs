@@ -197,6 +197,9 @@ fn check(c: &Config) -> Result<(), ConfigError> {
     if c.nats.ack_wait_ms < 1_000 {
         return Err(invalid("nats.ack_wait_ms", "must be at least 1000"));
     }
+    if !(1..=5).contains(&c.nats.stream_replicas) {
+        return Err(invalid("nats.stream_replicas", "must be between 1 and 5"));
+    }
     if c.nats.max_ack_pending < 1 {
         return Err(invalid("nats.max_ack_pending", "must be at least 1"));
     }
@@ -258,6 +261,12 @@ fn check(c: &Config) -> Result<(), ConfigError> {
     }
 
     check_zone("aggregation.timezone", &c.aggregation.timezone)?;
+    if !(100..=3_600_000).contains(&c.aggregation.lease_ms) {
+        return Err(invalid(
+            "aggregation.lease_ms",
+            "must be between 100 ms and one hour",
+        ));
+    }
     for (property, zone) in &c.aggregation.property_timezones {
         check_zone(&format!("aggregation.property_timezones.{property}"), zone)?;
     }

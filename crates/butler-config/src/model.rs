@@ -47,6 +47,9 @@ pub struct NatsConfig {
     pub consumer: String,
     /// Create the stream (subjects `<prefix>.>`, file storage) when it does not exist.
     pub create_stream: bool,
+    /// Replicas of a stream the pipeline creates (a NATS cluster keeps that many
+    /// copies; 3 survives the loss of one server of three).
+    pub stream_replicas: usize,
     /// How long the server waits for an ack before redelivering. Long enough to cover
     /// a commit that waits on a busy database; redeliveries are harmless (dedup by id)
     /// but cost work.
@@ -75,6 +78,7 @@ impl Default for NatsConfig {
             stream: "BUTLER_EVENTS".into(),
             consumer: "analytics-pipeline".into(),
             create_stream: true,
+            stream_replicas: 1,
             ack_wait_ms: 60_000,
             max_ack_pending: 20_000,
             token: None,
@@ -172,6 +176,9 @@ pub struct AggregationConfig {
     /// Cron expressions overriding the seed's schedules, by job name (and
     /// `retention_cleanup`); 5 fields, or 6 with seconds first.
     pub schedules: BTreeMap<String, String>,
+    /// How long a job's lease lasts unless its holder renews it (every third of this
+    /// while it runs): a process that dies holds its jobs up this long at most.
+    pub lease_ms: u64,
 }
 
 impl Default for AggregationConfig {
@@ -181,6 +188,7 @@ impl Default for AggregationConfig {
             timezone: "UTC".into(),
             property_timezones: BTreeMap::new(),
             schedules: BTreeMap::new(),
+            lease_ms: 30_000,
         }
     }
 }
@@ -316,11 +324,16 @@ pub struct ServiceConfig {
     pub aggregator: bool,
     /// The NATS query service.
     pub query: bool,
+    /// This process's name among the instances sharing the consumer and the
+    /// database: in its logs, as the `pipeline_instance` label of its metrics, and in
+    /// status replies. Empty: the host name.
+    pub instance: String,
 }
 
 impl Default for ServiceConfig {
     fn default() -> Self {
         ServiceConfig {
+            instance: String::new(),
             consumer: true,
             aggregator: true,
             query: true,

@@ -27,6 +27,7 @@ pub async fn ensure_stream(
                 name: settings.stream.clone(),
                 subjects: vec![settings.subjects.clone()],
                 storage: StorageType::File,
+                num_replicas: settings.stream_replicas,
                 ..Default::default()
             })
             .await?)

@@ -15,6 +15,8 @@ pub struct ConsumerSettings {
     pub subjects: String,
     /// Create the stream when it is missing.
     pub create_stream: bool,
+    /// Replicas of a stream it creates.
+    pub stream_replicas: usize,
     /// The durable consumer's name.
     pub consumer: String,
     /// Most events in one commit.
@@ -36,6 +38,7 @@ impl ConsumerSettings {
             stream: config.nats.stream.clone(),
             subjects: format!("{}.>", config.nats.subject_prefix),
             create_stream: config.nats.create_stream,
+            stream_replicas: config.nats.stream_replicas,
             consumer: config.nats.consumer.clone(),
             batch_size: config.ingest.batch_size,
             flush_interval: Duration::from_millis(config.ingest.flush_interval_ms),

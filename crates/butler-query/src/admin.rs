@@ -31,8 +31,17 @@ pub trait AggregationControl: Send + Sync {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ControlError {
     /// Another process holds the job.
-    #[error("job {0} is running in another process; try again when it is done")]
-    Busy(&'static str),
+    #[error(
+        "job {job} is running in another process ({holder}, lease until {until}); try again when it is done"
+    )]
+    Busy {
+        /// The job.
+        job: &'static str,
+        /// The process running it.
+        holder: String,
+        /// When its lease lapses unless renewed.
+        until: String,
+    },
     /// The run or the read failed; the message says how.
     #[error("{0}")]
     Failed(String),
@@ -137,11 +146,28 @@ pub struct JobState {
     pub last_error: Option<String>,
     /// Buckets queued for it (waiting to close, or late data to fold in).
     pub pending_buckets: i64,
+    /// The process running it now, if one is.
+    pub lease: Option<LeaseState>,
 }
 
-/// `{"jobs": [...]}`.
+/// Who runs a job now.
+#[derive(Debug, Clone, Serialize, PartialEq, Eq)]
+#[serde(rename_all = "camelCase")]
+pub struct LeaseState {
+    /// The process, `host:pid`.
+    pub holder: String,
+    /// Since when.
+    pub since: String,
+    /// When its lease lapses unless renewed.
+    pub expires_at: String,
+}
+
+/// `{"instance": …, "jobs": [...]}`.
 #[derive(Debug, Serialize)]
 pub struct StatusReply {
+    /// The instance that answered (`service.instance`); a job's lease names the
+    /// process running it.
+    pub instance: String,
     /// Every job, in schedule order.
     pub jobs: Vec<JobState>,
 }
@@ -150,8 +176,12 @@ pub struct StatusReply {
 ///
 /// # Errors
 /// `internal` when the state cannot be read.
-pub async fn status(control: &dyn AggregationControl) -> Result<StatusReply, QueryError> {
+pub async fn status(
+    control: &dyn AggregationControl,
+    instance: &str,
+) -> Result<StatusReply, QueryError> {
     Ok(StatusReply {
+        instance: instance.to_owned(),
         jobs: control.status().await?,
     })
 }

@@ -21,6 +21,8 @@ pub struct ServiceContext {
     pub storage: Storage,
     /// The zone of each property's local days.
     pub zones: Zones,
+    /// This instance's name (`service.instance`).
+    pub instance: String,
     /// For `analytics.admin.aggregate` and `analytics.admin.status`.
     pub aggregation: Arc<dyn admin::AggregationControl>,
     /// Request metrics.
@@ -136,7 +138,7 @@ async fn handle(subject: &'static str, request: Request, context: &ServiceContex
             Err(e) => Err(e),
         },
         "analytics.admin.status" => match parse::<admin::StatusRequest>(body) {
-            Ok(_) => Box::pin(admin::status(&*context.aggregation))
+            Ok(_) => Box::pin(admin::status(&*context.aggregation, &context.instance))
                 .await
                 .and_then(|r| to_body(&r)),
             Err(e) => Err(e),

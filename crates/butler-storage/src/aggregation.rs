@@ -66,6 +66,34 @@ pub struct JobRunRecord {
     pub error: Option<String>,
 }
 
+/// Who holds a lease, since when, until when (UTC, milliseconds).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    /// The lease, e.g. `aggregate:daily_staff_performance`.
+    pub name: String,
+    /// The process holding it, `host:pid`.
+    pub holder: String,
+    /// When it took the lease.
+    pub since: String,
+    /// When the lease lapses unless renewed.
+    pub expires_at: String,
+}
+
+/// The lease a run writes under. Each of its writes renews the lease in the write's
+/// own transaction and is refused ([`StorageError::LeaseLost`]) once another process
+/// holds it, so a run that lost its job never writes beside the new holder, and a run
+/// busy writing never lets its lease lapse, however long another writer keeps it
+/// waiting for the lock.
+#[derive(Debug, Clone)]
+pub struct LeaseFence {
+    /// The lease, e.g. `aggregate:daily_staff_performance`.
+    pub name: String,
+    /// This process, `host:pid`.
+    pub holder: String,
+    /// The lease's new expiry.
+    pub expires_at: String,
+}
+
 /// A job's state, for status replies.
 #[derive(Debug, Clone, Default)]
 pub struct JobStatus {
@@ -170,7 +198,7 @@ impl Storage {
         rows: &BucketRows,
         now: &str,
     ) -> Result<(), StorageError> {
-        self.replace_buckets(job, &[(bucket.clone(), rows.clone())], now)
+        self.replace_buckets(job, &[(bucket.clone(), rows.clone())], now, None)
             .await
     }
 
@@ -179,15 +207,19 @@ impl Storage {
     /// them all, where an hourly run recomputes a bucket per property and a backfill
     /// thousands.
     ///
+    /// Under `fence`, the write renews the run's lease in the same transaction.
+    ///
     /// # Errors
-    /// Any database error; every bucket keeps its old rows and stays queued then.
+    /// [`StorageError::LeaseLost`] when another process holds `fence`'s lease; any
+    /// database error; every bucket keeps its old rows and stays queued then.
     pub async fn replace_buckets(
         &self,
         job: &str,
         buckets: &[(PendingBucket, BucketRows)],
         now: &str,
+        fence: Option<&LeaseFence>,
     ) -> Result<(), StorageError> {
-        dispatch!(self.replace_buckets(job, buckets, now))
+        dispatch!(self.replace_buckets(job, buckets, now, fence))
     }
 
     /// Takes buckets off `job`'s queue without touching their rows: a bucket older
@@ -219,27 +251,66 @@ impl Storage {
         dispatch!(self.job_statuses())
     }
 
-    /// Takes the lease on `job` for `holder` until `expires_at`, when it is free or
-    /// expired or already `holder`'s. `false` when another live holder has it.
+    /// Takes the lease `name` for `holder` until `expires_at`, when it is free, expired
+    /// at `now`, or already `holder`'s (whose `since` then stays). When another holder
+    /// has it, that holder.
     ///
     /// # Errors
     /// Any database error.
-    pub async fn acquire_job_lease(
+    pub async fn acquire_lease(
         &self,
-        job: &str,
+        name: &str,
+        holder: &str,
+        now: &str,
+        expires_at: &str,
+    ) -> Result<Result<(), Lease>, StorageError> {
+        dispatch!(self.acquire_lease(name, holder, now, expires_at))
+    }
+
+    /// Takes the lease `name` from `from` (a holder found gone) for `holder`, only if
+    /// `from` still holds it; whether it did.
+    ///
+    /// # Errors
+    /// Any database error.
+    pub async fn take_over_lease(
+        &self,
+        name: &str,
+        from: &str,
         holder: &str,
         now: &str,
         expires_at: &str,
     ) -> Result<bool, StorageError> {
-        dispatch!(self.acquire_job_lease(job, holder, now, expires_at))
+        dispatch!(self.take_over_lease(name, from, holder, now, expires_at))
+    }
+
+    /// Moves the expiry of `holder`'s lease `name` to `expires_at`; `false` when
+    /// `holder` no longer holds it (another process took it over).
+    ///
+    /// # Errors
+    /// Any database error.
+    pub async fn renew_lease(
+        &self,
+        name: &str,
+        holder: &str,
+        expires_at: &str,
+    ) -> Result<bool, StorageError> {
+        dispatch!(self.renew_lease(name, holder, expires_at))
     }
 
     /// Gives the lease back.
     ///
     /// # Errors
     /// Any database error.
-    pub async fn release_job_lease(&self, job: &str, holder: &str) -> Result<(), StorageError> {
-        dispatch!(self.release_job_lease(job, holder))
+    pub async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StorageError> {
+        dispatch!(self.release_lease(name, holder))
+    }
+
+    /// Every lease held now (or expired but not yet taken), by name.
+    ///
+    /// # Errors
+    /// Any database error.
+    pub async fn leases(&self) -> Result<Vec<Lease>, StorageError> {
+        dispatch!(self.leases())
     }
 
     /// Properties with at least one event in the UTC hours overlapping `[start, end)`,

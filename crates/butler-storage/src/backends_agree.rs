@@ -312,7 +312,7 @@ async fn postgres_answers_as_sqlite_does() {
             let rows = BucketRows { table, rows };
             for storage in both {
                 storage
-                    .replace_buckets(table.job, &[(bucket.clone(), rows.clone())], now)
+                    .replace_buckets(table.job, &[(bucket.clone(), rows.clone())], now, None)
                     .await
                     .unwrap();
             }

@@ -71,6 +71,14 @@ impl Storage {
         dispatch!(self.list_dead_letters(filter))
     }
 
+    /// Dead letters not replayed yet, per reason.
+    ///
+    /// # Errors
+    /// Any database error.
+    pub async fn dead_letter_counts(&self) -> Result<Vec<(String, i64)>, StorageError> {
+        dispatch!(self.dead_letter_counts())
+    }
+
     /// Stores the events of dead letters that now pass validation and marks those
     /// letters replayed; brings the reason of those that still fail up to date. One
     /// transaction, so a replay is all or nothing.

@@ -42,6 +42,9 @@ pub enum StorageError {
     /// The ingest writer's thread has stopped (the storage was closed).
     #[error("the ingest writer has stopped")]
     WriterGone,
+    /// A write under a lease found the lease held by another process.
+    #[error("lease {0} is held by another process")]
+    LeaseLost(String),
     /// The storage was closed while a read waited for a connection.
     #[error("the storage has been closed")]
     Closed,

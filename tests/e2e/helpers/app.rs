@@ -228,11 +228,12 @@ impl App {
 
     /// The value of one sample of `/metrics`, e.g.
     /// `butler_analytics_events_rejected_total{reason="expired"}`; 0 when absent.
+    /// The `pipeline_instance` label every sample carries is left out of the match.
     pub fn metric(&self, sample: &str) -> f64 {
         let (_, body) = self.get("/metrics").expect("metrics endpoint");
         body.lines()
             .filter_map(|line| line.rsplit_once(' '))
-            .find(|(name, _)| *name == sample)
+            .find(|(name, _)| without_instance(name) == sample)
             .map_or(0.0, |(_, v)| v.parse().unwrap())
     }
 
@@ -325,6 +326,24 @@ impl Drop for App {
             let _ = child.wait();
         }
     }
+}
+
+/// A sample's name and labels without its `pipeline_instance` label.
+fn without_instance(sample: &str) -> String {
+    let Some(at) = sample.find("pipeline_instance=\"") else {
+        return sample.to_owned();
+    };
+    let value_end = sample[at + 19..]
+        .find('"')
+        .map_or(sample.len(), |i| at + 19 + i + 1);
+    let (mut before, mut after) = (sample[..at].to_owned(), sample[value_end..].to_owned());
+    if after.starts_with(',') {
+        after.remove(0);
+    } else if before.ends_with(',') {
+        before.pop();
+    }
+    let joined = before + &after;
+    joined.replace("{}", "")
 }
 
 /// The indented body of `section:` in a small YAML snippet (tests only use two-level

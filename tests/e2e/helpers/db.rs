@@ -79,6 +79,25 @@ impl TestDb {
         }
     }
 
+    /// Every row of `sql` as PostgreSQL renders it in JSON (`row_to_json`), whatever
+    /// the columns' types (`numeric` among them).
+    ///
+    /// # Panics
+    /// On SQLite.
+    pub async fn json_rows(&self, sql: &str) -> Vec<Value> {
+        let TestDb::Postgres(pool) = self else {
+            panic!("json_rows reads PostgreSQL")
+        };
+        let sql = format!("SELECT row_to_json(q)::text FROM ({sql}) AS q");
+        let rows: Vec<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(sql))
+            .fetch_all(pool)
+            .await
+            .unwrap();
+        rows.iter()
+            .map(|r| serde_json::from_str(r).unwrap())
+            .collect()
+    }
+
     /// Every row of `sql` as an object of column name → value.
     pub async fn records(&self, sql: &str) -> Vec<serde_json::Map<String, Value>> {
         let sql = sqlx::AssertSqlSafe(sql.to_owned());

@@ -17,6 +17,7 @@ fn settings(holder: &str) -> AggregatorSettings {
         zones: butler_events::Zones::default(),
         raw_retention: Duration::days(36_500),
         holder: holder.into(),
+        lease_ttl: std::time::Duration::from_secs(30),
     }
 }
 
@@ -37,25 +38,32 @@ async fn two_processes_never_run_the_same_job_at_once() {
     let path = dir.path().join("a.db");
     let first = Storage::open(&StorageOptions::new(&path)).await.unwrap();
     let second = Storage::open(&StorageOptions::new(&path)).await.unwrap();
-    let now = at("2026-11-25T12:00:00Z");
+    let now = Utc::now();
     let lease = "aggregate:hourly_message_counts";
+    // Another host's process: it cannot be checked, so only its expiry frees it.
+    let other = "host-a.elsewhere:1";
     let later = ts(now + Duration::minutes(30));
     assert!(
         first
-            .acquire_job_lease(lease, "host-a:1", &ts(now), &later)
+            .acquire_lease(lease, other, &ts(now), &later)
             .await
             .unwrap()
+            .is_ok()
     );
 
-    let b = Aggregator::new(second.clone(), settings("host-b:2"));
+    let b = Aggregator::new(second.clone(), settings(&crate::lease::this_holder()));
     let err = b
         .run_due(Job::HourlyMessageCounts, "schedule", now)
         .await
         .unwrap_err();
-    assert!(
-        matches!(err, AggregateError::Busy("hourly_message_counts")),
-        "{err}"
-    );
+    match &err {
+        AggregateError::Busy { job, lease } => {
+            assert_eq!(*job, "hourly_message_counts");
+            assert_eq!(lease.holder, other);
+            assert_eq!(lease.expires_at, later);
+        }
+        other => panic!("{other}"),
+    }
     // Another job is not held up.
     assert!(
         b.run_due(Job::HourlyResponseTimes, "schedule", now)
@@ -63,25 +71,170 @@ async fn two_processes_never_run_the_same_job_at_once() {
             .is_ok()
     );
 
-    first.release_job_lease(lease, "host-a:1").await.unwrap();
+    first.release_lease(lease, other).await.unwrap();
     assert!(
         b.run_due(Job::HourlyMessageCounts, "schedule", now)
             .await
             .is_ok()
     );
 
-    // A lease left by a process that died is taken over once it expires.
+    // A lease left by a process of another host is taken over once it expires.
     let expired = ts(now - Duration::seconds(1));
     assert!(
         first
-            .acquire_job_lease(lease, "host-a:1", &ts(now - Duration::hours(1)), &expired)
+            .acquire_lease(lease, other, &ts(now - Duration::hours(1)), &expired)
             .await
             .unwrap()
+            .is_ok()
     );
     assert!(
         b.run_due(Job::HourlyMessageCounts, "schedule", now)
             .await
             .is_ok()
+    );
+
+    // One of this host whose process is gone is taken over at once, unexpired.
+    let gone = format!(
+        "{}:{}",
+        crate::lease::this_holder().rsplit_once(':').unwrap().0,
+        u32::MAX - 3
+    );
+    assert!(
+        first
+            .acquire_lease(lease, &gone, &ts(now), &later)
+            .await
+            .unwrap()
+            .is_ok()
+    );
+    assert!(
+        b.run_due(Job::HourlyMessageCounts, "schedule", now)
+            .await
+            .is_ok()
+    );
+    assert!(first.leases().await.unwrap().is_empty(), "given back");
+}
+
+/// A run longer than its lease keeps it: the lease is renewed while the run goes on,
+/// and another process asking meanwhile finds it held.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_lease_is_renewed_while_its_run_goes_on() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.db");
+    let storage = Storage::open(&StorageOptions::new(&path)).await.unwrap();
+    let mut quick = settings("host-a.elsewhere:1");
+    quick.lease_ttl = std::time::Duration::from_millis(300);
+    let lease = crate::lease::JobLease::acquire(
+        &storage,
+        "daily_staff_performance",
+        &quick.holder,
+        quick.lease_ttl,
+        None,
+    )
+    .await
+    .unwrap();
+    // Three lease periods later, the lease is still this holder's.
+    tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
+    let other = Aggregator::new(storage.clone(), settings("host-b.elsewhere:2"));
+    let err = other
+        .run_due(Job::DailyStaffPerformance, "cli", Utc::now())
+        .await
+        .unwrap_err();
+    assert!(matches!(err, AggregateError::Busy { .. }), "{err}");
+    assert!(lease.check("daily_staff_performance").is_ok());
+    lease.release().await.unwrap();
+    assert!(
+        other
+            .run_due(Job::DailyStaffPerformance, "cli", Utc::now())
+            .await
+            .is_ok()
+    );
+}
+
+/// A run's writes go under its lease: a write renews it, and once another process has
+/// taken the lease over, a write is refused and changes nothing.
+#[tokio::test]
+async fn writes_under_a_lease_taken_over_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let storage = Storage::open(&StorageOptions::new(dir.path().join("a.db")))
+        .await
+        .unwrap();
+    let job = Job::HourlyMessageCounts;
+    let events = [message("a", "2026-11-25T11:30:00Z")];
+    storage.commit_batch(&events, &[]).await.unwrap();
+    let stored = storage
+        .fetch_agg_events(
+            "p",
+            "2026-11-25T11:00:00.000Z",
+            "2026-11-25T12:00:00.000Z",
+            job.event_types(),
+        )
+        .await
+        .unwrap();
+    let bucket = PendingBucket {
+        property_id: "p".into(),
+        period_key: "2026-11-25T11:00:00Z".into(),
+        start: "2026-11-25T11:00:00.000Z".into(),
+        end: "2026-11-25T12:00:00.000Z".into(),
+    };
+    let rows = job.compute("p", &bucket.period_key, &stored, &HashMap::new());
+    let write = [(bucket, rows)];
+    let now = "2026-11-25T12:30:00.000Z";
+    let holder = "host-a.elsewhere:1";
+    let lease = crate::lease::JobLease::acquire(
+        &storage,
+        job.name(),
+        holder,
+        std::time::Duration::from_secs(30),
+        None,
+    )
+    .await
+    .unwrap();
+    let before = storage.leases().await.unwrap()[0].expires_at.clone();
+    let mut fence = lease.fence();
+    fence.expires_at = "2099-01-01T00:00:00.000Z".into();
+    storage
+        .replace_buckets(job.name(), &write, now, Some(&fence))
+        .await
+        .unwrap();
+    let renewed = storage.leases().await.unwrap()[0].expires_at.clone();
+    assert!(renewed > before, "{renewed} after {before}");
+    let file = sqlx::SqlitePool::connect_with(
+        sqlx::sqlite::SqliteConnectOptions::new().filename(storage.path().unwrap()),
+    )
+    .await
+    .unwrap();
+    let count = || async {
+        sqlx::query_scalar::<_, i64>("SELECT count(*) FROM agg_message_counts_hourly")
+            .fetch_one(&file)
+            .await
+            .unwrap()
+    };
+    assert_eq!(count().await, 1);
+
+    let taken = storage
+        .take_over_lease(
+            &fence.name,
+            holder,
+            "host-b.elsewhere:2",
+            now,
+            "2099-01-01T00:00:00.000Z",
+        )
+        .await
+        .unwrap();
+    assert!(taken);
+    sqlx::query("DELETE FROM agg_message_counts_hourly")
+        .execute(&file)
+        .await
+        .unwrap();
+    let err = storage
+        .replace_buckets(job.name(), &write, now, Some(&lease.fence()))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StorageError::LeaseLost(_)), "{err}");
+    assert_eq!(count().await, 0, "nothing written");
+    assert_eq!(
+        storage.leases().await.unwrap()[0].holder,
+        "host-b.elsewhere:2"
     );
 }
 

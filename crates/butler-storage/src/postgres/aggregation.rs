@@ -10,7 +10,7 @@ use sqlx::{Postgres, Row, Transaction};
 
 use super::{PgDb, instant, text};
 use crate::StorageError;
-use crate::aggregation::{AggEvent, JobRunRecord, JobStatus, PendingBucket};
+use crate::aggregation::{AggEvent, JobRunRecord, JobStatus, Lease, LeaseFence, PendingBucket};
 use crate::tables::{AggTable, BucketRows, Cell, Kind};
 
 /// The PostgreSQL type of a period column: an hour is an instant, a day or a week its
@@ -214,12 +214,18 @@ impl PgDb {
         job: &str,
         buckets: &[(PendingBucket, BucketRows)],
         now: &str,
+        fence: Option<&LeaseFence>,
     ) -> Result<(), StorageError> {
         if buckets.is_empty() {
             return Ok(());
         }
         let now = instant(now)?;
         let mut tx = self.pool.begin().await?;
+        if let Some(fence) = fence
+            && !renew(&mut *tx, &fence.name, &fence.holder, &fence.expires_at).await?
+        {
+            return Err(StorageError::LeaseLost(fence.name.clone()));
+        }
         let mut watermark: Option<DateTime<Utc>> = None;
         let mut statements: Option<(&str, String, String)> = None;
         for (bucket, rows) in buckets {
@@ -351,19 +357,52 @@ impl PgDb {
             .collect()
     }
 
-    pub(crate) async fn acquire_job_lease(
+    pub(crate) async fn acquire_lease(
         &self,
-        job: &str,
+        name: &str,
+        holder: &str,
+        now: &str,
+        expires_at: &str,
+    ) -> Result<Result<(), Lease>, StorageError> {
+        let done = sqlx::query(
+            "INSERT INTO agg_job_leases (job, holder, expires_at, since) VALUES ($1, $2, $4, $3) \
+             ON CONFLICT (job) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at, \
+             since = CASE WHEN agg_job_leases.holder = excluded.holder THEN agg_job_leases.since \
+                          ELSE excluded.since END \
+             WHERE agg_job_leases.holder = $2 OR agg_job_leases.expires_at <= $3",
+        )
+        .bind(name)
+        .bind(holder)
+        .bind(instant(now)?)
+        .bind(instant(expires_at)?)
+        .execute(&self.pool)
+        .await?;
+        if done.rows_affected() == 1 {
+            return Ok(Ok(()));
+        }
+        let held = self.leases().await?.into_iter().find(|l| l.name == name);
+        Ok(Err(held.unwrap_or(Lease {
+            name: name.to_owned(),
+            holder: String::new(),
+            since: now.to_owned(),
+            expires_at: now.to_owned(),
+        })))
+    }
+
+    pub(crate) async fn take_over_lease(
+        &self,
+        name: &str,
+        from: &str,
         holder: &str,
         now: &str,
         expires_at: &str,
     ) -> Result<bool, StorageError> {
         let done = sqlx::query(
-            "INSERT INTO agg_job_leases (job, holder, expires_at) VALUES ($1, $2, $4) \
-             ON CONFLICT (job) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at \
-             WHERE agg_job_leases.holder = $2 OR agg_job_leases.expires_at <= $3",
+            "UPDATE agg_job_leases SET holder = $3, since = $4, expires_at = $5 \
+             WHERE job = $1 AND holder = $2",
         )
-        .bind(job)
+        .bind(name)
+        .bind(from)
         .bind(holder)
         .bind(instant(now)?)
         .bind(instant(expires_at)?)
@@ -372,17 +411,39 @@ impl PgDb {
         Ok(done.rows_affected() == 1)
     }
 
-    pub(crate) async fn release_job_lease(
+    pub(crate) async fn renew_lease(
         &self,
-        job: &str,
+        name: &str,
         holder: &str,
-    ) -> Result<(), StorageError> {
+        expires_at: &str,
+    ) -> Result<bool, StorageError> {
+        renew(&self.pool, name, holder, expires_at).await
+    }
+
+    pub(crate) async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StorageError> {
         sqlx::query("DELETE FROM agg_job_leases WHERE job = $1 AND holder = $2")
-            .bind(job)
+            .bind(name)
             .bind(holder)
             .execute(&self.pool)
             .await?;
         Ok(())
+    }
+
+    pub(crate) async fn leases(&self) -> Result<Vec<Lease>, StorageError> {
+        let rows: Vec<(String, String, DateTime<Utc>, DateTime<Utc>)> = sqlx::query_as(
+            "SELECT job, holder, since, expires_at FROM agg_job_leases ORDER BY job COLLATE \"C\"",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(name, holder, since, expires_at)| Lease {
+                name,
+                holder,
+                since: text(since),
+                expires_at: text(expires_at),
+            })
+            .collect())
     }
 
     pub(crate) async fn properties_with_events(
@@ -416,4 +477,21 @@ async fn dequeue(
     .execute(&mut **tx)
     .await?;
     Ok(())
+}
+
+/// Moves `name`'s expiry to `expires_at` if `holder` still holds it.
+async fn renew<'e>(
+    db: impl sqlx::Executor<'e, Database = sqlx::Postgres>,
+    name: &str,
+    holder: &str,
+    expires_at: &str,
+) -> Result<bool, StorageError> {
+    let done =
+        sqlx::query("UPDATE agg_job_leases SET expires_at = $3 WHERE job = $1 AND holder = $2")
+            .bind(name)
+            .bind(holder)
+            .bind(instant(expires_at)?)
+            .execute(db)
+            .await?;
+    Ok(done.rows_affected() == 1)
 }

@@ -8,6 +8,15 @@ use super::{PgDb, text};
 use crate::{DeadLetter, DeadLetterFilter, StorageError};
 
 impl PgDb {
+    pub(crate) async fn dead_letter_counts(&self) -> Result<Vec<(String, i64)>, StorageError> {
+        Ok(sqlx::query_as(
+            "SELECT reason, count(*) FROM analytics_dead_letters WHERE replayed_at IS NULL \
+             GROUP BY reason ORDER BY reason COLLATE \"C\"",
+        )
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     pub(crate) async fn list_dead_letters(
         &self,
         filter: &DeadLetterFilter,

@@ -141,6 +141,16 @@ impl SqliteDb {
                 database: display.clone(),
                 source,
             })?;
+        let lease_writer = SqlitePoolOptions::new()
+            .test_before_acquire(false)
+            .max_connections(1)
+            .connect_with(
+                ConnectionKind::Writer
+                    .sqlx_options(options)
+                    .map_err(|e| open_err(e.into()))?,
+            )
+            .await
+            .map_err(|e| open_err(e.into()))?;
         let sql_readers = SqlitePoolOptions::new()
             .test_before_acquire(false)
             .max_connections(options.read_connections.max(1))
@@ -160,6 +170,7 @@ impl SqliteDb {
         let row_readers = RowReaders::new(options.clone());
         Ok(SqliteDb {
             sql_writer,
+            lease_writer,
             sql_readers,
             path: options.path.clone(),
             ingest_writer,
@@ -173,6 +184,7 @@ impl SqliteDb {
         self.ingest_writer.close().await;
         self.row_readers.close();
         self.sql_readers.close().await;
+        self.lease_writer.close().await;
         self.sql_writer.close().await;
     }
 }

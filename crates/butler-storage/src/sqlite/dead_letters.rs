@@ -48,6 +48,15 @@ impl SqliteDb {
             .collect()
     }
 
+    pub(crate) async fn dead_letter_counts(&self) -> Result<Vec<(String, i64)>, StorageError> {
+        Ok(sqlx::query_as(
+            "SELECT reason, count(*) FROM analytics_dead_letters WHERE replayed_at IS NULL \
+             GROUP BY reason ORDER BY reason",
+        )
+        .fetch_all(&self.sql_readers)
+        .await?)
+    }
+
     pub(crate) async fn commit_replay(
         &self,
         accepted: &[(i64, Event)],

@@ -1,5 +1,5 @@
 //! The SQLite backend: one file in WAL mode, written by the ingest writer thread and
-//! one sqlx writer, read by read-only connections beside them.
+//! one sqlx writer (and a connection for leases), read by read-only connections beside them.
 //!
 //! Layout: [`connection`] (the settings of each kind of connection, migrations),
 //! `ingest_writer` (the thread that commits ingest batches and replays),
@@ -30,6 +30,9 @@ pub(crate) struct SqliteDb {
     /// The sqlx writer: one connection for aggregation, retention and operator
     /// writes, so they queue here instead of contending for SQLite's lock.
     pub(crate) sql_writer: SqlitePool,
+    /// A connection of its own for job leases, so a renewal waits for SQLite's lock
+    /// alone, never behind the writes of the run it keeps alive.
+    pub(crate) lease_writer: SqlitePool,
     /// sqlx read-only connections for the reads that return a few rows.
     pub(crate) sql_readers: SqlitePool,
     /// The database file.
