@@ -145,7 +145,8 @@ impl DashboardCache {
     }
 }
 
-/// Answers a dashboard request, from the cache when a fresh reply is there.
+/// Answers a dashboard request, from the cache when a fresh reply is there; requests
+/// that miss together wait for one computation.
 ///
 /// # Errors
 /// `bad_request` for a bad property or `asOf`; `internal` when the database fails.
@@ -170,12 +171,74 @@ pub async fn dashboard(
         ));
     };
     let key = (request.property_id.clone(), request.as_of.clone());
-    if let Some(hit) = cache.get(&key).await {
+    // Concurrent misses of one key share one computation: the first computes, the
+    // others wait for its reply.
+    let computed = std::sync::atomic::AtomicBool::new(false);
+    let reply = cache
+        .try_get_with(key, async {
+            computed.store(true, std::sync::atomic::Ordering::Relaxed);
+            compute(storage, tz, &request.property_id, now)
+                .await
+                .map(Arc::new)
+        })
+        .await
+        .map_err(|e| (*e).clone());
+    if computed.load(std::sync::atomic::Ordering::Relaxed) {
+        metrics.cache_miss();
+    } else {
         metrics.cache_hit();
-        return Ok(hit);
     }
-    metrics.cache_miss();
-    let fresh = Arc::new(compute(storage, tz, &request.property_id, now).await?);
-    cache.insert(key, fresh.clone()).await;
-    Ok(fresh)
+    reply
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use butler_storage::StorageOptions;
+
+    /// Requests that miss together are answered by one computation.
+    #[tokio::test]
+    async fn concurrent_misses_share_one_computation() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::open(&StorageOptions::new(dir.path().join("a.db")))
+            .await
+            .unwrap();
+        let registry = prometheus::Registry::new();
+        let metrics = QueryMetrics::register(&registry).unwrap();
+        let cache = DashboardCache::new(Some(Duration::from_secs(60)));
+        let zones = Zones::default();
+        let ask = || {
+            dashboard(
+                &storage,
+                &cache,
+                &metrics,
+                &zones,
+                DashboardRequest {
+                    property_id: "p".into(),
+                    as_of: Some("2026-11-25T12:00:00Z".into()),
+                },
+            )
+        };
+        let replies = futures_util::future::join_all((0..16).map(|_| ask())).await;
+        assert!(
+            replies
+                .iter()
+                .all(|r| r.as_ref().ok() == replies[0].as_ref().ok())
+        );
+        let count = |result: &str| {
+            registry
+                .gather()
+                .iter()
+                .find(|f| f.name() == "butler_analytics_query_cache_requests_total")
+                .and_then(|f| {
+                    f.get_metric()
+                        .iter()
+                        .find(|m| m.get_label()[0].value() == result)
+                        .map(|m| m.get_counter().get_value())
+                })
+                .unwrap()
+        };
+        assert_eq!((count("miss"), count("hit")), (1.0, 15.0));
+        storage.close().await;
+    }
 }
