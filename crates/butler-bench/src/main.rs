@@ -67,6 +67,14 @@ struct Args {
     /// Skip the seed design's Node.js baseline.
     #[arg(long)]
     no_seed_node: bool,
+    /// Keep the run's databases (files, or PostgreSQL databases `bench_*`) for
+    /// inspection instead of removing them at the end.
+    #[arg(long)]
+    keep_databases: bool,
+    /// On PostgreSQL, run the `aggregation` and `queries` parts without `empty`, on
+    /// the database an earlier run of the same day kept (`--keep-databases`).
+    #[arg(long)]
+    reuse_databases: bool,
     /// Parts to run, comma-separated: `empty` (ingest into an empty table, baselines,
     /// latency), `aggregation` and `queries` (both on the `empty` run's database),
     /// `large` (ingest into a large table, hourly run, backfill).
@@ -207,6 +215,9 @@ async fn main() -> Result<()> {
         args.out.join("latest.json").display()
     );
     for db in ["a.db", "b.db", "c.db", "d.db", "e.db", "f.db"] {
+        if args.keep_databases {
+            break;
+        }
         for suffix in ["", "-wal", "-shm"] {
             let _ = std::fs::remove_file(run_dir.join(format!("{db}{suffix}")));
         }
@@ -227,8 +238,9 @@ impl Bench {
             part("large"),
         );
         anyhow::ensure!(
-            empty || !(aggregation || queries),
-            "the aggregation and queries parts read the database of the empty part"
+            empty || self.args.reuse_databases || !(aggregation || queries),
+            "the aggregation and queries parts read the database of the empty part \
+             (or, with --reuse-databases, the one an earlier run kept)"
         );
         if empty {
             self.ingest_empty().await?;
