@@ -7,7 +7,7 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 
 use crate::aggregation::{aggregate_tables, config, dataset, publish_dataset};
-use crate::helpers::{App, NatsServer, cli, header, request, wait_until};
+use crate::helpers::{App, NatsServer, header, request, wait_until};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -31,24 +31,7 @@ async fn cli_and_admin_aggregate_give_the_same_tables() {
     })
     .await;
     assert!(by_cli.terminate().success());
-    let out = cli(
-        &by_cli.config_path(),
-        &[
-            "aggregate",
-            "--job",
-            "all",
-            "--from",
-            "2026-10-29",
-            "--to",
-            "2026-11-05",
-        ],
-        &[],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::aggregation::backfill_week(&by_cli.config_path());
 
     let client = async_nats::connect(nats.url()).await.unwrap();
     let reply = request(

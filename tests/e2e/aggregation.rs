@@ -45,7 +45,7 @@ const INTENTS: [&str; 7] = [
 /// One generated event, as the reference sees it.
 #[derive(Debug, Clone)]
 pub(crate) struct Ev {
-    id: String,
+    pub(crate) id: String,
     pub(crate) event_type: &'static str,
     pub(crate) property: &'static str,
     pub(crate) ts_ms: i64,
@@ -667,6 +667,29 @@ pub(crate) async fn aggregate_tables_of(db: TestDb) -> Vec<(&'static str, Vec<Ve
     all
 }
 
+/// Recomputes every job over the dataset's week with the CLI (`aggregate --job all`),
+/// as an operator's backfill does.
+pub(crate) fn backfill_week(config: &std::path::Path) {
+    let out = cli(
+        config,
+        &[
+            "aggregate",
+            "--job",
+            "all",
+            "--from",
+            "2026-10-29",
+            "--to",
+            "2026-11-05",
+        ],
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 pub(crate) fn config() -> String {
     "retention:\n  raw_events: 36500\naggregation:\n  property_timezones: {p_ny: America/New_York, p_kol: Asia/Kolkata}\nservice:\n  aggregator: false\n"
         .to_owned()
@@ -696,26 +719,7 @@ async fn backfilled_tables_equal_an_independent_reference_and_reruns_change_noth
     .await;
     assert!(app.terminate().success());
 
-    let aggregate = || {
-        let out = cli(
-            &app.config_path(),
-            &[
-                "aggregate",
-                "--job",
-                "all",
-                "--from",
-                "2026-10-29",
-                "--to",
-                "2026-11-05",
-            ],
-            &[],
-        );
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
+    let aggregate = || backfill_week(&app.config_path());
     aggregate();
 
     let want: BTreeMap<Vec<String>, Vec<Option<i64>>> = reference_message_counts(&events)

@@ -221,24 +221,7 @@ async fn every_business_dashboard_query_returns_rows_on_postgres() {
     })
     .await;
     assert!(app.terminate().success());
-    let out = crate::helpers::cli(
-        &app.config_path(),
-        &[
-            "aggregate",
-            "--job",
-            "all",
-            "--from",
-            "2026-10-29",
-            "--to",
-            "2026-11-05",
-        ],
-        &[],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::aggregation::backfill_week(&app.config_path());
 
     let dashboard: Value =
         serde_json::from_slice(&std::fs::read(deploy("grafana/butler-business.json")).unwrap())
@@ -376,4 +359,37 @@ fn docker_compose_accepts_the_compose_file() {
         ),
         "{pipeline}"
     );
+
+    // The cluster profile: the servers and keys the scale-out tests run.
+    let out = Command::new("docker-compose")
+        .arg("-f")
+        .arg(&compose)
+        .args(["--profile", "cluster", "config"])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let cluster = String::from_utf8_lossy(&out.stdout);
+    for i in 1..=3 {
+        assert!(
+            cluster.contains(&format!("- --server_name\n    - nats-{i}\n"))
+                && cluster.contains("- nats://nats-1:6222,nats://nats-2:6222,nats://nats-3:6222"),
+            "nats-{i}: {cluster}"
+        );
+    }
+    for name in ["pipeline-1", "pipeline-2"] {
+        let block = &cluster[cluster.find(&format!("\n  {name}:\n")).unwrap()..];
+        let block = &block[..block[3..].find("\n  p").map_or(block.len(), |i| i + 3)];
+        for key in [
+            "BUTLER_ANALYTICS__NATS__URL: nats://nats-1:4222,nats://nats-2:4222,nats://nats-3:4222",
+            "BUTLER_ANALYTICS__NATS__STREAM_REPLICAS: '3'",
+            "BUTLER_ANALYTICS__STORAGE__URL: postgres://butler:butler@postgres:5432/analytics",
+        ] {
+            assert!(block.contains(key), "{name} lacks {key}: {block}");
+        }
+        assert!(block.contains(&format!("BUTLER_ANALYTICS__SERVICE__INSTANCE: {name}")));
+    }
 }

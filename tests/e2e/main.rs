@@ -20,4 +20,5 @@ mod operations;
 mod postgres;
 mod query;
 mod report;
+mod scale_out;
 mod security;

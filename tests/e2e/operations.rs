@@ -301,24 +301,7 @@ async fn a_sqlite_deployment_moves_to_postgres_with_every_row() {
     })
     .await;
     assert!(app.terminate().success());
-    let out = cli(
-        &app.config_path(),
-        &[
-            "aggregate",
-            "--job",
-            "all",
-            "--from",
-            "2026-10-29",
-            "--to",
-            "2026-11-05",
-        ],
-        &[],
-    );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    crate::aggregation::backfill_week(&app.config_path());
 
     let pg = butler_storage::testing::TempPostgres::create().await;
     let out = cli(&app.config_path(), &["migrate-data", "--to", pg.url()], &[]);

@@ -3,10 +3,12 @@
 use std::time::Duration;
 
 use anyhow::Context;
-use async_nats::{ConnectOptions, Event};
+use async_nats::{ConnectOptions, Event, ServerAddr};
 use butler_config::NatsConfig;
 
-/// Connects with the configured credentials and TLS. The first connection is retried
+/// Connects with the configured credentials and TLS, to any of the servers of
+/// `nats.url` (and those a cluster announces), moving to another when one goes away.
+/// The first connection is retried
 /// in the background, so the pipeline starts (and `/readyz` says "not ready") while
 /// NATS is unreachable; later disconnects reconnect forever.
 ///
@@ -58,8 +60,20 @@ pub async fn connect(config: &NatsConfig, name: &str) -> anyhow::Result<async_na
             options = options.add_client_certificate(cert.clone(), key.clone());
         }
     }
+    let servers = config
+        .servers()
+        .into_iter()
+        .map(|s| {
+            s.parse::<ServerAddr>().with_context(|| {
+                format!(
+                    "config key `nats.url`: {:?} is not a NATS server URL",
+                    s.split('@').next_back().unwrap_or(s)
+                )
+            })
+        })
+        .collect::<anyhow::Result<Vec<_>>>()?;
     options
-        .connect(config.url.as_str())
+        .connect(servers)
         .await
-        .with_context(|| format!("config key `nats.url`: cannot connect to {}", config.url))
+        .context("config key `nats.url`: cannot connect")
 }

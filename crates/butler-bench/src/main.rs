@@ -84,6 +84,11 @@ struct Args {
         value_delimiter = ','
     )]
     parts: Vec<String>,
+    /// With `--backend postgres`: ingest and query throughput with each of these
+    /// numbers of instances on one database and one durable consumer, e.g. `1,2,3`
+    /// (run after the parts; `--parts instances` runs this alone).
+    #[arg(long, value_delimiter = ',')]
+    instances: Vec<usize>,
     /// A small run of every part (seconds, not minutes): the smoke test.
     #[arg(long)]
     quick: bool,
@@ -214,7 +219,7 @@ async fn main() -> Result<()> {
         json.display(),
         args.out.join("latest.json").display()
     );
-    for db in ["a.db", "b.db", "c.db", "d.db", "e.db", "f.db"] {
+    for db in ["a.db", "b.db", "c.db", "d.db", "e.db", "f.db", "g.db"] {
         if args.keep_databases {
             break;
         }
@@ -253,6 +258,9 @@ impl Bench {
         }
         if large {
             self.ingest_large().await?;
+        }
+        if !self.args.instances.is_empty() {
+            self.scale_out().await?;
         }
         self.figures.push(Figure::new(
             "ingest",
@@ -894,6 +902,127 @@ impl Bench {
         }
         self.note_rss(&pipeline);
         pipeline.stop()?;
+        Ok(())
+    }
+
+    /// Ingest and uncached-dashboard throughput with k instances on one PostgreSQL
+    /// database and one durable consumer, for each k of `--instances`, with the CPU
+    /// the pipelines and the server spent.
+    async fn scale_out(&mut self) -> Result<()> {
+        anyhow::ensure!(
+            self.pg.is_some(),
+            "--instances needs --backend postgres: instances share a PostgreSQL database"
+        );
+        let n = self.args.events;
+        let c = self.args.concurrency;
+        let total = self.args.requests;
+        let props = self.args.properties;
+        let mut single: Option<(f64, f64)> = None;
+        for k in self.args.instances.clone() {
+            let stream = format!("BENCH_SCALE_{k}");
+            let prefix = format!("bench.scale{k}");
+            ingest::ensure_stream(&self.js, &stream, &prefix).await?;
+            self.fresh_database("g.db", None).await?;
+            let base = self.config("g.db", &stream, &prefix);
+            self.migrate(&base)?;
+            let mut pipelines = Vec::with_capacity(k);
+            for i in 0..k {
+                let mut cfg = base.clone();
+                cfg.db = self.dir.join(format!("g{k}-{i}.db"));
+                pipelines.push(Pipeline::start(&cfg)?);
+            }
+            let events = self.day_traffic(1, IdStyle::TimeOrdered, &prefix);
+            println!("scale-out: {k} instance(s), {n} events");
+            let cpu_before = (
+                procs::cpu_seconds("butler-analytic"),
+                procs::cpu_seconds("postgres"),
+            );
+            let took =
+                ingest::timed_ingest(&self.js, &stream, "analytics-pipeline", events).await?;
+            let cpu = (
+                procs::cpu_seconds("butler-analytic") - cpu_before.0,
+                procs::cpu_seconds("postgres") - cpu_before.1,
+            );
+            let rate = n as f64 / took.as_secs_f64();
+
+            println!("scale-out: {k} instance(s), {total} uncached dashboards from {c} requesters");
+            let now = Utc::now();
+            let body: queries::Body = Arc::new(move |i| {
+                let at = now - chrono::Duration::milliseconds(i as i64 + 1);
+                serde_json::json!({
+                    "propertyId": traffic::property_id(i as u64 % props),
+                    "asOf": at.to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                })
+                .to_string()
+            });
+            queries::concurrent(
+                &self.client,
+                "analytics.query.dashboard",
+                c,
+                c,
+                body.clone(),
+            )
+            .await?;
+            let started = std::time::Instant::now();
+            let mut lat =
+                queries::concurrent(&self.client, "analytics.query.dashboard", total, c, body)
+                    .await?;
+            let qps = total as f64 / started.elapsed().as_secs_f64();
+            for p in &pipelines {
+                self.note_rss(p);
+            }
+            for p in pipelines {
+                p.stop()?;
+            }
+            let (one_rate, one_qps) = *single.get_or_insert((rate, qps));
+            let how = format!(
+                "{k} butler-analytics run processes on one PostgreSQL database and durable consumer; \
+                 {n} events; CPU during ingest: pipelines {:.1} s, PostgreSQL {:.1} s, over {:.1} s",
+                cpu.0,
+                cpu.1,
+                took.as_secs_f64()
+            );
+            self.figures.push(Figure::new(
+                "scale-out",
+                format!("ingest, {k} instance(s)"),
+                rate,
+                "events/s",
+                None,
+                how.clone(),
+            ));
+            self.figures.push(Figure::new(
+                "scale-out",
+                format!("ingest, {k} instance(s) ÷ 1"),
+                rate / one_rate,
+                "x",
+                None,
+                how.clone(),
+            ));
+            self.figures.push(Figure::new(
+                "scale-out",
+                format!("uncached dashboards, {k} instance(s)"),
+                qps,
+                "requests/s",
+                None,
+                format!("{total} requests, {c} concurrent requesters"),
+            ));
+            self.figures.push(Figure::new(
+                "scale-out",
+                format!("uncached dashboards, {k} instance(s) ÷ 1"),
+                qps / one_qps,
+                "x",
+                None,
+                String::new(),
+            ));
+            self.figures.push(Figure::new(
+                "scale-out",
+                format!("uncached dashboard p99, {k} instance(s)"),
+                ingest::quantile_ms(&mut lat, 0.99),
+                "ms",
+                None,
+                String::new(),
+            ));
+        }
         Ok(())
     }
 

@@ -240,6 +240,36 @@ impl Drop for Pipeline {
     }
 }
 
+/// CPU seconds (user and system) spent so far by the living processes whose name
+/// (`/proc/<pid>/comm`, at most 15 characters) is `name`.
+pub fn cpu_seconds(name: &str) -> f64 {
+    let ticks_per_s = 100.0;
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return 0.0;
+    };
+    let mut ticks = 0u64;
+    for entry in dir.flatten() {
+        let path = entry.path();
+        let comm = std::fs::read_to_string(path.join("comm")).unwrap_or_default();
+        if comm.trim_end() != name {
+            continue;
+        }
+        let stat = std::fs::read_to_string(path.join("stat")).unwrap_or_default();
+        // The fields after the parenthesized name: utime and stime are the 12th and
+        // 13th of them.
+        let fields: Vec<&str> = stat
+            .rsplit_once(')')
+            .map_or(Vec::new(), |(_, rest)| rest.split_whitespace().collect());
+        for i in [11, 12] {
+            ticks += fields
+                .get(i)
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or(0);
+        }
+    }
+    ticks as f64 / ticks_per_s
+}
+
 /// A numeric field of `/proc/<pid>/status`, in KiB.
 pub fn status_field(pid: u32, field: &str) -> u64 {
     std::fs::read_to_string(format!("/proc/{pid}/status"))

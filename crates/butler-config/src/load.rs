@@ -174,6 +174,22 @@ fn check(c: &Config) -> Result<(), ConfigError> {
         }
     };
     non_empty("nats.url", &c.nats.url)?;
+    for server in c.nats.servers() {
+        let scheme_ok = ["nats://", "tls://", "ws://", "wss://"]
+            .iter()
+            .any(|s| server.starts_with(s))
+            || !server.contains("://");
+        if !scheme_ok || server.contains(char::is_whitespace) {
+            return Err(invalid(
+                "nats.url",
+                format!(
+                    "{:?} is not a NATS server URL (nats://host:port, tls://, ws://, wss://; \
+                     several separated by commas)",
+                    server.split('@').next_back().unwrap_or(server)
+                ),
+            ));
+        }
+    }
     non_empty("nats.subject_prefix", &c.nats.subject_prefix)?;
     if c.nats.subject_prefix.contains(['*', '>', ' ']) || c.nats.subject_prefix.ends_with('.') {
         return Err(invalid(

@@ -70,6 +70,18 @@ pub struct NatsConfig {
     pub tls: Option<TlsConfig>,
 }
 
+impl NatsConfig {
+    /// The servers of `url`, one per comma-separated entry: a client of a cluster
+    /// knows several, so that it reaches another when one is down.
+    pub fn servers(&self) -> Vec<&str> {
+        self.url
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .collect()
+    }
+}
+
 impl Default for NatsConfig {
     fn default() -> Self {
         NatsConfig {

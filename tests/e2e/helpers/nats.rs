@@ -17,6 +17,8 @@ pub struct NatsServer {
     store: tempfile::TempDir,
     /// Extra server configuration (nats-server config syntax), if any.
     config: Option<String>,
+    /// Extra command-line options.
+    args: Vec<String>,
 }
 
 fn server_bin() -> PathBuf {
@@ -39,23 +41,23 @@ impl NatsServer {
 
     /// Starts a server on a given port.
     pub fn on_port(port: u16) -> NatsServer {
-        let mut server = NatsServer {
-            child: None,
-            port,
-            store: tempfile::tempdir().unwrap(),
-            config: None,
-        };
-        server.spawn();
-        server
+        NatsServer::start_on(port, None, &[])
     }
 
     /// Starts a server with extra configuration lines, e.g. `max_payload: 4096`.
     pub fn start_with(config: Option<&str>) -> NatsServer {
+        NatsServer::start_on(super::free_port(), config, &[])
+    }
+
+    /// Starts a server on `port` with extra configuration lines and command-line
+    /// options.
+    pub fn start_on(port: u16, config: Option<&str>, args: &[String]) -> NatsServer {
         let mut server = NatsServer {
             child: None,
-            port: super::free_port(),
+            port,
             store: tempfile::tempdir().unwrap(),
             config: config.map(str::to_owned),
+            args: args.to_vec(),
         };
         server.spawn();
         server
@@ -79,6 +81,7 @@ impl NatsServer {
                 "-sd",
             ])
             .arg(self.store.path())
+            .args(&self.args)
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(self.store.path().join("nats-server.log")).unwrap())
             .spawn()
@@ -136,6 +139,95 @@ impl NatsServer {
         .await
         .unwrap();
         js
+    }
+}
+
+/// Three nats-servers with JetStream clustered over loopback routes, named `n0`..`n2`.
+pub struct NatsCluster {
+    /// The servers, in name order.
+    pub servers: Vec<NatsServer>,
+}
+
+impl NatsCluster {
+    /// Starts three clustered servers ([`NatsCluster::jetstream`] waits until they
+    /// have elected a JetStream leader).
+    pub fn start() -> NatsCluster {
+        // The options of the compose file's `cluster` profile, on loopback ports.
+        let routes: Vec<u16> = (0..3).map(|_| super::free_port()).collect();
+        let route_urls: Vec<String> = routes
+            .iter()
+            .map(|p| format!("nats://127.0.0.1:{p}"))
+            .collect();
+        let servers = (0..3)
+            .map(|i| {
+                let args = [
+                    "--server_name".to_owned(),
+                    format!("n{i}"),
+                    "--cluster_name".to_owned(),
+                    "butler".to_owned(),
+                    "--cluster".to_owned(),
+                    route_urls[i].clone(),
+                    "--routes".to_owned(),
+                    route_urls.join(","),
+                ];
+                NatsServer::start_on(super::free_port(), None, &args)
+            })
+            .collect();
+        NatsCluster { servers }
+    }
+
+    /// Every server's client URL, comma-separated, as `nats.url` takes them.
+    pub fn url(&self) -> String {
+        let urls: Vec<String> = self.servers.iter().map(NatsServer::url).collect();
+        urls.join(",")
+    }
+
+    /// A client that knows every server of the cluster.
+    pub async fn client(&self) -> async_nats::Client {
+        let servers: Vec<String> = self.servers.iter().map(NatsServer::url).collect();
+        async_nats::ConnectOptions::new()
+            .retry_on_initial_connect()
+            .connect(servers)
+            .await
+            .unwrap()
+    }
+
+    /// A JetStream context on the cluster, once it has elected a JetStream leader.
+    /// The events stream is left to the pipeline to create.
+    pub async fn jetstream(&self) -> jetstream::Context {
+        let client = self.client().await;
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let reply = client
+                .request("$JS.API.INFO", Bytes::new())
+                .await
+                .ok()
+                .and_then(|m| serde_json::from_slice::<serde_json::Value>(&m.payload).ok());
+            if reply.is_some_and(|r| r.get("error").is_none()) {
+                return jetstream::new(client);
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the cluster elected no JetStream leader"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+
+    /// The index of the server leading the events stream.
+    pub async fn stream_leader(&self, js: &jetstream::Context) -> usize {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            if let Ok(mut stream) = js.get_stream("BUTLER_EVENTS").await
+                && let Ok(info) = stream.info().await
+                && let Some(leader) = info.cluster.as_ref().and_then(|c| c.leader.clone())
+                && let Some(i) = leader.strip_prefix('n').and_then(|n| n.parse().ok())
+            {
+                return i;
+            }
+            assert!(Instant::now() < deadline, "the stream has no leader");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
     }
 }
 

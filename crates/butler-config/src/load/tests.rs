@@ -196,3 +196,20 @@ fn the_shipped_example_config_loads_with_the_defaults() {
         "the example shows the defaults"
     );
 }
+
+#[test]
+fn a_cluster_is_several_comma_separated_servers() {
+    let c = load_from_str(
+        "test.yaml",
+        "nats:\n  url: nats://a:4222, nats://b:4222 ,tls://c:4222\n",
+        env(&[]),
+    )
+    .unwrap();
+    assert_eq!(
+        c.nats.servers(),
+        ["nats://a:4222", "nats://b:4222", "tls://c:4222"]
+    );
+    let e = error("nats:\n  url: nats://a:4222,http://user:secret@b:80\n", &[]);
+    assert!(e.contains("nats.url") && e.contains("b:80"), "{e}");
+    assert!(!e.contains("secret"), "{e}");
+}
