@@ -933,16 +933,23 @@ impl Bench {
             }
             let events = self.day_traffic(1, IdStyle::TimeOrdered, &prefix);
             println!("scale-out: {k} instance(s), {n} events");
-            let cpu_before = (
-                procs::cpu_seconds("butler-analytic"),
-                procs::cpu_seconds("postgres"),
-            );
+            let cpu_now = || {
+                [
+                    procs::cpu_seconds("butler-analytic"),
+                    procs::cpu_seconds("postgres"),
+                    procs::cpu_seconds("nats-server"),
+                    procs::cpu_seconds("butler-bench"),
+                ]
+            };
+            let cpu_before = cpu_now();
             let took =
                 ingest::timed_ingest(&self.js, &stream, "analytics-pipeline", events).await?;
-            let cpu = (
-                procs::cpu_seconds("butler-analytic") - cpu_before.0,
-                procs::cpu_seconds("postgres") - cpu_before.1,
-            );
+            let cpu_after = cpu_now();
+            let cpu: Vec<f64> = cpu_after
+                .iter()
+                .zip(cpu_before)
+                .map(|(a, b)| a - b)
+                .collect();
             let rate = n as f64 / took.as_secs_f64();
 
             println!("scale-out: {k} instance(s), {total} uncached dashboards from {c} requesters");
@@ -977,9 +984,12 @@ impl Bench {
             let (one_rate, one_qps) = *single.get_or_insert((rate, qps));
             let how = format!(
                 "{k} butler-analytics run processes on one PostgreSQL database and durable consumer; \
-                 {n} events; CPU during ingest: pipelines {:.1} s, PostgreSQL {:.1} s, over {:.1} s",
-                cpu.0,
-                cpu.1,
+                 {n} events; CPU during ingest: pipelines {:.1} s, PostgreSQL {:.1} s, \
+                 nats-server {:.1} s, the harness {:.1} s, over {:.1} s of wall time",
+                cpu[0],
+                cpu[1],
+                cpu[2],
+                cpu[3],
                 took.as_secs_f64()
             );
             self.figures.push(Figure::new(
