@@ -890,8 +890,9 @@ async fn late_events_are_reflected_by_the_next_scheduled_run_recomputing_only_th
     );
     assert!(runs.len() >= 2, "{runs:?}");
     assert!(
-        app.metric(r#"butler_analytics_aggregation_runs_total{job="hourly_message_counts"}"#)
-            >= 2.0
+        app.metric(
+            r#"butler_analytics_aggregation_runs_total{aggregation_job="hourly_message_counts"}"#
+        ) >= 2.0
     );
 }
 

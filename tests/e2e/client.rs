@@ -113,6 +113,20 @@ async fn the_command_line_client_prints_tables_and_json() {
         "{out}"
     );
 
+    // The catalogue, as a table and as JSON.
+    let out = stdout(&cli(&config, &["query", "metrics"], &[]));
+    assert!(
+        out.contains("message_counts.count") && out.contains("direction") && out.contains("hour"),
+        "{out}"
+    );
+    let out = stdout(&cli(&config, &["query", "metrics", "--json"], &[]));
+    let catalogue: Value = serde_json::from_str(&out).unwrap();
+    assert!(
+        catalogue["day"]["metrics"]
+            .as_array()
+            .is_some_and(|m| !m.is_empty())
+    );
+
     let out = stdout(&cli(
         &config,
         &[
@@ -236,4 +250,101 @@ async fn scheduled_reports_are_written_and_announced() {
     ));
     let report: Value = serde_json::from_slice(&std::fs::read(json_file).unwrap()).unwrap();
     assert_eq!(report["sections"]["summary"]["totalConversations"], 1);
+}
+
+/// The command line without a config or a server: `args` run from a scratch folder.
+fn offline(args: &[&str]) -> std::process::Output {
+    let dir = tempfile::tempdir().unwrap();
+    std::process::Command::new(crate::helpers::pipeline_bin())
+        .args(args)
+        .current_dir(dir.path())
+        .output()
+        .unwrap()
+}
+
+/// Closed sets are listed in `--help` and refused before anything is sent.
+#[test]
+fn closed_sets_are_listed_and_checked_by_the_command_line() {
+    let help = stdout(&offline(&["aggregate", "--help"]));
+    for job in ["hourly_message_counts", "monthly_summary", "all"] {
+        assert!(help.contains(job), "{help}");
+    }
+    let help = stdout(&offline(&["report", "--help"]));
+    assert!(
+        help.contains("daily") && help.contains("weekly") && help.contains("csv"),
+        "{help}"
+    );
+    assert!(help.contains("satisfaction"), "{help}");
+    let help = stdout(&offline(&["dead-letters", "list", "--help"]));
+    assert!(help.contains("invalid_channel"), "{help}");
+    // No NATS answers here: the refusal comes from the command line itself.
+    let out = offline(&[
+        "report",
+        "--type",
+        "yearly",
+        "--property",
+        "p",
+        "--from",
+        "2026-11-01",
+        "--to",
+        "2026-11-02",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(err.contains("yearly") && err.contains("monthly"), "{err}");
+    let out = offline(&[
+        "query",
+        "timeseries",
+        "--granularity",
+        "fortnight",
+        "--metric",
+        "m",
+        "--from",
+        "2026-11-01",
+        "--to",
+        "2026-11-02",
+        "--property",
+        "p",
+    ]);
+    assert_eq!(out.status.code(), Some(2));
+}
+
+/// `completions` prints scripts the shells accept.
+#[test]
+fn completions_are_scripts_the_shells_accept() {
+    let bash = stdout(&offline(&["completions", "bash"]));
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("butler-analytics.bash");
+    std::fs::write(&script, bash).unwrap();
+    let out = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(format!(
+            "source {} && complete -p butler-analytics",
+            script.display()
+        ))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success() && String::from_utf8_lossy(&out.stdout).contains("butler-analytics"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    for (shell, check) in [("zsh", "-n"), ("fish", "--no-execute")] {
+        let text = stdout(&offline(&["completions", shell]));
+        assert!(text.contains("butler-analytics"), "{shell}");
+        let path = dir.path().join(format!("completion.{shell}"));
+        std::fs::write(&path, text).unwrap();
+        // Checked by the shell itself where it is installed.
+        if let Ok(out) = std::process::Command::new(shell)
+            .arg(check)
+            .arg(&path)
+            .output()
+        {
+            assert!(
+                out.status.success(),
+                "{shell}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+    }
 }

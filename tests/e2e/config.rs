@@ -44,10 +44,20 @@ fn a_bad_value_stops_start_up_naming_it() {
         ("metrics:\n  listen: everywhere\n", "metrics.listen"),
         ("nats: [1, 2]\n", "nats"),
         ("storage:\n  url: mysql://db/analytics\n", "storage.url"),
+        (
+            "aggregation:\n  schedules: {hourly_message_counts: \"every hour\"}\n",
+            "aggregation.schedules.hourly_message_counts",
+        ),
+        (
+            "reports:\n  schedule: [{type: daily, cron: \"61 * * * *\"}]\n",
+            "reports.schedule",
+        ),
     ] {
-        let (code, _, err) = run_with(yaml, &["run"], &[]);
-        assert_eq!(code, Some(2), "{yaml}: {err}");
-        assert!(err.contains(key), "{yaml}: {err}");
+        for command in [&["run"][..], &["check-config"]] {
+            let (code, _, err) = run_with(yaml, command, &[]);
+            assert_eq!(code, Some(2), "{yaml} {command:?}: {err}");
+            assert!(err.contains(key), "{yaml} {command:?}: {err}");
+        }
     }
 }
 

@@ -82,6 +82,44 @@ fn promtool_accepts_the_deploy_config_and_alert_rules() {
     }
 }
 
+/// Every alert rule has a unit test (`alerts.test.yml`) that fires it on its situation
+/// and keeps it silent otherwise, on series labelled as a scrape stores them.
+#[test]
+fn every_alert_fires_on_its_situation_and_only_then() {
+    let rules = std::fs::read_to_string(deploy("prometheus/alerts.yml")).unwrap();
+    let tests = std::fs::read_to_string(deploy("prometheus/alerts.test.yml")).unwrap();
+    let alerts: Vec<&str> = rules
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("- alert: "))
+        .collect();
+    assert_eq!(alerts.len(), 7, "{alerts:?}");
+    for alert in &alerts {
+        let fires = tests
+            .matches(&format!(
+                "alertname: {alert}\n        exp_alerts:\n          - exp_labels"
+            ))
+            .count();
+        let silent = tests
+            .matches(&format!("alertname: {alert}\n        exp_alerts: []"))
+            .count();
+        assert!(
+            fires >= 1 && silent >= 1,
+            "{alert}: {fires} firing and {silent} silent cases"
+        );
+    }
+    let out = Command::new(tool("promtool"))
+        .args(["test", "rules"])
+        .arg(deploy("prometheus/alerts.test.yml"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_real_prometheus_scrapes_the_pipeline_and_every_dashboard_query_is_valid() {
     let nats = NatsServer::start();
@@ -187,7 +225,14 @@ async fn a_real_prometheus_scrapes_the_pipeline_and_every_dashboard_query_is_val
         serde_json::from_slice(&std::fs::read(deploy("grafana/butler-analytics.json")).unwrap())
             .unwrap();
     let mut exprs = 0;
+    // The data source is a variable, so the dashboard imports into any Grafana.
+    assert_eq!(dashboard["templating"]["list"][0]["type"], "datasource");
     for panel in dashboard["panels"].as_array().unwrap() {
+        assert_eq!(
+            panel["datasource"]["uid"], "${datasource}",
+            "{}",
+            panel["title"]
+        );
         for target in panel["targets"].as_array().unwrap() {
             let expr = target["expr"].as_str().unwrap();
             let reply = query(expr).unwrap_or_default();
@@ -391,5 +436,66 @@ fn docker_compose_accepts_the_compose_file() {
             assert!(block.contains(key), "{name} lacks {key}: {block}");
         }
         assert!(block.contains(&format!("BUTLER_ANALYTICS__SERVICE__INSTANCE: {name}")));
+    }
+}
+
+/// The image's HEALTHCHECK, run as Docker would (on the pipeline's metrics port):
+/// healthy while `/readyz` is 200, unhealthy once NATS is gone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_image_healthcheck_follows_readyz() {
+    let dockerfile = std::fs::read_to_string(deploy("Dockerfile")).unwrap();
+    let line = dockerfile
+        .lines()
+        .find(|l| l.starts_with("HEALTHCHECK"))
+        .expect("a HEALTHCHECK");
+    let command: Vec<String> =
+        serde_json::from_str(&line[line.find("CMD").unwrap() + 3..]).unwrap();
+    let mut nats = NatsServer::start();
+    let app = App::start(&nats.url(), "");
+    let check = || {
+        let port = app.metrics_port.to_string();
+        let args: Vec<String> = command[1..]
+            .iter()
+            .map(|a| a.replace("9464", &port))
+            .collect();
+        Command::new(&command[0])
+            .args(&args)
+            .stderr(Stdio::null())
+            .status()
+            .unwrap()
+            .success()
+    };
+    assert!(check(), "healthy while ready");
+    nats.kill();
+    wait_until(Duration::from_secs(30), "the check to fail", || async {
+        !check()
+    })
+    .await;
+    assert_eq!(app.get("/readyz").map(|(code, _)| code), Some(503));
+}
+
+/// `/metrics` says which build runs and how the process fares, as exporters do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_say_which_build_runs_and_what_the_process_uses() {
+    let nats = NatsServer::start();
+    let app = App::start(&nats.url(), "");
+    let (_, body) = app.get("/metrics").unwrap();
+    let build = body
+        .lines()
+        .find(|l| l.starts_with("butler_analytics_build_info{"))
+        .unwrap_or_else(|| panic!("no build_info: {body}"));
+    let version = format!("version=\"{}\"", env!("CARGO_PKG_VERSION"));
+    assert!(
+        build.contains("git_sha=\"") && build.contains(&version) && build.ends_with(" 1"),
+        "{build}"
+    );
+    assert!(!build.contains("git_sha=\"\""), "{build}");
+    assert!(body.contains("\nprocess_cpu_seconds_total{"), "{body}");
+    for metric in [
+        "process_start_time_seconds",
+        "process_resident_memory_bytes",
+        "process_open_fds",
+    ] {
+        assert!(app.metric(metric) > 0.0, "{metric}");
     }
 }

@@ -54,32 +54,133 @@ async fn token_authentication() {
     assert!(!wrong.log().contains("not-the-token"));
 }
 
-/// The least the pipeline needs, as `deploy/nats/permissions.conf` documents it.
+/// `deploy/nats/permissions.conf` as shipped, each user's password set: the pipeline's
+/// to `password`, the others' to `<user>-pw`.
 fn permissions_conf(password: &str) -> String {
-    let example = std::fs::read_to_string(
+    let conf = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/nats/permissions.conf"),
     )
     .unwrap();
-    let pipeline_user = example
-        .lines()
-        .skip_while(|l| !l.trim_start().starts_with("authorization"))
-        .skip(2)
-        .collect::<Vec<_>>()
-        .join("\n");
-    let pipeline_user = pipeline_user
-        .trim_end()
-        .trim_end_matches('}')
-        .trim_end()
-        .trim_end_matches(']')
-        .to_owned();
-    assert!(
-        pipeline_user.contains("password: $ANALYTICS_PASSWORD"),
-        "{pipeline_user}"
-    );
-    let pipeline_user = pipeline_user.replace("$ANALYTICS_PASSWORD", &format!("\"{password}\""));
-    format!(
-        "authorization {{\n  users = [\n{pipeline_user}\n    {{ user: butler, password: butler-pw, permissions: {{ publish: [\"butler.events.>\", \"$JS.API.>\"], subscribe: \"_INBOX.>\" }} }}\n    {{ user: dashboard, password: dashboard-pw, permissions: {{ publish: [\"analytics.query.>\", \"analytics.admin.>\", \"$SRV.>\"], subscribe: \"_INBOX.>\" }} }}\n  ]\n}}\n"
+    let mut conf = conf.replace("$ANALYTICS_PASSWORD", &format!("\"{password}\""));
+    for user in ["producer", "reader", "operator"] {
+        let variable = format!("${}_PASSWORD", user.to_uppercase());
+        assert!(conf.contains(&variable), "{user}");
+        conf = conf.replace(&variable, &format!("\"{user}-pw\""));
+    }
+    conf
+}
+
+/// A client of `user` (password `<user>-pw`) and the server's complaints to it, such as
+/// permission violations.
+async fn party(
+    url: &str,
+    user: &str,
+) -> (
+    async_nats::Client,
+    tokio::sync::mpsc::UnboundedReceiver<String>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let client =
+        async_nats::ConnectOptions::with_user_and_password(user.into(), format!("{user}-pw"))
+            .event_callback(move |event| {
+                let tx = tx.clone();
+                async move {
+                    if let async_nats::Event::ServerError(e) = event {
+                        let _ = tx.send(e.to_string());
+                    }
+                }
+            })
+            .connect(url)
+            .await
+            .unwrap();
+    (client, rx)
+}
+
+/// Waits for the server to refuse a publish to `subject`.
+async fn refused_to(rx: &mut tokio::sync::mpsc::UnboundedReceiver<String>, subject: &str) {
+    let seen = tokio::time::timeout(Duration::from_secs(10), async {
+        while let Some(e) = rx.recv().await {
+            if e.contains("Permissions Violation") && e.contains(subject) {
+                return;
+            }
+        }
+    })
+    .await;
+    assert!(seen.is_ok(), "no refusal of {subject}");
+}
+
+/// A request that the service answers within the wait.
+async fn answered(client: &async_nats::Client, subject: &str, body: &'static str) -> Vec<u8> {
+    tokio::time::timeout(
+        WAIT,
+        client.request(subject.to_owned(), Bytes::from_static(body.as_bytes())),
     )
+    .await
+    .unwrap_or_else(|_| panic!("{subject}: no answer"))
+    .unwrap_or_else(|e| panic!("{subject}: {e}"))
+    .payload
+    .to_vec()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_party_is_allowed_its_part_and_refused_the_rest() {
+    let nats = NatsServer::start_with(Some(&permissions_conf("pw-analytics-7")));
+    let app = App::start(
+        &nats.url(),
+        "nats:\n  user: analytics\n  password: pw-analytics-7\n",
+    );
+
+    let (producer, mut producer_errors) = party(&nats.url(), "producer").await;
+    let js = async_nats::jetstream::new(producer.clone());
+    js.publish(
+        "butler.events.message.received",
+        Bytes::from(message_event("party-1")),
+    )
+    .await
+    .unwrap()
+    .await
+    .unwrap();
+    wait_until(WAIT, "the producer's event stored", || async {
+        app.event_count().await == 1
+    })
+    .await;
+    for subject in [
+        "analytics.query.dashboard",
+        "$JS.API.STREAM.DELETE.BUTLER_EVENTS",
+    ] {
+        producer
+            .publish(subject, Bytes::from_static(b"{}"))
+            .await
+            .unwrap();
+        refused_to(&mut producer_errors, subject).await;
+    }
+
+    let (reader, mut reader_errors) = party(&nats.url(), "reader").await;
+    let reply = answered(
+        &reader,
+        "analytics.query.dashboard",
+        r#"{"propertyId":"prop_test"}"#,
+    )
+    .await;
+    assert!(String::from_utf8_lossy(&reply).contains("messagesReceived"));
+    answered(&reader, "$SRV.PING.butler-analytics", "").await;
+    for subject in ["analytics.admin.status", "butler.events.message.received"] {
+        reader
+            .publish(subject, Bytes::from_static(b"{}"))
+            .await
+            .unwrap();
+        refused_to(&mut reader_errors, subject).await;
+    }
+
+    let (operator, mut operator_errors) = party(&nats.url(), "operator").await;
+    let status = answered(&operator, "analytics.admin.status", "{}").await;
+    assert!(String::from_utf8_lossy(&status).contains("jobs"));
+    answered(&operator, "analytics.query.metrics", "{}").await;
+    operator
+        .publish("butler.events.message.received", Bytes::from_static(b"{}"))
+        .await
+        .unwrap();
+    refused_to(&mut operator_errors, "butler.events.message.received").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -90,11 +191,9 @@ async fn user_password_with_least_privilege_permissions_is_enough() {
         &nats.url(),
         "nats:\n  user: analytics\n  password: pw-analytics-9\n",
     );
-    let publisher =
-        async_nats::ConnectOptions::with_user_and_password("butler".into(), "butler-pw".into());
-    let js = nats.jetstream_as(publisher).await;
+    let (producer, _) = party(&nats.url(), "producer").await;
     publish_all(
-        &js,
+        &async_nats::jetstream::new(producer),
         vec![(
             "butler.events.message.received".into(),
             message_event("perm-1"),
@@ -105,18 +204,23 @@ async fn user_password_with_least_privilege_permissions_is_enough() {
         app.event_count().await == 1
     })
     .await;
+    // The consumer's state, as the pipeline's own user may read it.
+    let js = nats
+        .jetstream_as(async_nats::ConnectOptions::with_user_and_password(
+            "analytics".into(),
+            "pw-analytics-9".into(),
+        ))
+        .await;
     wait_until(WAIT, "acked under least privilege", || async {
         crate::helpers::consumer_info(&js).await.num_ack_pending == 0
     })
     .await;
 
-    let dashboard = async_nats::ConnectOptions::with_user_and_password(
-        "dashboard".into(),
-        "dashboard-pw".into(),
-    )
-    .connect(nats.url())
-    .await
-    .unwrap();
+    let dashboard =
+        async_nats::ConnectOptions::with_user_and_password("reader".into(), "reader-pw".into())
+            .connect(nats.url())
+            .await
+            .unwrap();
     let reply = tokio::time::timeout(
         WAIT,
         dashboard.request(

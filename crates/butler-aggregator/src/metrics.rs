@@ -43,7 +43,7 @@ impl AggregatorMetrics {
     /// # Errors
     /// When a metric of the same name is already registered.
     pub fn register(registry: &Registry) -> prometheus::Result<AggregatorMetrics> {
-        let job = &["job"];
+        let job = &["aggregation_job"];
         let m = AggregatorMetrics {
             runs: register(
                 registry,

@@ -63,6 +63,26 @@ impl Scheduled {
     }
 }
 
+/// Sleeps until the wall clock reads `at`, looking at it again at least every 30 s, so
+/// that a suspended machine or a stepped clock delays a run by at most that much
+/// instead of shifting it (timers run on the monotonic clock). False when `shutdown`
+/// came first.
+async fn sleep_until_wall_clock(at: chrono::DateTime<Utc>, shutdown: &CancellationToken) -> bool {
+    const LOOK_AGAIN: std::time::Duration = std::time::Duration::from_secs(30);
+    loop {
+        let Ok(left) = (at - Utc::now()).to_std() else {
+            return true;
+        };
+        if left.is_zero() {
+            return true;
+        }
+        tokio::select! {
+            () = shutdown.cancelled() => return false,
+            () = tokio::time::sleep(left.min(LOOK_AGAIN)) => {}
+        }
+    }
+}
+
 /// Builds the schedules: the seed's cron expressions, overridden by `overrides`
 /// (task name → expression).
 ///
@@ -231,19 +251,75 @@ pub async fn run(
         let shutdown = shutdown.clone();
         loops.spawn(async move {
             loop {
-                let now = Utc::now().with_timezone(&timezone);
-                let Ok(next) = scheduled.cron.find_next_occurrence(&now, false) else {
+                let Some(next) = scheduled.next_after(Utc::now(), timezone) else {
                     tracing::warn!(task = scheduled.task.name(), schedule = %scheduled.expression, "schedule has no next occurrence");
                     return;
                 };
-                let wait = (next.with_timezone(&Utc) - Utc::now()).to_std().unwrap_or_default();
-                tokio::select! {
-                    () = shutdown.cancelled() => return,
-                    () = tokio::time::sleep(wait) => {}
+                if !sleep_until_wall_clock(next, &shutdown).await {
+                    return;
                 }
                 run_task(&aggregator, scheduled.task, "schedule", retention_days, &metrics).await;
             }
         });
     }
     while loops.join_next().await.is_some() {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn at(text: &str) -> chrono::DateTime<Utc> {
+        chrono::DateTime::parse_from_rfc3339(text)
+            .unwrap()
+            .with_timezone(&Utc)
+    }
+
+    /// A daily job at 01:00 Europe/Paris fires at 01:00 local on both sides of the
+    /// October change (CEST, UTC+2, until 03:00 on 25 October 2026; CET, UTC+1, after),
+    /// for any "now" the clock is set to.
+    #[test]
+    fn a_paris_job_at_one_fires_at_one_local_across_the_october_change() {
+        let plan = plan(&BTreeMap::from([(
+            "daily_conversation_metrics".to_owned(),
+            "0 1 * * *".to_owned(),
+        )]))
+        .unwrap();
+        let daily = plan
+            .iter()
+            .find(|s| s.task == Task::Aggregate(Job::DailyConversationMetrics))
+            .unwrap();
+        let paris = chrono_tz::Europe::Paris;
+        let mut now = at("2026-10-23T12:00:00Z");
+        let mut fired = Vec::new();
+        for _ in 0..4 {
+            now = daily.next_after(now, paris).unwrap();
+            fired.push(now);
+        }
+        assert_eq!(
+            fired,
+            [
+                at("2026-10-23T23:00:00Z"),
+                at("2026-10-24T23:00:00Z"),
+                at("2026-10-26T00:00:00Z"),
+                at("2026-10-27T00:00:00Z"),
+            ]
+        );
+        for t in fired {
+            let local = paris.from_utc_datetime(&t.naive_utc());
+            assert_eq!(local.format("%H:%M").to_string(), "01:00", "{t}");
+        }
+    }
+
+    /// A clock stepped past a run's time lets the run go at once.
+    #[tokio::test]
+    async fn a_time_already_passed_on_the_wall_clock_does_not_wait() {
+        let shutdown = CancellationToken::new();
+        let started = std::time::Instant::now();
+        assert!(sleep_until_wall_clock(Utc::now() - chrono::Duration::hours(1), &shutdown).await);
+        assert!(started.elapsed() < std::time::Duration::from_secs(1));
+        shutdown.cancel();
+        assert!(!sleep_until_wall_clock(Utc::now() + chrono::Duration::hours(1), &shutdown).await);
+    }
 }

@@ -49,6 +49,17 @@ pub fn schedules(config: &Config) -> anyhow::Result<Vec<Scheduled>> {
         .map_err(|(key, message)| anyhow::anyhow!("config key `{key}`: {message}"))
 }
 
+/// Checks every cron expression of the config (`aggregation.schedules`,
+/// `reports.schedule`), so that a bad one stops any command as a config error.
+///
+/// # Errors
+/// The first bad expression, naming its key.
+pub fn check_schedules(config: &Config) -> anyhow::Result<()> {
+    schedules(config)?;
+    report_schedules(config)?;
+    Ok(())
+}
+
 /// The jobs `name` stands for (`all` or one name).
 ///
 /// # Errors

@@ -97,6 +97,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             instance.clone(),
         )])),
     )?;
+    crate::telemetry::register_process_metrics(&registry)?;
     let nats = crate::nats::connect(&config.nats, &format!("butler-analytics/{instance}")).await?;
     let listener = tokio::net::TcpListener::bind(config.metrics.listen)
         .await

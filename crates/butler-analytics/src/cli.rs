@@ -2,7 +2,18 @@
 
 use std::path::PathBuf;
 
+use butler_aggregator::jobs::Job;
+use butler_events::calendar::Granularity;
+use butler_events::validate::RejectReason;
+use butler_query::report::{ReportType, Section};
+use clap::builder::PossibleValuesParser;
 use clap::{Args, Parser, Subcommand};
+
+/// The values a flag takes, listed in `--help` and by shell completions, and checked
+/// before anything is sent.
+fn one_of(values: impl IntoIterator<Item = &'static str>) -> PossibleValuesParser {
+    PossibleValuesParser::new(values)
+}
 
 /// Butler Analytics: consumes Jack The Butler's analytics events from NATS JetStream
 /// into SQLite, rolls them up, and answers dashboard queries over NATS.
@@ -36,10 +47,7 @@ pub enum Command {
     /// Recompute aggregate tables now (backfill): every bucket of the job that overlaps
     /// [--from, --to), for every property with events there.
     #[command(
-        after_help = "Dates are YYYY-MM-DD (midnight in aggregation.timezone) or RFC 3339. \
-Jobs: hourly_message_counts, hourly_response_times, daily_conversation_metrics, \
-daily_staff_performance, daily_intent_distribution, weekly_satisfaction_trends, monthly_summary, \
-or all.\n\nExample: butler-analytics aggregate --job all --from 2026-11-01 --to 2026-12-01\n\n\
+        after_help = "Dates are YYYY-MM-DD (midnight in aggregation.timezone) or RFC 3339.\n\nExample: butler-analytics aggregate --job all --from 2026-11-01 --to 2026-12-01\n\n\
 Buckets starting before the raw-event retention cutoff are left as they are."
     )]
     Aggregate(AggregateArgs),
@@ -85,6 +93,11 @@ storage.url to that URL and start the pipeline)"
 the CSV with --format csv."
     )]
     Report(ReportArgs),
+    /// Print a shell completion script: `source <(butler-analytics completions bash)`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
+    },
     /// Publish events to the stream by hand: one event, or a JSON-lines file.
     #[command(after_help = "Examples:\n  butler-analytics publish message.received \
 '{\"propertyId\":\"prop_lisbon_01\",\"channel\":\"whatsapp\"}'\n  \
@@ -115,6 +128,13 @@ pub enum QueryCommand {
 --granularity hour --from 2026-11-24 --to 2026-11-25 --property prop_lisbon_01 --dimension channel"
     )]
     Timeseries(TimeseriesArgs),
+    /// The catalogue the time series draws from: each granularity's metrics, how each
+    /// combines across dimensions, and the dimensions it may be grouped by.
+    Metrics {
+        /// Print the JSON reply.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 /// `query dashboard` options.
@@ -137,8 +157,8 @@ pub struct TimeseriesArgs {
     /// `<table>.<column>`, e.g. response_times.p95_ms.
     #[arg(long)]
     pub metric: String,
-    /// hour, day, week or month (the metric's table's).
-    #[arg(long)]
+    /// The metric's table's granularity.
+    #[arg(long, value_parser = one_of(Granularity::ALL.map(Granularity::as_str)))]
     pub granularity: String,
     /// Start of the range (YYYY-MM-DD or RFC 3339).
     #[arg(long)]
@@ -160,8 +180,8 @@ pub struct TimeseriesArgs {
 /// `report` options.
 #[derive(Debug, Clone, Args)]
 pub struct ReportArgs {
-    /// daily, weekly or monthly.
-    #[arg(long = "type", default_value = "daily")]
+    /// The report's period.
+    #[arg(long = "type", default_value = "daily", value_parser = one_of(ReportType::ALL.map(ReportType::as_str)))]
     pub report_type: String,
     /// The property.
     #[arg(long)]
@@ -173,21 +193,21 @@ pub struct ReportArgs {
     #[arg(long)]
     pub to: String,
     /// Only this section (repeatable); all seven by default.
-    #[arg(long = "section")]
+    #[arg(long = "section", value_parser = one_of(Section::ALL.map(Section::as_str)))]
     pub sections: Vec<String>,
     /// Print the JSON report.
     #[arg(long, conflicts_with = "format")]
     pub json: bool,
-    /// Print the report in this format as the service writes it (json or csv).
-    #[arg(long)]
+    /// Print the report in this format as the service writes it.
+    #[arg(long, value_parser = one_of(["json", "csv"]))]
     pub format: Option<String>,
 }
 
 /// `aggregate` options.
 #[derive(Debug, Clone, Args)]
 pub struct AggregateArgs {
-    /// A job name, or `all`.
-    #[arg(long, default_value = "all")]
+    /// A job, or `all`.
+    #[arg(long, default_value = "all", value_parser = one_of(Job::ALL.map(Job::name).into_iter().chain(["all"])))]
     pub job: String,
     /// First date of the range (inclusive).
     #[arg(long, required_unless_present = "due", conflicts_with = "due")]
@@ -208,8 +228,8 @@ pub struct AggregateArgs {
 /// `publish` options.
 #[derive(Debug, Clone, Args)]
 pub struct PublishArgs {
-    /// Event type, the subject suffix, e.g. message.received.
-    #[arg(required_unless_present = "file", requires = "payload")]
+    /// Event type, the subject suffix.
+    #[arg(required_unless_present = "file", requires = "payload", value_parser = one_of(butler_events::EventType::ALL.map(butler_events::EventType::as_str)))]
     pub event_type: Option<String>,
     /// The JSON payload.
     pub payload: Option<String>,
@@ -232,8 +252,8 @@ pub enum DeadLetterCommand {
 /// Which dead letters.
 #[derive(Debug, Clone, Args)]
 pub struct DeadLetterSelection {
-    /// Only this reason code, e.g. invalid_channel.
-    #[arg(long)]
+    /// Only this reason.
+    #[arg(long, value_parser = one_of(RejectReason::ALL.map(RejectReason::as_str)))]
     pub reason: Option<String>,
     /// Only these dead-letter ids (repeatable).
     #[arg(long = "id")]

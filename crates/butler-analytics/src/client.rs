@@ -201,6 +201,42 @@ pub async fn timeseries(config: &Config, args: &TimeseriesArgs) -> anyhow::Resul
     Ok(())
 }
 
+/// `query metrics`.
+///
+/// # Errors
+/// No service, or an error reply.
+pub async fn metrics(config: &Config, json: bool) -> anyhow::Result<()> {
+    let reply = parse(&request(config, "analytics.query.metrics", json!({})).await?)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&reply)?);
+        return Ok(());
+    }
+    let mut rows = Vec::new();
+    for (granularity, part) in reply.as_object().into_iter().flatten() {
+        for m in part["metrics"].as_array().into_iter().flatten() {
+            let list = |v: &Value| {
+                v.as_array()
+                    .map(|a| a.iter().map(cell).collect::<Vec<_>>().join(", "))
+                    .unwrap_or_default()
+            };
+            rows.push(vec![
+                granularity.clone(),
+                cell(&m["name"]),
+                list(&m["dimensions"]),
+                cell(&m["aggregation"]),
+            ]);
+        }
+    }
+    print!(
+        "{}",
+        table(
+            &["granularity", "metric", "dimensions", "combined by"],
+            &rows
+        )
+    );
+    Ok(())
+}
+
 /// `report`.
 ///
 /// # Errors

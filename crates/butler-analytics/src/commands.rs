@@ -97,11 +97,24 @@ pub async fn dispatch(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Publish(args) => crate::publish::publish(&config, &args).await,
         Command::MigrateData(args) => migrate_data(config, &args).await,
         Command::Status { json } => crate::status::status(&config, json).await,
+        Command::Completions { shell } => {
+            let mut command = <crate::cli::Cli as clap::CommandFactory>::command();
+            clap_complete::generate(
+                shell,
+                &mut command,
+                "butler-analytics",
+                &mut std::io::stdout(),
+            );
+            Ok(())
+        }
         Command::Query(QueryCommand::Dashboard(args)) => {
             crate::client::dashboard(&config, &args).await
         }
         Command::Query(QueryCommand::Timeseries(args)) => {
             crate::client::timeseries(&config, &args).await
+        }
+        Command::Query(QueryCommand::Metrics { json }) => {
+            crate::client::metrics(&config, json).await
         }
         Command::Report(args) => crate::client::report(&config, &args).await,
         Command::DeadLetters(DeadLetterCommand::List(args)) => {

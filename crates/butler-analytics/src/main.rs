@@ -21,6 +21,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Err(err) = butler_analytics::aggregation::check_schedules(&config) {
+        eprintln!("error: {err:#}");
+        return ExitCode::from(2);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -20,3 +20,27 @@ pub fn init(default_level: &str) {
         builder.try_init()
     };
 }
+
+/// Registers what every Prometheus exporter is expected to have: which build runs
+/// (`butler_analytics_build_info{version,git_sha}`, always 1) and the process's own
+/// CPU, memory and file descriptors (`process_*`).
+///
+/// # Errors
+/// When a metric of the same name is already registered.
+pub fn register_process_metrics(registry: &prometheus::Registry) -> prometheus::Result<()> {
+    let build = prometheus::IntGaugeVec::new(
+        prometheus::Opts::new(
+            "butler_analytics_build_info",
+            "The running build: version and commit, always 1.",
+        ),
+        &["version", "git_sha"],
+    )?;
+    build
+        .with_label_values(&[env!("CARGO_PKG_VERSION"), env!("BUTLER_GIT_SHA")])
+        .set(1);
+    registry.register(Box::new(build))?;
+    registry.register(Box::new(
+        prometheus::process_collector::ProcessCollector::for_self(),
+    ))?;
+    Ok(())
+}
