@@ -335,3 +335,65 @@ async fn a_sqlite_deployment_moves_to_postgres_with_every_row() {
     assert!(!again.status.success());
     assert!(String::from_utf8_lossy(&again.stderr).contains("empty"));
 }
+
+/// `status --json` on a stopped pipeline: every job with its schedule and next run,
+/// dead letters by reason, and the consumer's lag as NATS tells it — or why not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_answers_with_the_pipeline_stopped() {
+    let mut nats = NatsServer::start();
+    let mut app = App::start(&nats.url(), "");
+    let js = nats.jetstream().await;
+    publish_all(&js, message_events("st", 4)).await;
+    publish_all(
+        &js,
+        vec![(
+            "butler.events.message.received".into(),
+            br#"{"id":"bad","propertyId":"p","channel":"pigeon"}"#.to_vec(),
+        )],
+    )
+    .await;
+    wait_until(WAIT, "stored and rejected", || async {
+        app.event_count().await == 4
+            && consumer_info(&js).await.num_ack_pending == 0
+            && consumer_info(&js).await.num_pending == 0
+    })
+    .await;
+    assert!(app.terminate().success());
+    // Waiting while the pipeline is down.
+    publish_all(&js, message_events("later", 3)).await;
+
+    let status = |app: &App| {
+        let out = cli(&app.config_path(), &["status", "--json"], &[]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice::<serde_json::Value>(&out.stdout).unwrap()
+    };
+    let s = status(&app);
+    let jobs = s["jobs"].as_array().unwrap();
+    assert_eq!(jobs.len(), 7, "{s}");
+    assert!(
+        jobs.iter()
+            .all(|j| j["schedule"].is_string() && j["nextRunAt"].is_string()),
+        "{s}"
+    );
+    assert_eq!(s["deadLetters"]["invalid_channel"], 1, "{s}");
+    assert_eq!(s["consumer"]["pending"], 3, "{s}");
+    assert_eq!(s["consumer"]["ackPending"], 0, "{s}");
+    assert!(s["sizeBytes"].as_u64().unwrap() > 0, "{s}");
+
+    // NATS gone too: the database's part still answers, the lag says why it is missing.
+    nats.kill();
+    let s = status(&app);
+    assert_eq!(s["jobs"].as_array().unwrap().len(), 7);
+    assert!(s["consumer"]["pending"].is_null(), "{s}");
+    assert!(s["consumer"]["error"].is_string(), "{s}");
+    let out = cli(&app.config_path(), &["status"], &[]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.contains("consumer") && text.contains("unknown"),
+        "{text}"
+    );
+}

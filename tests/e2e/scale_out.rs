@@ -200,6 +200,11 @@ async fn the_stream_leader_killed_mid_ingest_loses_nothing() {
     );
     // The pipeline creates the stream, in three replicas.
     let mut app = App::start(&cluster.url(), &extra);
+    // Every server learns of the new stream within a moment.
+    wait_until(WAIT, "the stream known to the cluster", || async {
+        js.get_stream("BUTLER_EVENTS").await.is_ok()
+    })
+    .await;
     let mut stream = js.get_stream("BUTLER_EVENTS").await.unwrap();
     assert_eq!(stream.info().await.unwrap().config.num_replicas, 3);
     publish_through_faults(&js, &events[..5_000]).await;

@@ -8,14 +8,15 @@ use butler_config::NatsConfig;
 
 /// Connects with the configured credentials and TLS, to any of the servers of
 /// `nats.url` (and those a cluster announces), moving to another when one goes away.
-/// The first connection is retried
-/// in the background, so the pipeline starts (and `/readyz` says "not ready") while
-/// NATS is unreachable; later disconnects reconnect forever.
+/// The first connection is retried in the background, so the pipeline starts (and
+/// `/readyz` says "not ready") while NATS is unreachable; later disconnects reconnect
+/// forever.
 ///
 /// # Errors
 /// An unreadable credentials file or a malformed URL.
 pub async fn connect(config: &NatsConfig, name: &str) -> anyhow::Result<async_nats::Client> {
-    let mut options = ConnectOptions::new()
+    options(config)
+        .await?
         .name(name)
         .retry_on_initial_connect()
         .max_reconnects(None)
@@ -28,7 +29,18 @@ pub async fn connect(config: &NatsConfig, name: &str) -> anyhow::Result<async_na
                 Event::ClientError(err) => tracing::warn!(error = %err, "nats client error"),
                 other => tracing::debug!(event = %other, "nats event"),
             }
-        });
+        })
+        .connect(servers(config)?)
+        .await
+        .context("config key `nats.url`: cannot connect")
+}
+
+/// The configured credentials and TLS, for a connection of any kind.
+///
+/// # Errors
+/// An unreadable credentials file.
+pub async fn options(config: &NatsConfig) -> anyhow::Result<ConnectOptions> {
+    let mut options = ConnectOptions::new();
     if let Some(token) = &config.token {
         options = options.token(token.expose().to_owned());
     }
@@ -60,7 +72,15 @@ pub async fn connect(config: &NatsConfig, name: &str) -> anyhow::Result<async_na
             options = options.add_client_certificate(cert.clone(), key.clone());
         }
     }
-    let servers = config
+    Ok(options)
+}
+
+/// The servers of `nats.url`.
+///
+/// # Errors
+/// One that is not a NATS server URL, named without its credentials.
+pub fn servers(config: &NatsConfig) -> anyhow::Result<Vec<ServerAddr>> {
+    config
         .servers()
         .into_iter()
         .map(|s| {
@@ -71,9 +91,5 @@ pub async fn connect(config: &NatsConfig, name: &str) -> anyhow::Result<async_na
                 )
             })
         })
-        .collect::<anyhow::Result<Vec<_>>>()?;
-    options
-        .connect(servers)
-        .await
-        .context("config key `nats.url`: cannot connect")
+        .collect()
 }

@@ -34,6 +34,20 @@ struct LeaseLine {
     expires_at: String,
 }
 
+/// The durable consumer as NATS reports it.
+#[derive(Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+struct ConsumerLine {
+    stream: String,
+    consumer: String,
+    /// Messages not yet delivered: the lag.
+    pending: Option<u64>,
+    /// Delivered and not yet acked.
+    ack_pending: Option<usize>,
+    /// Why the figures are missing (NATS unreachable, no such consumer).
+    error: Option<String>,
+}
+
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 struct Status {
@@ -42,6 +56,40 @@ struct Status {
     size_bytes: u64,
     jobs: Vec<JobLine>,
     dead_letters: serde_json::Map<String, serde_json::Value>,
+    consumer: ConsumerLine,
+}
+
+/// The consumer's lag, asked of NATS within a few seconds: `status` still answers,
+/// saying why, when NATS cannot be reached.
+async fn consumer_line(config: &Config) -> ConsumerLine {
+    let ask = async {
+        let options = crate::nats::options(&config.nats).await?;
+        let client = options
+            .connection_timeout(std::time::Duration::from_secs(2))
+            .connect(crate::nats::servers(&config.nats)?)
+            .await?;
+        let stream = async_nats::jetstream::new(client)
+            .get_stream(&config.nats.stream)
+            .await?;
+        anyhow::Ok(stream.consumer_info(&config.nats.consumer).await?)
+    };
+    let info = tokio::time::timeout(std::time::Duration::from_secs(5), ask).await;
+    let (pending, ack_pending, error) = match info {
+        Ok(Ok(info)) => (Some(info.num_pending), Some(info.num_ack_pending), None),
+        Ok(Err(e)) => (None, None, Some(format!("{e:#}"))),
+        Err(_) => (
+            None,
+            None,
+            Some("NATS did not answer within 5 s".to_owned()),
+        ),
+    };
+    ConsumerLine {
+        stream: config.nats.stream.clone(),
+        consumer: config.nats.consumer.clone(),
+        pending,
+        ack_pending,
+        error,
+    }
 }
 
 /// Prints the status, as a table or (`json`) as one JSON object.
@@ -104,10 +152,18 @@ pub async fn status(config: &Config, json: bool) -> anyhow::Result<()> {
                 .into_iter()
                 .map(|(reason, n)| (reason, serde_json::Value::from(n)))
                 .collect(),
+            consumer: ConsumerLine {
+                stream: String::new(),
+                consumer: String::new(),
+                pending: None,
+                ack_pending: None,
+                error: None,
+            },
         }
     });
     storage.close().await;
-    let status = status?;
+    let mut status = status?;
+    status.consumer = consumer_line(config).await;
     let mut out = std::io::stdout().lock();
     if json {
         writeln!(out, "{}", serde_json::to_string(&status)?)?;
@@ -118,6 +174,21 @@ pub async fn status(config: &Config, json: bool) -> anyhow::Result<()> {
         "database  {} ({}, {} bytes)",
         status.database, status.backend, status.size_bytes
     )?;
+    let c = &status.consumer;
+    match (c.pending, c.ack_pending, &c.error) {
+        (Some(pending), Some(unacked), _) => writeln!(
+            out,
+            "consumer  {} on {}: {pending} waiting, {unacked} delivered and not acked",
+            c.consumer, c.stream
+        )?,
+        (_, _, error) => writeln!(
+            out,
+            "consumer  {} on {}: unknown ({})",
+            c.consumer,
+            c.stream,
+            error.as_deref().unwrap_or("no answer")
+        )?,
+    }
     writeln!(
         out,
         "\n{:<28} {:<12} {:<24} {:<24} {:<24} {:>7}  lease",
