@@ -397,3 +397,19 @@ async fn status_answers_with_the_pipeline_stopped() {
         "{text}"
     );
 }
+
+/// Every log line names its instance (`service.instance`), so the logs of several
+/// instances stay apart once collected together.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_log_line_names_its_instance() {
+    let nats = NatsServer::start();
+    let mut app = App::start(&nats.url(), "service:\n  instance: east-1\n");
+    let js = nats.jetstream().await;
+    publish_all(&js, message_events("inst", 3)).await;
+    wait_until(WAIT, "stored", || async { app.event_count().await == 3 }).await;
+    assert!(app.terminate().success());
+    let log = app.log();
+    let lines: Vec<&str> = log.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(lines.len() >= 3, "{log}");
+    assert!(lines.iter().all(|l| l.starts_with("[east-1] ")), "{log}");
+}

@@ -13,7 +13,6 @@ fn main() -> ExitCode {
     } else {
         "warn"
     };
-    telemetry::init(level);
     let config = match butler_config::load(cli.config.as_deref(), std::env::vars()) {
         Ok(config) => config,
         Err(err) => {
@@ -21,6 +20,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    telemetry::init(level, &butler_analytics::app::instance_name(&config));
     if let Err(err) = butler_analytics::aggregation::check_schedules(&config) {
         eprintln!("error: {err:#}");
         return ExitCode::from(2);

@@ -1,24 +1,88 @@
 //! Logging: human-readable by default, JSON lines with `LOG_FORMAT=json`, filtered by
 //! `RUST_LOG` (default `info` for `run`, `warn` for the one-shot commands, whose output
-//! is their answer).
+//! is their answer). Every line names this process's instance, so the logs of several
+//! instances can be told apart once collected together.
+
+use std::io::Write;
+use std::sync::Arc;
 
 use tracing_subscriber::EnvFilter;
+use tracing_subscriber::fmt::MakeWriter;
 
 /// Installs the global subscriber; logs go to stderr so that command output on stdout
 /// stays clean for scripts.
-pub fn init(default_level: &str) {
+pub fn init(default_level: &str, instance: &str) {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+    let json = std::env::var("LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let json = std::env::var("LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
+        .with_writer(InstanceLines::new(instance, json));
     // A second init (tests) keeps the first subscriber.
     let _ = if json {
         builder.json().try_init()
     } else {
         builder.try_init()
     };
+}
+
+/// Stderr, with the instance written into each log line: a leading
+/// `"pipeline_instance"` field in a JSON line, a `[name]` prefix in text.
+#[derive(Debug, Clone)]
+struct InstanceLines {
+    prefix: Arc<[u8]>,
+    json: bool,
+}
+
+impl InstanceLines {
+    fn new(instance: &str, json: bool) -> InstanceLines {
+        let prefix = if json {
+            let name = serde_json::to_string(instance).unwrap_or_else(|_| "\"\"".into());
+            format!("{{\"pipeline_instance\":{name},")
+        } else {
+            format!("[{instance}] ")
+        };
+        InstanceLines {
+            prefix: prefix.into_bytes().into(),
+            json,
+        }
+    }
+
+    /// `line` as written: the prefix in front (for JSON, in place of its `{`).
+    fn tag(&self, line: &[u8]) -> Vec<u8> {
+        let body = match (self.json, line.first()) {
+            (true, Some(b'{')) => &line[1..],
+            (true, _) => return line.to_vec(),
+            (false, _) => line,
+        };
+        let mut out = Vec::with_capacity(self.prefix.len() + body.len());
+        out.extend_from_slice(&self.prefix);
+        out.extend_from_slice(body);
+        out
+    }
+}
+
+/// One log event's writer: the formatter writes the whole line at once.
+#[derive(Debug)]
+struct TaggedStderr(InstanceLines);
+
+impl Write for TaggedStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        std::io::stderr().lock().write_all(&self.0.tag(buf))?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
+}
+
+impl<'a> MakeWriter<'a> for InstanceLines {
+    type Writer = TaggedStderr;
+
+    fn make_writer(&'a self) -> TaggedStderr {
+        TaggedStderr(self.clone())
+    }
 }
 
 /// Registers what every Prometheus exporter is expected to have: which build runs
@@ -43,4 +107,20 @@ pub fn register_process_metrics(registry: &prometheus::Registry) -> prometheus::
         prometheus::process_collector::ProcessCollector::for_self(),
     ))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn each_line_names_the_instance() {
+        let text = InstanceLines::new("east-1", false);
+        assert_eq!(text.tag(b"INFO running\n"), b"[east-1] INFO running\n");
+        let json = InstanceLines::new("east \"1\"", true);
+        let line = json.tag(b"{\"level\":\"INFO\"}\n");
+        let v: serde_json::Value = serde_json::from_slice(&line).unwrap();
+        assert_eq!(v["pipeline_instance"], "east \"1\"");
+        assert_eq!(v["level"], "INFO");
+    }
 }
