@@ -41,7 +41,7 @@ async fn the_command_line_client_prints_tables_and_json() {
     publish_all(&js, events).await;
     wait_until(WAIT, "stored", || async { app.event_count().await == 6 }).await;
     let config = app.config_path();
-    stdout(&cli(
+    let out = stdout(&cli(
         &config,
         &[
             "aggregate",
@@ -51,9 +51,38 @@ async fn the_command_line_client_prints_tables_and_json() {
             "2026-11-24",
             "--to",
             "2026-11-25",
+            "--json",
         ],
         &[],
     ));
+    // The same shape as analytics.admin.aggregate's reply.
+    let runs: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(runs["runs"].as_array().unwrap().len(), 7, "{runs}");
+    assert!(
+        runs["runs"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["job"].is_string()
+                && r["periodsRecomputed"].is_u64()
+                && r["rowsWritten"].is_u64()
+                && r["ms"].is_u64())
+    );
+    let cleanup: Value =
+        serde_json::from_str(&stdout(&cli(&config, &["cleanup", "--json"], &[]))).unwrap();
+    assert!(cleanup["deleted"].is_object(), "{cleanup}");
+    assert_eq!(cleanup["deleted"]["analytics_events"], 0, "{cleanup}");
+    if !app.on_postgres() {
+        let dir = tempfile::tempdir().unwrap();
+        let copy = dir.path().join("copy.db");
+        let out = stdout(&cli(
+            &config,
+            &["backup", copy.to_str().unwrap(), "--json"],
+            &[],
+        ));
+        let backup: Value = serde_json::from_str(&out).unwrap();
+        assert!(backup["bytes"].as_u64().unwrap() > 0, "{backup}");
+    }
 
     let out = stdout(&cli(
         &config,

@@ -140,13 +140,13 @@ async fn dead_letters_replay_stores_them_once_the_cause_is_fixed() {
     let retention = ("BUTLER_ANALYTICS__RETENTION__RAW_EVENTS", "36500");
     let out = cli(
         &app.config_path(),
-        &["dead-letters", "replay"],
+        &["dead-letters", "replay", "--json"],
         &[pigeon, retention],
     );
-    let said = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        said.contains("1 stored, 0 already stored, 0 still rejected"),
-        "{said}"
+    let said: Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(
+        said,
+        serde_json::json!({"stored": 1, "alreadyStored": 0, "stillRejected": 0})
     );
     let out = cli(
         &app.config_path(),

@@ -52,7 +52,11 @@ Buckets starting before the raw-event retention cutoff are left as they are."
     )]
     Aggregate(AggregateArgs),
     /// Delete what is past each table's retention now (the daily cleanup).
-    Cleanup,
+    Cleanup {
+        /// One JSON object (`{"deleted": {table: rows}}`) instead of lines.
+        #[arg(long)]
+        json: bool,
+    },
     /// How the pipeline stands, from the database (works with the pipeline stopped):
     /// each job's last and next run, queue and lease; dead letters by reason.
     Status {
@@ -70,6 +74,9 @@ retains them."
     Backup {
         /// The copy to write; it must not exist.
         file: PathBuf,
+        /// One JSON object (`{"file", "bytes", "ms"}`) instead of a line.
+        #[arg(long)]
+        json: bool,
     },
     /// Copy a SQLite deployment's database into an empty PostgreSQL database, table by
     /// table, and compare the counts.
@@ -223,6 +230,9 @@ pub struct AggregateArgs {
     /// the command exits with code 3.
     #[arg(long, value_name = "SECONDS", default_value_t = 60)]
     pub wait: u64,
+    /// One JSON object, as `analytics.admin.aggregate` answers, instead of lines.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `publish` options.
@@ -246,7 +256,7 @@ pub enum DeadLetterCommand {
     List(DeadLetterListArgs),
     /// Validate rejected messages again with the current config and store those that
     /// now pass (run it after fixing the cause, e.g. adding a channel).
-    Replay(DeadLetterSelection),
+    Replay(DeadLetterReplayArgs),
 }
 
 /// Which dead letters.
@@ -261,6 +271,17 @@ pub struct DeadLetterSelection {
     /// At most this many.
     #[arg(long)]
     pub limit: Option<u32>,
+}
+
+/// `dead-letters replay` options.
+#[derive(Debug, Clone, Args)]
+pub struct DeadLetterReplayArgs {
+    /// Which dead letters.
+    #[command(flatten)]
+    pub selection: DeadLetterSelection,
+    /// One JSON object (`{"stored", "alreadyStored", "stillRejected"}`) instead of a line.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `dead-letters list` options.

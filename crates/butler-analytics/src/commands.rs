@@ -47,7 +47,23 @@ pub async fn dispatch(command: Command, config: Config) -> anyhow::Result<()> {
                 _ => crate::aggregation::run_due(&aggregator, &jobs, wait).await,
             };
             storage.close().await;
-            for r in reports? {
+            let reports = reports?;
+            if args.json {
+                let runs: Vec<serde_json::Value> = reports
+                    .iter()
+                    .map(|r| {
+                        serde_json::json!({
+                            "job": r.job.name(),
+                            "periodsRecomputed": r.periods_recomputed,
+                            "rowsWritten": r.rows_written,
+                            "ms": r.ms,
+                        })
+                    })
+                    .collect();
+                println!("{}", serde_json::json!({ "runs": runs }));
+                return Ok(());
+            }
+            for r in reports {
                 println!(
                     "{:<28} {:>6} periods recomputed {:>8} rows written {:>7} ms",
                     r.job.name(),
@@ -58,13 +74,24 @@ pub async fn dispatch(command: Command, config: Config) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::Backup { file } => {
+        Command::Backup { file, json } => {
             let storage = app::open_storage(&config).await?;
             let started = std::time::Instant::now();
             let result = storage.backup_to(&file).await;
             storage.close().await;
             result.with_context(|| format!("backup to {}", file.display()))?;
             let bytes = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "file": file.display().to_string(),
+                        "bytes": bytes,
+                        "ms": started.elapsed().as_millis() as u64,
+                    })
+                );
+                return Ok(());
+            }
             println!(
                 "backup written to {} ({bytes} bytes, {} ms)",
                 file.display(),
@@ -72,7 +99,7 @@ pub async fn dispatch(command: Command, config: Config) -> anyhow::Result<()> {
             );
             Ok(())
         }
-        Command::Cleanup => {
+        Command::Cleanup { json } => {
             let storage = app::open_storage(&config).await?;
             let deleted = butler_aggregator::retention::apply(
                 &storage,
@@ -81,7 +108,16 @@ pub async fn dispatch(command: Command, config: Config) -> anyhow::Result<()> {
             )
             .await;
             storage.close().await;
-            for (table, n) in deleted? {
+            let deleted = deleted?;
+            if json {
+                let by_table: serde_json::Map<String, serde_json::Value> = deleted
+                    .iter()
+                    .map(|(table, n)| (table.to_string(), serde_json::Value::from(*n)))
+                    .collect();
+                println!("{}", serde_json::json!({ "deleted": by_table }));
+                return Ok(());
+            }
+            for (table, n) in deleted {
                 println!("{table:<32} {n:>10} rows deleted");
             }
             Ok(())
@@ -120,12 +156,23 @@ pub async fn dispatch(command: Command, config: Config) -> anyhow::Result<()> {
         Command::DeadLetters(DeadLetterCommand::List(args)) => {
             list_dead_letters(&config, &args).await
         }
-        Command::DeadLetters(DeadLetterCommand::Replay(selection)) => {
+        Command::DeadLetters(DeadLetterCommand::Replay(args)) => {
             let storage = app::open_storage(&config).await?;
-            let filter = filter(&selection, false)?;
+            let filter = filter(&args.selection, false)?;
             let outcome =
                 replay_dead_letters(&storage, &validation_rules(&config), &filter).await?;
             storage.close().await;
+            if args.json {
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "stored": outcome.stored,
+                        "alreadyStored": outcome.already_stored,
+                        "stillRejected": outcome.still_rejected,
+                    })
+                );
+                return Ok(());
+            }
             println!(
                 "replayed: {} stored, {} already stored, {} still rejected",
                 outcome.stored, outcome.already_stored, outcome.still_rejected
