@@ -13,10 +13,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
-use butler_events::EventTime;
 use butler_storage::Storage;
 use butler_storage::aggregation::{Lease, LeaseFence};
-use chrono::Utc;
 use tokio::task::JoinHandle;
 
 use crate::metrics::AggregatorMetrics;
@@ -47,11 +45,6 @@ pub fn holder_is_gone(holder: &str) -> bool {
         && !std::path::Path::new(&format!("/proc/{pid}")).exists()
 }
 
-fn at(offset: Duration) -> String {
-    let t = Utc::now() + chrono::Duration::from_std(offset).unwrap_or(chrono::Duration::zero());
-    EventTime::from_datetime(&t).to_string()
-}
-
 /// A lease this process holds, renewed in the background until released.
 pub(crate) struct JobLease {
     name: String,
@@ -80,13 +73,12 @@ impl JobLease {
         metrics: Option<&AggregatorMetrics>,
     ) -> Result<JobLease, AggregateError> {
         let name = format!("aggregate:{job}");
-        let now = at(Duration::ZERO);
-        let taken = match storage.acquire_lease(&name, holder, &now, &at(ttl)).await? {
+        let taken = match storage.acquire_lease(&name, holder, ttl).await? {
             Ok(()) => true,
             Err(other) if holder_is_gone(&other.holder) => {
                 tracing::info!(job, gone = %other.holder, "taking over the lease of a process that is gone");
                 storage
-                    .take_over_lease(&name, &other.holder, holder, &now, &at(ttl))
+                    .take_over_lease(&name, &other.holder, holder, ttl)
                     .await?
             }
             Err(other) => {
@@ -103,12 +95,7 @@ impl JobLease {
                 .await?
                 .into_iter()
                 .find(|l| l.name == name)
-                .unwrap_or(Lease {
-                    name: name.clone(),
-                    holder: String::new(),
-                    since: now.clone(),
-                    expires_at: now,
-                });
+                .unwrap_or_else(|| Lease::vacant(&name));
             return Err(AggregateError::Busy { job, lease });
         }
         if let Some(m) = metrics {
@@ -150,7 +137,7 @@ impl JobLease {
         LeaseFence {
             name: self.name.clone(),
             holder: self.holder.clone(),
-            expires_at: at(self.ttl),
+            ttl: self.ttl,
         }
     }
 
@@ -180,7 +167,7 @@ async fn renew(
     let mut renewed = Instant::now();
     loop {
         tokio::time::sleep(ttl / 3).await;
-        match storage.renew_lease(&name, &holder, &at(ttl)).await {
+        match storage.renew_lease(&name, &holder, ttl).await {
             Ok(true) => renewed = Instant::now(),
             Ok(false) => {
                 tracing::warn!(lease = %name, "the lease was taken over: the run stops");

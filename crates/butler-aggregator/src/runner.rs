@@ -92,6 +92,11 @@ fn pending(property: &str, b: &Bucket) -> PendingBucket {
 const WRITE_BUCKETS: usize = 500;
 const WRITE_ROWS: usize = 5_000;
 
+/// Buckets are queued this many per transaction, so that queueing a long backlog
+/// (months of dirty hours after a restore) never holds the write lock for longer
+/// than a lease renewal or an ingest commit can wait.
+const QUEUE_BUCKETS: usize = 2_000;
+
 /// How far before a range a bucket overlapping it can start (local zones differ from
 /// UTC by at most 14 hours).
 fn margin(granularity: Granularity) -> Duration {
@@ -253,9 +258,15 @@ impl Aggregator {
             }
         }
         let buckets: Vec<_> = buckets.into_iter().collect();
-        self.storage
-            .enqueue_buckets(job.name(), &buckets, Some(max_seq))
-            .await?;
+        // Queueing is idempotent: a run stopped between two chunks has not moved the
+        // cursor, and the next run queues the same buckets again.
+        let chunks: Vec<_> = buckets.chunks(QUEUE_BUCKETS).collect();
+        for (i, chunk) in chunks.iter().enumerate() {
+            let last = i + 1 == chunks.len();
+            self.storage
+                .enqueue_buckets(job.name(), chunk, last.then_some(max_seq))
+                .await?;
+        }
         Ok(())
     }
 

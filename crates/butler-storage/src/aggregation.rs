@@ -79,6 +79,20 @@ pub struct Lease {
     pub expires_at: String,
 }
 
+impl Lease {
+    /// A lease found free after all (given back between two statements): no holder,
+    /// lapsed now.
+    pub fn vacant(name: &str) -> Lease {
+        let now = butler_events::EventTime::from_datetime(&chrono::Utc::now()).to_string();
+        Lease {
+            name: name.to_owned(),
+            holder: String::new(),
+            since: now.clone(),
+            expires_at: now,
+        }
+    }
+}
+
 /// The lease a run writes under. Each of its writes renews the lease in the write's
 /// own transaction and is refused ([`StorageError::LeaseLost`]) once another process
 /// holds it, so a run that lost its job never writes beside the new holder, and a run
@@ -90,8 +104,8 @@ pub struct LeaseFence {
     pub name: String,
     /// This process, `host:pid`.
     pub holder: String,
-    /// The lease's new expiry.
-    pub expires_at: String,
+    /// How long the renewed lease lasts, from the moment the write holds the lock.
+    pub ttl: std::time::Duration,
 }
 
 /// A job's state, for status replies.
@@ -251,9 +265,13 @@ impl Storage {
         dispatch!(self.job_statuses())
     }
 
-    /// Takes the lease `name` for `holder` until `expires_at`, when it is free, expired
-    /// at `now`, or already `holder`'s (whose `since` then stays). When another holder
-    /// has it, that holder.
+    /// Takes the lease `name` for `holder` for `ttl`, when it is free, expired, or
+    /// already `holder`'s (whose `since` then stays). When another holder has it, that
+    /// holder.
+    ///
+    /// Every lease time is read from the database's clock when the statement holds its
+    /// lock: one clock for all instances, and a statement kept waiting for the lock
+    /// never writes an expiry that is already past.
     ///
     /// # Errors
     /// Any database error.
@@ -261,10 +279,9 @@ impl Storage {
         &self,
         name: &str,
         holder: &str,
-        now: &str,
-        expires_at: &str,
+        ttl: std::time::Duration,
     ) -> Result<Result<(), Lease>, StorageError> {
-        dispatch!(self.acquire_lease(name, holder, now, expires_at))
+        dispatch!(self.acquire_lease(name, holder, ttl))
     }
 
     /// Takes the lease `name` from `from` (a holder found gone) for `holder`, only if
@@ -277,13 +294,12 @@ impl Storage {
         name: &str,
         from: &str,
         holder: &str,
-        now: &str,
-        expires_at: &str,
+        ttl: std::time::Duration,
     ) -> Result<bool, StorageError> {
-        dispatch!(self.take_over_lease(name, from, holder, now, expires_at))
+        dispatch!(self.take_over_lease(name, from, holder, ttl))
     }
 
-    /// Moves the expiry of `holder`'s lease `name` to `expires_at`; `false` when
+    /// Moves the expiry of `holder`'s lease `name` to `ttl` from now; `false` when
     /// `holder` no longer holds it (another process took it over).
     ///
     /// # Errors
@@ -292,9 +308,9 @@ impl Storage {
         &self,
         name: &str,
         holder: &str,
-        expires_at: &str,
+        ttl: std::time::Duration,
     ) -> Result<bool, StorageError> {
-        dispatch!(self.renew_lease(name, holder, expires_at))
+        dispatch!(self.renew_lease(name, holder, ttl))
     }
 
     /// Gives the lease back.

@@ -42,10 +42,10 @@ async fn two_processes_never_run_the_same_job_at_once() {
     let lease = "aggregate:hourly_message_counts";
     // Another host's process: it cannot be checked, so only its expiry frees it.
     let other = "host-a.elsewhere:1";
-    let later = ts(now + Duration::minutes(30));
+    let half_hour = std::time::Duration::from_secs(1800);
     assert!(
         first
-            .acquire_lease(lease, other, &ts(now), &later)
+            .acquire_lease(lease, other, half_hour)
             .await
             .unwrap()
             .is_ok()
@@ -60,7 +60,11 @@ async fn two_processes_never_run_the_same_job_at_once() {
         AggregateError::Busy { job, lease } => {
             assert_eq!(*job, "hourly_message_counts");
             assert_eq!(lease.holder, other);
-            assert_eq!(lease.expires_at, later);
+            assert!(
+                lease.expires_at >= ts(now + Duration::minutes(29)),
+                "{lease:?}"
+            );
+            assert_eq!(lease, &first.leases().await.unwrap()[0]);
         }
         other => panic!("{other}"),
     }
@@ -79,10 +83,9 @@ async fn two_processes_never_run_the_same_job_at_once() {
     );
 
     // A lease left by a process of another host is taken over once it expires.
-    let expired = ts(now - Duration::seconds(1));
     assert!(
         first
-            .acquire_lease(lease, other, &ts(now - Duration::hours(1)), &expired)
+            .acquire_lease(lease, other, std::time::Duration::ZERO)
             .await
             .unwrap()
             .is_ok()
@@ -101,7 +104,7 @@ async fn two_processes_never_run_the_same_job_at_once() {
     );
     assert!(
         first
-            .acquire_lease(lease, &gone, &ts(now), &later)
+            .acquire_lease(lease, &gone, half_hour)
             .await
             .unwrap()
             .is_ok()
@@ -191,7 +194,7 @@ async fn writes_under_a_lease_taken_over_are_refused() {
     .unwrap();
     let before = storage.leases().await.unwrap()[0].expires_at.clone();
     let mut fence = lease.fence();
-    fence.expires_at = "2099-01-01T00:00:00.000Z".into();
+    fence.ttl = std::time::Duration::from_secs(3600);
     storage
         .replace_buckets(job.name(), &write, now, Some(&fence))
         .await
@@ -216,8 +219,7 @@ async fn writes_under_a_lease_taken_over_are_refused() {
             &fence.name,
             holder,
             "host-b.elsewhere:2",
-            now,
-            "2099-01-01T00:00:00.000Z",
+            std::time::Duration::from_secs(3600),
         )
         .await
         .unwrap();
@@ -361,4 +363,46 @@ async fn a_run_of_more_buckets_than_one_write_holds_writes_every_bucket() {
         hourly.watermark.as_deref(),
         Some(ts(start + Duration::hours(hours)).as_str())
     );
+}
+
+/// A renewal kept waiting for SQLite's write lock longer than the lease lasts still
+/// leaves a live lease: its expiry is taken once the statement holds the lock, not
+/// when it was asked for.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_renewal_kept_waiting_for_the_lock_leaves_a_live_lease() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("a.db");
+    let storage = Storage::open(&StorageOptions::new(&path)).await.unwrap();
+    let lease = "aggregate:hourly_message_counts";
+    let holder = "host-a.elsewhere:1";
+    let ttl = std::time::Duration::from_millis(500);
+    assert!(
+        storage
+            .acquire_lease(lease, holder, ttl)
+            .await
+            .unwrap()
+            .is_ok()
+    );
+    // Another writer holds the lock for four lease periods.
+    let mut other = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!(
+        "sqlite://{}",
+        path.display()
+    ))
+    .await
+    .unwrap();
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut other)
+        .await
+        .unwrap();
+    let renewal = tokio::spawn({
+        let storage = storage.clone();
+        async move { storage.renew_lease(lease, holder, ttl).await }
+    });
+    tokio::time::sleep(4 * ttl).await;
+    assert!(!renewal.is_finished(), "the renewal waits for the lock");
+    sqlx::query("COMMIT").execute(&mut other).await.unwrap();
+    assert!(renewal.await.unwrap().unwrap(), "still this holder's");
+    let expires = storage.leases().await.unwrap()[0].expires_at.clone();
+    let now = ts(Utc::now());
+    assert!(expires > now, "expires at {expires}, now is {now}");
 }

@@ -1,6 +1,7 @@
 //! The aggregator's reads and writes on PostgreSQL.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use butler_events::calendar::hour_key;
 use butler_events::{EventType, Granularity};
@@ -222,7 +223,7 @@ impl PgDb {
         let now = instant(now)?;
         let mut tx = self.pool.begin().await?;
         if let Some(fence) = fence
-            && !renew(&mut *tx, &fence.name, &fence.holder, &fence.expires_at).await?
+            && !renew(&mut *tx, &fence.name, &fence.holder, fence.ttl).await?
         {
             return Err(StorageError::LeaseLost(fence.name.clone()));
         }
@@ -361,32 +362,26 @@ impl PgDb {
         &self,
         name: &str,
         holder: &str,
-        now: &str,
-        expires_at: &str,
+        ttl: Duration,
     ) -> Result<Result<(), Lease>, StorageError> {
-        let done = sqlx::query(
-            "INSERT INTO agg_job_leases (job, holder, expires_at, since) VALUES ($1, $2, $4, $3) \
+        let done = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO agg_job_leases (job, holder, expires_at, since) \
+             VALUES ($1, $2, {LATER}, clock_timestamp()) \
              ON CONFLICT (job) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at, \
              since = CASE WHEN agg_job_leases.holder = excluded.holder THEN agg_job_leases.since \
                           ELSE excluded.since END \
-             WHERE agg_job_leases.holder = $2 OR agg_job_leases.expires_at <= $3",
-        )
+             WHERE agg_job_leases.holder = $2 OR agg_job_leases.expires_at <= clock_timestamp()"
+        )))
         .bind(name)
         .bind(holder)
-        .bind(instant(now)?)
-        .bind(instant(expires_at)?)
+        .bind(millis(ttl))
         .execute(&self.pool)
         .await?;
         if done.rows_affected() == 1 {
             return Ok(Ok(()));
         }
         let held = self.leases().await?.into_iter().find(|l| l.name == name);
-        Ok(Err(held.unwrap_or(Lease {
-            name: name.to_owned(),
-            holder: String::new(),
-            since: now.to_owned(),
-            expires_at: now.to_owned(),
-        })))
+        Ok(Err(held.unwrap_or_else(|| Lease::vacant(name))))
     }
 
     pub(crate) async fn take_over_lease(
@@ -394,18 +389,16 @@ impl PgDb {
         name: &str,
         from: &str,
         holder: &str,
-        now: &str,
-        expires_at: &str,
+        ttl: Duration,
     ) -> Result<bool, StorageError> {
-        let done = sqlx::query(
-            "UPDATE agg_job_leases SET holder = $3, since = $4, expires_at = $5 \
-             WHERE job = $1 AND holder = $2",
-        )
+        let done = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE agg_job_leases SET holder = $4, since = clock_timestamp(), expires_at = {LATER} \
+             WHERE job = $1 AND holder = $2"
+        )))
         .bind(name)
         .bind(from)
+        .bind(millis(ttl))
         .bind(holder)
-        .bind(instant(now)?)
-        .bind(instant(expires_at)?)
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
@@ -415,9 +408,9 @@ impl PgDb {
         &self,
         name: &str,
         holder: &str,
-        expires_at: &str,
+        ttl: Duration,
     ) -> Result<bool, StorageError> {
-        renew(&self.pool, name, holder, expires_at).await
+        renew(&self.pool, name, holder, ttl).await
     }
 
     pub(crate) async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StorageError> {
@@ -479,19 +472,29 @@ async fn dequeue(
     Ok(())
 }
 
-/// Moves `name`'s expiry to `expires_at` if `holder` still holds it.
+/// `$3` milliseconds from now by the server's clock, read when the statement runs
+/// (`now()` would be its transaction's start).
+const LATER: &str = "clock_timestamp() + $3 * interval '1 millisecond'";
+
+/// `ttl` in whole milliseconds, the unit of [`LATER`].
+fn millis(ttl: Duration) -> i64 {
+    i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// Moves `name`'s expiry to `ttl` from now if `holder` still holds it.
 async fn renew<'e>(
     db: impl sqlx::Executor<'e, Database = sqlx::Postgres>,
     name: &str,
     holder: &str,
-    expires_at: &str,
+    ttl: Duration,
 ) -> Result<bool, StorageError> {
-    let done =
-        sqlx::query("UPDATE agg_job_leases SET expires_at = $3 WHERE job = $1 AND holder = $2")
-            .bind(name)
-            .bind(holder)
-            .bind(instant(expires_at)?)
-            .execute(db)
-            .await?;
+    let done = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE agg_job_leases SET expires_at = {LATER} WHERE job = $1 AND holder = $2"
+    )))
+    .bind(name)
+    .bind(holder)
+    .bind(millis(ttl))
+    .execute(db)
+    .await?;
     Ok(done.rows_affected() == 1)
 }

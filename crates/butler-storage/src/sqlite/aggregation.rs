@@ -1,6 +1,7 @@
 //! The aggregator's reads and writes on SQLite.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use butler_events::{EventType, Granularity};
 use chrono::{DateTime, Utc};
@@ -187,7 +188,7 @@ impl SqliteDb {
         }
         let mut tx = self.sql_writer.begin_with("BEGIN IMMEDIATE").await?;
         if let Some(fence) = fence
-            && !renew(&mut *tx, &fence.name, &fence.holder, &fence.expires_at).await?
+            && !renew(&mut *tx, &fence.name, &fence.holder, fence.ttl).await?
         {
             return Err(StorageError::LeaseLost(fence.name.clone()));
         }
@@ -316,20 +317,19 @@ impl SqliteDb {
         &self,
         name: &str,
         holder: &str,
-        now: &str,
-        expires_at: &str,
+        ttl: Duration,
     ) -> Result<Result<(), Lease>, StorageError> {
-        let done = sqlx::query(
-            "INSERT INTO agg_job_leases (job, holder, expires_at, since) VALUES (?1, ?2, ?4, ?3) \
+        let done = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "INSERT INTO agg_job_leases (job, holder, expires_at, since) \
+             VALUES (?1, ?2, {LATER}, {NOW}) \
              ON CONFLICT (job) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at, \
              since = CASE WHEN agg_job_leases.holder = excluded.holder THEN agg_job_leases.since \
                           ELSE excluded.since END \
-             WHERE agg_job_leases.holder = ?2 OR agg_job_leases.expires_at <= ?3",
-        )
+             WHERE agg_job_leases.holder = ?2 OR agg_job_leases.expires_at <= {NOW}"
+        )))
         .bind(name)
         .bind(holder)
-        .bind(now)
-        .bind(expires_at)
+        .bind(seconds(ttl))
         .execute(&self.lease_writer)
         .await?;
         if done.rows_affected() == 1 {
@@ -337,12 +337,7 @@ impl SqliteDb {
         }
         let held = self.leases().await?.into_iter().find(|l| l.name == name);
         // Gone between the two statements: it is free now; the caller tries again.
-        Ok(Err(held.unwrap_or(Lease {
-            name: name.to_owned(),
-            holder: String::new(),
-            since: now.to_owned(),
-            expires_at: now.to_owned(),
-        })))
+        Ok(Err(held.unwrap_or_else(|| Lease::vacant(name))))
     }
 
     pub(crate) async fn take_over_lease(
@@ -350,18 +345,16 @@ impl SqliteDb {
         name: &str,
         from: &str,
         holder: &str,
-        now: &str,
-        expires_at: &str,
+        ttl: Duration,
     ) -> Result<bool, StorageError> {
-        let done = sqlx::query(
-            "UPDATE agg_job_leases SET holder = ?3, since = ?4, expires_at = ?5 \
-             WHERE job = ?1 AND holder = ?2",
-        )
+        let done = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "UPDATE agg_job_leases SET holder = ?4, since = {NOW}, expires_at = {LATER} \
+             WHERE job = ?1 AND holder = ?2"
+        )))
         .bind(name)
         .bind(from)
+        .bind(seconds(ttl))
         .bind(holder)
-        .bind(now)
-        .bind(expires_at)
         .execute(&self.lease_writer)
         .await?;
         Ok(done.rows_affected() == 1)
@@ -371,9 +364,9 @@ impl SqliteDb {
         &self,
         name: &str,
         holder: &str,
-        expires_at: &str,
+        ttl: Duration,
     ) -> Result<bool, StorageError> {
-        renew(&self.lease_writer, name, holder, expires_at).await
+        renew(&self.lease_writer, name, holder, ttl).await
     }
 
     pub(crate) async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StorageError> {
@@ -446,19 +439,32 @@ fn insert_statement(table: &crate::tables::AggTable) -> String {
     )
 }
 
-/// Moves `name`'s expiry to `expires_at` if `holder` still holds it.
+/// Now, from SQLite's clock when the statement runs (it holds the write lock by then),
+/// in the stored form of a time.
+const NOW: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now')";
+
+/// `?3`, a modifier such as `+30.000 seconds` ([`seconds`]), from now.
+const LATER: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?3)";
+
+/// `ttl` as a date-function modifier.
+fn seconds(ttl: Duration) -> String {
+    format!("+{:.3} seconds", ttl.as_secs_f64())
+}
+
+/// Moves `name`'s expiry to `ttl` from now if `holder` still holds it.
 async fn renew<'e>(
     db: impl sqlx::Executor<'e, Database = sqlx::Sqlite>,
     name: &str,
     holder: &str,
-    expires_at: &str,
+    ttl: Duration,
 ) -> Result<bool, StorageError> {
-    let done =
-        sqlx::query("UPDATE agg_job_leases SET expires_at = ?3 WHERE job = ?1 AND holder = ?2")
-            .bind(name)
-            .bind(holder)
-            .bind(expires_at)
-            .execute(db)
-            .await?;
+    let done = sqlx::query(sqlx::AssertSqlSafe(format!(
+        "UPDATE agg_job_leases SET expires_at = {LATER} WHERE job = ?1 AND holder = ?2"
+    )))
+    .bind(name)
+    .bind(holder)
+    .bind(seconds(ttl))
+    .execute(db)
+    .await?;
     Ok(done.rows_affected() == 1)
 }
