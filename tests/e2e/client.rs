@@ -377,3 +377,113 @@ fn completions_are_scripts_the_shells_accept() {
         }
     }
 }
+
+/// Reports whose fire times passed while no pipeline ran are made up at the next
+/// start, each period once and announced once; a restart with nothing missed makes
+/// none.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scheduled_reports_missed_while_down_are_made_up_once() {
+    use chrono::{Days, Timelike, Utc};
+    use futures_util::FutureExt;
+
+    let nats = NatsServer::start();
+    let reports = tempfile::tempdir().unwrap();
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let mut announcements = client
+        .subscribe("analytics.reports.generated")
+        .await
+        .unwrap();
+    // Fire times half a day away from now: which of them have passed cannot change
+    // while the test runs.
+    let now = Utc::now();
+    let hour = (now.hour() + 12) % 24;
+    let mut app = App::start(
+        &nats.url(),
+        &format!(
+            "retention:\n  raw_events: 36500\nreports:\n  storage: {}\n  schedule: [{{type: daily, cron: '0 {hour} * * *'}}]\n",
+            reports.path().display()
+        ),
+    );
+    let today = now.date_naive();
+    let events: Vec<(String, Vec<u8>)> = (1..=6u64)
+        .map(|k| {
+            let day = today - Days::new(k);
+            let body = json!({"id": format!("m{k}"), "propertyId": "p_missed",
+                              "timestamp": format!("{day}T12:00:00Z")});
+            (
+                "butler.events.conversation.started".to_owned(),
+                serde_json::to_vec(&body).unwrap(),
+            )
+        })
+        .collect();
+    publish_all(&nats.jetstream().await, events).await;
+    wait_until(WAIT, "stored", || async { app.event_count().await == 6 }).await;
+    let db = app.db().await;
+    wait_until(WAIT, "the schedule's first start recorded", || async {
+        db.count("SELECT count(*) FROM report_schedule_fires").await == 1
+    })
+    .await;
+    assert!(app.terminate().success());
+
+    // As if the pipeline had stopped four days ago, a minute before that day's fire.
+    let day = today - Days::new(4);
+    let last = day.and_hms_opt(hour, 0, 0).unwrap().and_utc() - chrono::Duration::minutes(1);
+    db.execute(&format!(
+        "UPDATE report_schedule_fires SET last_fire = '{}'",
+        last.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+    ))
+    .await;
+    let mut fires: Vec<_> = (1..=4u64).map(|k| today - Days::new(k)).collect();
+    if now.hour() >= hour {
+        fires.push(today);
+    }
+    let mut expected: Vec<String> = fires
+        .iter()
+        .map(|d| (*d - Days::new(1)).to_string())
+        .collect();
+    expected.sort();
+    app.restart();
+    let mut made_up = Vec::new();
+    tokio::time::timeout(WAIT, async {
+        while made_up.len() < expected.len() {
+            let msg = announcements.next().await.unwrap();
+            let note: Value = serde_json::from_slice(&msg.payload).unwrap();
+            if note["propertyId"] == "p_missed" {
+                assert_eq!(note["madeUp"], true, "{note}");
+                assert_eq!(note["files"].as_array().map(Vec::len), Some(2), "{note}");
+                made_up.push(note["period"]["start"].as_str().unwrap().to_owned());
+            }
+        }
+    })
+    .await
+    .unwrap_or_else(|_| panic!("made up {made_up:?} of {expected:?}:\n{}", app.log()));
+    made_up.sort();
+    assert_eq!(made_up, expected, "each missed period once");
+    for start in &expected {
+        let start: chrono::NaiveDate = start.parse().unwrap();
+        let file = reports
+            .path()
+            .join("p_missed")
+            .join(format!("daily_{start}_{}.json", start + Days::new(1)));
+        let report: Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+        assert_eq!(report["sections"]["summary"]["totalConversations"], 1);
+    }
+
+    // Nothing missed since: a restart makes up nothing.
+    assert!(app.terminate().success());
+    app.restart();
+    let checked = tokio::time::timeout(WAIT, async {
+        while !app.log().contains("no scheduled report missed") {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(checked.is_ok(), "{}", app.log());
+    // Announcements sent before this reply arrive before it, on this connection.
+    crate::helpers::request(&client, "analytics.admin.status", "{}").await;
+    assert!(
+        announcements.next().now_or_never().is_none(),
+        "nothing announced again"
+    );
+    db.close().await;
+}

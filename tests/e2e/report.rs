@@ -7,7 +7,7 @@ use bytes::Bytes;
 use serde_json::{Value, json};
 
 use crate::aggregation::{config, dataset, publish_dataset};
-use crate::helpers::{App, NatsServer, error_code, request, wait_until};
+use crate::helpers::{App, NatsServer, cli, error_code, request, wait_until};
 
 const WAIT: Duration = Duration::from_secs(60);
 
@@ -263,14 +263,23 @@ async fn bad_report_requests_get_a_400_and_no_file_escapes_the_report_folder() {
     );
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_report_larger_than_the_max_payload_is_not_lost_the_reply_says_where_it_is() {
+/// A server whose messages may hold 2 KiB, a pipeline with `reports_config` under
+/// `reports:` (besides its folder), 800 events aggregated, and the monthly report of
+/// p_utc asked for: larger than a message.
+struct LargeReport {
+    nats: NatsServer,
+    reports: tempfile::TempDir,
+    app: App,
+    reply: async_nats::Message,
+}
+
+async fn large_report(reports_config: &str) -> LargeReport {
     let nats = NatsServer::start_with(Some("max_payload: 2048\n"));
     let reports = tempfile::tempdir().unwrap();
     let app = App::start(
         &nats.url(),
         &format!(
-            "{}reports:\n  storage: {}\n",
+            "{}reports:\n  storage: {}\n{reports_config}",
             config(),
             reports.path().display()
         ),
@@ -295,11 +304,23 @@ async fn a_report_larger_than_the_max_payload_is_not_lost_the_reply_says_where_i
     let reply = ask(
         &client,
         json!({"type": "monthly", "propertyId": "p_utc",
-                                    "dateRange": {"start": "2026-10-01", "end": "2026-12-01"}}),
+               "dateRange": {"start": "2026-10-01", "end": "2026-12-01"}}),
     )
     .await;
     assert_eq!(error_code(&reply), None);
-    let note: Value = serde_json::from_slice(&reply.payload).unwrap();
+    LargeReport {
+        nats,
+        reports,
+        app,
+        reply,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_larger_than_the_max_payload_is_not_lost_the_reply_says_where_it_is() {
+    // The folder and the pipeline stay until the end of the test.
+    let large = large_report("").await;
+    let note: Value = serde_json::from_slice(&large.reply.payload).unwrap();
     let file = note["file"]
         .as_str()
         .unwrap_or_else(|| panic!("the reply names the file: {note}"));
@@ -310,5 +331,94 @@ async fn a_report_larger_than_the_max_payload_is_not_lost_the_reply_says_where_i
         report["sections"]["staffPerformance"]
             .as_object()
             .is_some_and(|s| !s.is_empty())
+    );
+}
+
+/// With `reports.object_store`, a report larger than the server's max payload is
+/// answered with its object, which a client on another connection fetches whole; the
+/// command line fetches it by itself, and `report --fetch` prints it by name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_larger_than_the_max_payload_is_fetched_from_the_object_store() {
+    let LargeReport {
+        nats,
+        reports,
+        app,
+        reply,
+    } = large_report("  object_store: butler_reports\n").await;
+    let note: Value = serde_json::from_slice(&reply.payload).unwrap();
+    let object = &note["objectStore"];
+    let name = "p_utc/monthly_2026-10-01_2026-12-01.json";
+    assert_eq!(object["bucket"], "butler_reports", "{note}");
+    assert_eq!(object["name"], name, "{note}");
+    let file = std::fs::read(reports.path().join(name)).unwrap();
+    assert!(file.len() > 2048, "larger than a message: {}", file.len());
+    assert_eq!(object["size"].as_u64(), Some(file.len() as u64), "{note}");
+    assert!(
+        object["digest"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("SHA-256=")),
+        "{note}"
+    );
+
+    // Another client, as on another host: the object store checks the digest as the
+    // last chunk arrives.
+    let other = async_nats::jetstream::new(async_nats::connect(nats.url()).await.unwrap());
+    let store = other.get_object_store("butler_reports").await.unwrap();
+    let info = store.info(name).await.unwrap();
+    assert_eq!(info.digest.as_deref(), object["digest"].as_str());
+    let mut fetched = Vec::new();
+    tokio::io::AsyncReadExt::read_to_end(&mut store.get(name).await.unwrap(), &mut fetched)
+        .await
+        .unwrap();
+    assert!(fetched == file, "the object is the file");
+
+    // The command line follows the reply to the object, and fetches one by name.
+    let out = cli(
+        &app.config_path(),
+        &[
+            "report",
+            "--type",
+            "monthly",
+            "--property",
+            "p_utc",
+            "--from",
+            "2026-10-01",
+            "--to",
+            "2026-12-01",
+            "--format",
+            "json",
+        ],
+        &[],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let printed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let written: Value = serde_json::from_slice(&file).unwrap();
+    assert_eq!(printed["sections"], written["sections"]);
+    // That request wrote the report again, file and object alike.
+    let file = std::fs::read(reports.path().join(name)).unwrap();
+    let out = cli(&app.config_path(), &["report", "--fetch", name], &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        out.stdout == file,
+        "`report --fetch` prints the object as it is"
+    );
+    let out = cli(
+        &app.config_path(),
+        &["report", "--fetch", "p_utc/none.json"],
+        &[],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("p_utc/none.json") && err.contains("butler_reports"),
+        "{err}"
     );
 }

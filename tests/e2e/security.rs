@@ -125,9 +125,13 @@ async fn answered(client: &async_nats::Client, subject: &str, body: &'static str
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn each_party_is_allowed_its_part_and_refused_the_rest() {
     let nats = NatsServer::start_with(Some(&permissions_conf("pw-analytics-7")));
+    let reports = tempfile::tempdir().unwrap();
     let app = App::start(
         &nats.url(),
-        "nats:\n  user: analytics\n  password: pw-analytics-7\n",
+        &format!(
+            "nats:\n  user: analytics\n  password: pw-analytics-7\nreports:\n  storage: {}\n  object_store: butler_reports\n",
+            reports.path().display()
+        ),
     );
 
     let (producer, mut producer_errors) = party(&nats.url(), "producer").await;
@@ -176,11 +180,42 @@ async fn each_party_is_allowed_its_part_and_refused_the_rest() {
     let status = answered(&operator, "analytics.admin.status", "{}").await;
     assert!(String::from_utf8_lossy(&status).contains("jobs"));
     answered(&operator, "analytics.query.metrics", "{}").await;
+    // A report the pipeline put in the object store, read back by the operator.
+    let report = answered(
+        &operator,
+        "analytics.query.report",
+        r#"{"type":"daily","propertyId":"prop_test","dateRange":{"start":"2026-11-01","end":"2026-11-02"}}"#,
+    )
+    .await;
+    let store = async_nats::jetstream::new(operator.clone())
+        .get_object_store("butler_reports")
+        .await
+        .unwrap();
+    let mut object = Vec::new();
+    tokio::io::AsyncReadExt::read_to_end(
+        &mut store
+            .get("prop_test/daily_2026-11-01_2026-11-02.json")
+            .await
+            .unwrap(),
+        &mut object,
+    )
+    .await
+    .unwrap();
+    assert_eq!(object, report);
     operator
         .publish("butler.events.message.received", Bytes::from_static(b"{}"))
         .await
         .unwrap();
     refused_to(&mut operator_errors, "butler.events.message.received").await;
+    // Reports are the operator's to read, not a dashboard's.
+    reader
+        .publish(
+            "$JS.API.STREAM.INFO.OBJ_butler_reports",
+            Bytes::from_static(b""),
+        )
+        .await
+        .unwrap();
+    refused_to(&mut reader_errors, "$JS.API.STREAM.INFO.OBJ_butler_reports").await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -259,8 +259,11 @@ impl AggregationControl for AdminControl {
     }
 }
 
-/// Report settings from config.
-pub fn report_settings(config: &Config) -> butler_query::report::ReportSettings {
+/// Report settings from config, with `reports.object_store` opened.
+pub fn report_settings(
+    config: &Config,
+    objects: Option<butler_query::objects::ReportObjects>,
+) -> butler_query::report::ReportSettings {
     butler_query::report::ReportSettings {
         enabled: config.reports.enabled,
         formats: config
@@ -273,7 +276,32 @@ pub fn report_settings(config: &Config) -> butler_query::report::ReportSettings 
             })
             .collect(),
         storage: config.reports.storage.clone(),
+        objects,
     }
+}
+
+/// The bucket of `reports.object_store`, opened (created when absent), or `None` when
+/// unset.
+///
+/// # Errors
+/// The key and what the server said, when it neither has nor creates the bucket.
+pub async fn report_objects(
+    config: &Config,
+    nats: &async_nats::Client,
+) -> anyhow::Result<Option<butler_query::objects::ReportObjects>> {
+    let Some(bucket) = &config.reports.object_store else {
+        return Ok(None);
+    };
+    let js = async_nats::jetstream::new(nats.clone());
+    let objects = butler_query::objects::ReportObjects::open(
+        &js,
+        bucket,
+        config.nats.stream_replicas,
+        nats.server_info().max_payload,
+    )
+    .await
+    .context("config key `reports.object_store`")?;
+    Ok(Some(objects))
 }
 
 /// The report schedules of `reports.schedule`, checked.

@@ -128,6 +128,11 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let aggregator_metrics = butler_aggregator::AggregatorMetrics::register(&registry)?;
     let aggregator = crate::aggregation::aggregator(storage.clone(), &config)
         .with_metrics(aggregator_metrics.clone());
+    let report_objects = if config.service.query && config.reports.enabled {
+        crate::aggregation::report_objects(&config, &nats).await?
+    } else {
+        None
+    };
     let query = if config.service.query {
         let context = butler_query::service::ServiceContext {
             storage: storage.clone(),
@@ -144,7 +149,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
                     .enabled
                     .then(|| std::time::Duration::from_millis(config.cache.ttl_ms)),
             ),
-            reports: crate::aggregation::report_settings(&config),
+            reports: crate::aggregation::report_settings(&config, report_objects.clone()),
             client: nats.clone(),
         };
         Some(tasks.spawn(butler_query::service::run(
@@ -158,7 +163,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     if config.service.query && config.reports.enabled && !report_schedules.is_empty() {
         let reports = butler_query::scheduled::ScheduledReports {
             storage: storage.clone(),
-            settings: crate::aggregation::report_settings(&config),
+            settings: crate::aggregation::report_settings(&config, report_objects.clone()),
             zones: config.zones(),
             client: nats.clone(),
         };

@@ -191,14 +191,19 @@ pub struct ReportArgs {
     #[arg(long = "type", default_value = "daily", value_parser = one_of(ReportType::ALL.map(ReportType::as_str)))]
     pub report_type: String,
     /// The property.
-    #[arg(long)]
-    pub property: String,
+    #[arg(long, required_unless_present = "fetch")]
+    pub property: Option<String>,
     /// First local day (YYYY-MM-DD).
-    #[arg(long)]
-    pub from: String,
+    #[arg(long, required_unless_present = "fetch")]
+    pub from: Option<String>,
     /// First local day not included.
-    #[arg(long)]
-    pub to: String,
+    #[arg(long, required_unless_present = "fetch")]
+    pub to: Option<String>,
+    /// Instead of asking for a report: print the object of that name from
+    /// `reports.object_store` as it is, e.g. one that `analytics.reports.generated`
+    /// announced (`<propertyId>/<type>_<start>_<end>.<format>`).
+    #[arg(long, value_name = "NAME", conflicts_with_all = ["property", "from", "to", "sections", "json", "format"])]
+    pub fetch: Option<String>,
     /// Only this section (repeatable); all seven by default.
     #[arg(long = "section", value_parser = one_of(Section::ALL.map(Section::as_str)))]
     pub sections: Vec<String>,

@@ -37,6 +37,13 @@ async fn request(
     Ok(reply)
 }
 
+/// Reads an object from `bucket`, over a connection of its own.
+async fn fetch_object(config: &Config, bucket: &str, name: &str) -> anyhow::Result<Vec<u8>> {
+    let client = crate::nats::connect(&config.nats, "butler-analytics client").await?;
+    let js = async_nats::jetstream::new(client);
+    Ok(butler_query::objects::fetch(&js, bucket, name).await?)
+}
+
 fn parse(reply: &async_nats::Message) -> anyhow::Result<Value> {
     serde_json::from_slice(&reply.payload).context("the reply is not JSON")
 }
@@ -237,42 +244,74 @@ pub async fn metrics(config: &Config, json: bool) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `report`.
+/// `report`: asks the query service for a report and prints it; a report larger than
+/// a message is fetched from the object store the reply names. With `--fetch`, prints
+/// an object of `reports.object_store` as it is, without asking for a report.
 ///
 /// # Errors
-/// No service, or an error reply.
+/// No answer, an error reply, or an object that cannot be read.
 pub async fn report(config: &Config, args: &ReportArgs) -> anyhow::Result<()> {
+    if let Some(name) = &args.fetch {
+        let Some(bucket) = &config.reports.object_store else {
+            bail!(
+                "config key `reports.object_store` is not set: there is no bucket to fetch {name} from"
+            );
+        };
+        let body = fetch_object(config, bucket, name).await?;
+        std::io::Write::write_all(&mut std::io::stdout(), &body)?;
+        return Ok(());
+    }
+    let (property, from, to) = (
+        args.property.as_deref().unwrap_or_default(),
+        args.from.as_deref().unwrap_or_default(),
+        args.to.as_deref().unwrap_or_default(),
+    );
     let format = if args.json {
         "json"
     } else {
         args.format.as_deref().unwrap_or("csv")
     };
     let body = json!({
-        "type": args.report_type, "propertyId": args.property,
-        "dateRange": { "start": args.from, "end": args.to },
+        "type": args.report_type, "propertyId": property,
+        "dateRange": { "start": from, "end": to },
         "sections": args.sections, "format": format,
     });
     let reply = request(config, "analytics.query.report", body).await?;
-    if let Ok(note) = serde_json::from_slice::<Value>(&reply.payload)
-        && let Some(file) = note.get("file").and_then(Value::as_str)
+    let note = serde_json::from_slice::<Value>(&reply.payload).ok();
+    let stored = note.as_ref().and_then(|n| n.get("objectStore"));
+    let payload = match stored {
+        Some(object) => {
+            let (Some(bucket), Some(name)) = (object["bucket"].as_str(), object["name"].as_str())
+            else {
+                bail!("the reply names no object: {object}");
+            };
+            Bytes::from(fetch_object(config, bucket, name).await?)
+        }
+        None => reply.payload.clone(),
+    };
+    if let Some(file) = note
+        .as_ref()
+        .and_then(|n| n.get("file"))
+        .and_then(Value::as_str)
     {
         println!(
             "{}\nfile: {file}",
-            note["message"]
-                .as_str()
+            note.as_ref()
+                .and_then(|n| n["message"].as_str())
                 .unwrap_or("the report is in a file")
         );
         return Ok(());
     }
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&parse(&reply)?)?);
+        let report: Value = serde_json::from_slice(&payload).context("the report is not JSON")?;
+        println!("{}", serde_json::to_string_pretty(&report)?);
         return Ok(());
     }
     if args.format.is_some() {
-        print!("{}", String::from_utf8_lossy(&reply.payload));
+        print!("{}", String::from_utf8_lossy(&payload));
         return Ok(());
     }
-    let mut reader = csv::Reader::from_reader(reply.payload.as_ref());
+    let mut reader = csv::Reader::from_reader(payload.as_ref());
     let rows: Vec<Vec<String>> = reader
         .records()
         .map(|r| {
@@ -291,8 +330,8 @@ pub async fn report(config: &Config, args: &ReportArgs) -> anyhow::Result<()> {
         .collect::<Result<_, _>>()
         .context("the CSV reply does not parse")?;
     println!(
-        "{} report of {} for [{}, {})\n",
-        args.report_type, args.property, args.from, args.to
+        "{} report of {property} for [{from}, {to})\n",
+        args.report_type
     );
     print!("{}", table(&["section", "item", "metric", "value"], &rows));
     Ok(())

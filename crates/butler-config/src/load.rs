@@ -302,6 +302,17 @@ fn check(c: &Config) -> Result<(), ConfigError> {
     if c.reports.formats.is_empty() {
         return Err(invalid("reports.formats", "must list json, csv or both"));
     }
+    if let Some(bucket) = &c.reports.object_store
+        && (bucket.is_empty()
+            || !bucket
+                .chars()
+                .all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-'))
+    {
+        return Err(invalid(
+            "reports.object_store",
+            format!("{bucket:?} is not a bucket name: letters, digits, _ and - only"),
+        ));
+    }
     Ok(())
 }
 

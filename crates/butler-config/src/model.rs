@@ -295,6 +295,9 @@ pub struct ReportsConfig {
     pub formats: Vec<ReportFormat>,
     /// Directory of report files, `<propertyId>/<type>_<start>_<end>.<format>`.
     pub storage: PathBuf,
+    /// A JetStream object store bucket that also holds each report, under the same
+    /// name, so a client on any host can fetch one larger than a message may be.
+    pub object_store: Option<String>,
     /// Scheduled reports.
     pub schedule: Vec<ReportSchedule>,
 }
@@ -305,6 +308,7 @@ impl Default for ReportsConfig {
             enabled: true,
             formats: vec![ReportFormat::Json, ReportFormat::Csv],
             storage: "./data/reports".into(),
+            object_store: None,
             schedule: Vec::new(),
         }
     }

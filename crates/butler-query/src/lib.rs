@@ -9,6 +9,7 @@
 //! - [`catalogue`], [`timeseries`]: `analytics.query.metrics` and
 //!   `analytics.query.timeseries`;
 //! - [`report`]: `analytics.query.report`, JSON or CSV, written to files;
+//! - [`objects`]: reports in a JetStream object store bucket, for clients on any host;
 //! - [`scheduled`]: reports on a schedule, announced on `analytics.reports.generated`;
 //! - [`admin`]: `analytics.admin.aggregate` and `analytics.admin.status`, through
 //!   [`admin::AggregationControl`], which the binary wires to the aggregator;
@@ -22,6 +23,7 @@ pub mod admin;
 pub mod catalogue;
 pub mod dashboard;
 pub mod metrics;
+pub mod objects;
 pub mod reply;
 pub mod report;
 pub mod scheduled;

@@ -23,6 +23,7 @@ use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 
+use crate::objects::{ReportObjects, StoredObject};
 use crate::window::Window;
 use crate::{QueryError, check_property};
 
@@ -171,7 +172,8 @@ pub struct ReportRequest {
     pub format: Option<String>,
 }
 
-/// A generated report: its body, content type, and the file it was written to.
+/// A generated report: its body, content type, the file it was written to, and its
+/// object when reports also go to an object store.
 #[derive(Debug, Clone)]
 pub struct Report {
     /// The JSON report, or CSV text.
@@ -180,6 +182,9 @@ pub struct Report {
     pub format: &'static str,
     /// Where it was written.
     pub path: PathBuf,
+    /// Its object in `reports.object_store`, unless that is unset or refused it (the
+    /// file is there either way).
+    pub object: Option<StoredObject>,
 }
 
 /// What a report needs from the configuration.
@@ -191,6 +196,8 @@ pub struct ReportSettings {
     pub formats: Vec<&'static str>,
     /// `reports.storage`.
     pub storage: PathBuf,
+    /// `reports.object_store`, opened.
+    pub objects: Option<ReportObjects>,
 }
 
 /// A property id as one safe file-name component: letters, digits, `-`, `_` and `.`
@@ -283,12 +290,29 @@ pub async fn report(
         serde_json::to_vec(&Value::Object(report))
             .map_err(|e| QueryError::Internal(e.to_string()))?
     };
-    let path = settings
-        .storage
-        .join(file_component(&request.property_id))
-        .join(format!("{}_{start}_{end}.{format}", report_type.as_str()));
+    let name = format!(
+        "{}/{}_{start}_{end}.{format}",
+        file_component(&request.property_id),
+        report_type.as_str()
+    );
+    let path = settings.storage.join(&name);
     write_file(&path, &body).await?;
-    Ok(Report { body, format, path })
+    let object = match &settings.objects {
+        Some(objects) => match objects.put(&name, &body).await {
+            Ok(object) => Some(object),
+            Err(err) => {
+                tracing::warn!(error = %err, "report kept in its file only");
+                None
+            }
+        },
+        None => None,
+    };
+    Ok(Report {
+        body,
+        format,
+        path,
+        object,
+    })
 }
 
 async fn write_file(path: &Path, body: &[u8]) -> Result<(), QueryError> {

@@ -164,8 +164,9 @@ fn to_body<T: serde::Serialize + ?Sized>(v: &T) -> Result<Vec<u8>, QueryError> {
     serde_json::to_vec(v).map_err(|e| QueryError::Internal(e.to_string()))
 }
 
-/// Replies with the report itself, or with where its file is when it is larger than
-/// the server lets a message be. Returns the error code, if any.
+/// Replies with the report itself or, when it is larger than the server lets a message
+/// be, with its object in the object store (or its file when there is none). Returns
+/// the error code, if any.
 async fn answer_report(request: &Request, context: &ServiceContext) -> Option<&'static str> {
     let result = match parse(&request.message.payload) {
         Ok(req) => {
@@ -187,12 +188,15 @@ async fn answer_report(request: &Request, context: &ServiceContext) -> Option<&'
     };
     let max_payload = context.client.server_info().max_payload;
     let sent = if report.body.len() + 512 > max_payload {
-        let note = serde_json::json!({
-            "file": report.path.display().to_string(),
-            "format": report.format,
-            "bytes": report.body.len(),
-            "message": format!("the report is larger than the server's max payload of {max_payload} bytes; read it from the file"),
-        });
+        let note = match &report.object {
+            Some(object) => serde_json::json!({ "objectStore": object }),
+            None => serde_json::json!({
+                "file": report.path.display().to_string(),
+                "format": report.format,
+                "bytes": report.body.len(),
+                "message": format!("the report is larger than the server's max payload of {max_payload} bytes; read it from the file (or set reports.object_store)"),
+            }),
+        };
         request
             .respond(Ok(bytes::Bytes::from(note.to_string())))
             .await

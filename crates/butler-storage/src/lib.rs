@@ -16,6 +16,7 @@
 //!   late-data queue, bucket rows, job runs and leases);
 //! - [`retention`]: deleting what is past each table's retention;
 //! - [`queries`]: what the query service reads (live state, series, resolutions);
+//! - [`report_schedules`]: which fire times of each report schedule were handled;
 //! - [`tallies`]: running counts kept by ingest, so dashboard and report windows
 //!   read hours and minutes instead of every raw event;
 //! - [`health`]: writability and size, for `/readyz` and metrics;
@@ -31,6 +32,7 @@ pub mod health;
 pub mod ingest;
 mod postgres;
 pub mod queries;
+pub mod report_schedules;
 pub mod retention;
 mod sqlite;
 pub mod tables;

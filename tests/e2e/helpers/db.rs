@@ -63,6 +63,22 @@ impl TestDb {
         )
     }
 
+    /// Runs a statement that writes (written to run on both backends), over a
+    /// connection of its own: the SQLite pool only reads.
+    pub async fn execute(&self, sql: &str) {
+        let sql = sqlx::AssertSqlSafe(sql.to_owned());
+        match self {
+            TestDb::Sqlite(pool) => {
+                let options = (*pool.connect_options()).clone().read_only(false);
+                let mut conn = sqlx::ConnectOptions::connect(&options).await.unwrap();
+                sqlx::query(sql).execute(&mut conn).await.unwrap();
+            }
+            TestDb::Postgres(pool) => {
+                sqlx::query(sql).execute(pool).await.unwrap();
+            }
+        }
+    }
+
     /// Every row of `sql` (written to run on both backends), each as its columns'
     /// values.
     pub async fn rows(&self, sql: &str) -> Vec<Vec<Value>> {

@@ -115,6 +115,10 @@ fn bad_values_are_refused_by_key() {
         ("retention:\n  raw_events: 0\n", "retention.raw_events"),
         ("reports:\n  formats: [pdf]\n", "reports.formats"),
         (
+            "reports:\n  object_store: 'my.reports'\n",
+            "reports.object_store",
+        ),
+        (
             "nats:\n  subject_prefix: 'butler.>'\n",
             "nats.subject_prefix",
         ),

@@ -11,6 +11,7 @@ mod dead_letters;
 mod health;
 mod ingest;
 mod queries;
+mod report_schedules;
 mod retention;
 mod tallies;
 

@@ -12,6 +12,7 @@ mod dead_letters;
 mod health;
 mod ingest_writer;
 mod queries;
+mod report_schedules;
 mod retention;
 pub(crate) mod row_readers;
 mod tallies;
