@@ -683,11 +683,16 @@ pub(crate) fn backfill_week(config: &std::path::Path) {
         ],
         &[],
     );
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    // Not a terminal: each job's progress in plain lines, up to its end.
+    for job in ["hourly_message_counts", "monthly_summary"] {
+        assert!(
+            err.lines()
+                .any(|l| l.starts_with(&format!("{job}: ")) && l.ends_with("buckets (100%)")),
+            "{err}"
+        );
+    }
 }
 
 pub(crate) fn config() -> String {

@@ -487,3 +487,54 @@ async fn scheduled_reports_missed_while_down_are_made_up_once() {
     );
     db.close().await;
 }
+
+/// `publish`: one event or a file of them, each stored once; `--json` tells each
+/// stream sequence.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn publish_sends_events_by_hand_and_says_where_they_are() {
+    let nats = NatsServer::start();
+    let app = App::start(&nats.url(), "");
+    let out = cli(
+        &app.config_path(),
+        &[
+            "publish",
+            "message.received",
+            r#"{"id":"hand-1","propertyId":"p_hand","channel":"sms","timestamp":"2026-11-24T10:00:00Z"}"#,
+            "--json",
+        ],
+        &[],
+    );
+    let said: Value = serde_json::from_str(&stdout(&out)).unwrap();
+    assert_eq!(
+        said,
+        json!({"published": [{"subject": "butler.events.message.received",
+                              "stream": "BUTLER_EVENTS", "sequence": 1, "duplicate": false}]})
+    );
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/fixtures/sample-events.jsonl");
+    let out = cli(&app.config_path(), &["publish", "--file", fixtures], &[]);
+    let lines = stdout(&out);
+    let sent = std::fs::read_to_string(fixtures).unwrap().lines().count();
+    assert_eq!(lines.lines().count(), sent, "{lines}");
+    assert!(
+        lines
+            .lines()
+            .all(|l| l.contains("\tstream BUTLER_EVENTS seq ")),
+        "{lines}"
+    );
+    let stored = std::fs::read_to_string(fixtures)
+        .unwrap()
+        .lines()
+        .filter(|l| l.contains(r#""expect": "stored""#))
+        .count() as i64;
+    wait_until(WAIT, "the events stored", || async {
+        app.event_count().await == stored + 1
+    })
+    .await;
+    let db = app.db().await;
+    assert_eq!(
+        db.strings("SELECT channel FROM analytics_events WHERE id = 'hand-1'")
+            .await,
+        ["sms"]
+    );
+    db.close().await;
+}

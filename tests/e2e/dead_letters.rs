@@ -113,6 +113,11 @@ async fn dead_letters_replay_stores_them_once_the_cause_is_fixed() {
     );
     let out = cli(&app.config_path(), &["dead-letters", "replay"], &[pigeon]);
     assert!(out.status.success(), "{out:?}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("dead-letters replay: 2/2 messages (100%)"),
+        "{err}"
+    );
     let said = String::from_utf8_lossy(&out.stdout);
     assert!(
         said.contains("1 stored, 0 already stored, 1 still rejected"),

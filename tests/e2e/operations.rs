@@ -304,16 +304,27 @@ async fn a_sqlite_deployment_moves_to_postgres_with_every_row() {
     crate::aggregation::backfill_week(&app.config_path());
 
     let pg = butler_storage::testing::TempPostgres::create().await;
-    let out = cli(&app.config_path(), &["migrate-data", "--to", pg.url()], &[]);
-    let said = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "{said}{}",
-        String::from_utf8_lossy(&out.stderr)
+    let out = cli(
+        &app.config_path(),
+        &["migrate-data", "--to", pg.url(), "--json"],
+        &[],
     );
-    assert!(said.contains("every table copied"), "{said}");
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
     assert!(
-        said.contains("analytics_events") && said.contains("1550"),
+        err.contains("analytics_events: 1550/1550 rows (100%)"),
+        "{err}"
+    );
+    let said: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let tables = said["tables"].as_array().unwrap();
+    assert!(
+        tables.contains(
+            &serde_json::json!({"table": "analytics_events", "sqlite": 1550, "postgres": 1550})
+        ),
+        "{said}"
+    );
+    assert!(
+        tables.iter().all(|t| t["sqlite"] == t["postgres"]),
         "{said}"
     );
 

@@ -590,3 +590,33 @@ async fn creds_file_authentication() {
     wrong.spawn();
     refused(&mut wrong).await;
 }
+
+/// A pipeline that may not create or bind its stream is not ready, and says why:
+/// readiness means events can be consumed, not only that NATS answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pipeline_refused_its_stream_is_not_ready_and_says_why() {
+    let nats = NatsServer::start_with(Some(&permissions_conf("pw-analytics-3")));
+    let mut app = App::prepare(
+        &nats.url(),
+        "nats:\n  user: analytics\n  password: pw-analytics-3\n  stream: NOT_PERMITTED\n",
+        None,
+    );
+    app.spawn();
+    wait_until(WAIT, "the refusal logged", || async {
+        app.log()
+            .contains("cannot subscribe to the durable consumer")
+    })
+    .await;
+    let (status, body) = app.get("/readyz").expect("the endpoint answers");
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.contains("ingest: not subscribed to the durable consumer"),
+        "{body}"
+    );
+    assert!(!body.contains("nats: not connected"), "{body}");
+    assert_eq!(
+        app.metric("butler_analytics_ingest_consuming"),
+        0.0,
+        "the gauge says it too"
+    );
+}

@@ -65,12 +65,26 @@ pub struct RunReport {
     pub ms: u64,
 }
 
+/// Told how far a run has got: (job, buckets done, buckets to do), after each write
+/// and once at the end. For a person watching a long command.
+pub type ProgressHook = std::sync::Arc<dyn Fn(Job, u64, u64) + Send + Sync>;
+
 /// Runs jobs against one database.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Aggregator {
     storage: Storage,
     settings: AggregatorSettings,
     metrics: Option<AggregatorMetrics>,
+    progress: Option<ProgressHook>,
+}
+
+impl std::fmt::Debug for Aggregator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Aggregator")
+            .field("storage", &self.storage)
+            .field("settings", &self.settings)
+            .finish_non_exhaustive()
+    }
 }
 
 fn ts(t: DateTime<Utc>) -> String {
@@ -114,6 +128,19 @@ impl Aggregator {
             storage,
             settings,
             metrics: None,
+            progress: None,
+        }
+    }
+
+    /// The same, telling `progress` how far each run has got.
+    pub fn with_progress(mut self, progress: ProgressHook) -> Aggregator {
+        self.progress = Some(progress);
+        self
+    }
+
+    fn tell_progress(&self, job: Job, done: usize, total: usize) {
+        if let Some(progress) = &self.progress {
+            progress(job, done as u64, total as u64);
         }
     }
 
@@ -307,7 +334,8 @@ impl Aggregator {
         let mut expired = Vec::new();
         let mut computed = Vec::new();
         let mut computed_rows = 0;
-        for bucket in buckets {
+        for (i, bucket) in buckets.iter().enumerate() {
+            let done = i + 1;
             if bucket.start < cutoff {
                 // Its raw events are partly gone: the stored rollup stays as it is.
                 expired.push(bucket.clone());
@@ -348,10 +376,12 @@ impl Aggregator {
                 self.write(job, &computed, &now_ts, lease).await?;
                 computed.clear();
                 computed_rows = 0;
+                self.tell_progress(job, done, buckets.len());
             }
         }
         lease.check(job.name())?;
         self.write(job, &computed, &now_ts, lease).await?;
+        self.tell_progress(job, buckets.len(), buckets.len());
         self.storage
             .drop_pending_buckets(job.name(), &expired)
             .await?;

@@ -110,8 +110,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let metrics_addr = listener.local_addr()?;
 
     let tasks = TaskTracker::new();
+    let mut ingest_metrics = None;
     let consumer = if config.service.consumer && config.ingest.enabled {
         let metrics = IngestMetrics::register(&registry)?;
+        ingest_metrics = Some(metrics.clone());
         let settings = ConsumerSettings::from_config(&config);
         Some(tasks.spawn(butler_consumer::run(
             nats.clone(),
@@ -181,7 +183,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     } else {
         None
     };
-    let state = HttpState::new(registry, storage.clone(), nats.clone())?;
+    let mut state = HttpState::new(registry, storage.clone(), nats.clone())?;
+    state.ingest = ingest_metrics;
     let http_shutdown = CancellationToken::new();
     let server = tokio::spawn(http::serve(listener, state, http_shutdown.clone()));
     tasks.close();

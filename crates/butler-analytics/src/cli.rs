@@ -122,6 +122,10 @@ pub struct MigrateDataArgs {
     /// it is migrated first and must hold no events.
     #[arg(long, value_name = "URL")]
     pub to: String,
+    /// Print each table's row counts as JSON: `{"tables":[{table, sqlite,
+    /// postgres}]}`.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `query` subcommands.
@@ -252,6 +256,10 @@ pub struct PublishArgs {
     /// format; a string payload is sent as is) or a bare event with its `eventType`.
     #[arg(long, conflicts_with = "event_type")]
     pub file: Option<PathBuf>,
+    /// Print what the stream stored as JSON: `{"published":[{subject, stream,
+    /// sequence, duplicate}]}`.
+    #[arg(long)]
+    pub json: bool,
 }
 
 /// `dead-letters` subcommands.

@@ -8,7 +8,7 @@ use butler_consumer::replay::replay_dead_letters;
 use butler_consumer::settings::validation_rules;
 use butler_events::RejectReason;
 use butler_events::calendar::parse_request_instant;
-use butler_storage::{DeadLetter, DeadLetterFilter};
+use butler_storage::{DeadLetter, DeadLetterFilter, Storage};
 
 use crate::app;
 use crate::cli::{
@@ -35,7 +35,8 @@ pub async fn dispatch(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Aggregate(args) => {
             let jobs = crate::aggregation::jobs_named(&args.job)?;
             let storage = app::open_storage(&config).await?;
-            let aggregator = crate::aggregation::aggregator(storage.clone(), &config);
+            let aggregator = crate::aggregation::aggregator(storage.clone(), &config)
+                .with_progress(crate::progress::aggregation_hook());
             let wait = std::time::Duration::from_secs(args.wait);
             let reports = match (&args.from, &args.to) {
                 (Some(from), Some(to)) if !args.due => {
@@ -158,8 +159,15 @@ pub async fn dispatch(command: Command, config: Config) -> anyhow::Result<()> {
         Command::DeadLetters(DeadLetterCommand::Replay(args)) => {
             let storage = app::open_storage(&config).await?;
             let filter = filter(&args.selection, false)?;
+            let total = replay_total(&storage, &filter).await?;
+            let mut progress =
+                crate::progress::Progress::new("dead-letters replay", "messages", total);
             let outcome =
-                replay_dead_letters(&storage, &validation_rules(&config), &filter).await?;
+                replay_dead_letters(&storage, &validation_rules(&config), &filter, &mut |done| {
+                    progress.set(done)
+                })
+                .await?;
+            progress.finish();
             storage.close().await;
             if args.json {
                 println!(
@@ -179,6 +187,24 @@ pub async fn dispatch(command: Command, config: Config) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// How many dead letters `filter` selects for a replay (those not replayed yet).
+async fn replay_total(storage: &Storage, filter: &DeadLetterFilter) -> anyhow::Result<u64> {
+    let selected = if filter.ids.is_empty() {
+        storage
+            .dead_letter_counts()
+            .await?
+            .into_iter()
+            .filter(|(reason, _)| filter.reason.is_none_or(|r| r.as_str() == reason))
+            .map(|(_, n)| n.max(0) as u64)
+            .sum()
+    } else {
+        filter.ids.len() as u64
+    };
+    Ok(filter
+        .limit
+        .map_or(selected, |limit| selected.min(u64::from(limit))))
 }
 
 fn filter(
@@ -282,32 +308,55 @@ async fn migrate_data(config: Config, args: &MigrateDataArgs) -> anyhow::Result<
     let source = app::open_storage(&from).await?;
     let target = app::open_storage(&to).await?;
     eprintln!("copying {} into {}", source.describe(), target.describe());
-    let mut report_table = |table: &str, rows: u64| {
-        if rows == 0 {
-            eprintln!("{table} …");
-        } else if rows.is_multiple_of(100_000) {
-            eprintln!("{table}: {rows} rows");
+    let mut current: Option<(String, crate::progress::Progress)> = None;
+    let mut report_table = |table: &str, rows: u64, total: u64| {
+        if current.as_ref().is_none_or(|(t, _)| t != table) {
+            if let Some((_, mut previous)) = current.take() {
+                previous.finish();
+            }
+            current = Some((
+                table.to_owned(),
+                crate::progress::Progress::new(table, "rows", total),
+            ));
+        }
+        if let Some((_, progress)) = current.as_mut() {
+            progress.set(rows);
         }
     };
     let copied = source.copy_into(&target, &mut report_table).await;
+    if let Some((_, mut last)) = current.take() {
+        last.finish();
+    }
     source.close().await;
     target.close().await;
     let copied = copied.context("migrate-data")?;
     let mut out = std::io::stdout().lock();
-    writeln!(out, "{:<32} {:>12} {:>12}", "table", "sqlite", "postgres")?;
-    let mut differ = Vec::new();
-    for t in &copied {
-        writeln!(
-            out,
-            "{:<32} {:>12} {:>12}",
-            t.table, t.source_rows, t.target_rows
-        )?;
-        if t.source_rows != t.target_rows {
-            differ.push(t.table.as_str());
+    let differ: Vec<&str> = copied
+        .iter()
+        .filter(|t| t.source_rows != t.target_rows)
+        .map(|t| t.table.as_str())
+        .collect();
+    if args.json {
+        let tables: Vec<serde_json::Value> = copied
+            .iter()
+            .map(|t| serde_json::json!({"table": t.table, "sqlite": t.source_rows, "postgres": t.target_rows}))
+            .collect();
+        writeln!(out, "{}", serde_json::json!({ "tables": tables }))?;
+    } else {
+        writeln!(out, "{:<32} {:>12} {:>12}", "table", "sqlite", "postgres")?;
+        for t in &copied {
+            writeln!(
+                out,
+                "{:<32} {:>12} {:>12}",
+                t.table, t.source_rows, t.target_rows
+            )?;
         }
     }
     if !differ.is_empty() {
         bail!("the counts differ in {}", differ.join(", "));
+    }
+    if args.json {
+        return Ok(());
     }
     writeln!(
         out,

@@ -1,5 +1,6 @@
 //! The operator's endpoint: `/metrics` (Prometheus text format), `/healthz` (the
-//! process is alive) and `/readyz` (NATS connected and the database writable).
+//! process is alive) and `/readyz` (NATS connected, the durable consumer subscribed
+//! when this process consumes, and the database writable).
 
 use std::time::Duration;
 
@@ -28,6 +29,9 @@ pub struct HttpState {
     pub write_failing: IntGauge,
     /// `butler_analytics_nats_connected`: 1 while connected to NATS.
     pub nats_connected: IntGauge,
+    /// The consumer's metrics when this process consumes: readiness waits for its
+    /// subscription to the durable consumer.
+    pub ingest: Option<butler_consumer::IngestMetrics>,
 }
 
 impl HttpState {
@@ -62,6 +66,7 @@ impl HttpState {
             database_size,
             write_failing,
             nats_connected,
+            ingest: None,
         })
     }
 }
@@ -120,6 +125,11 @@ async fn readyz(State(state): State<HttpState>) -> impl IntoResponse {
     let mut problems = Vec::new();
     if state.nats.connection_state() != async_nats::connection::State::Connected {
         problems.push("nats: not connected".to_owned());
+    }
+    if let Some(ingest) = &state.ingest
+        && !ingest.is_consuming()
+    {
+        problems.push("ingest: not subscribed to the durable consumer".to_owned());
     }
     if state.storage.write_failing() {
         problems.push("database: the last write failed".to_owned());

@@ -10,6 +10,7 @@
 //! - [`http`]: `/metrics`, `/healthz`, `/readyz`;
 //! - [`commands`]: the one-shot subcommands (`migrate`, `check-config`,
 //!   `dead-letters`), and [`publish`] for sending events by hand;
+//! - [`progress`]: how far a long command has got, as a bar or plain lines;
 //! - [`telemetry`]: logs, human or JSON.
 
 pub mod aggregation;
@@ -19,6 +20,7 @@ pub mod client;
 pub mod commands;
 pub mod http;
 pub mod nats;
+pub mod progress;
 pub mod publish;
 pub mod status;
 pub mod telemetry;

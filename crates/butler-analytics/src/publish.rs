@@ -48,6 +48,7 @@ pub async fn publish(config: &Config, args: &PublishArgs) -> anyhow::Result<()> 
     .await
     .with_context(|| format!("no answer from NATS at {} within 10 s", config.nats.url))?
     .map_err(|e| anyhow::anyhow!("stream {}: {e}", settings.stream))?;
+    let mut stored = Vec::new();
     for (subject, payload) in messages {
         let ack = js
             .publish(subject.clone(), payload)
@@ -55,9 +56,21 @@ pub async fn publish(config: &Config, args: &PublishArgs) -> anyhow::Result<()> 
             .with_context(|| format!("publishing on {subject}"))?
             .await
             .with_context(|| format!("the stream did not store the message on {subject}"))?;
-        println!("{subject}\tstream {} seq {}", ack.stream, ack.sequence);
+        if args.json {
+            stored.push(serde_json::json!({
+                "subject": subject,
+                "stream": ack.stream,
+                "sequence": ack.sequence,
+                "duplicate": ack.duplicate,
+            }));
+        } else {
+            println!("{subject}\tstream {} seq {}", ack.stream, ack.sequence);
+        }
     }
     client.flush().await?;
+    if args.json {
+        println!("{}", serde_json::json!({ "published": stored }));
+    }
     Ok(())
 }
 

@@ -24,6 +24,7 @@ pub struct IngestMetrics {
     pending: IntGauge,
     ack_pending: IntGauge,
     last_commit: Gauge,
+    consuming: IntGauge,
 }
 
 /// Counts of one batch, by event type (in [`EventType::ALL`] order) and by rejection
@@ -175,6 +176,13 @@ impl IngestMetrics {
                     "Unix time of the last committed batch.",
                 )?,
             )?,
+            consuming: register(
+                registry,
+                IntGauge::new(
+                    "butler_analytics_ingest_consuming",
+                    "1 while subscribed to the durable consumer (the stream and consumer exist).",
+                )?,
+            )?,
         })
     }
 
@@ -207,6 +215,17 @@ impl IngestMetrics {
     /// Records acks that could not be sent.
     pub fn acks_failed(&self, n: u64) {
         self.ack_failures.inc_by(n);
+    }
+
+    /// Records whether the pull subscription to the durable consumer stands.
+    pub fn set_consuming(&self, consuming: bool) {
+        self.consuming.set(i64::from(consuming));
+    }
+
+    /// Whether the pull subscription to the durable consumer stands: `/readyz` waits
+    /// for it, so that a ready pipeline's stream exists.
+    pub fn is_consuming(&self) -> bool {
+        self.consuming.get() == 1
     }
 
     /// Records a rebuilt pull subscription.

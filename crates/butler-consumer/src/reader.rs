@@ -72,6 +72,7 @@ pub async fn run(
             }
         };
         tracing::info!(stream = %settings.stream, consumer = %settings.consumer, "consuming");
+        metrics.set_consuming(true);
         let mut deadline: Option<Instant> = None;
         loop {
             tokio::select! {
@@ -95,11 +96,13 @@ pub async fn run(
                     }
                     Some(Err(err)) => {
                         tracing::warn!(error = %err, "pull subscription failed; rebuilding it");
+                        metrics.set_consuming(false);
                         metrics.stream_restarted();
                         continue 'connect;
                     }
                     None => {
                         tracing::warn!("pull subscription ended; rebuilding it");
+                        metrics.set_consuming(false);
                         metrics.stream_restarted();
                         continue 'connect;
                     }
@@ -107,6 +110,7 @@ pub async fn run(
             }
         }
     }
+    metrics.set_consuming(false);
     hand_over(&mut pending, &settings, &batches).await;
 }
 

@@ -10,7 +10,8 @@ const CHUNK: u32 = 1000;
 
 /// Re-judges the dead letters matching `filter` with today's rules: those that now
 /// pass are stored as events (deduplicated by id like any other) and marked replayed;
-/// the others keep their row with the reason brought up to date.
+/// the others keep their row with the reason brought up to date. `progress` is told
+/// how many have been handled after each chunk.
 ///
 /// # Errors
 /// A database error; the chunks committed before it stay committed.
@@ -18,7 +19,9 @@ pub async fn replay_dead_letters(
     storage: &Storage,
     rules: &ValidationRules,
     filter: &DeadLetterFilter,
+    progress: &mut dyn FnMut(u64),
 ) -> Result<ReplayOutcome, StorageError> {
+    let mut done = 0;
     let mut total = ReplayOutcome::default();
     let mut after_id = filter.after_id;
     let mut remaining = filter.limit;
@@ -50,6 +53,8 @@ pub async fn replay_dead_letters(
         total.stored += outcome.stored;
         total.already_stored += outcome.already_stored;
         total.still_rejected += outcome.still_rejected;
+        done += letters.len() as u64;
+        progress(done);
     }
     Ok(total)
 }

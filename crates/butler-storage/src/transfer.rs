@@ -77,7 +77,8 @@ fn as_text(row: &sqlx::sqlite::SqliteRow, i: usize) -> Result<Option<String>, sq
 impl Storage {
     /// Copies every table of this SQLite database into `target`, an empty PostgreSQL
     /// database migrated to the same version, and returns each table's counts;
-    /// `progress` hears of each table as it starts and of every chunk written.
+    /// `progress` hears of each table as it starts and of every chunk written: (table,
+    /// rows copied, rows to copy).
     ///
     /// # Errors
     /// [`StorageError::Unsupported`] unless this is SQLite and `target` PostgreSQL,
@@ -86,7 +87,7 @@ impl Storage {
     pub async fn copy_into(
         &self,
         target: &Storage,
-        progress: &mut dyn FnMut(&str, u64),
+        progress: &mut dyn FnMut(&str, u64, u64),
     ) -> Result<Vec<TableCopied>, StorageError> {
         let (Backend::Sqlite(source), Backend::Postgres(pg)) = (&self.backend, &target.backend)
         else {
@@ -108,7 +109,12 @@ impl Storage {
                 .await?;
         let mut report = Vec::new();
         for table in tables.iter().filter(|t| !SKIPPED.contains(&t.as_str())) {
-            progress(table, 0);
+            let count = format!("SELECT count(*) FROM {table}");
+            let source_rows: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(count.clone()))
+                .fetch_one(&source.sql_readers)
+                .await?;
+            let total = source_rows.max(0) as u64;
+            progress(table, 0, total);
             let columns: Vec<Column> = sqlx::query_as::<_, (String, String)>(
                 "SELECT column_name::text, data_type::text FROM information_schema.columns \
                  WHERE table_schema = current_schema() AND table_name = $1 AND is_generated = 'NEVER' \
@@ -175,7 +181,7 @@ impl Storage {
                     }
                     query.execute(&mut *tx).await?;
                     copied += chunk[0].len() as u64;
-                    progress(table, copied);
+                    progress(table, copied, total);
                     chunk.iter_mut().for_each(Vec::clear);
                 }
                 if row.is_none() {
@@ -192,10 +198,6 @@ impl Storage {
                 .await?;
             }
             tx.commit().await?;
-            let count = format!("SELECT count(*) FROM {table}");
-            let source_rows: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(count.clone()))
-                .fetch_one(&source.sql_readers)
-                .await?;
             let target_rows: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(count))
                 .fetch_one(&pg.pool)
                 .await?;
@@ -256,7 +258,7 @@ mod tests {
         let postgres = Storage::open(&pg_db.options()).await.unwrap();
         let mut heard = 0;
         let report = sqlite
-            .copy_into(&postgres, &mut |_, _| heard += 1)
+            .copy_into(&postgres, &mut |_, _, _| heard += 1)
             .await
             .unwrap();
         assert!(heard > 3);
@@ -293,7 +295,12 @@ mod tests {
             .collect();
         assert_eq!(ids, [1, 2]);
         // A second copy into the same database is refused.
-        assert!(sqlite.copy_into(&postgres, &mut |_, _| {}).await.is_err());
+        assert!(
+            sqlite
+                .copy_into(&postgres, &mut |_, _, _| {})
+                .await
+                .is_err()
+        );
         sqlite.close().await;
         postgres.close().await;
     }
