@@ -87,6 +87,13 @@ fn check_config_prints_the_effective_config_without_secrets() {
         "{out}"
     );
     assert!(!out.contains("s3cret-pw") && !err.contains("s3cret-pw"));
+
+    let (code, out, err) = run_with(yaml, &["check-config", "--json"], &[]);
+    assert_eq!(code, Some(0), "{err}");
+    let config: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(config["ingest"]["batch_size"], 250);
+    assert_eq!(config["nats"]["user"], "analytics");
+    assert!(!out.contains("s3cret-pw"), "{out}");
 }
 
 #[test]

@@ -166,7 +166,16 @@ async fn a_corrupt_or_newer_database_stops_the_start_and_is_left_untouched() {
     // A database migrated by a newer version.
     let newer = dir.path().join("newer.db");
     std::fs::write(&config, format!("storage:\n  path: {}\n", newer.display())).unwrap();
-    assert!(cli(&config, &["migrate"], &[]).status.success());
+    let out = cli(&config, &["migrate", "--json"], &[]);
+    assert!(out.status.success(), "{out:?}");
+    let said: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(said["upToDate"], true, "{said}");
+    assert!(
+        said["database"]
+            .as_str()
+            .is_some_and(|d| d.contains("newer.db")),
+        "{said}"
+    );
     let pool =
         sqlx::SqlitePool::connect_with(sqlx::sqlite::SqliteConnectOptions::new().filename(&newer))
             .await

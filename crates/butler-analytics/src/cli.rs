@@ -41,9 +41,17 @@ pub enum Command {
     /// until SIGINT or SIGTERM.
     Run,
     /// Create or upgrade the database schema, then exit.
-    Migrate,
+    Migrate {
+        /// One JSON object (`{"database", "upToDate"}`) instead of a line.
+        #[arg(long)]
+        json: bool,
+    },
     /// Check the configuration and print it as it will be used (secrets redacted).
-    CheckConfig,
+    CheckConfig {
+        /// The configuration as one JSON object instead of YAML.
+        #[arg(long)]
+        json: bool,
+    },
     /// Recompute aggregate tables now (backfill): every bucket of the job that overlaps
     /// [--from, --to), for every property with events there.
     #[command(

@@ -26,10 +26,17 @@ pub async fn dispatch(command: Command, config: Config) -> anyhow::Result<()> {
             let shutdown = app::shutdown_on_signals()?;
             app::run(config, shutdown).await
         }
-        Command::Migrate => {
+        Command::Migrate { json } => {
             let storage = app::open_storage(&config).await?;
             storage.close().await;
-            println!("database {} is up to date", storage.describe());
+            if json {
+                println!(
+                    "{}",
+                    serde_json::json!({"database": storage.describe(), "upToDate": true})
+                );
+            } else {
+                println!("database {} is up to date", storage.describe());
+            }
             Ok(())
         }
         Command::Aggregate(args) => {
@@ -123,10 +130,17 @@ pub async fn dispatch(command: Command, config: Config) -> anyhow::Result<()> {
             }
             Ok(())
         }
-        Command::CheckConfig => {
+        Command::CheckConfig { json } => {
             // The cron expressions were checked with the rest of the config (`main`).
-            let yaml = serde_saphyr::to_string(&config).context("rendering the config")?;
-            println!("{yaml}");
+            if json {
+                println!(
+                    "{}",
+                    serde_json::to_string(&config).context("rendering the config")?
+                );
+            } else {
+                let yaml = serde_saphyr::to_string(&config).context("rendering the config")?;
+                println!("{yaml}");
+            }
             eprintln!("config ok");
             Ok(())
         }
