@@ -43,6 +43,10 @@ async fn kill_9_mid_ingest_then_restart_stores_exactly_50000() {
         at_kill < 50_000,
         "the kill came too late to test anything ({at_kill} stored)"
     );
+    // Messages delivered to the killed process and never acked: the restarted one
+    // can only store them by a redelivery.
+    let unacked = consumer_info(&js).await.num_ack_pending;
+    assert!(unacked > 0, "no delivery was in flight at the kill");
 
     app.restart();
     wait_until(WAIT, "50,000 events", || async {
@@ -57,8 +61,50 @@ async fn kill_9_mid_ingest_then_restart_stores_exactly_50000() {
     .await;
     let ids = stored_ids(&app).await;
     let expected: HashSet<String> = (0..50_000).map(|i| format!("k-{i:06}")).collect();
-    assert_eq!(ids.len(), 50_000, "none doubled");
     assert_eq!(ids, expected, "none lost");
+    assert_eq!(app.event_count().await, 50_000, "none doubled");
+    derived_state_matches_the_events(&app).await;
+}
+
+/// What ingest keeps beside the events — hour tallies, the dirty hours the
+/// aggregator reads — holds exactly what the stored events imply:
+/// a batch committed twice, or half of one, would show here.
+async fn derived_state_matches_the_events(app: &App) {
+    let db = app.db().await;
+    let per_type = |sql: &'static str| {
+        let db = &db;
+        async move {
+            let mut rows: Vec<(String, i64)> = db
+                .rows(sql)
+                .await
+                .into_iter()
+                .map(|r| (r[0].as_str().unwrap().to_owned(), r[1].as_i64().unwrap()))
+                .collect();
+            rows.sort();
+            rows
+        }
+    };
+    let raw =
+        per_type("SELECT event_type, count(*) FROM analytics_events GROUP BY event_type").await;
+    let tallied = per_type(
+        "SELECT event_type, CAST(sum(events) AS BIGINT) FROM event_tallies_hour GROUP BY event_type",
+    )
+    .await;
+    assert!(!raw.is_empty());
+    assert_eq!(
+        tallied, raw,
+        "the hour tallies count every stored event once"
+    );
+    let hours = db
+        .count(
+            "SELECT count(*) FROM (SELECT DISTINCT property_id, hour FROM event_tallies_hour) AS t",
+        )
+        .await;
+    let dirty = db
+        .count("SELECT count(*) FROM (SELECT DISTINCT property_id, hour_start FROM agg_dirty_hours) AS t")
+        .await;
+    assert_eq!(dirty, hours, "a dirty hour for each hour with events");
+    db.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -200,8 +246,9 @@ async fn a_long_reader_and_a_brief_write_lock_lose_nothing() {
     assert_eq!(app.get("/healthz").map(|(s, _)| s), Some(200));
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigterm_mid_ingest_exits_zero_with_every_acked_event_stored() {
+/// SIGTERM or SIGINT mid-ingest: exit 0 by the clean path, every acked event stored,
+/// and nothing delivered left unacked (the ack floor reaches the last delivery).
+async fn a_signal_mid_ingest_stops_cleanly(signal: libc::c_int) {
     let nats = NatsServer::start();
     let js = nats.jetstream().await;
     // No ids: each event's id is evt_BUTLER_EVENTS_<stream sequence>.
@@ -210,17 +257,45 @@ async fn sigterm_mid_ingest_exits_zero_with_every_acked_event_stored() {
         .map(|_| ("butler.events.message.received".to_owned(), payload.clone()))
         .collect();
     let seqs = publish_all(&js, messages).await;
-    let mut app = App::start(&nats.url(), "ingest:\n  batch_size: 250\n");
+    let mut app = App::start(
+        &nats.url(),
+        "ingest:\n  batch_size: 250\nstorage:\n  busy_timeout_ms: 30000\n",
+    );
     wait_until(WAIT, "ingest under way", || async {
         app.event_count().await >= 1000
     })
     .await;
-    let status = app.terminate();
+    // The signal comes while a batch is in hand and its commit waits for another
+    // writer: the shutdown must commit it, not drop it.
+    let mut lock = app.hold_commits().await;
+    let at_signal = app.event_count().await;
+    app.signal(signal);
+    wait_until(WAIT, "the shutdown to begin", || async {
+        app.log().contains("shutting down: committing and acking")
+    })
+    .await;
+    lock.release().await;
+    let status = app.wait_exit(signal);
     assert_eq!(status.code(), Some(0), "{}", app.log());
+    assert!(
+        app.event_count().await > at_signal,
+        "the batch in hand at the signal was committed"
+    );
 
     let info = consumer_info(&js).await;
     let floor = info.ack_floor.stream_sequence;
     assert!(floor >= 1000, "{info:?}");
+    // Every message the pipeline took in hand was committed and acked: what is stored
+    // is exactly what was acked. Left unacked (and redelivered later) are only the
+    // messages still on their way from the server, at most one pull batch.
+    let delivered = info.delivered.stream_sequence;
+    let stored = app.event_count().await as u64;
+    assert_eq!(
+        stored,
+        delivered - info.num_ack_pending as u64,
+        "stored = delivered - unacked: {info:?}"
+    );
+    assert!(info.num_ack_pending <= 250, "{info:?}");
     let ids = stored_ids(&app).await;
     for seq in seqs.iter().filter(|s| **s <= floor) {
         assert!(
@@ -228,7 +303,23 @@ async fn sigterm_mid_ingest_exits_zero_with_every_acked_event_stored() {
             "acked sequence {seq} is not stored"
         );
     }
-    assert!(app.log().contains("shutting down"), "{}", app.log());
+    let log = app.log();
+    assert!(
+        log.contains("shutting down: committing and acking"),
+        "{log}"
+    );
+    assert!(log.contains("stopped"), "{log}");
+    assert!(!log.contains("uncommitted batch"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_mid_ingest_exits_zero_with_every_acked_event_stored() {
+    a_signal_mid_ingest_stops_cleanly(libc::SIGTERM).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigint_mid_ingest_exits_zero_with_every_acked_event_stored() {
+    a_signal_mid_ingest_stops_cleanly(libc::SIGINT).await;
 }
 
 /// A read transaction on one snapshot of the pipeline's database.

@@ -6,7 +6,7 @@ use std::time::Duration;
 use async_nats::jetstream::{self, Context};
 use butler_events::Event;
 use butler_storage::NewDeadLetter;
-use futures_util::StreamExt;
+use futures_util::{FutureExt, StreamExt};
 use tokio::sync::mpsc::Sender;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -77,7 +77,14 @@ pub async fn run(
         loop {
             tokio::select! {
                 biased;
-                () = shutdown.cancelled() => break 'connect,
+                () = shutdown.cancelled() => {
+                    // What the client has received already is committed and acked with
+                    // the rest: only messages still on their way stay unacked.
+                    while let Some(Some(Ok(msg))) = messages.next().now_or_never() {
+                        pending.push(msg);
+                    }
+                    break 'connect;
+                }
                 () = sleep_until(deadline) => {
                     deadline = None;
                     if !hand_over(&mut pending, &settings, &batches).await { return; }

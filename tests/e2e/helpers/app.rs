@@ -173,13 +173,29 @@ impl App {
 
     /// SIGTERM, then waits for the exit.
     pub fn terminate(&mut self) -> ExitStatus {
-        let mut child = self.child.take().expect("running");
+        self.stop_with(libc::SIGTERM)
+    }
+
+    /// Sends `signal` (SIGTERM, SIGINT) and waits for the exit.
+    pub fn stop_with(&mut self, signal: libc::c_int) -> ExitStatus {
+        self.signal(signal);
+        self.wait_exit(signal)
+    }
+
+    /// Sends `signal` without waiting.
+    pub fn signal(&mut self, signal: libc::c_int) {
+        let child = self.child.as_ref().expect("running");
         let pid = libc::pid_t::try_from(child.id()).unwrap();
         // SAFETY: sending a signal to our own child process.
         #[allow(unsafe_code)]
         unsafe {
-            libc::kill(pid, libc::SIGTERM);
+            libc::kill(pid, signal);
         }
+    }
+
+    /// Waits up to a minute for the exit that `signal` asked for.
+    pub fn wait_exit(&mut self, signal: libc::c_int) -> ExitStatus {
+        let mut child = self.child.take().expect("running");
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             if let Some(status) = child.try_wait().unwrap() {
@@ -187,7 +203,7 @@ impl App {
             }
             assert!(
                 Instant::now() < deadline,
-                "no exit 60 s after SIGTERM:\n{}",
+                "no exit 60 s after signal {signal}:\n{}",
                 self.log()
             );
             std::thread::sleep(Duration::from_millis(20));
