@@ -828,8 +828,11 @@ async fn late_events_are_reflected_by_the_next_scheduled_run_recomputing_only_th
         "aggregation:\n  schedules: {hourly_message_counts: '*/2 * * * * *'}\n",
     );
     let js = nats.jetstream().await;
-    let hour = Utc::now() - chrono::Duration::hours(3);
-    let at = |min: u32| {
+    // Four buckets in the database: p_late's hours 3, 5 and 7 hours ago, and
+    // p_other's 3 hours ago. The late events land in one of them only.
+    let hour_ago = |h: i64| Utc::now() - chrono::Duration::hours(h);
+    let at = |h: i64, min: u32| {
+        let hour = hour_ago(h);
         let t = Utc.with_ymd_and_hms(
             chrono::Datelike::year(&hour),
             chrono::Datelike::month(&hour),
@@ -840,65 +843,106 @@ async fn late_events_are_reflected_by_the_next_scheduled_run_recomputing_only_th
         );
         t.unwrap().to_rfc3339()
     };
-    let msg = |id: &str, min: u32| {
+    let msg = |id: &str, property: &str, h: i64, min: u32| {
         (
             "butler.events.message.received".to_owned(),
             serde_json::to_vec(
-                &json!({"id": id, "propertyId": "p_late", "channel": "sms", "timestamp": at(min)}),
+                &json!({"id": id, "propertyId": property, "channel": "sms", "timestamp": at(h, min)}),
             )
             .unwrap(),
         )
     };
-    let count = || async {
-        let db = app.db().await;
-        db.value("SELECT count FROM agg_message_counts_hourly WHERE property_id = 'p_late'")
-            .await
-            .and_then(|v| v.as_i64())
+    let db = app.db().await;
+    let counts = || async {
+        db.rows(
+            "SELECT property_id, period_start, count FROM agg_message_counts_hourly ORDER BY 1, 2",
+        )
+        .await
+        .into_iter()
+        .map(|r| {
+            (
+                r[0].as_str().unwrap().to_owned(),
+                r[1].as_str().unwrap().to_owned(),
+                r[2].as_i64().unwrap(),
+            )
+        })
+        .collect::<Vec<_>>()
     };
-    publish_all(&js, vec![msg("l1", 5), msg("l2", 10)]).await;
-    wait_until(WAIT, "the scheduled run to count 2", || async {
-        count().await == Some(2)
-    })
-    .await;
-
-    publish_all(&js, vec![msg("l3", 15), msg("l4", 59)]).await;
-    wait_until(
-        WAIT,
-        "the next scheduled run to count the late events",
-        || async { count().await == Some(4) },
+    publish_all(
+        &js,
+        vec![
+            msg("l1", "p_late", 3, 5),
+            msg("l2", "p_late", 3, 10),
+            msg("l5", "p_late", 5, 0),
+            msg("l7", "p_late", 7, 30),
+            msg("o1", "p_other", 3, 20),
+        ],
     )
     .await;
-
-    let db = app.db().await;
+    wait_until(
+        WAIT,
+        "the scheduled run to write the four buckets",
+        || async { counts().await.iter().map(|(_, _, n)| n).sum::<i64>() == 5 },
+    )
+    .await;
+    let before = counts().await;
+    assert_eq!(before.len(), 4, "{before:?}");
     let recomputing_runs = || async {
         db.rows(
-            "SELECT trigger, periods_recomputed FROM agg_job_runs WHERE job = 'hourly_message_counts' AND periods_recomputed > 0",
+            "SELECT trigger, periods_recomputed FROM agg_job_runs WHERE job = 'hourly_message_counts' AND periods_recomputed > 0 ORDER BY id",
         )
         .await
         .into_iter()
         .map(|r| (r[0].as_str().unwrap().to_owned(), r[1].as_i64().unwrap()))
         .collect::<Vec<_>>()
     };
-    // A run is recorded once its buckets are written, so the second run's record may
-    // land just after its count is seen.
+    // A run is recorded once its buckets are written, so wait for the record too.
+    wait_until(WAIT, "the first recomputing runs recorded", || async {
+        recomputing_runs().await.iter().map(|(_, n)| n).sum::<i64>() == 4
+    })
+    .await;
+    let earlier = recomputing_runs().await.len();
+
+    publish_all(
+        &js,
+        vec![msg("l3", "p_late", 3, 15), msg("l4", "p_late", 3, 59)],
+    )
+    .await;
+    let late_key = |rows: &[(String, String, i64)]| {
+        rows.iter()
+            .find(|(p, _, n)| p == "p_late" && *n >= 2)
+            .map(|(_, k, n)| (k.clone(), *n))
+    };
     wait_until(
         WAIT,
-        "the second recomputing run to be recorded",
-        || async { recomputing_runs().await.len() >= 2 },
+        "the next scheduled run to count the late events",
+        || async { late_key(&counts().await).is_some_and(|(_, n)| n == 4) },
     )
+    .await;
+    let after = counts().await;
+    let changed: Vec<_> = after.iter().filter(|row| !before.contains(row)).collect();
+    assert_eq!(
+        changed.len(),
+        1,
+        "only the late events' bucket changed: {after:?}"
+    );
+    wait_until(WAIT, "the late run to be recorded", || async {
+        recomputing_runs().await.len() > earlier
+    })
     .await;
     let runs = recomputing_runs().await;
     assert!(
-        runs.iter()
+        runs[earlier..]
+            .iter()
             .all(|(trigger, periods)| trigger == "schedule" && *periods == 1),
-        "{runs:?}"
+        "of four buckets, the late run recomputed only the late events' one: {runs:?}"
     );
-    assert!(runs.len() >= 2, "{runs:?}");
     assert!(
         app.metric(
             r#"butler_analytics_aggregation_runs_total{aggregation_job="hourly_message_counts"}"#
         ) >= 2.0
     );
+    db.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
