@@ -480,3 +480,244 @@ async fn the_catalogue_lists_every_metric_and_bad_queries_get_a_400() {
     let tables = db.table_names().await;
     assert!(tables.len() >= 19, "no table dropped: {tables:?}");
 }
+
+/// An event of `property` (extra fields merged in).
+fn ev_of(property: &str, t: &str, id: &str, at: &str, extra: Value) -> (String, Vec<u8>) {
+    let mut body = json!({"id": id, "propertyId": property, "timestamp": at});
+    body.as_object_mut()
+        .unwrap()
+        .extend(extra.as_object().unwrap().clone());
+    (
+        format!("butler.events.{t}"),
+        serde_json::to_vec(&body).unwrap(),
+    )
+}
+
+fn close(a: &Value, b: f64) -> bool {
+    a.as_f64().is_some_and(|a| (a - b).abs() < 1e-9)
+}
+
+/// Dashboards and reports follow the property's own local days: in Tokyo (UTC+9) a
+/// day starts at 15:00 UTC the day before, so events a UTC day would count are left
+/// out and the other way round.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dashboards_and_reports_follow_the_propertys_local_days() {
+    let nats = NatsServer::start();
+    let app = App::start(
+        &nats.url(),
+        "retention:\n  raw_events: 36500\naggregation:\n  property_timezones: {p_tokyo: Asia/Tokyo}\nservice:\n  aggregator: false\n",
+    );
+    let js = nats.jetstream().await;
+    let e = |t: &str, id: &str, at: &str, extra: Value| ev_of("p_tokyo", t, id, at, extra);
+    let c = |id: &str, ch: &str| json!({"conversationId": id, "channel": ch});
+    // Local day 2026-11-10 = [2026-11-09T15:00Z, 2026-11-10T15:00Z).
+    let events = vec![
+        e(
+            "conversation.started",
+            "c1s",
+            "2026-11-09T16:00:00Z",
+            c("c1", "whatsapp"),
+        ),
+        e(
+            "conversation.started",
+            "c2s",
+            "2026-11-10T01:00:00Z",
+            c("c2", "sms"),
+        ),
+        e(
+            "conversation.started",
+            "c3s",
+            "2026-11-10T14:30:00Z",
+            c("c3", "sms"),
+        ),
+        e(
+            "conversation.resolved",
+            "c1r",
+            "2026-11-09T18:00:00Z",
+            c("c1", "whatsapp"),
+        ),
+        e(
+            "conversation.resolved",
+            "c2r",
+            "2026-11-10T02:00:00Z",
+            c("c2", "sms"),
+        ),
+        e(
+            "conversation.resolved",
+            "c3r",
+            "2026-11-10T14:40:00Z",
+            c("c3", "sms"),
+        ),
+        e(
+            "conversation.escalated",
+            "c2e",
+            "2026-11-10T01:30:00Z",
+            c("c2", "sms"),
+        ),
+        e("message.received", "m1", "2026-11-09T15:30:00Z", json!({})),
+        e("message.received", "m2", "2026-11-10T05:00:00Z", json!({})),
+        e("message.received", "m3", "2026-11-10T14:59:00Z", json!({})),
+        e("message.sent", "m4", "2026-11-10T06:00:00Z", json!({})),
+        e(
+            "task.created",
+            "t1",
+            "2026-11-10T03:00:00Z",
+            json!({"taskId": "t1"}),
+        ),
+        e(
+            "task.created",
+            "t2",
+            "2026-11-10T04:00:00Z",
+            json!({"taskId": "t2"}),
+        ),
+        e(
+            "response.time_recorded",
+            "r1",
+            "2026-11-09T17:00:00Z",
+            json!({"durationMs": 60000}),
+        ),
+        e(
+            "response.time_recorded",
+            "r2",
+            "2026-11-10T07:00:00Z",
+            json!({"durationMs": 180000}),
+        ),
+        e(
+            "satisfaction.survey_sent",
+            "v1",
+            "2026-11-10T08:00:00Z",
+            json!({"channel": "sms"}),
+        ),
+        e(
+            "satisfaction.survey_sent",
+            "v2",
+            "2026-11-10T08:00:00Z",
+            json!({"channel": "sms"}),
+        ),
+        e(
+            "satisfaction.survey_sent",
+            "v3",
+            "2026-11-10T08:00:00Z",
+            json!({"channel": "whatsapp"}),
+        ),
+        e(
+            "satisfaction.rating_received",
+            "g1",
+            "2026-11-10T09:00:00Z",
+            json!({"channel": "sms", "value": 5}),
+        ),
+        e(
+            "satisfaction.rating_received",
+            "g2",
+            "2026-11-10T09:00:00Z",
+            json!({"channel": "sms", "value": 2}),
+        ),
+        e(
+            "satisfaction.rating_received",
+            "g3",
+            "2026-11-10T09:00:00Z",
+            json!({"channel": "whatsapp", "value": 5}),
+        ),
+        // The same UTC date, other local days: a UTC day would count these.
+        e(
+            "conversation.started",
+            "x1",
+            "2026-11-10T15:30:00Z",
+            c("c9", "sms"),
+        ),
+        e("message.received", "x2", "2026-11-10T16:00:00Z", json!({})),
+        e(
+            "response.time_recorded",
+            "x3",
+            "2026-11-10T20:00:00Z",
+            json!({"durationMs": 600000}),
+        ),
+        e(
+            "satisfaction.rating_received",
+            "x4",
+            "2026-11-10T21:00:00Z",
+            json!({"channel": "sms", "value": 1}),
+        ),
+        // The local day before, like for like up to 12:00 local.
+        e(
+            "conversation.started",
+            "y1",
+            "2026-11-08T16:00:00Z",
+            c("c8", "sms"),
+        ),
+        e("message.received", "y2", "2026-11-08T20:00:00Z", json!({})),
+    ];
+    let n = events.len() as i64;
+    publish_all(&js, events).await;
+    wait_until(WAIT, "every event stored", || async {
+        app.event_count().await == n
+    })
+    .await;
+    let client = async_nats::connect(nats.url()).await.unwrap();
+
+    // As of 12:00 Tokyo on the 10th (03:00 UTC): today began at 15:00 UTC on the 9th.
+    let (code, d) = ask(
+        &client,
+        "analytics.query.dashboard",
+        json!({"propertyId": "p_tokyo", "asOf": "2026-11-10T03:00:00Z"}),
+    )
+    .await;
+    assert_eq!(code, None, "{d}");
+    assert_eq!(d["today"]["messagesReceived"], 1, "m1 only, at 00:30 local: {d}");
+    assert_eq!(d["today"]["conversationsResolved"], 2, "{d}");
+    assert!(close(&d["today"]["avgResponseTimeMs"], 60000.0), "{d}");
+    assert!(
+        close(&d["comparison"]["conversationsChange"], 100.0),
+        "two today against one yesterday by 12:00 local: {d}"
+    );
+
+    // The report over the local day 2026-11-10.
+    let (code, _) = ask(
+        &client,
+        "analytics.admin.aggregate",
+        json!({"from": "2026-11-07", "to": "2026-11-13"}),
+    )
+    .await;
+    assert_eq!(code, None);
+    let (code, r) = ask(
+        &client,
+        "analytics.query.report",
+        json!({"type": "daily", "propertyId": "p_tokyo",
+               "dateRange": {"start": "2026-11-10", "end": "2026-11-11"}}),
+    )
+    .await;
+    assert_eq!(code, None, "{r}");
+    let summary = &r["sections"]["summary"];
+    assert_eq!(summary["totalConversations"], 3, "{summary}");
+    assert_eq!(summary["totalMessages"], 4, "{summary}");
+    assert_eq!(summary["totalTasks"], 2, "{summary}");
+    assert!(
+        close(&summary["aiResolutionRate"], 2.0 / 3.0),
+        "c1 and c3 resolved without escalation, of three resolved: {summary}"
+    );
+    assert!(close(&summary["avgSatisfaction"], 4.0), "{summary}");
+    assert!(close(&summary["avgResponseTimeMinutes"], 2.0), "{summary}");
+    let s = &r["sections"]["satisfaction"];
+    assert_eq!(
+        (
+            s["surveysSent"].as_i64(),
+            s["responsesReceived"].as_i64(),
+            s["rating2"].as_i64(),
+            s["rating5"].as_i64(),
+            s["rating1"].as_i64()
+        ),
+        (Some(3), Some(3), Some(1), Some(2), Some(0)),
+        "{s}"
+    );
+    assert!(close(&s["avgRating"], 4.0), "{s}");
+    assert!(
+        close(&s["npsScore"], 100.0 / 3.0),
+        "(2 fives - 1 two) / 3: {s}"
+    );
+    assert_eq!(s["byChannel"]["sms"]["responsesReceived"], 2, "{s}");
+    assert!(close(&s["byChannel"]["sms"]["npsScore"], 0.0), "{s}");
+    assert_eq!(
+        r["sections"]["channelBreakdown"],
+        json!({"sms": 2, "whatsapp": 1})
+    );
+}
