@@ -228,17 +228,26 @@ async fn scheduled_reports_are_written_and_announced() {
         .subscribe("analytics.reports.generated")
         .await
         .unwrap();
+    // Schedules run in a zone where it is about noon: "yesterday" stays the same day
+    // for the whole test.
+    let zone = crate::helpers::midday_zone();
     let app = App::start(
         &nats.url(),
         &format!(
-            "reports:\n  storage: {}\n  schedule: [{{type: daily, cron: '*/2 * * * * *'}}]\n",
+            "aggregation:\n  timezone: {zone}\nreports:\n  storage: {}\n  schedule: [{{type: daily, cron: '*/2 * * * * *'}}]\n",
             reports.path().display()
         ),
     );
     let js = nats.jetstream().await;
-    let yesterday = chrono::Utc::now().date_naive() - chrono::Days::new(1);
-    let body =
-        json!({"id": "y1", "propertyId": "p_sched", "timestamp": format!("{yesterday}T12:00:00Z")});
+    let tz: chrono_tz::Tz = zone.parse().unwrap();
+    let yesterday = chrono::Utc::now().with_timezone(&tz).date_naive() - chrono::Days::new(1);
+    let noon = yesterday
+        .and_hms_opt(12, 0, 0)
+        .unwrap()
+        .and_local_timezone(tz)
+        .unwrap()
+        .to_rfc3339();
+    let body = json!({"id": "y1", "propertyId": "p_sched", "timestamp": noon});
     publish_all(
         &js,
         vec![(

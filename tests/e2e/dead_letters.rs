@@ -77,8 +77,14 @@ async fn every_rejection_reason_is_kept_acked_and_counted() {
     }
     assert_eq!(app.event_count().await, 0);
 
-    // Acked, not redelivered: wait past the 1 s ack wait and look at the consumer.
-    tokio::time::sleep(Duration::from_millis(2500)).await;
+    // Acked, not redelivered: once the ack floor reaches the last message nothing can
+    // be delivered again.
+    let last = *seqs.last().unwrap();
+    wait_until(WAIT, "every message acked", || async {
+        let info = consumer_info(&js).await;
+        info.ack_floor.stream_sequence == last && info.num_ack_pending == 0
+    })
+    .await;
     let info = consumer_info(&js).await;
     assert_eq!(info.num_ack_pending, 0, "{info:?}");
     assert_eq!(info.num_pending, 0, "{info:?}");

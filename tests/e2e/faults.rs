@@ -125,7 +125,10 @@ async fn nats_restart_mid_ingest_loses_nothing() {
     // is still uncommitted when NATS dies, however fast commits are.
     let mut lock = app.hold_commits().await;
     publish_all(&js, all[10_000..].to_vec()).await;
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    wait_until(WAIT, "messages fetched and held uncommitted", || async {
+        consumer_info(&js).await.delivered.stream_sequence as i64 > app.event_count().await
+    })
+    .await;
     nats.kill();
     let at_kill = app.event_count().await;
     assert!(
@@ -133,7 +136,11 @@ async fn nats_restart_mid_ingest_loses_nothing() {
         "nothing of the rest commits under the lock"
     );
     lock.release().await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    // With NATS gone, the batches in hand commit; their acks cannot be sent.
+    wait_until(WAIT, "the batches in hand committed", || async {
+        app.event_count().await > at_kill
+    })
+    .await;
     nats.restart();
     wait_until(WAIT, "30,000 events after the restart", || async {
         app.event_count().await >= 30_000
@@ -222,7 +229,19 @@ async fn a_long_reader_and_a_brief_write_lock_lose_nothing() {
     let mut writer = app.hold_commits().await;
     // The second half arrives while the lock is held, so a commit has to wait for it.
     publish_all(&js, all[10_000..].to_vec()).await;
-    tokio::time::sleep(Duration::from_secs(2)).await;
+    wait_until(WAIT, "a commit to feel the lock", || async {
+        if app.on_postgres() {
+            let db = app.db().await;
+            let waiting = db
+                .count("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
+                .await;
+            db.close().await;
+            waiting > 0
+        } else {
+            app.metric("butler_analytics_ingest_commit_retries_total") >= 1.0
+        }
+    })
+    .await;
     writer.release().await;
 
     wait_until(WAIT, "20,000 events", || async {

@@ -187,7 +187,12 @@ async fn a_message_redelivered_after_its_ack_wait_gives_one_row() {
         )],
     )
     .await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    wait_until(
+        WAIT,
+        "the server to redeliver it past its ack wait",
+        || async { crate::helpers::consumer_info(&js).await.num_redelivered >= 1 },
+    )
+    .await;
     lock.release().await;
 
     let duplicate = r#"butler_analytics_events_duplicate_total{event_type="message.received"}"#;

@@ -48,7 +48,15 @@ async fn a_postgres_restart_mid_ingest_loses_nothing_and_acks_nothing_uncommitte
         // lands with batches in hand however fast the pipeline is.
         let hold = CommitBlocker::on_postgres(&url).await;
         publish_all(&js, all[half - 10_000..half].to_vec()).await;
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        let watcher = TestDb::postgres(&url).await;
+        wait_until(WAIT, "a commit waiting for the lock", || async {
+            watcher
+                .count("SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock'")
+                .await
+                > 0
+        })
+        .await;
+        watcher.close().await;
         pg.stop(mode);
         // The server ended the holding session with the others.
         drop(hold);

@@ -181,42 +181,57 @@ async fn the_dashboard_compares_today_so_far_with_yesterday_like_for_like() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dashboard_is_served_from_the_cache_within_its_ttl() {
+    const TTL: Duration = Duration::from_secs(10);
     let nats = NatsServer::start();
-    let app = App::start(&nats.url(), "cache:\n  ttl_ms: 2000\n");
+    // The property's today is hours away from its midnight, whenever the test runs.
+    let app = App::start(
+        &nats.url(),
+        &format!(
+            "cache:\n  ttl_ms: {}\naggregation:\n  property_timezones: {{p_dash: {}}}\n",
+            TTL.as_millis(),
+            crate::helpers::midday_zone()
+        ),
+    );
     let js = nats.jetstream().await;
     let client = async_nats::connect(nats.url()).await.unwrap();
     let now = || chrono::Utc::now().to_rfc3339();
     publish_all(&js, vec![ev("message.received", "m1", &now(), json!({}))]).await;
     wait_until(WAIT, "stored", || async { app.event_count().await == 1 }).await;
     let received = |d: &Value| d["today"]["messagesReceived"].as_i64().unwrap();
-    let (_, first) = ask(
-        &client,
-        "analytics.query.dashboard",
-        json!({"propertyId": "p_dash"}),
-    )
-    .await;
+    let dashboard = || {
+        ask(
+            &client,
+            "analytics.query.dashboard",
+            json!({"propertyId": "p_dash"}),
+        )
+    };
+    let (_, first) = dashboard().await;
+    let cached_at = std::time::Instant::now();
     assert_eq!(received(&first), 1);
     publish_all(&js, vec![ev("message.received", "m2", &now(), json!({}))]).await;
     wait_until(WAIT, "stored", || async { app.event_count().await == 2 }).await;
-    let (_, cached) = ask(
-        &client,
-        "analytics.query.dashboard",
-        json!({"propertyId": "p_dash"}),
-    )
-    .await;
+    let (_, cached) = dashboard().await;
+    assert!(
+        cached_at.elapsed() < TTL,
+        "the second request came within the TTL"
+    );
     assert_eq!(cached, first, "within the TTL the same reply");
     assert_eq!(
         app.metric(r#"butler_analytics_query_cache_requests_total{result="hit"}"#),
         1.0
     );
-    tokio::time::sleep(Duration::from_millis(2200)).await;
-    let (_, fresh) = ask(
-        &client,
-        "analytics.query.dashboard",
-        json!({"propertyId": "p_dash"}),
+    // Asked again and again: the stored event shows once the TTL has passed, not before.
+    wait_until(
+        WAIT,
+        "the dashboard read again from the database",
+        || async { received(&dashboard().await.1) == 2 },
     )
     .await;
-    assert_eq!(received(&fresh), 2, "after the TTL from the database");
+    assert!(
+        cached_at.elapsed() >= TTL,
+        "served from the cache for its whole TTL ({:?})",
+        cached_at.elapsed()
+    );
     assert_eq!(
         app.metric(r#"butler_analytics_query_cache_requests_total{result="miss"}"#),
         2.0
@@ -663,7 +678,10 @@ async fn dashboards_and_reports_follow_the_propertys_local_days() {
     )
     .await;
     assert_eq!(code, None, "{d}");
-    assert_eq!(d["today"]["messagesReceived"], 1, "m1 only, at 00:30 local: {d}");
+    assert_eq!(
+        d["today"]["messagesReceived"], 1,
+        "m1 only, at 00:30 local: {d}"
+    );
     assert_eq!(d["today"]["conversationsResolved"], 2, "{d}");
     assert!(close(&d["today"]["avgResponseTimeMs"], 60000.0), "{d}");
     assert!(

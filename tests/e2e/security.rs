@@ -12,13 +12,18 @@ use crate::helpers::{App, NatsServer, message_event, publish_all, wait_until};
 
 const WAIT: Duration = Duration::from_secs(60);
 
-/// Waits a few seconds and checks the pipeline is alive but not ready, for NATS.
+/// Waits until the server has refused the pipeline, and checks it is alive but not
+/// ready, for NATS.
 async fn refused(app: &mut App) {
     wait_until(WAIT, "the endpoint", || async {
         app.get("/healthz").map(|(s, _)| s) == Some(200)
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(3)).await;
+    wait_until(WAIT, "the server's refusal logged", || async {
+        let log = app.log();
+        log.contains("nats server error") || log.contains("nats client error")
+    })
+    .await;
     let (status, body) = app.get("/readyz").unwrap();
     assert_eq!(status, 503, "{body}");
     assert!(body.contains("nats"), "{body}");

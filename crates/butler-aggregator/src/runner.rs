@@ -174,7 +174,7 @@ impl Aggregator {
         let lease = self.lease(job).await?;
         let started = Utc::now();
         let result = async {
-            self.queue_dirty(job).await?;
+            self.queue_dirty(job, &lease).await?;
             let closed = self
                 .storage
                 .closed_pending_buckets(job.name(), &ts(now))
@@ -266,7 +266,7 @@ impl Aggregator {
 
     /// Moves hours stamped dirty since the job's cursor into its queue, as the buckets
     /// that hold them.
-    async fn queue_dirty(&self, job: Job) -> Result<(), AggregateError> {
+    async fn queue_dirty(&self, job: Job, lease: &JobLease) -> Result<(), AggregateError> {
         let after = self.storage.job_dirty_seq(job.name()).await?;
         let (hours, max_seq) = self.storage.dirty_hours_after(after).await?;
         if hours.is_empty() {
@@ -290,9 +290,22 @@ impl Aggregator {
         let chunks: Vec<_> = buckets.chunks(QUEUE_BUCKETS).collect();
         for (i, chunk) in chunks.iter().enumerate() {
             let last = i + 1 == chunks.len();
-            self.storage
-                .enqueue_buckets(job.name(), chunk, last.then_some(max_seq))
-                .await?;
+            lease.check(job.name())?;
+            match self
+                .storage
+                .enqueue_buckets(
+                    job.name(),
+                    chunk,
+                    last.then_some(max_seq),
+                    Some(&lease.fence()),
+                )
+                .await
+            {
+                Err(StorageError::LeaseLost(_)) => {
+                    return Err(AggregateError::LeaseLost(job.name()));
+                }
+                other => other?,
+            }
         }
         Ok(())
     }

@@ -93,9 +93,9 @@ impl Lease {
     }
 }
 
-/// The lease a run writes under. Each of its writes renews the lease in the write's
-/// own transaction and is refused ([`StorageError::LeaseLost`]) once another process
-/// holds it, so a run that lost its job never writes beside the new holder, and a run
+/// The lease a run writes under. Each of its writes renews the lease as the last
+/// statement of the write's own transaction and is refused
+/// ([`StorageError::LeaseLost`]) once another process holds it, so a run that lost its job never writes beside the new holder, and a run
 /// busy writing never lets its lease lapse, however long another writer keeps it
 /// waiting for the lock.
 #[derive(Debug, Clone)]
@@ -173,17 +173,20 @@ impl Storage {
     }
 
     /// Queues buckets for `job` and, in the same transaction, moves its dirty-hours
-    /// cursor to `dirty_seq` when given.
+    /// cursor to `dirty_seq` when given; under `fence`, renews the run's lease as it
+    /// commits.
     ///
     /// # Errors
-    /// Any database error; nothing is queued then.
+    /// [`StorageError::LeaseLost`] when another process holds `fence`'s lease; any
+    /// database error; nothing is queued then.
     pub async fn enqueue_buckets(
         &self,
         job: &str,
         buckets: &[PendingBucket],
         dirty_seq: Option<i64>,
+        fence: Option<&LeaseFence>,
     ) -> Result<(), StorageError> {
-        dispatch!(self.enqueue_buckets(job, buckets, dirty_seq))
+        dispatch!(self.enqueue_buckets(job, buckets, dirty_seq, fence))
     }
 
     /// Queued buckets of `job` that have closed by `now`, oldest first.
@@ -221,7 +224,8 @@ impl Storage {
     /// them all, where an hourly run recomputes a bucket per property and a backfill
     /// thousands.
     ///
-    /// Under `fence`, the write renews the run's lease in the same transaction.
+    /// Under `fence`, the write renews the run's lease as the last statement of its
+    /// transaction.
     ///
     /// # Errors
     /// [`StorageError::LeaseLost`] when another process holds `fence`'s lease; any

@@ -368,7 +368,7 @@ async fn postgres_answers_as_sqlite_does() {
         .collect();
     for storage in both {
         storage
-            .enqueue_buckets("daily_staff_performance", &pending, Some(7))
+            .enqueue_buckets("daily_staff_performance", &pending, Some(7), None)
             .await
             .unwrap();
         storage

@@ -91,3 +91,17 @@ pub fn message_event(id: &str) -> Vec<u8> {
     }))
     .unwrap()
 }
+
+/// A fixed-offset zone in which it is about noon now (`Etc/GMT±N`, whose sign is
+/// POSIX's: `Etc/GMT-5` is UTC+5): a test that counts "today" there is hours away from
+/// a local midnight, whenever it runs.
+pub fn midday_zone() -> String {
+    let utc_hour = i32::try_from(chrono::Timelike::hour(&chrono::Utc::now())).unwrap_or(0);
+    // Local hour = UTC hour + offset, offset in [-11, 12].
+    let offset = 12 - utc_hour;
+    if offset == 0 {
+        "Etc/GMT".to_owned()
+    } else {
+        format!("Etc/GMT{:+}", -offset)
+    }
+}

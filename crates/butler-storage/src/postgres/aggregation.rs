@@ -148,6 +148,7 @@ impl PgDb {
         job: &str,
         buckets: &[PendingBucket],
         dirty_seq: Option<i64>,
+        fence: Option<&LeaseFence>,
     ) -> Result<(), StorageError> {
         let mut properties = Vec::with_capacity(buckets.len());
         let mut keys = Vec::with_capacity(buckets.len());
@@ -182,6 +183,7 @@ impl PgDb {
             .execute(&mut *tx)
             .await?;
         }
+        renew_fence(&mut tx, fence).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -222,11 +224,6 @@ impl PgDb {
         }
         let now = instant(now)?;
         let mut tx = self.pool.begin().await?;
-        if let Some(fence) = fence
-            && !renew(&mut *tx, &fence.name, &fence.holder, fence.ttl).await?
-        {
-            return Err(StorageError::LeaseLost(fence.name.clone()));
-        }
         let mut watermark: Option<DateTime<Utc>> = None;
         let mut statements: Option<(&str, String, String)> = None;
         for (bucket, rows) in buckets {
@@ -279,6 +276,7 @@ impl PgDb {
             .execute(&mut *tx)
             .await?;
         }
+        renew_fence(&mut tx, fence).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -479,6 +477,22 @@ const LATER: &str = "clock_timestamp() + $3 * interval '1 millisecond'";
 /// `ttl` in whole milliseconds, the unit of [`LATER`].
 fn millis(ttl: Duration) -> i64 {
     i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// As its transaction's last statement, so that the lease runs `ttl` from the commit
+/// however long the transaction took: renews the lease `fence` names, or fails with
+/// [`StorageError::LeaseLost`] (the transaction then rolls back) when another process
+/// holds it.
+async fn renew_fence(
+    tx: &mut Transaction<'_, Postgres>,
+    fence: Option<&LeaseFence>,
+) -> Result<(), StorageError> {
+    if let Some(fence) = fence
+        && !renew(&mut **tx, &fence.name, &fence.holder, fence.ttl).await?
+    {
+        return Err(StorageError::LeaseLost(fence.name.clone()));
+    }
+    Ok(())
 }
 
 /// Moves `name`'s expiry to `ttl` from now if `holder` still holds it.

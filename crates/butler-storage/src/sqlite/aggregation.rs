@@ -123,6 +123,7 @@ impl SqliteDb {
         job: &str,
         buckets: &[PendingBucket],
         dirty_seq: Option<i64>,
+        fence: Option<&LeaseFence>,
     ) -> Result<(), StorageError> {
         let mut tx = self.sql_writer.begin_with("BEGIN IMMEDIATE").await?;
         for b in buckets {
@@ -148,6 +149,7 @@ impl SqliteDb {
             .execute(&mut *tx)
             .await?;
         }
+        renew_fence(&mut tx, fence).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -187,11 +189,6 @@ impl SqliteDb {
             return Ok(());
         }
         let mut tx = self.sql_writer.begin_with("BEGIN IMMEDIATE").await?;
-        if let Some(fence) = fence
-            && !renew(&mut *tx, &fence.name, &fence.holder, fence.ttl).await?
-        {
-            return Err(StorageError::LeaseLost(fence.name.clone()));
-        }
         let mut watermark: Option<&str> = None;
         let mut statements: Option<(&str, String, String)> = None;
         for (bucket, rows) in buckets {
@@ -241,6 +238,7 @@ impl SqliteDb {
             .execute(&mut *tx)
             .await?;
         }
+        renew_fence(&mut tx, fence).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -449,6 +447,22 @@ const LATER: &str = "strftime('%Y-%m-%dT%H:%M:%fZ', 'now', ?3)";
 /// `ttl` as a date-function modifier.
 fn seconds(ttl: Duration) -> String {
     format!("+{:.3} seconds", ttl.as_secs_f64())
+}
+
+/// As its transaction's last statement, so that the lease runs `ttl` from the commit
+/// however long the transaction took: renews the lease `fence` names, or fails with
+/// [`StorageError::LeaseLost`] (the transaction then rolls back) when another process
+/// holds it.
+async fn renew_fence(
+    tx: &mut Transaction<'_, Sqlite>,
+    fence: Option<&LeaseFence>,
+) -> Result<(), StorageError> {
+    if let Some(fence) = fence
+        && !renew(&mut **tx, &fence.name, &fence.holder, fence.ttl).await?
+    {
+        return Err(StorageError::LeaseLost(fence.name.clone()));
+    }
+    Ok(())
 }
 
 /// Moves `name`'s expiry to `ttl` from now if `holder` still holds it.
