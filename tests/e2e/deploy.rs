@@ -169,7 +169,7 @@ async fn a_real_prometheus_scrapes_the_pipeline_and_every_dashboard_query_is_val
         format!(
             "global:\n  scrape_interval: 1s\n  evaluation_interval: 1s\nrule_files:\n  - {}\nscrape_configs:\n  - job_name: butler-analytics\n    static_configs:\n      - targets: [\"127.0.0.1:{}\"]\n",
             deploy("prometheus/alerts.yml").display(),
-            app.metrics_port
+            app.metrics_port().unwrap()
         ),
     )
     .unwrap();
@@ -453,7 +453,7 @@ async fn the_image_healthcheck_follows_readyz() {
     let mut nats = NatsServer::start();
     let app = App::start(&nats.url(), "");
     let check = || {
-        let port = app.metrics_port.to_string();
+        let port = app.metrics_port().unwrap().to_string();
         let args: Vec<String> = command[1..]
             .iter()
             .map(|a| a.replace("9464", &port))

@@ -110,9 +110,12 @@ async fn valid_events_of_every_type_are_stored_exactly_as_published() {
             .remove(0)
         }
     };
-    assert_eq!(ts("evt_sample_025").await, "2026-11-24T09:15:00.250Z");
-    assert_eq!(ts("evt_sample_026").await, "2026-11-24T16:02:11.123Z");
-    assert_eq!(ts("evt_sample_024").await, "2026-11-24T07:58:00.000Z");
+    // Sample dates move with the calendar (`samples`): 2026-11-24 here.
+    let day =
+        chrono::NaiveDate::from_ymd_opt(2026, 11, 24).unwrap() + crate::helpers::sample_shift();
+    assert_eq!(ts("evt_sample_025").await, format!("{day}T09:15:00.250Z"));
+    assert_eq!(ts("evt_sample_026").await, format!("{day}T16:02:11.123Z"));
+    assert_eq!(ts("evt_sample_024").await, format!("{day}T07:58:00.000Z"));
     let from_header = db
         .strings("SELECT event_type FROM analytics_events WHERE id = 'publisher-id-1'")
         .await;

@@ -46,8 +46,6 @@ pub struct App {
     dir: tempfile::TempDir,
     /// The test's own PostgreSQL database, on that backend.
     postgres: Option<TempPostgres>,
-    /// The metrics endpoint's port.
-    pub metrics_port: u16,
 }
 
 impl App {
@@ -67,7 +65,6 @@ impl App {
     /// Writes the config (and copies `database`) without starting the process.
     pub fn prepare(nats_url: &str, extra: &str, database: Option<&Path>) -> App {
         let dir = tempfile::tempdir().unwrap();
-        let metrics_port = super::free_port();
         let postgres = (backend() == Backend::Postgres).then(TempPostgres::create_blocking);
         let mut storage_extra = section_body(extra, "storage");
         if let Some(db) = &postgres
@@ -84,7 +81,7 @@ impl App {
             );
         }
         let config = format!(
-            "nats:\n  url: {nats_url}\n{nats_extra}storage:\n  path: {db}\n{storage_extra}reports:\n{reports_extra}metrics:\n  listen: 127.0.0.1:{metrics_port}\n{rest}",
+            "nats:\n  url: {nats_url}\n{nats_extra}storage:\n  path: {db}\n{storage_extra}reports:\n{reports_extra}metrics:\n  listen: 127.0.0.1:0\n{rest}",
             nats_extra = section_body(extra, "nats"),
             db = dir.path().join("analytics.db").display(),
             rest = without_sections(extra, &["nats", "storage", "reports"]),
@@ -97,7 +94,6 @@ impl App {
             child: None,
             dir,
             postgres,
-            metrics_port,
         }
     }
 
@@ -228,9 +224,27 @@ impl App {
             .is_some_and(|c| c.try_wait().unwrap().is_none())
     }
 
+    /// The metrics endpoint's port, as the process logged it at its last start: the
+    /// config asks for port 0, so the system picks a free one, with no race between
+    /// finding a port and binding it.
+    pub fn metrics_port(&self) -> Option<u16> {
+        let log = self.log();
+        let line = log[log.rfind("butler-analytics running")?..]
+            .lines()
+            .next()?;
+        let after = &line[line.find("metrics")?..];
+        let digits = &after[after.find("127.0.0.1:")? + "127.0.0.1:".len()..];
+        digits
+            .chars()
+            .take_while(char::is_ascii_digit)
+            .collect::<String>()
+            .parse()
+            .ok()
+    }
+
     /// GET on the metrics endpoint: status and body.
     pub fn get(&self, path: &str) -> Option<(u16, String)> {
-        let mut stream = TcpStream::connect(("127.0.0.1", self.metrics_port)).ok()?;
+        let mut stream = TcpStream::connect(("127.0.0.1", self.metrics_port()?)).ok()?;
         stream
             .set_read_timeout(Some(Duration::from_secs(10)))
             .ok()?;

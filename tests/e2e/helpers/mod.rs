@@ -41,12 +41,40 @@ where
     }
 }
 
+/// How far the stored samples' timestamps are moved: whole days, so that the latest
+/// (of 2026-11-24) is at most a day old.
+pub fn sample_shift() -> chrono::Duration {
+    let written = chrono::NaiveDate::from_ymd_opt(2026, 11, 25).unwrap();
+    (chrono::Utc::now().date_naive() - written).max(chrono::Duration::zero())
+}
+
 /// The sample messages shared with the design: `(subject, payload bytes, expect)`.
+/// Dates are moved to stay what they are for: the stored samples (of 2026-11-24) by
+/// whole days ([`sample_shift`]) so that they stay within the default retention, the
+/// future one to a month from now (well past the default skew of a day).
 pub fn samples() -> Vec<(String, Vec<u8>, String)> {
+    let shift = sample_shift();
     include_str!("../../fixtures/sample-events.jsonl")
         .lines()
         .map(|line| {
-            let v: serde_json::Value = serde_json::from_str(line).unwrap();
+            let mut v: serde_json::Value = serde_json::from_str(line).unwrap();
+            let expect = v["expect"].as_str().unwrap().to_owned();
+            // The stored samples keep their time of day and offset as written (some
+            // are there to show how odd forms are read): only the date moves.
+            let moved = match (expect.as_str(), v["payload"]["timestamp"].as_str()) {
+                ("timestamp_in_future", Some(_)) => Some(
+                    (chrono::Utc::now() + chrono::Duration::days(30))
+                        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true),
+                ),
+                ("stored", Some(t)) => t
+                    .get(..10)
+                    .and_then(|d| d.parse::<chrono::NaiveDate>().ok())
+                    .map(|d| format!("{}{}", d + shift, &t[10..])),
+                _ => None,
+            };
+            if let Some(t) = moved {
+                v["payload"]["timestamp"] = serde_json::json!(t);
+            }
             let payload = match &v["payload"] {
                 serde_json::Value::String(s) if s.starts_with("<any payload over") => {
                     vec![b'x'; 65_537]

@@ -44,9 +44,11 @@ impl NatsServer {
         NatsServer::start_on(port, None, &[])
     }
 
-    /// Starts a server with extra configuration lines, e.g. `max_payload: 4096`.
+    /// Starts a server with extra configuration lines, e.g. `max_payload: 4096`, on a
+    /// port the server picks itself and reports in its ports file (no race between
+    /// finding a free port and binding it); a restart keeps that port.
     pub fn start_with(config: Option<&str>) -> NatsServer {
-        NatsServer::start_on(super::free_port(), config, &[])
+        NatsServer::start_on(0, config, &[])
     }
 
     /// Starts a server on `port` with extra configuration lines and command-line
@@ -71,15 +73,14 @@ impl NatsServer {
             std::fs::write(&path, extra).unwrap();
             cmd.arg("-c").arg(path);
         }
+        let port = if self.port == 0 {
+            cmd.arg("--ports_file_dir").arg(self.store.path());
+            "-1".to_owned()
+        } else {
+            self.port.to_string()
+        };
         let child = cmd
-            .args([
-                "-a",
-                "127.0.0.1",
-                "-p",
-                &self.port.to_string(),
-                "-js",
-                "-sd",
-            ])
+            .args(["-a", "127.0.0.1", "-p", &port, "-js", "-sd"])
             .arg(self.store.path())
             .args(&self.args)
             .stdout(Stdio::null())
@@ -88,8 +89,32 @@ impl NatsServer {
             .unwrap_or_else(|e| {
                 panic!("cannot start {} (set NATS_SERVER_BIN): {e}", bin.display())
             });
+        let pid = child.id();
         self.child = Some(child);
         let deadline = Instant::now() + Duration::from_secs(15);
+        if self.port == 0 {
+            let ports = self.store.path().join(format!(
+                "{}_{pid}.ports",
+                bin.file_name().unwrap_or_default().to_string_lossy()
+            ));
+            while self.port == 0 {
+                if let Ok(text) = std::fs::read_to_string(&ports)
+                    && let Ok(v) = serde_json::from_str::<serde_json::Value>(&text)
+                    && let Some(url) = v["nats"][0].as_str()
+                {
+                    self.port = url.rsplit(':').next().unwrap().parse().unwrap();
+                    break;
+                }
+                assert!(
+                    Instant::now() < deadline,
+                    "nats-server wrote no ports file {}:\n{}",
+                    ports.display(),
+                    std::fs::read_to_string(self.store.path().join("nats-server.log"))
+                        .unwrap_or_default()
+                );
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        }
         while TcpStream::connect(("127.0.0.1", self.port)).is_err() {
             assert!(
                 Instant::now() < deadline,
