@@ -272,10 +272,12 @@ async fn a_signal_mid_ingest_stops_cleanly(signal: libc::c_int) {
     let js = nats.jetstream().await;
     // No ids: each event's id is evt_BUTLER_EVENTS_<stream sequence>.
     let payload = br#"{"propertyId":"prop_term","channel":"email"}"#.to_vec();
-    let messages = (0..30_000)
-        .map(|_| ("butler.events.message.received".to_owned(), payload.clone()))
-        .collect();
-    let seqs = publish_all(&js, messages).await;
+    let messages = |n: usize| -> Vec<(String, Vec<u8>)> {
+        (0..n)
+            .map(|_| ("butler.events.message.received".to_owned(), payload.clone()))
+            .collect()
+    };
+    let mut seqs = publish_all(&js, messages(10_000)).await;
     let mut app = App::start(
         &nats.url(),
         "ingest:\n  batch_size: 250\nstorage:\n  busy_timeout_ms: 30000\n",
@@ -284,9 +286,14 @@ async fn a_signal_mid_ingest_stops_cleanly(signal: libc::c_int) {
         app.event_count().await >= 1000
     })
     .await;
-    // The signal comes while a batch is in hand and its commit waits for another
-    // writer: the shutdown must commit it, not drop it.
+    // The signal comes while batches are in hand and their commit waits for another
+    // writer, however fast ingest is: the shutdown must commit them, not drop them.
     let mut lock = app.hold_commits().await;
+    seqs.extend(publish_all(&js, messages(20_000)).await);
+    wait_until(WAIT, "messages fetched and held uncommitted", || async {
+        consumer_info(&js).await.delivered.stream_sequence as i64 > app.event_count().await
+    })
+    .await;
     let at_signal = app.event_count().await;
     app.signal(signal);
     wait_until(WAIT, "the shutdown to begin", || async {
