@@ -242,3 +242,45 @@ async fn two_instances_share_one_queue_group_and_ping_finds_both() {
         "the log names the instance"
     );
 }
+
+/// `$SRV.STATS`: each endpoint's requests, and its error replies in its `data` (the
+/// library's own `num_errors` counts only errors sent without a body).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn srv_stats_counts_each_endpoints_requests_and_errors() {
+    let nats = NatsServer::start();
+    let _app = App::start(&nats.url(), "");
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    for _ in 0..3 {
+        request(
+            &client,
+            "analytics.query.dashboard",
+            r#"{"propertyId":"p"}"#,
+        )
+        .await;
+    }
+    let bad = request(&client, "analytics.query.timeseries", "{not json").await;
+    assert_eq!(header(&bad, "Nats-Service-Error-Code"), Some("400"));
+    let stats = request(&client, "$SRV.STATS.butler-analytics", "").await;
+    let stats: Value = serde_json::from_slice(&stats.payload).unwrap();
+    assert_eq!(stats["name"], "butler-analytics", "{stats}");
+    let endpoint = |name: &str| {
+        stats["endpoints"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|e| e["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no {name}: {stats}"))
+    };
+    assert_eq!(endpoint("dashboard")["num_requests"], 3, "{stats}");
+    assert_eq!(endpoint("dashboard")["data"]["num_errors"], 0, "{stats}");
+    assert_eq!(endpoint("timeseries")["num_requests"], 1, "{stats}");
+    assert_eq!(endpoint("timeseries")["data"]["num_errors"], 1, "{stats}");
+    assert!(
+        endpoint("timeseries")["data"]["last_error"]
+            .as_str()
+            .is_some_and(|e| e.starts_with("400 invalid request")),
+        "{stats}"
+    );
+    assert_eq!(endpoint("report")["num_requests"], 0, "{stats}");
+}

@@ -440,7 +440,7 @@ fn docker_compose_accepts_the_compose_file() {
 }
 
 /// The image's HEALTHCHECK, run as Docker would (on the pipeline's metrics port):
-/// healthy while `/readyz` is 200, unhealthy once NATS is gone.
+/// healthy while `/readyz` is 200, unhealthy once NATS is gone, healthy once it is back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_image_healthcheck_follows_readyz() {
     let dockerfile = std::fs::read_to_string(deploy("Dockerfile")).unwrap();
@@ -472,6 +472,15 @@ async fn the_image_healthcheck_follows_readyz() {
     })
     .await;
     assert_eq!(app.get("/readyz").map(|(code, _)| code), Some(503));
+    // NATS back: ready and healthy again, without a restart of the pipeline.
+    nats.restart();
+    wait_until(
+        Duration::from_secs(60),
+        "the check to pass again",
+        || async { check() },
+    )
+    .await;
+    assert_eq!(app.get("/readyz").map(|(code, _)| code), Some(200));
 }
 
 /// `/metrics` says which build runs and how the process fares, as exporters do.

@@ -433,3 +433,40 @@ async fn every_log_line_names_its_instance() {
     assert!(lines.len() >= 3, "{log}");
     assert!(lines.iter().all(|l| l.starts_with("[east-1] ")), "{log}");
 }
+
+/// `LOG_FORMAT=json`: every line one JSON object with its level, message and instance,
+/// the start-up line's fields among them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn log_format_json_writes_one_object_per_line() {
+    let nats = NatsServer::start();
+    let mut app = App::prepare(&nats.url(), "service:\n  instance: west-2\n", None);
+    app.set_env("LOG_FORMAT", "json");
+    app.restart();
+    publish_all(&nats.jetstream().await, message_events("json", 3)).await;
+    wait_until(WAIT, "stored", || async { app.event_count().await == 3 }).await;
+    assert!(app.terminate().success());
+    let log = app.log();
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(lines.len() >= 3, "{log}");
+    for line in &lines {
+        assert_eq!(line["pipeline_instance"], "west-2", "{line}");
+        assert!(
+            line["level"].is_string() && line["timestamp"].is_string(),
+            "{line}"
+        );
+    }
+    let start = lines
+        .iter()
+        .find(|l| l["fields"]["message"] == "butler-analytics running")
+        .unwrap_or_else(|| panic!("{log}"));
+    assert_eq!(start["fields"]["instance"], "west-2", "{start}");
+    assert!(start["fields"]["metrics"].is_string(), "{start}");
+    assert!(
+        lines.iter().any(|l| l["fields"]["message"] == "stopped"),
+        "{log}"
+    );
+}

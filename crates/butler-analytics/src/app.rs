@@ -153,6 +153,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
             ),
             reports: crate::aggregation::report_settings(&config, report_objects.clone()),
             client: nats.clone(),
+            errors: butler_query::service::ErrorCounts::default(),
         };
         Some(tasks.spawn(butler_query::service::run(
             nats.clone(),

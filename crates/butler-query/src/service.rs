@@ -1,5 +1,6 @@
 //! The NATS micro service: endpoints registered under one name and queue group.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -33,6 +34,34 @@ pub struct ServiceContext {
     pub reports: crate::report::ReportSettings,
     /// The client, for the server's max payload.
     pub client: async_nats::Client,
+    /// Error replies per endpoint, for `$SRV.STATS`.
+    pub errors: ErrorCounts,
+}
+
+/// Error replies per endpoint subject, with the last message, for `$SRV.STATS`. The
+/// library counts an error only when it sends it with an empty body, and ours carry a
+/// JSON body, so each endpoint's `data` holds the counts instead:
+/// `{"num_errors": n, "last_error": "…"}`.
+#[derive(Debug, Clone, Default)]
+pub struct ErrorCounts(Arc<std::sync::Mutex<HashMap<&'static str, (u64, String)>>>);
+
+impl ErrorCounts {
+    fn record(&self, subject: &'static str, err: &QueryError) {
+        if let Ok(mut counts) = self.0.lock() {
+            let entry = counts.entry(subject).or_default();
+            entry.0 += 1;
+            entry.1 = format!("{} {err}", err.status());
+        }
+    }
+
+    /// The `data` of endpoint `name` in `$SRV.STATS`.
+    fn stats_of(&self, name: &str) -> serde_json::Value {
+        let subject = ENDPOINTS.iter().find(|(n, _)| *n == name).map(|(_, s)| *s);
+        let (n, last) = subject
+            .and_then(|s| self.0.lock().ok()?.get(s).cloned())
+            .unwrap_or_default();
+        serde_json::json!({ "num_errors": n, "last_error": last })
+    }
 }
 
 /// The endpoints: (name in `$SRV.INFO`, subject).
@@ -55,9 +84,11 @@ pub async fn run(
     context: Arc<ServiceContext>,
     shutdown: CancellationToken,
 ) -> Result<(), async_nats::Error> {
+    let errors = context.errors.clone();
     let service = client
         .service_builder()
         .description("Butler analytics: dashboards, time series, reports and aggregation control")
+        .stats_handler(move |name, _| errors.stats_of(&name))
         .queue_group(SERVICE_NAME)
         .start(SERVICE_NAME, env!("CARGO_PKG_VERSION"))
         .await?;
@@ -146,10 +177,11 @@ async fn handle(subject: &'static str, request: Request, context: &ServiceContex
         other => Err(QueryError::NotFound(format!("no endpoint {other}"))),
     };
     let code = result.as_ref().err().map(QueryError::code);
-    if let Err(err) = &result
-        && matches!(err, QueryError::Internal(_))
-    {
-        tracing::warn!(endpoint = subject, error = %err, "request failed");
+    if let Err(err) = &result {
+        context.errors.record(subject, err);
+        if matches!(err, QueryError::Internal(_)) {
+            tracing::warn!(endpoint = subject, error = %err, "request failed");
+        }
     }
     if let Err(err) = reply::send(&request, result).await {
         tracing::warn!(endpoint = subject, error = %err, "reply not sent");
@@ -177,6 +209,7 @@ async fn answer_report(request: &Request, context: &ServiceContext) -> Option<&'
     let report = match result {
         Ok(report) => report,
         Err(err) => {
+            context.errors.record("analytics.query.report", &err);
             if matches!(err, QueryError::Internal(_)) {
                 tracing::warn!(endpoint = "analytics.query.report", error = %err, "request failed");
             }

@@ -46,6 +46,8 @@ pub struct App {
     dir: tempfile::TempDir,
     /// The test's own PostgreSQL database, on that backend.
     postgres: Option<TempPostgres>,
+    /// Environment variables the process starts with, besides `RUST_LOG`.
+    env: Vec<(String, String)>,
 }
 
 impl App {
@@ -94,6 +96,7 @@ impl App {
             child: None,
             dir,
             postgres,
+            env: Vec::new(),
         }
     }
 
@@ -101,6 +104,11 @@ impl App {
     pub fn restart(&mut self) {
         self.spawn();
         self.wait_ready();
+    }
+
+    /// Sets an environment variable for the next starts, e.g. `LOG_FORMAT=json`.
+    pub fn set_env(&mut self, key: &str, value: &str) {
+        self.env.push((key.to_owned(), value.to_owned()));
     }
 
     /// Starts the process without waiting for it to be ready.
@@ -116,6 +124,7 @@ impl App {
             .arg(self.config_path())
             .arg("run")
             .env("RUST_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())
             .stderr(log)
             .spawn()
