@@ -3,7 +3,7 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use serde_json::Value;
+use serde_json::{Value, json};
 
 use crate::helpers::{App, NatsServer, cli, consumer_info, publish_all, samples, wait_until};
 
@@ -171,4 +171,109 @@ async fn dead_letters_replay_stores_them_once_the_cause_is_fixed() {
     assert_eq!(all.len(), 2);
     assert!(all.iter().all(|l| l["replayedEventId"].is_string()));
     assert_eq!(db.count("SELECT count(*) FROM analytics_events").await, 2);
+}
+
+/// Replay's selections and outcomes one by one: `--reason`, `--id` and `--limit` pick
+/// what is replayed; a letter that fails again for another reason has its reason
+/// brought up to date; one whose id is stored meanwhile counts as already stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replay_selects_by_reason_id_and_limit_and_tells_each_outcome() {
+    let nats = NatsServer::start();
+    let mut app = App::start(&nats.url(), "");
+    let js = nats.jetstream().await;
+    let at = |days: i64| (chrono::Utc::now() - chrono::Duration::days(days)).to_rfc3339();
+    let msg = |body: Value| {
+        (
+            "butler.events.message.received".to_owned(),
+            serde_json::to_vec(&body).unwrap(),
+        )
+    };
+    let pigeon = |id: &str, days: i64| {
+        msg(
+            json!({"id": id, "propertyId": "p_dl", "channel": "carrier_pigeon", "timestamp": at(days)}),
+        )
+    };
+    publish_all(
+        &js,
+        vec![
+            pigeon("dl-a", 0),
+            pigeon("dl-b", 3),
+            pigeon("dl-c", 0),
+            msg(json!({"id": "dl-d", "channel": "sms"})),
+            // dl-c, valid this time: stored.
+            msg(json!({"id": "dl-c", "propertyId": "p_dl", "channel": "sms", "timestamp": at(0)})),
+        ],
+    )
+    .await;
+    wait_until(WAIT, "four letters and one event", || async {
+        dead_letter_count(&app).await == 4 && app.event_count().await == 1
+    })
+    .await;
+    assert!(app.terminate().success());
+    let config = app.config_path();
+    let letters = || -> Vec<Value> {
+        let out = cli(&config, &["dead-letters", "list", "--json"], &[]);
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(|l| serde_json::from_str(l).unwrap())
+            .collect()
+    };
+    let id_of = |event: &str| {
+        letters()
+            .into_iter()
+            .find(|l| {
+                l["payload"]["text"]
+                    .as_str()
+                    .is_some_and(|p| p.contains(event))
+            })
+            .map(|l| l["id"].as_i64().unwrap().to_string())
+            .unwrap()
+    };
+    let replay = |args: &[&str], env: &[(&str, &str)]| -> Value {
+        let mut all = vec!["dead-letters", "replay", "--json"];
+        all.extend_from_slice(args);
+        let out = cli(&config, &all, env);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        serde_json::from_slice(&out.stdout).unwrap()
+    };
+    let pigeons = (
+        "BUTLER_ANALYTICS__INGEST__CHANNELS",
+        "[whatsapp, sms, email, webchat, carrier_pigeon]",
+    );
+    let outcome = |stored: i64, already: i64, still: i64| json!({"stored": stored, "alreadyStored": already, "stillRejected": still});
+
+    // --reason: only the letter without a property, still rejected.
+    assert_eq!(
+        replay(&["--reason", "missing_property_id"], &[pigeons]),
+        outcome(0, 0, 1)
+    );
+    // --id: dl-a alone, stored now that its channel is allowed.
+    let a = id_of("dl-a");
+    assert_eq!(replay(&["--id", &a], &[pigeons]), outcome(1, 0, 0));
+    // --limit 1, with a one-day retention: the oldest pending letter (dl-b, three days
+    // old) fails again, as expired now; its reason is brought up to date.
+    let short = ("BUTLER_ANALYTICS__RETENTION__RAW_EVENTS", "1");
+    assert_eq!(
+        replay(&["--limit", "1"], &[pigeons, short]),
+        outcome(0, 0, 1)
+    );
+    let b = letters()
+        .into_iter()
+        .find(|l| {
+            l["payload"]["text"]
+                .as_str()
+                .is_some_and(|p| p.contains("dl-b"))
+        })
+        .unwrap();
+    assert_eq!(b["reason"], "expired", "{b}");
+    // The rest: dl-b stored under the default retention, dl-c already stored, the
+    // letter without a property still rejected.
+    assert_eq!(replay(&[], &[pigeons]), outcome(1, 1, 1));
+    assert_eq!(letters().len(), 1, "only the unfixable one is left");
+    app.restart();
+    assert_eq!(app.event_count().await, 3, "dl-a, dl-b and dl-c, once each");
 }

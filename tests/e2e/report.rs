@@ -422,3 +422,80 @@ async fn a_report_larger_than_the_max_payload_is_fetched_from_the_object_store()
         "{err}"
     );
 }
+
+/// CSV as RFC 4180 has it: an intent or a staff id holding a comma, a quote or a line
+/// break comes back whole from a CSV parser.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn csv_reports_quote_commas_quotes_and_line_breaks() {
+    let nats = NatsServer::start();
+    let app = App::start(&nats.url(), &config());
+    let intent = "late, \"very late\"\ncheckout";
+    let staff = "staff \"7\", desk";
+    let event = |t: &str, id: &str, extra: Value| {
+        let mut body =
+            json!({"id": id, "propertyId": "p_csv", "timestamp": "2026-11-02T10:00:00Z"});
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        (
+            format!("butler.events.{t}"),
+            serde_json::to_vec(&body).unwrap(),
+        )
+    };
+    let events = vec![
+        event(
+            "intent.classified",
+            "i1",
+            json!({"confidence": 0.9, "metadata": {"intent": intent}}),
+        ),
+        event(
+            "intent.classified",
+            "i2",
+            json!({"confidence": 0.8, "metadata": {"intent": intent}}),
+        ),
+        event(
+            "task.completed",
+            "t1",
+            json!({"taskId": "t1", "staffId": staff}),
+        ),
+    ];
+    crate::helpers::publish_all(&nats.jetstream().await, events).await;
+    wait_until(WAIT, "stored", || async { app.event_count().await == 3 }).await;
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let aggregated = request(
+        &client,
+        "analytics.admin.aggregate",
+        r#"{"from":"2026-11-01","to":"2026-11-04"}"#,
+    )
+    .await;
+    assert_eq!(error_code(&aggregated), None);
+    let reply = ask(
+        &client,
+        json!({"type": "daily", "propertyId": "p_csv", "format": "csv",
+               "sections": ["top_intents", "staff_performance"],
+               "dateRange": {"start": "2026-11-02", "end": "2026-11-03"}}),
+    )
+    .await;
+    assert_eq!(error_code(&reply), None);
+    let text = String::from_utf8_lossy(&reply.payload).into_owned();
+    assert!(
+        text.contains("\"late, \"\"very late\"\"\ncheckout\""),
+        "{text}"
+    );
+    let rows: Vec<csv::StringRecord> = csv::Reader::from_reader(reply.payload.as_ref())
+        .records()
+        .map(Result::unwrap)
+        .collect();
+    assert!(
+        rows.iter()
+            .any(|r| &r[0] == "top_intents" && &r[1] == intent && &r[2] == "count" && &r[3] == "2"),
+        "{text}"
+    );
+    assert!(
+        rows.iter().any(|r| &r[0] == "staff_performance"
+            && &r[1] == staff
+            && &r[2] == "tasksCompleted"
+            && &r[3] == "1"),
+        "{text}"
+    );
+}
