@@ -470,3 +470,75 @@ async fn log_format_json_writes_one_object_per_line() {
         "{log}"
     );
 }
+
+/// Retention end to end: `cleanup` by hand deletes what a shorter retention puts past
+/// its cutoff, with the tallies of those hours; the scheduled cleanup does the same by
+/// itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cleanup_by_hand_and_on_its_schedule_deletes_what_is_past_retention() {
+    let nats = NatsServer::start();
+    let mut app = App::start(
+        &nats.url(),
+        "retention:\n  raw_events: 36500\nservice:\n  aggregator: false\n",
+    );
+    let days_ago = |d: i64| (chrono::Utc::now() - chrono::Duration::days(d)).to_rfc3339();
+    let event = |id: &str, d: i64| {
+        (
+            "butler.events.message.received".to_owned(),
+            serde_json::to_vec(&serde_json::json!({
+                "id": id, "propertyId": "p_ret", "channel": "sms", "timestamp": days_ago(d)
+            }))
+            .unwrap(),
+        )
+    };
+    publish_all(
+        &nats.jetstream().await,
+        vec![
+            event("old-1", 40),
+            event("old-2", 20),
+            event("new-1", 2),
+            event("new-2", 0),
+        ],
+    )
+    .await;
+    wait_until(WAIT, "stored", || async { app.event_count().await == 4 }).await;
+    assert!(app.terminate().success());
+    let db = app.db().await;
+    let ids = || async {
+        db.strings("SELECT id FROM analytics_events ORDER BY id")
+            .await
+    };
+    let tallied = || async {
+        db.count("SELECT CAST(coalesce(sum(events), 0) AS BIGINT) FROM event_tallies_hour")
+            .await
+    };
+    assert_eq!(tallied().await, 4);
+
+    // By hand, with a 30-day retention: the 40-day-old event goes, with its tally.
+    let thirty = ("BUTLER_ANALYTICS__RETENTION__RAW_EVENTS", "30");
+    let out = cli(&app.config_path(), &["cleanup", "--json"], &[thirty]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let said: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(said["deleted"]["analytics_events"], 1, "{said}");
+    assert_eq!(ids().await, ["new-1", "new-2", "old-2"]);
+    assert_eq!(tallied().await, 3);
+
+    // On its schedule, with a 10-day retention: the 20-day-old one goes by itself.
+    let config = std::fs::read_to_string(app.config_path())
+        .unwrap()
+        .replace("raw_events: 36500", "raw_events: 10")
+        .replace("aggregator: false", "aggregator: true")
+        + "aggregation:\n  schedules: {retention_cleanup: '*/2 * * * * *'}\n";
+    std::fs::write(app.config_path(), config).unwrap();
+    app.restart();
+    wait_until(WAIT, "the scheduled cleanup", || async {
+        ids().await == ["new-1", "new-2"]
+    })
+    .await;
+    assert_eq!(tallied().await, 2);
+    db.close().await;
+}

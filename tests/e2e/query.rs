@@ -205,8 +205,9 @@ async fn a_dashboard_is_served_from_the_cache_within_its_ttl() {
             json!({"propertyId": "p_dash"}),
         )
     };
-    let (_, first) = dashboard().await;
+    // The entry is cached after this instant: it lives until at least TTL past it.
     let cached_at = std::time::Instant::now();
+    let (_, first) = dashboard().await;
     assert_eq!(received(&first), 1);
     publish_all(&js, vec![ev("message.received", "m2", &now(), json!({}))]).await;
     wait_until(WAIT, "stored", || async { app.event_count().await == 2 }).await;
