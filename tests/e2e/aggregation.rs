@@ -948,7 +948,14 @@ async fn late_events_are_reflected_by_the_next_scheduled_run_recomputing_only_th
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_start_makes_up_the_runs_missed_while_down() {
     let nats = NatsServer::start();
-    let mut app = App::start(&nats.url(), "service:\n  aggregator: false\n");
+    // Days and months in a zone where it is about noon: which month is closed cannot
+    // change while the test runs.
+    let zone = crate::helpers::midday_zone();
+    let tz: Tz = zone.parse().unwrap();
+    let mut app = App::start(
+        &nats.url(),
+        &format!("service:\n  aggregator: false\naggregation:\n  timezone: {zone}\n"),
+    );
     let js = nats.jetstream().await;
     let when = (Utc::now() - chrono::Duration::days(2)).to_rfc3339();
     let body = serde_json::to_vec(&json!({"id": "m1", "propertyId": "p_down", "timestamp": when}))
@@ -1004,8 +1011,8 @@ async fn a_start_makes_up_the_runs_missed_while_down() {
         .value("SELECT total_conversations FROM agg_monthly_summary WHERE property_id = 'p_down'")
         .await
         .and_then(|v| v.as_i64());
-    let month_closed = chrono::Datelike::month(&(Utc::now() - chrono::Duration::days(2)))
-        != chrono::Datelike::month(&Utc::now());
+    let local = |t: chrono::DateTime<Utc>| chrono::Datelike::month(&t.with_timezone(&tz));
+    let month_closed = local(Utc::now() - chrono::Duration::days(2)) != local(Utc::now());
     assert_eq!(
         monthly,
         month_closed.then_some(1),
