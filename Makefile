@@ -28,12 +28,14 @@ lint: ## Check formatting and clippy warnings
 	$(CARGO) clippy --workspace --all-targets -- -D warnings
 
 .PHONY: test
-test: lint ## Lint, then every test against Debian's nats-server on SQLite, the end-to-end tests again on PostgreSQL, then both against a current nats-server (installs what is missing)
+test: lint ## Lint, then every test against Debian's nats-server on SQLite (end-to-end on the release binary), the end-to-end tests again on PostgreSQL, then both against a current nats-server (installs what is missing)
 	@echo "== nats-server: $$(scripts/ensure-nats-server.sh)"
 	scripts/ensure-test-tools.sh
 	@echo "== PostgreSQL: $$(scripts/ensure-postgres.sh)"
 	$(CARGO) build -p butler-analytics -p butler-bench
-	NATS_SERVER_BIN=$$(scripts/ensure-nats-server.sh) $(CARGO) test --workspace -- --test-threads $(TEST_THREADS)
+	$(CARGO) build --release -p butler-analytics
+	@echo "== every test, the end-to-end ones on the release binary"
+	BUTLER_ANALYTICS_BIN=$(CURDIR)/target/release/butler-analytics NATS_SERVER_BIN=$$(scripts/ensure-nats-server.sh) $(CARGO) test --workspace -- --test-threads $(TEST_THREADS)
 	@echo "== end-to-end tests on PostgreSQL"
 	BUTLER_TEST_BACKEND=postgres NATS_SERVER_BIN=$$(scripts/ensure-nats-server.sh) $(CARGO) test --workspace --test e2e -- --test-threads $(TEST_THREADS)
 	@echo "== benchmark smoke run (tiny sizes, debug build: the figures mean nothing, the harness must work)"
