@@ -17,14 +17,7 @@ async fn ask(client: &async_nats::Client, subject: &str, body: Value) -> (Option
 }
 
 fn ev(t: &str, id: &str, at: &str, extra: Value) -> (String, Vec<u8>) {
-    let mut body = json!({"id": id, "propertyId": "p_dash", "timestamp": at});
-    body.as_object_mut()
-        .unwrap()
-        .extend(extra.as_object().unwrap().clone());
-    (
-        format!("butler.events.{t}"),
-        serde_json::to_vec(&body).unwrap(),
-    )
+    ev_of("p_dash", t, id, at, extra)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -498,7 +491,13 @@ async fn the_catalogue_lists_every_metric_and_bad_queries_get_a_400() {
 }
 
 /// An event of `property` (extra fields merged in).
-fn ev_of(property: &str, t: &str, id: &str, at: &str, extra: Value) -> (String, Vec<u8>) {
+pub(crate) fn ev_of(
+    property: &str,
+    t: &str,
+    id: &str,
+    at: &str,
+    extra: Value,
+) -> (String, Vec<u8>) {
     let mut body = json!({"id": id, "propertyId": property, "timestamp": at});
     body.as_object_mut()
         .unwrap()

@@ -432,15 +432,7 @@ async fn csv_reports_quote_commas_quotes_and_line_breaks() {
     let intent = "late, \"very late\"\ncheckout";
     let staff = "staff \"7\", desk";
     let event = |t: &str, id: &str, extra: Value| {
-        let mut body =
-            json!({"id": id, "propertyId": "p_csv", "timestamp": "2026-11-02T10:00:00Z"});
-        body.as_object_mut()
-            .unwrap()
-            .extend(extra.as_object().unwrap().clone());
-        (
-            format!("butler.events.{t}"),
-            serde_json::to_vec(&body).unwrap(),
-        )
+        crate::query::ev_of("p_csv", t, id, "2026-11-02T10:00:00Z", extra)
     };
     let events = vec![
         event(
