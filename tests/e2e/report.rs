@@ -491,3 +491,47 @@ async fn csv_reports_quote_commas_quotes_and_line_breaks() {
         "{text}"
     );
 }
+
+/// With a bucket configured and NATS not there yet, the pipeline starts all the same
+/// and opens the bucket with the first report once NATS answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_report_bucket_is_opened_once_nats_answers() {
+    let mut nats = NatsServer::start();
+    nats.kill();
+    let mut app = App::prepare(
+        &nats.url(),
+        "reports:\n  object_store: late_reports\n",
+        None,
+    );
+    app.spawn();
+    wait_until(WAIT, "the process up without NATS", || async {
+        app.get("/healthz").map(|(s, _)| s) == Some(200)
+    })
+    .await;
+    assert!(app.is_running(), "{}", app.log());
+    nats.restart();
+    app.wait_ready();
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let reply = ask(
+        &client,
+        json!({"type": "daily", "propertyId": "p_late_bucket",
+               "dateRange": {"start": "2026-11-01", "end": "2026-11-02"}}),
+    )
+    .await;
+    assert_eq!(error_code(&reply), None);
+    let store = async_nats::jetstream::new(client)
+        .get_object_store("late_reports")
+        .await
+        .unwrap();
+    let mut object = Vec::new();
+    tokio::io::AsyncReadExt::read_to_end(
+        &mut store
+            .get("p_late_bucket/daily_2026-11-01_2026-11-02.json")
+            .await
+            .unwrap(),
+        &mut object,
+    )
+    .await
+    .unwrap();
+    assert!(object == reply.payload.to_vec(), "the object is the reply");
+}

@@ -280,28 +280,15 @@ pub fn report_settings(
     }
 }
 
-/// The bucket of `reports.object_store`, opened (created when absent), or `None` when
+/// The bucket of `reports.object_store` (opened on the first report), or `None` when
 /// unset.
-///
-/// # Errors
-/// The key and what the server said, when it neither has nor creates the bucket.
-pub async fn report_objects(
+pub fn report_objects(
     config: &Config,
     nats: &async_nats::Client,
-) -> anyhow::Result<Option<butler_query::objects::ReportObjects>> {
-    let Some(bucket) = &config.reports.object_store else {
-        return Ok(None);
-    };
-    let js = async_nats::jetstream::new(nats.clone());
-    let objects = butler_query::objects::ReportObjects::open(
-        &js,
-        bucket,
-        config.nats.stream_replicas,
-        nats.server_info().max_payload,
-    )
-    .await
-    .context("config key `reports.object_store`")?;
-    Ok(Some(objects))
+) -> Option<butler_query::objects::ReportObjects> {
+    config.reports.object_store.as_ref().map(|bucket| {
+        butler_query::objects::ReportObjects::new(nats.clone(), bucket, config.nats.stream_replicas)
+    })
 }
 
 /// The report schedules of `reports.schedule`, checked.

@@ -131,7 +131,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let aggregator = crate::aggregation::aggregator(storage.clone(), &config)
         .with_metrics(aggregator_metrics.clone());
     let report_objects = if config.service.query && config.reports.enabled {
-        crate::aggregation::report_objects(&config, &nats).await?
+        crate::aggregation::report_objects(&config, &nats)
     } else {
         None
     };

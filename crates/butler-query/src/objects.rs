@@ -12,19 +12,21 @@ use crate::QueryError;
 /// The largest chunk an object is cut into (async-nats' default).
 const MAX_CHUNK: usize = 128 * 1024;
 
-/// The bucket reports are put in.
+/// The bucket reports are put in, opened (or created) on the first put, so that a
+/// pipeline started before NATS answers starts all the same, as its consumer does.
 #[derive(Clone)]
 pub struct ReportObjects {
-    store: ObjectStore,
+    client: async_nats::Client,
     bucket: String,
-    chunk_size: usize,
+    replicas: usize,
+    store: std::sync::Arc<tokio::sync::OnceCell<ObjectStore>>,
 }
 
 impl std::fmt::Debug for ReportObjects {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ReportObjects")
             .field("bucket", &self.bucket)
-            .field("chunk_size", &self.chunk_size)
+            .field("replicas", &self.replicas)
             .finish_non_exhaustive()
     }
 }
@@ -68,38 +70,40 @@ pub enum ObjectError {
 }
 
 impl ReportObjects {
-    /// Opens `bucket`, creating it (with `replicas` replicas) when absent. Objects are
-    /// cut into chunks that fit well within `max_payload`, the server's limit on a
-    /// message, so a server with a small limit stores them too.
+    /// Reports go to `bucket`, created with `replicas` replicas when absent.
+    pub fn new(client: async_nats::Client, bucket: &str, replicas: usize) -> ReportObjects {
+        ReportObjects {
+            client,
+            bucket: bucket.to_owned(),
+            replicas,
+            store: std::sync::Arc::default(),
+        }
+    }
+
+    /// The bucket, opened or created now if not yet.
     ///
     /// # Errors
     /// [`ObjectError::Bucket`] when the server refuses both.
-    pub async fn open(
-        js: &jetstream::Context,
-        bucket: &str,
-        replicas: usize,
-        max_payload: usize,
-    ) -> Result<ReportObjects, ObjectError> {
-        let store = match js.get_object_store(bucket).await {
-            Ok(store) => store,
-            Err(_) => js
-                .create_object_store(jetstream::object_store::Config {
-                    bucket: bucket.to_owned(),
+    async fn store(&self) -> Result<&ObjectStore, ObjectError> {
+        self.store
+            .get_or_try_init(|| async {
+                let js = jetstream::new(self.client.clone());
+                if let Ok(store) = js.get_object_store(&self.bucket).await {
+                    return Ok(store);
+                }
+                js.create_object_store(jetstream::object_store::Config {
+                    bucket: self.bucket.clone(),
                     description: Some("Butler Analytics reports".into()),
-                    num_replicas: replicas,
+                    num_replicas: self.replicas,
                     ..Default::default()
                 })
                 .await
                 .map_err(|e| ObjectError::Bucket {
-                    bucket: bucket.to_owned(),
+                    bucket: self.bucket.clone(),
                     reason: e.to_string(),
-                })?,
-        };
-        Ok(ReportObjects {
-            store,
-            bucket: bucket.to_owned(),
-            chunk_size: (max_payload / 2).clamp(256, MAX_CHUNK),
-        })
+                })
+            })
+            .await
     }
 
     /// The bucket's name.
@@ -107,18 +111,25 @@ impl ReportObjects {
         &self.bucket
     }
 
-    /// Puts `body` under `name`, replacing an older report of that name.
+    /// Puts `body` under `name`, replacing an older report of that name, in chunks that
+    /// fit well within the server's max payload (so a server with a small limit stores
+    /// it too).
     ///
     /// # Errors
-    /// `internal` when the server refuses it.
+    /// `internal` when the server refuses the bucket or the object.
     pub async fn put(&self, name: &str, body: &[u8]) -> Result<StoredObject, QueryError> {
+        let store = self
+            .store()
+            .await
+            .map_err(|e| QueryError::Internal(e.to_string()))?;
+        let max_payload = self.client.server_info().max_payload;
         let meta = ObjectMetadata {
             name: name.to_owned(),
-            chunk_size: Some(self.chunk_size),
+            chunk_size: Some((max_payload / 2).clamp(256, MAX_CHUNK)),
             ..Default::default()
         };
         let mut reader = body;
-        let info = self.store.put(meta, &mut reader).await.map_err(|e| {
+        let info = store.put(meta, &mut reader).await.map_err(|e| {
             QueryError::Internal(format!(
                 "cannot put report {name} in object store bucket {}: {e}",
                 self.bucket
