@@ -362,14 +362,14 @@ async fn a_report_larger_than_the_max_payload_is_fetched_from_the_object_store()
 
     // Another client, as on another host: the object store checks the digest as the
     // last chunk arrives.
-    let other = async_nats::jetstream::new(async_nats::connect(nats.url()).await.unwrap());
-    let store = other.get_object_store("butler_reports").await.unwrap();
-    let info = store.info(name).await.unwrap();
-    assert_eq!(info.digest.as_deref(), object["digest"].as_str());
-    let mut fetched = Vec::new();
-    tokio::io::AsyncReadExt::read_to_end(&mut store.get(name).await.unwrap(), &mut fetched)
+    let other = async_nats::connect(nats.url()).await.unwrap();
+    let store = async_nats::jetstream::new(other.clone())
+        .get_object_store("butler_reports")
         .await
         .unwrap();
+    let info = store.info(name).await.unwrap();
+    assert_eq!(info.digest.as_deref(), object["digest"].as_str());
+    let fetched = crate::helpers::read_object(&other, "butler_reports", name).await;
     assert!(fetched == file, "the object is the file");
 
     // The command line follows the reply to the object, and fetches one by name.
@@ -519,19 +519,11 @@ async fn the_report_bucket_is_opened_once_nats_answers() {
     )
     .await;
     assert_eq!(error_code(&reply), None);
-    let store = async_nats::jetstream::new(client)
-        .get_object_store("late_reports")
-        .await
-        .unwrap();
-    let mut object = Vec::new();
-    tokio::io::AsyncReadExt::read_to_end(
-        &mut store
-            .get("p_late_bucket/daily_2026-11-01_2026-11-02.json")
-            .await
-            .unwrap(),
-        &mut object,
+    let object = crate::helpers::read_object(
+        &client,
+        "late_reports",
+        "p_late_bucket/daily_2026-11-01_2026-11-02.json",
     )
-    .await
-    .unwrap();
+    .await;
     assert!(object == reply.payload.to_vec(), "the object is the reply");
 }

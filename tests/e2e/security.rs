@@ -192,20 +192,12 @@ async fn each_party_is_allowed_its_part_and_refused_the_rest() {
         r#"{"type":"daily","propertyId":"prop_test","dateRange":{"start":"2026-11-01","end":"2026-11-02"}}"#,
     )
     .await;
-    let store = async_nats::jetstream::new(operator.clone())
-        .get_object_store("butler_reports")
-        .await
-        .unwrap();
-    let mut object = Vec::new();
-    tokio::io::AsyncReadExt::read_to_end(
-        &mut store
-            .get("prop_test/daily_2026-11-01_2026-11-02.json")
-            .await
-            .unwrap(),
-        &mut object,
+    let object = crate::helpers::read_object(
+        &operator,
+        "butler_reports",
+        "prop_test/daily_2026-11-01_2026-11-02.json",
     )
-    .await
-    .unwrap();
+    .await;
     assert_eq!(object, report);
     operator
         .publish("butler.events.message.received", Bytes::from_static(b"{}"))

@@ -9,7 +9,9 @@ mod requests;
 
 pub use app::{App, CommitBlocker, cli, pipeline_bin};
 pub use db::{Backend, TestDb, backend};
-pub use nats::{NatsCluster, NatsServer, consumer_info, publish_all, try_consumer_info};
+pub use nats::{
+    NatsCluster, NatsServer, consumer_info, publish_all, read_object, try_consumer_info,
+};
 pub use postgres::PgServer;
 pub use requests::{error_code, header, request};
 

@@ -291,3 +291,17 @@ pub async fn try_consumer_info(js: &jetstream::Context) -> Option<jetstream::con
     let stream = js.get_stream("BUTLER_EVENTS").await.ok()?;
     stream.consumer_info("analytics-pipeline").await.ok()
 }
+
+/// The object `name` of the object store `bucket`, read whole by `client` (the object
+/// store checks its digest as the last chunk arrives).
+pub async fn read_object(client: &async_nats::Client, bucket: &str, name: &str) -> Vec<u8> {
+    let store = jetstream::new(client.clone())
+        .get_object_store(bucket)
+        .await
+        .unwrap();
+    let mut object = Vec::new();
+    tokio::io::AsyncReadExt::read_to_end(&mut store.get(name).await.unwrap(), &mut object)
+        .await
+        .unwrap();
+    object
+}
