@@ -22,3 +22,4 @@ mod query;
 mod report;
 mod scale_out;
 mod security;
+mod tenants;

@@ -21,14 +21,6 @@ const EVENTS: usize = 20_000;
 /// Aggregate tables: (table, rows in one order).
 type Tables = Vec<(&'static str, Vec<Vec<Value>>)>;
 
-/// The `storage` section that points another instance at `first`'s database.
-fn shared_storage(first: &App) -> String {
-    match first.postgres_url() {
-        Some(url) => format!("storage:\n  url: {url}\n"),
-        None => format!("storage:\n  url: sqlite:{}\n", first.db_path().display()),
-    }
-}
-
 /// The messages of `events`, each on its event type's subject.
 fn messages(events: &[Ev]) -> Vec<(String, Vec<u8>)> {
     events
@@ -86,7 +78,7 @@ async fn three_instances_one_killed_mid_ingest_store_each_event_once() {
         config()
     );
     let first = App::start(&nats.url(), &extra);
-    let shared = format!("{}{extra}", shared_storage(&first));
+    let shared = format!("{}{extra}", first.shared_storage());
     let mut second = App::start(&nats.url(), &shared);
     let mut third = App::start(&nats.url(), &shared);
     let all = messages(&events);
@@ -252,7 +244,7 @@ async fn two_aggregators_due_at_once_run_each_job_one_at_a_time() {
     // job at once, so both want the same jobs at the same moment.
     let both = format!(
         "{}{}",
-        shared_storage(&ingest),
+        ingest.shared_storage(),
         config().replace("aggregator: false", "aggregator: true")
     );
     let mut one = App::prepare(&nats.url(), &both, None);

@@ -114,7 +114,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let consumer = if config.service.consumer && config.ingest.enabled {
         let metrics = IngestMetrics::register(&registry)?;
         ingest_metrics = Some(metrics.clone());
-        let settings = ConsumerSettings::from_config(&config);
+        let mut settings = ConsumerSettings::from_config(&config);
+        if config.dashboard.live {
+            settings.on_commit = Some(live_dashboards(
+                &config, &storage, &nats, &registry, &tasks, &shutdown,
+            )?);
+        }
         Some(tasks.spawn(butler_consumer::run(
             nats.clone(),
             storage.clone(),
@@ -225,6 +230,37 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     storage.close().await;
     tracing::info!("stopped");
     consumer_result
+}
+
+/// Starts the live dashboards' writer beside the consumer whose commits it follows,
+/// and returns the hook the consumer tells its commits to.
+fn live_dashboards(
+    config: &Config,
+    storage: &Storage,
+    nats: &async_nats::Client,
+    registry: &Registry,
+    tasks: &TaskTracker,
+    shutdown: &CancellationToken,
+) -> anyhow::Result<butler_consumer::CommitHook> {
+    use butler_query::live::{LiveDashboards, LiveMetrics, LiveSettings, PendingProperties};
+    let pending = PendingProperties::default();
+    let writer = LiveDashboards {
+        storage: storage.clone(),
+        zones: config.zones(),
+        js: async_nats::jetstream::new(nats.clone()),
+        settings: LiveSettings {
+            bucket: config.dashboard.kv_bucket.clone(),
+            push_interval: std::time::Duration::from_millis(config.dashboard.push_interval_ms),
+            refresh: std::time::Duration::from_secs(config.dashboard.refresh_s),
+            replicas: config.nats.stream_replicas,
+        },
+        pending: pending.clone(),
+        metrics: LiveMetrics::register(registry)?,
+    };
+    tasks.spawn(writer.run(shutdown.clone()));
+    Ok(butler_consumer::CommitHook(std::sync::Arc::new(
+        move |properties| pending.mark(properties),
+    )))
 }
 
 /// This process's name among the instances: `service.instance`, else the host name.

@@ -303,17 +303,44 @@ fn check(c: &Config) -> Result<(), ConfigError> {
         return Err(invalid("reports.formats", "must list json, csv or both"));
     }
     if let Some(bucket) = &c.reports.object_store
-        && (bucket.is_empty()
-            || !bucket
-                .chars()
-                .all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-'))
+        && !is_bucket_name(bucket)
     {
         return Err(invalid(
             "reports.object_store",
             format!("{bucket:?} is not a bucket name: letters, digits, _ and - only"),
         ));
     }
+    let d = &c.dashboard;
+    if !is_bucket_name(&d.kv_bucket) {
+        return Err(invalid(
+            "dashboard.kv_bucket",
+            format!(
+                "{:?} is not a bucket name: letters, digits, _ and - only",
+                d.kv_bucket
+            ),
+        ));
+    }
+    if !(10..=3_600_000).contains(&d.push_interval_ms) {
+        return Err(invalid(
+            "dashboard.push_interval_ms",
+            "must be between 10 ms and one hour",
+        ));
+    }
+    if !(1..=86_400).contains(&d.refresh_s) {
+        return Err(invalid(
+            "dashboard.refresh_s",
+            "must be between 1 s and one day",
+        ));
+    }
     Ok(())
+}
+
+/// A JetStream bucket name: letters, digits, `_` and `-`.
+fn is_bucket_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || ch == '_' || ch == '-')
 }
 
 fn check_zone(key: &str, name: &str) -> Result<(), ConfigError> {

@@ -27,8 +27,12 @@ pub struct Config {
     pub cache: CacheConfig,
     /// Generated reports.
     pub reports: ReportsConfig,
+    /// Live dashboards in a key-value bucket (CONTRACT §7).
+    pub dashboard: DashboardConfig,
     /// The operator's HTTP endpoint.
     pub metrics: MetricsConfig,
+    /// Pages served beside the metrics.
+    pub http: HttpConfig,
     /// Which parts this process runs.
     pub service: ServiceConfig,
 }
@@ -312,6 +316,43 @@ impl Default for ReportsConfig {
             schedule: Vec::new(),
         }
     }
+}
+
+/// Live dashboards: each active property's dashboard kept in a JetStream key-value
+/// bucket, so a hotel's screen watches one key instead of polling.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DashboardConfig {
+    /// Keep live dashboards at all (where this process consumes events).
+    pub live: bool,
+    /// The bucket; key = propertyId.
+    pub kv_bucket: String,
+    /// Longest a commit waits before its properties' dashboards are rewritten; the
+    /// commits of one interval make one write per property.
+    pub push_interval_ms: u64,
+    /// How often the dashboards of properties with events in the last two local
+    /// days are rewritten, so the comparison and local midnight move on.
+    pub refresh_s: u64,
+}
+
+impl Default for DashboardConfig {
+    fn default() -> Self {
+        DashboardConfig {
+            live: true,
+            kv_bucket: "butler_dashboard".into(),
+            push_interval_ms: 1000,
+            refresh_s: 60,
+        }
+    }
+}
+
+/// Pages on the HTTP listener besides metrics and health.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct HttpConfig {
+    /// Serve `GET /live/<propertyId>`, a page that follows the live dashboard. It has
+    /// no authentication of its own: for trusted networks, or behind a proxy that has.
+    pub live_pages: bool,
 }
 
 /// The HTTP endpoint with `/metrics`, `/healthz` and `/readyz`.

@@ -27,7 +27,7 @@ use butler_storage::Storage;
 use tokio_util::sync::CancellationToken;
 
 pub use metrics::IngestMetrics;
-pub use settings::ConsumerSettings;
+pub use settings::{CommitHook, ConsumerSettings};
 
 /// Why the consumer stopped other than by shutdown.
 #[derive(Debug, thiserror::Error)]

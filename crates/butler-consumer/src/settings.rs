@@ -1,5 +1,6 @@
 //! What the consumer takes from the configuration.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use butler_config::Config;
@@ -29,6 +30,23 @@ pub struct ConsumerSettings {
     pub max_ack_pending: i64,
     /// How a message is judged.
     pub rules: ValidationRules,
+    /// Told, after each commit, the properties it gave new events.
+    pub on_commit: Option<CommitHook>,
+}
+
+/// Called after each commit with the properties of its new events (sorted, each
+/// once), so views derived from the events (the live dashboards) follow commits
+/// without polling the database. It must return quickly: it runs on the writer.
+#[derive(Clone)]
+pub struct CommitHook(pub Arc<CommittedProperties>);
+
+/// The function behind a [`CommitHook`].
+pub type CommittedProperties = dyn Fn(&[&str]) + Send + Sync;
+
+impl std::fmt::Debug for CommitHook {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CommitHook")
+    }
 }
 
 impl ConsumerSettings {
@@ -45,6 +63,7 @@ impl ConsumerSettings {
             ack_wait: Duration::from_millis(config.nats.ack_wait_ms),
             max_ack_pending: config.nats.max_ack_pending,
             rules: validation_rules(config),
+            on_commit: None,
         }
     }
 }

@@ -52,6 +52,20 @@ pub async fn run(
             }
         }
         metrics.record_batch(&batch.counts, batch.messages.len(), commit_time);
+        if let Some(hook) = &settings.on_commit {
+            let mut properties: Vec<&str> = batch
+                .events
+                .iter()
+                .zip(&outcome.inserted)
+                .filter(|(_, new)| **new)
+                .map(|(event, _)| event.property_id.as_str())
+                .collect();
+            properties.sort_unstable();
+            properties.dedup();
+            if !properties.is_empty() {
+                (hook.0)(&properties);
+            }
+        }
         if to_acker.send(batch.messages).await.is_err() {
             break;
         }

@@ -6,9 +6,11 @@
 //! - [`service`]: [`service::run`] registers the endpoints and serves until shutdown;
 //! - [`reply`]: [`QueryError`] and the reply encoding (error body and headers);
 //! - [`dashboard`]: `analytics.query.dashboard`, with its per-property cache;
+//! - [`live`]: live dashboards in a key-value bucket, written after commits;
 //! - [`catalogue`], [`timeseries`]: `analytics.query.metrics` and
 //!   `analytics.query.timeseries`;
 //! - [`report`]: `analytics.query.report`, JSON or CSV, written to files;
+//! - [`scoped`]: the property-scoped subjects' bodies (CONTRACT §7);
 //! - [`objects`]: reports in a JetStream object store bucket, for clients on any host;
 //! - [`scheduled`]: reports on a schedule, announced on `analytics.reports.generated`;
 //! - [`admin`]: `analytics.admin.aggregate` and `analytics.admin.status`, through
@@ -22,11 +24,13 @@
 pub mod admin;
 pub mod catalogue;
 pub mod dashboard;
+pub mod live;
 pub mod metrics;
 pub mod objects;
 pub mod reply;
 pub mod report;
 pub mod scheduled;
+pub mod scoped;
 pub mod service;
 pub mod timeseries;
 pub mod window;

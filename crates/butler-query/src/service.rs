@@ -64,11 +64,15 @@ impl ErrorCounts {
     }
 }
 
-/// The endpoints: (name in `$SRV.INFO`, subject).
-const ENDPOINTS: [(&str, &str); 6] = [
+/// The endpoints: (name in `$SRV.INFO`, subject). A subject ending in `.*` is the
+/// property-scoped twin of the endpoint without it (CONTRACT §7).
+const ENDPOINTS: [(&str, &str); 9] = [
     ("dashboard", "analytics.query.dashboard"),
     ("report", "analytics.query.report"),
     ("timeseries", "analytics.query.timeseries"),
+    ("dashboard_property", "analytics.query.dashboard.*"),
+    ("report_property", "analytics.query.report.*"),
+    ("timeseries_property", "analytics.query.timeseries.*"),
     ("metrics", "analytics.query.metrics"),
     ("admin_aggregate", "analytics.admin.aggregate"),
     ("admin_status", "analytics.admin.status"),
@@ -127,15 +131,31 @@ pub async fn run(
 /// kept small (the report's and the admin runs' state machines are large).
 async fn handle(subject: &'static str, request: Request, context: &ServiceContext) {
     let started = Instant::now();
-    let body = &request.message.payload;
-    if subject == "analytics.query.report" {
-        let code = Box::pin(answer_report(&request, context)).await;
+    let scoped;
+    let (endpoint, body) = match subject.strip_suffix(".*") {
+        None => (subject, &request.message.payload[..]),
+        Some(endpoint) => {
+            let property = request.message.subject.rsplit('.').next().unwrap_or("");
+            match crate::scoped::unscoped_body(&request.message.payload, property) {
+                Ok(body) => {
+                    scoped = body;
+                    (endpoint, &scoped[..])
+                }
+                Err(err) => {
+                    finish(subject, &request, Err(err), context, started).await;
+                    return;
+                }
+            }
+        }
+    };
+    if endpoint == "analytics.query.report" {
+        let code = Box::pin(answer_report(subject, &request, body, context)).await;
         context
             .metrics
             .observe(subject, started.elapsed().as_secs_f64(), code);
         return;
     }
-    let result: Result<Vec<u8>, QueryError> = match subject {
+    let result: Result<Vec<u8>, QueryError> = match endpoint {
         "analytics.query.dashboard" => match parse(body) {
             Ok(req) => Box::pin(crate::dashboard::dashboard(
                 &context.storage,
@@ -176,6 +196,17 @@ async fn handle(subject: &'static str, request: Request, context: &ServiceContex
         },
         other => Err(QueryError::NotFound(format!("no endpoint {other}"))),
     };
+    finish(subject, &request, result, context, started).await;
+}
+
+/// Sends a result as the reply and records it under the endpoint's subject.
+async fn finish(
+    subject: &'static str,
+    request: &Request,
+    result: Result<Vec<u8>, QueryError>,
+    context: &ServiceContext,
+    started: Instant,
+) {
     let code = result.as_ref().err().map(QueryError::code);
     if let Err(err) = &result {
         context.errors.record(subject, err);
@@ -183,7 +214,7 @@ async fn handle(subject: &'static str, request: Request, context: &ServiceContex
             tracing::warn!(endpoint = subject, error = %err, "request failed");
         }
     }
-    if let Err(err) = reply::send(&request, result).await {
+    if let Err(err) = reply::send(request, result).await {
         tracing::warn!(endpoint = subject, error = %err, "reply not sent");
     }
     context
@@ -199,8 +230,13 @@ fn to_body<T: serde::Serialize + ?Sized>(v: &T) -> Result<Vec<u8>, QueryError> {
 /// Replies with the report itself or, when it is larger than the server lets a message
 /// be, with its object in the object store (or its file when there is none). Returns
 /// the error code, if any.
-async fn answer_report(request: &Request, context: &ServiceContext) -> Option<&'static str> {
-    let result = match parse(&request.message.payload) {
+async fn answer_report(
+    subject: &'static str,
+    request: &Request,
+    body: &[u8],
+    context: &ServiceContext,
+) -> Option<&'static str> {
+    let result = match parse(body) {
         Ok(req) => {
             crate::report::report(&context.storage, &context.reports, &context.zones, req).await
         }
@@ -209,9 +245,9 @@ async fn answer_report(request: &Request, context: &ServiceContext) -> Option<&'
     let report = match result {
         Ok(report) => report,
         Err(err) => {
-            context.errors.record("analytics.query.report", &err);
+            context.errors.record(subject, &err);
             if matches!(err, QueryError::Internal(_)) {
-                tracing::warn!(endpoint = "analytics.query.report", error = %err, "request failed");
+                tracing::warn!(endpoint = subject, error = %err, "request failed");
             }
             if let Err(e) = reply::send_error(request, &err).await {
                 tracing::warn!(error = %e, "reply not sent");

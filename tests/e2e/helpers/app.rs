@@ -132,6 +132,14 @@ impl App {
         self.child = Some(child);
     }
 
+    /// The `storage` section that points another instance at this one's database.
+    pub fn shared_storage(&self) -> String {
+        match self.postgres_url() {
+            Some(url) => format!("storage:\n  url: {url}\n"),
+            None => format!("storage:\n  url: sqlite:{}\n", self.db_path().display()),
+        }
+    }
+
     /// Waits until `/readyz` answers 200.
     pub fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(30);

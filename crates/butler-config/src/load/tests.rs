@@ -123,6 +123,14 @@ fn bad_values_are_refused_by_key() {
             "nats.subject_prefix",
         ),
         ("nats:\n  stream: 'a.b'\n", "nats.stream"),
+        ("dashboard:\n  kv_bucket: 'a.b'\n", "dashboard.kv_bucket"),
+        (
+            "dashboard:\n  push_interval_ms: 0\n",
+            "dashboard.push_interval_ms",
+        ),
+        ("dashboard:\n  refresh_s: 0\n", "dashboard.refresh_s"),
+        ("dashboard:\n  live: maybe\n", "dashboard.live"),
+        ("http:\n  live_pages: 3\n", "http.live_pages"),
         ("nats:\n  ack_wait_ms: 1500\n", "nats.ack_wait_ms"),
     ] {
         let e = error(yaml, &[]);

@@ -1,0 +1,260 @@
+//! Tenants and live figures (CONTRACT §7): property-scoped subjects, the live
+//! dashboard in its key-value bucket, real-time time series.
+
+use std::time::{Duration, Instant};
+
+use async_nats::jetstream::kv;
+use futures_util::StreamExt;
+use serde_json::{Value, json};
+
+use crate::helpers::{App, NatsServer, error_code, midday_zone, publish_all, request, wait_until};
+use crate::query::ev_of;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// Both hotels in a zone where it is about noon, so "today" holds what is published
+/// now, whenever the test runs.
+fn zones() -> String {
+    let zone = midday_zone();
+    format!("aggregation:\n  property_timezones: {{hotel_a: {zone}, hotel_b: {zone}}}\n")
+}
+
+/// Today's and tomorrow's local dates in the hotels' zone.
+fn today_and_tomorrow() -> (String, String) {
+    let tz: chrono_tz::Tz = midday_zone().parse().unwrap();
+    let today = chrono::Utc::now().with_timezone(&tz).date_naive();
+    (
+        today.to_string(),
+        (today + chrono::Days::new(1)).to_string(),
+    )
+}
+
+/// `n` received messages of `property`, timestamped a second ago, ids `<prefix>-<i>`.
+pub(crate) fn received(property: &str, prefix: &str, n: usize) -> Vec<(String, Vec<u8>)> {
+    let at = (chrono::Utc::now() - chrono::Duration::seconds(1))
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    (0..n)
+        .map(|i| {
+            ev_of(
+                property,
+                "message.received",
+                &format!("{prefix}-{i}"),
+                &at,
+                json!({"channel": "sms", "conversationId": format!("{prefix}-c{}", i % 40)}),
+            )
+        })
+        .collect()
+}
+
+async fn ask(client: &async_nats::Client, subject: &str, body: Value) -> (Option<String>, Value) {
+    let reply = request(client, subject, body.to_string()).await;
+    let code = error_code(&reply).map(str::to_owned);
+    (code, serde_json::from_slice(&reply.payload).unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn scoped_subjects_answer_for_the_property_they_name() {
+    let nats = NatsServer::start();
+    let app = App::start(&nats.url(), &zones());
+    let js = nats.jetstream().await;
+    let mut events = received("hotel_a", "a", 3);
+    events.extend(received("hotel_b", "b", 5));
+    publish_all(&js, events).await;
+    wait_until(WAIT, "stored", || async { app.event_count().await == 8 }).await;
+    let client = async_nats::connect(nats.url()).await.unwrap();
+
+    for (property, expected) in [("hotel_a", 3), ("hotel_b", 5)] {
+        let subject = format!("analytics.query.dashboard.{property}");
+        for body in [json!({}), json!({"propertyId": property})] {
+            let (code, reply) = ask(&client, &subject, body).await;
+            assert_eq!(code, None, "{reply}");
+            assert_eq!(reply["today"]["messagesReceived"], expected, "{reply}");
+        }
+    }
+    let (code, reply) = ask(
+        &client,
+        "analytics.query.dashboard.hotel_a",
+        json!({"propertyId": "hotel_b"}),
+    )
+    .await;
+    assert_eq!(code.as_deref(), Some("400"));
+    assert_eq!(reply["error"]["code"], "bad_request");
+    let message = reply["error"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("hotel_a") && message.contains("hotel_b"),
+        "{message}"
+    );
+
+    let (today, tomorrow) = today_and_tomorrow();
+    let (code, series) = ask(
+        &client,
+        "analytics.query.timeseries.hotel_b",
+        json!({"metric": "message_counts.count", "granularity": "hour",
+               "startDate": today, "endDate": tomorrow}),
+    )
+    .await;
+    assert_eq!(code, None, "{series}");
+    assert_eq!(series["query"]["propertyId"], "hotel_b");
+    let (code, report) = ask(
+        &client,
+        "analytics.query.report.hotel_a",
+        json!({"type": "daily", "dateRange": {"start": today, "end": tomorrow}}),
+    )
+    .await;
+    assert_eq!(code, None, "{report}");
+    assert_eq!(report["propertyId"], "hotel_a");
+    let (code, _) = ask(
+        &client,
+        "analytics.query.report.hotel_a",
+        json!({"type": "daily", "propertyId": "hotel_b", "dateRange": {"start": today, "end": tomorrow}}),
+    )
+    .await;
+    assert_eq!(code.as_deref(), Some("400"));
+
+    // The scoped subjects are endpoints of the service, as discovery shows them.
+    let info = request(&client, "$SRV.INFO.butler-analytics", "").await;
+    let info: Value = serde_json::from_slice(&info.payload).unwrap();
+    let subjects: Vec<&str> = info["endpoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["subject"].as_str())
+        .collect();
+    for scoped in [
+        "analytics.query.dashboard.*",
+        "analytics.query.timeseries.*",
+        "analytics.query.report.*",
+    ] {
+        assert!(subjects.contains(&scoped), "{subjects:?}");
+    }
+}
+
+/// The live dashboard bucket, once the pipeline has created it.
+pub(crate) async fn dashboard_bucket(nats: &NatsServer) -> kv::Store {
+    let js = nats.jetstream().await;
+    let deadline = Instant::now() + WAIT;
+    loop {
+        if let Ok(store) = js.get_key_value("butler_dashboard").await {
+            return store;
+        }
+        assert!(Instant::now() < deadline, "no bucket butler_dashboard");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The next value a watcher sees, within `within`.
+async fn next_value(watch: &mut kv::Watch, within: Duration) -> Option<Value> {
+    let entry = tokio::time::timeout(within, watch.next())
+        .await
+        .ok()??
+        .unwrap();
+    Some(serde_json::from_slice(&entry.value).unwrap())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_watcher_sees_each_commit_of_its_property_and_bursts_coalesce() {
+    let nats = NatsServer::start();
+    let app = App::start(
+        &nats.url(),
+        &format!(
+            "ingest:\n  flush_interval_ms: 200\ndashboard:\n  push_interval_ms: 500\n{}",
+            zones()
+        ),
+    );
+    let js = nats.jetstream().await;
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let bucket = dashboard_bucket(&nats).await;
+    let mut watch = bucket.watch("hotel_a").await.unwrap();
+
+    let published = Instant::now();
+    publish_all(&js, received("hotel_a", "one", 1)).await;
+    let value = next_value(&mut watch, Duration::from_secs(2))
+        .await
+        .expect("a new value within 2 s of publishing");
+    let seen_after = published.elapsed();
+    assert_eq!(value["today"]["messagesReceived"], 1, "{value}");
+    // The same figures as the request/reply dashboard at that asOf.
+    let (code, asked) = ask(
+        &client,
+        "analytics.query.dashboard.hotel_a",
+        json!({"asOf": value["asOf"]}),
+    )
+    .await;
+    assert_eq!(code, None, "{asked}");
+    assert_eq!(asked, value);
+    println!("event published → value seen by the watcher: {seen_after:?}");
+
+    // A burst: far fewer writes than events, the last one holding them all.
+    let writes_before = app.metric("butler_analytics_live_dashboard_writes_total");
+    const BURST: usize = 10_000;
+    publish_all(&js, received("hotel_a", "burst", BURST)).await;
+    let mut values = 0;
+    let last = loop {
+        let value = next_value(&mut watch, WAIT)
+            .await
+            .expect("the burst's values");
+        values += 1;
+        if value["today"]["messagesReceived"] == BURST + 1 {
+            break value;
+        }
+    };
+    let writes = app.metric("butler_analytics_live_dashboard_writes_total") - writes_before;
+    println!("{BURST} events → {values} values seen, {writes} writes");
+    assert!(
+        values <= 30 && writes <= 30.0,
+        "{values} values, {writes} writes"
+    );
+    let (_, asked) = ask(
+        &client,
+        "analytics.query.dashboard",
+        json!({"propertyId": "hotel_a", "asOf": last["asOf"]}),
+    )
+    .await;
+    assert_eq!(asked, last);
+    // Hotel B has no events, hence no key.
+    assert!(bucket.entry("hotel_b").await.unwrap().is_none());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_two_instances_a_watcher_never_sees_as_of_go_back() {
+    let nats = NatsServer::start();
+    let extra = format!(
+        "ingest:\n  flush_interval_ms: 50\n  batch_size: 20\ndashboard:\n  push_interval_ms: 20\n  refresh_s: 1\n{}",
+        zones()
+    );
+    let one = App::start(&nats.url(), &extra);
+    let two = App::start(&nats.url(), &format!("{}{extra}", one.shared_storage()));
+    let js = nats.jetstream().await;
+    let bucket = dashboard_bucket(&nats).await;
+    let mut watch = bucket.watch("hotel_a").await.unwrap();
+    const ROUNDS: usize = 20;
+    const PER_ROUND: usize = 100;
+    for round in 0..ROUNDS {
+        publish_all(&js, received("hotel_a", &format!("r{round}"), PER_ROUND)).await;
+    }
+    let mut seen: Vec<(String, u64)> = Vec::new();
+    while seen.last().map(|s| s.1) != Some((ROUNDS * PER_ROUND) as u64) {
+        let value = next_value(&mut watch, WAIT)
+            .await
+            .expect("values until all are in");
+        seen.push((
+            value["asOf"].as_str().unwrap().to_owned(),
+            value["today"]["messagesReceived"].as_u64().unwrap(),
+        ));
+    }
+    let parse = |t: &str| chrono::DateTime::parse_from_rfc3339(t).unwrap();
+    for pair in seen.windows(2) {
+        assert!(
+            parse(&pair[0].0) < parse(&pair[1].0),
+            "asOf went back: {seen:?}"
+        );
+        assert!(pair[0].1 <= pair[1].1, "the count went back: {seen:?}");
+    }
+    let writers =
+        [&one, &two].map(|app| app.metric("butler_analytics_live_dashboard_writes_total"));
+    println!("{} values seen; writes by instance {writers:?}", seen.len());
+    assert!(
+        writers.iter().all(|w| *w > 0.0),
+        "both instances wrote: {writers:?}"
+    );
+}
