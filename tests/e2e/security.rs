@@ -67,7 +67,7 @@ fn permissions_conf(password: &str) -> String {
     )
     .unwrap();
     let mut conf = conf.replace("$ANALYTICS_PASSWORD", &format!("\"{password}\""));
-    for user in ["producer", "reader", "operator"] {
+    for user in ["producer", "reader", "operator", "hotel_a"] {
         let variable = format!("${}_PASSWORD", user.to_uppercase());
         assert!(conf.contains(&variable), "{user}");
         conf = conf.replace(&variable, &format!("\"{user}-pw\""));
@@ -84,20 +84,32 @@ async fn party(
     async_nats::Client,
     tokio::sync::mpsc::UnboundedReceiver<String>,
 ) {
+    party_with(url, user, async_nats::ConnectOptions::new()).await
+}
+
+/// [`party`] with more connect options.
+async fn party_with(
+    url: &str,
+    user: &str,
+    options: async_nats::ConnectOptions,
+) -> (
+    async_nats::Client,
+    tokio::sync::mpsc::UnboundedReceiver<String>,
+) {
     let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let client =
-        async_nats::ConnectOptions::with_user_and_password(user.into(), format!("{user}-pw"))
-            .event_callback(move |event| {
-                let tx = tx.clone();
-                async move {
-                    if let async_nats::Event::ServerError(e) = event {
-                        let _ = tx.send(e.to_string());
-                    }
+    let client = options
+        .user_and_password(user.into(), format!("{user}-pw"))
+        .event_callback(move |event| {
+            let tx = tx.clone();
+            async move {
+                if let async_nats::Event::ServerError(e) = event {
+                    let _ = tx.send(e.to_string());
                 }
-            })
-            .connect(url)
-            .await
-            .unwrap();
+            }
+        })
+        .connect(url)
+        .await
+        .unwrap();
     (client, rx)
 }
 
@@ -616,4 +628,149 @@ async fn a_pipeline_refused_its_stream_is_not_ready_and_says_why() {
         0.0,
         "the gauge says it too"
     );
+}
+
+/// The hotel template of `deploy/nats/permissions.conf`, as shipped: hotel A's client
+/// asks for and reads hotel A's figures, and the server refuses it hotel B's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hotel_reader_reads_its_own_property_and_nothing_else() {
+    use async_nats::jetstream::consumer::{DeliverPolicy, push::OrderedConfig};
+    use futures_util::StreamExt;
+
+    let nats = NatsServer::start_with(Some(&permissions_conf("pw-analytics-8")));
+    let _app = App::start(
+        &nats.url(),
+        &format!(
+            "nats:\n  user: analytics\n  password: pw-analytics-8\ndashboard:\n  push_interval_ms: 200\n{}",
+            crate::tenants::zones()
+        ),
+    );
+    let (producer, _) = party(&nats.url(), "producer").await;
+    let mut events = crate::tenants::received("hotel_a", "ha", 2);
+    events.extend(crate::tenants::received("hotel_b", "hb", 3));
+    publish_all(&async_nats::jetstream::new(producer), events).await;
+
+    let (hotel, mut errors) = party_with(
+        &nats.url(),
+        "hotel_a",
+        async_nats::ConnectOptions::new().custom_inbox_prefix("_INBOX_hotel_a"),
+    )
+    .await;
+    let js = async_nats::jetstream::new(hotel.clone());
+    // Its own key, once the pipeline has written it.
+    let store = crate::tenants::dashboard_bucket_of(&js).await;
+    wait_until(WAIT, "hotel A's live dashboard", || async {
+        let Ok(Some(value)) = store.get("hotel_a").await else {
+            return false;
+        };
+        let value: serde_json::Value = serde_json::from_slice(&value).unwrap();
+        value["today"]["messagesReceived"] == 2
+    })
+    .await;
+
+    // Its property's requests are answered.
+    let dashboard = answered(&hotel, "analytics.query.dashboard.hotel_a", "{}").await;
+    let dashboard: serde_json::Value = serde_json::from_slice(&dashboard).unwrap();
+    assert_eq!(dashboard["today"]["messagesReceived"], 2, "{dashboard}");
+    let (today, tomorrow) = crate::tenants::today_and_tomorrow();
+    for (subject, body) in [
+        (
+            "analytics.query.timeseries.hotel_a",
+            format!(
+                r#"{{"metric":"message_counts.count","granularity":"hour","startDate":"{today}","endDate":"{tomorrow}"}}"#
+            ),
+        ),
+        (
+            "analytics.query.report.hotel_a",
+            format!(r#"{{"type":"daily","dateRange":{{"start":"{today}","end":"{tomorrow}"}}}}"#),
+        ),
+    ] {
+        let reply = crate::helpers::request(&hotel, subject, body).await;
+        assert_eq!(crate::helpers::error_code(&reply), None, "{subject}");
+        let reply: serde_json::Value = serde_json::from_slice(&reply.payload).unwrap();
+        assert!(reply.to_string().contains("hotel_a"), "{reply}");
+    }
+
+    // Hotel B's subjects, the unscoped ones and writes are refused by the server.
+    for subject in [
+        "analytics.query.dashboard.hotel_b",
+        "analytics.query.timeseries.hotel_b",
+        "analytics.query.report.hotel_b",
+        "analytics.query.dashboard",
+        "analytics.admin.status",
+        "$KV.butler_dashboard.hotel_a",
+        "$JS.API.DIRECT.GET.KV_butler_dashboard.$KV.butler_dashboard.hotel_b",
+        "$JS.API.CONSUMER.CREATE.KV_butler_dashboard",
+    ] {
+        hotel
+            .publish(subject, Bytes::from_static(b"{}"))
+            .await
+            .unwrap();
+        refused_to(&mut errors, subject).await;
+    }
+    // The key-value API says the same: B's key cannot be read.
+    let b = tokio::time::timeout(Duration::from_secs(10), store.get("hotel_b")).await;
+    assert!(!matches!(b, Ok(Ok(Some(_)))), "hotel B's key was read");
+    // Nor can it listen to other clients' replies.
+    let _ = hotel.subscribe("_INBOX.>").await.unwrap();
+    refused_to(&mut errors, "_INBOX.>").await;
+
+    // Watching its own key, with a named consumer: the filtered create subject.
+    let stream = js.get_stream("KV_butler_dashboard").await.unwrap();
+    let watch = |key: &str| OrderedConfig {
+        name: Some(format!("watch_{key}")),
+        deliver_subject: hotel.new_inbox(),
+        filter_subject: format!("$KV.butler_dashboard.{key}"),
+        deliver_policy: DeliverPolicy::LastPerSubject,
+        ..OrderedConfig::default()
+    };
+    let own = tokio::time::timeout(
+        Duration::from_secs(10),
+        stream.create_consumer(watch("hotel_a")),
+    )
+    .await;
+    let mut messages = own.unwrap().unwrap().messages().await.unwrap();
+    let first = tokio::time::timeout(WAIT, messages.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let value: serde_json::Value = serde_json::from_slice(&first.payload).unwrap();
+    assert_eq!(value["today"]["messagesReceived"], 2, "{value}");
+    // A create request whose subject names A's key but whose body filters B's: the
+    // server compares the two and refuses (2.9.10 as 2.15.1).
+    let smuggled = serde_json::json!({
+        "stream_name": "KV_butler_dashboard",
+        "config": {
+            "name": "smuggled",
+            "deliver_subject": hotel.new_inbox(),
+            "filter_subject": "$KV.butler_dashboard.hotel_b",
+            "deliver_policy": "last_per_subject",
+            "ack_policy": "none",
+            "max_deliver": -1,
+            "replay_policy": "instant",
+            "mem_storage": true,
+            "num_replicas": 1,
+            "inactive_threshold": 5_000_000_000_u64,
+        }
+    });
+    let reply = crate::helpers::request(
+        &hotel,
+        "$JS.API.CONSUMER.CREATE.KV_butler_dashboard.smuggled.$KV.butler_dashboard.hotel_a",
+        smuggled.to_string(),
+    )
+    .await;
+    let reply: serde_json::Value = serde_json::from_slice(&reply.payload).unwrap();
+    assert_eq!(reply["error"]["err_code"], 10131, "{reply}");
+    let other = tokio::time::timeout(
+        Duration::from_secs(10),
+        stream.create_consumer(watch("hotel_b")),
+    )
+    .await;
+    assert!(!matches!(other, Ok(Ok(_))), "hotel B's key was watched");
+    refused_to(
+        &mut errors,
+        "$JS.API.CONSUMER.CREATE.KV_butler_dashboard.watch_hotel_b.$KV.butler_dashboard.hotel_b",
+    )
+    .await;
 }

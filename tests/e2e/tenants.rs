@@ -14,13 +14,13 @@ const WAIT: Duration = Duration::from_secs(60);
 
 /// Both hotels in a zone where it is about noon, so "today" holds what is published
 /// now, whenever the test runs.
-fn zones() -> String {
+pub(crate) fn zones() -> String {
     let zone = midday_zone();
     format!("aggregation:\n  property_timezones: {{hotel_a: {zone}, hotel_b: {zone}}}\n")
 }
 
 /// Today's and tomorrow's local dates in the hotels' zone.
-fn today_and_tomorrow() -> (String, String) {
+pub(crate) fn today_and_tomorrow() -> (String, String) {
     let tz: chrono_tz::Tz = midday_zone().parse().unwrap();
     let today = chrono::Utc::now().with_timezone(&tz).date_naive();
     (
@@ -131,7 +131,11 @@ async fn scoped_subjects_answer_for_the_property_they_name() {
 
 /// The live dashboard bucket, once the pipeline has created it.
 pub(crate) async fn dashboard_bucket(nats: &NatsServer) -> kv::Store {
-    let js = nats.jetstream().await;
+    dashboard_bucket_of(&nats.jetstream().await).await
+}
+
+/// The live dashboard bucket as `js`'s user sees it, once the pipeline has created it.
+pub(crate) async fn dashboard_bucket_of(js: &async_nats::jetstream::Context) -> kv::Store {
     let deadline = Instant::now() + WAIT;
     loop {
         if let Ok(store) = js.get_key_value("butler_dashboard").await {
