@@ -262,3 +262,101 @@ async fn with_two_instances_a_watcher_never_sees_as_of_go_back() {
         "both instances wrote: {writers:?}"
     );
 }
+
+/// The points of a time series, by (period, partial, value).
+async fn series(client: &async_nats::Client, body: Value) -> Vec<(String, bool, f64)> {
+    let (code, reply) = ask(client, "analytics.query.timeseries.hotel_a", body).await;
+    assert_eq!(code, None, "{reply}");
+    reply["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p["period"].as_str().unwrap().to_owned(),
+                p["partial"] == true,
+                p["value"].as_f64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_time_series_holds_what_is_not_materialized_yet_as_partial_points() {
+    let nats = NatsServer::start();
+    // The hourly job runs only at start-up here, so nothing materializes the hours
+    // but the restart below.
+    let mut app = App::start(
+        &nats.url(),
+        &format!(
+            "{}  schedules: {{hourly_message_counts: '0 0 1 1 *', daily_conversation_metrics: '0 0 1 1 *'}}\n",
+            zones()
+        ),
+    );
+    let js = nats.jetstream().await;
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let now = chrono::Utc::now();
+    let stamp =
+        |t: chrono::DateTime<chrono::Utc>| t.to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let hour = |t: chrono::DateTime<chrono::Utc>| t.format("%Y-%m-%dT%H:00:00Z").to_string();
+    let (open_at, closed_at) = (now, now - chrono::Duration::hours(1));
+    let mut events = Vec::new();
+    for (i, at) in [
+        open_at, open_at, open_at, closed_at, closed_at, closed_at, closed_at,
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        events.push(ev_of(
+            "hotel_a",
+            "message.received",
+            &format!("rt-{i}"),
+            &stamp(at),
+            json!({"channel": "sms", "conversationId": "rt-c"}),
+        ));
+    }
+    for i in 0..2 {
+        events.push(ev_of(
+            "hotel_a",
+            "conversation.started",
+            &format!("rt-s{i}"),
+            &stamp(closed_at),
+            json!({"channel": "sms", "conversationId": format!("rt-c{i}")}),
+        ));
+    }
+    publish_all(&js, events).await;
+    wait_until(WAIT, "stored", || async { app.event_count().await == 9 }).await;
+
+    let (today, tomorrow) = today_and_tomorrow();
+    let hourly = |materialized_only: bool| {
+        json!({"metric": "message_counts.count", "granularity": "hour",
+               "startDate": today, "endDate": tomorrow, "materializedOnly": materialized_only})
+    };
+    let daily = json!({"metric": "conversation_metrics.conversations_started", "granularity": "day",
+                       "startDate": today, "endDate": tomorrow});
+    // Right after the commit: the open hour and the closed one, both from raw events.
+    let points = series(&client, hourly(false)).await;
+    assert_eq!(
+        points,
+        vec![(hour(closed_at), true, 4.0), (hour(open_at), true, 3.0)]
+    );
+    assert_eq!(series(&client, hourly(true)).await, vec![]);
+    assert_eq!(
+        series(&client, daily.clone()).await,
+        vec![(today.clone(), true, 2.0)]
+    );
+
+    // The start-up run materializes the closed hour: the same value, from the table.
+    app.terminate();
+    app.restart();
+    wait_until(WAIT, "the closed hour materialized", || async {
+        series(&client, hourly(true)).await == vec![(hour(closed_at), false, 4.0)]
+    })
+    .await;
+    assert_eq!(
+        series(&client, hourly(false)).await,
+        vec![(hour(closed_at), false, 4.0), (hour(open_at), true, 3.0)]
+    );
+    // Today is still open: still partial, though its row is stored now.
+    assert_eq!(series(&client, daily).await, vec![(today, true, 2.0)]);
+}

@@ -328,6 +328,93 @@ impl Aggregator {
         }
     }
 
+    /// The rows of one bucket, from its raw events, by the job's definitions.
+    async fn compute(
+        &self,
+        job: Job,
+        bucket: &PendingBucket,
+    ) -> Result<BucketRows, AggregateError> {
+        let events = self
+            .storage
+            .fetch_agg_events(
+                &bucket.property_id,
+                &bucket.start,
+                &bucket.end,
+                job.event_types(),
+            )
+            .await?;
+        let earliest = if job == Job::DailyConversationMetrics {
+            let unresolved: BTreeSet<&str> = events
+                .iter()
+                .filter(|e| {
+                    e.event_type == butler_events::EventType::ConversationResolved
+                        && e.duration_ms.is_none()
+                })
+                .filter_map(|e| e.conversation_id.as_deref())
+                .collect();
+            let ids: Vec<&str> = unresolved.into_iter().collect();
+            self.storage
+                .earliest_conversation_starts(&bucket.property_id, &ids)
+                .await?
+        } else {
+            HashMap::new()
+        };
+        Ok(job.compute(&bucket.property_id, &bucket.period_key, &events, &earliest))
+    }
+
+    /// The buckets of `job` for `property` overlapping `[from, to)` that its table
+    /// does not hold yet, or not as they stand — the open bucket at `now`, buckets
+    /// queued for the job, buckets of hours stamped dirty since it last read them —
+    /// each computed now from the raw events (its rows, possibly none), oldest first.
+    /// Nothing is written. Buckets older than the raw-event retention are left out:
+    /// their stored rows stand.
+    ///
+    /// # Errors
+    /// A database error.
+    pub async fn unmaterialized(
+        &self,
+        job: Job,
+        property: &str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<(String, BucketRows)>, AggregateError> {
+        let granularity = job.granularity();
+        let tz = self.settings.zones.of(property);
+        let overlaps = |b: &Bucket| b.start < to && b.end > from;
+        let mut buckets: BTreeSet<PendingBucket> = BTreeSet::new();
+        let open = granularity.bucket_of(tz, now);
+        if overlaps(&open) {
+            buckets.insert(pending(property, &open));
+        }
+        let (queued, hours) = self.storage.waiting_for_job(job.name(), property).await?;
+        for bucket in queued {
+            if let Some(b) = granularity.bucket_for_key(tz, &bucket.period_key)
+                && overlaps(&b)
+            {
+                buckets.insert(pending(property, &b));
+            }
+        }
+        for hour in hours {
+            let Ok(start) = DateTime::parse_from_rfc3339(&hour) else {
+                continue;
+            };
+            let start = start.with_timezone(&Utc);
+            for b in granularity.buckets_overlapping(tz, start, start + Duration::hours(1)) {
+                if overlaps(&b) {
+                    buckets.insert(pending(property, &b));
+                }
+            }
+        }
+        let cutoff = ts(now - self.settings.raw_retention);
+        let mut out = Vec::with_capacity(buckets.len());
+        for bucket in buckets.into_iter().filter(|b| b.start >= cutoff) {
+            let rows = self.compute(job, &bucket).await?;
+            out.push((bucket.period_key, rows));
+        }
+        Ok(out)
+    }
+
     async fn recompute(
         &self,
         job: Job,
@@ -354,32 +441,7 @@ impl Aggregator {
                 expired.push(bucket.clone());
                 continue;
             }
-            let events = self
-                .storage
-                .fetch_agg_events(
-                    &bucket.property_id,
-                    &bucket.start,
-                    &bucket.end,
-                    job.event_types(),
-                )
-                .await?;
-            let earliest = if job == Job::DailyConversationMetrics {
-                let unresolved: BTreeSet<&str> = events
-                    .iter()
-                    .filter(|e| {
-                        e.event_type == butler_events::EventType::ConversationResolved
-                            && e.duration_ms.is_none()
-                    })
-                    .filter_map(|e| e.conversation_id.as_deref())
-                    .collect();
-                let ids: Vec<&str> = unresolved.into_iter().collect();
-                self.storage
-                    .earliest_conversation_starts(&bucket.property_id, &ids)
-                    .await?
-            } else {
-                HashMap::new()
-            };
-            let rows = job.compute(&bucket.property_id, &bucket.period_key, &events, &earliest);
+            let rows = self.compute(job, bucket).await?;
             report.rows_written += rows.len() as u64;
             report.periods_recomputed += 1;
             computed_rows += rows.len();

@@ -11,6 +11,7 @@ use butler_aggregator::{AggregateError, Aggregator, AggregatorSettings, Job, Run
 use butler_config::Config;
 use butler_query::admin::{AggregationControl, ControlError, JobState, LeaseState, RunSummary};
 use butler_query::report::ReportType;
+use butler_storage::tables::BucketRows;
 use butler_storage::{Storage, StorageError};
 use chrono::{DateTime, Utc};
 use futures_util::future::BoxFuture;
@@ -212,6 +213,22 @@ impl AggregationControl for AdminControl {
                 rows_written: report.rows_written,
                 ms: report.ms,
             })
+        })
+    }
+
+    fn unmaterialized<'a>(
+        &'a self,
+        job: &'static str,
+        property: &'a str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<Vec<(String, BucketRows)>, ControlError>> {
+        Box::pin(async move {
+            let job = Job::parse(job).ok_or(ControlError::Failed(format!("unknown job {job}")))?;
+            self.aggregator
+                .unmaterialized(job, property, from, to, Utc::now())
+                .await
+                .map_err(|e| ControlError::Failed(format!("job {}: {e}", job.name())))
         })
     }
 

@@ -25,6 +25,18 @@ pub trait AggregationControl: Send + Sync {
 
     /// Every job's state, in schedule order.
     fn status(&self) -> BoxFuture<'_, Result<Vec<JobState>, ControlError>>;
+
+    /// The periods of `job` for `property` overlapping `[from, to)` that its table
+    /// does not hold as they stand yet (the open one, those waiting for the job), each
+    /// with the rows the job would write for it now; nothing is written. Real-time
+    /// time series answer these periods from them.
+    fn unmaterialized<'a>(
+        &'a self,
+        job: &'static str,
+        property: &'a str,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> BoxFuture<'a, Result<Vec<(String, butler_storage::tables::BucketRows)>, ControlError>>;
 }
 
 /// Why a job could not be run or its state read.

@@ -171,6 +171,7 @@ async fn handle(subject: &'static str, request: Request, context: &ServiceContex
         "analytics.query.timeseries" => match parse(body) {
             Ok(req) => Box::pin(crate::timeseries::timeseries(
                 &context.storage,
+                &*context.aggregation,
                 &context.zones,
                 req,
             ))

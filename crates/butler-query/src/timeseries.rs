@@ -1,5 +1,9 @@
-//! `analytics.query.timeseries`: one metric of the catalogue for one property.
+//! `analytics.query.timeseries`: one metric of the catalogue for one property, real
+//! time (CONTRACT §7): the periods its table holds as they stand come from the table,
+//! the others (the open period, periods waiting for their job) are computed from the
+//! raw events by the job's own definitions and marked `"partial": true`.
 
+use std::collections::BTreeSet;
 use std::time::Instant;
 
 use butler_events::Zones;
@@ -7,6 +11,7 @@ use butler_storage::Storage;
 use butler_storage::queries::{SeriesPoint, SeriesQuery};
 use serde::{Deserialize, Serialize};
 
+use crate::admin::AggregationControl;
 use crate::catalogue::{self, parse_granularity};
 use crate::{QueryError, check_property, request_range};
 
@@ -27,6 +32,9 @@ pub struct TimeseriesRequest {
     /// Key columns to group by.
     #[serde(default)]
     pub dimensions: Vec<String>,
+    /// Only what the table holds: no partial periods.
+    #[serde(default)]
+    pub materialized_only: bool,
 }
 
 /// Answers a time-series request.
@@ -35,6 +43,7 @@ pub struct TimeseriesRequest {
 /// `bad_request` for anything malformed (named); `internal` when the database fails.
 pub async fn timeseries(
     storage: &Storage,
+    aggregation: &dyn AggregationControl,
     zones: &Zones,
     request: TimeseriesRequest,
 ) -> Result<TimeseriesReply, QueryError> {
@@ -52,18 +61,42 @@ pub async fn timeseries(
     )?;
     let (from_key, to_key) = granularity.key_range(tz, from, to);
     let dims: Vec<&str> = request.dimensions.iter().map(String::as_str).collect();
-    let points = storage
-        .series(&SeriesQuery {
-            table: metric.table,
-            measure: metric.measure,
-            dimensions: &dims,
-            property_id: &request.property_id,
-            from_key: &from_key,
-            to_key: &to_key,
-            per_period: true,
-        })
-        .await?
-        .map_err(|e| QueryError::BadRequest(e.to_string()))?;
+    let query = SeriesQuery {
+        table: metric.table,
+        measure: metric.measure,
+        dimensions: &dims,
+        property_id: &request.property_id,
+        from_key: &from_key,
+        to_key: &to_key,
+        per_period: true,
+    };
+    let bad = |e: butler_storage::queries::SeriesError| QueryError::BadRequest(e.to_string());
+    let stored = storage.series(&query).await?.map_err(bad)?;
+    let mut points: Vec<Point> = Vec::with_capacity(stored.len());
+    if request.materialized_only {
+        points.extend(stored.into_iter().map(Point::stored));
+    } else {
+        let live = aggregation
+            .unmaterialized(metric.table.job, &request.property_id, from, to)
+            .await?;
+        let recomputed: BTreeSet<&str> = live.iter().map(|(key, _)| key.as_str()).collect();
+        points.extend(
+            stored
+                .into_iter()
+                .filter(|p| !recomputed.contains(p.period.as_str()))
+                .map(Point::stored),
+        );
+        for (_, rows) in &live {
+            points.extend(
+                query
+                    .points_of(rows)
+                    .map_err(bad)?
+                    .into_iter()
+                    .map(|p| Point { p, partial: true }),
+            );
+        }
+        points.sort_by(|a, b| (&a.p.period, &a.p.dimensions).cmp(&(&b.p.period, &b.p.dimensions)));
+    }
     let row_count = points.len();
     Ok(TimeseriesReply {
         data: SeriesData {
@@ -78,6 +111,7 @@ pub async fn timeseries(
             dimensions: request.dimensions,
             end_date: request.end_date,
             granularity: granularity.as_str(),
+            materialized_only: request.materialized_only,
             metric: metric.name.clone(),
             property_id: request.property_id,
             start_date: request.start_date,
@@ -108,23 +142,40 @@ struct Echo {
     dimensions: Vec<String>,
     end_date: String,
     granularity: &'static str,
+    materialized_only: bool,
     metric: String,
     property_id: String,
     start_date: String,
 }
 
-/// The points, each an object of its period, value and dimension values.
+/// A point of the reply: from the table, or computed because the table does not
+/// hold its period as it stands yet.
+#[derive(Debug)]
+struct Point {
+    p: SeriesPoint,
+    partial: bool,
+}
+
+impl Point {
+    fn stored(p: SeriesPoint) -> Point {
+        Point { p, partial: false }
+    }
+}
+
+/// The points, each an object of its period, value and dimension values, and
+/// `"partial": true` when computed.
 #[derive(Debug)]
 struct SeriesData {
     dimensions: Vec<String>,
-    points: Vec<SeriesPoint>,
+    points: Vec<Point>,
 }
 
 impl Serialize for SeriesData {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeSeq;
         // Keys in alphabetical order, the order these replies have always had.
-        let mut order: Vec<(&str, Option<usize>)> = vec![("period", None), ("value", None)];
+        let mut order: Vec<(&str, Option<usize>)> =
+            vec![("partial", None), ("period", None), ("value", None)];
         order.extend(
             self.dimensions
                 .iter()
@@ -134,26 +185,30 @@ impl Serialize for SeriesData {
         order.sort_by(|a, b| a.0.cmp(b.0));
         let mut seq = serializer.serialize_seq(Some(self.points.len()))?;
         for p in &self.points {
-            seq.serialize_element(&Point { p, order: &order })?;
+            seq.serialize_element(&PointFields { p, order: &order })?;
         }
         seq.end()
     }
 }
 
-struct Point<'a> {
-    p: &'a SeriesPoint,
+struct PointFields<'a> {
+    p: &'a Point,
     order: &'a [(&'a str, Option<usize>)],
 }
 
-impl Serialize for Point<'_> {
+impl Serialize for PointFields<'_> {
     fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
         use serde::ser::SerializeMap;
-        let mut map = serializer.serialize_map(Some(self.order.len()))?;
+        let len = self.order.len() - usize::from(!self.p.partial);
+        let mut map = serializer.serialize_map(Some(len))?;
+        let point = &self.p.p;
         for (key, dimension) in self.order {
             match (dimension, *key) {
-                (Some(i), _) => map.serialize_entry(key, &self.p.dimensions[*i])?,
-                (None, "period") => map.serialize_entry(key, &self.p.period)?,
-                (None, _) => map.serialize_entry(key, &self.p.value.filter(|v| v.is_finite()))?,
+                (None, "partial") if !self.p.partial => {}
+                (None, "partial") => map.serialize_entry(key, &true)?,
+                (Some(i), _) => map.serialize_entry(key, &point.dimensions[*i])?,
+                (None, "period") => map.serialize_entry(key, &point.period)?,
+                (None, _) => map.serialize_entry(key, &point.value.filter(|v| v.is_finite()))?,
             }
         }
         map.end()

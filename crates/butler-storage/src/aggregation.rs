@@ -164,6 +164,20 @@ impl Storage {
         dispatch!(self.dirty_hours_after(after))
     }
 
+    /// What `job` has not materialized yet for `property`: its queued buckets, and the
+    /// UTC hours (`YYYY-MM-DDTHH:00:00Z`) stamped dirty since the job last read them.
+    /// Real-time time series compute these periods from the raw events.
+    ///
+    /// # Errors
+    /// Any database error.
+    pub async fn waiting_for_job(
+        &self,
+        job: &str,
+        property: &str,
+    ) -> Result<(Vec<PendingBucket>, Vec<String>), StorageError> {
+        dispatch!(self.waiting_for_job(job, property))
+    }
+
     /// How far `job` has read the dirty hours.
     ///
     /// # Errors

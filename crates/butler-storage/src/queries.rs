@@ -1,10 +1,12 @@
 //! What the query service reads: live state, series from the aggregate tables, and the
 //! conversation outcomes of a window (the hour tallies are in [`crate::tallies`]).
 
+use std::collections::BTreeMap;
+
 use butler_events::formulas::{self, Ratings};
 use butler_events::{EventTime, Granularity};
 
-use crate::tables::{AggTable, Combine, Measure, RATING_COLUMNS};
+use crate::tables::{AggTable, BucketRows, Cell, Combine, Measure, RATING_COLUMNS};
 use crate::{Storage, StorageError, dispatch};
 
 /// Live state of one property.
@@ -90,6 +92,91 @@ pub(crate) fn components(table: &AggTable, measure: &Measure) -> Vec<String> {
             );
             RATING_COLUMNS.iter().map(|c| format!("sum({c})")).collect()
         }
+    }
+}
+
+impl SeriesQuery<'_> {
+    /// The points of rows computed for one bucket but not stored (a period its job has
+    /// not materialized yet), combined across the dimensions left out exactly as
+    /// [`components`] and [`finish`] combine stored rows. The rows are `self.table`'s,
+    /// in [`AggTable::columns`] order.
+    ///
+    /// # Errors
+    /// As the series would be refused: an unknown measure or dimension.
+    pub fn points_of(&self, rows: &BucketRows) -> Result<Vec<SeriesPoint>, SeriesError> {
+        let table = self.table;
+        let unknown_measure = || SeriesError::UnknownMeasure {
+            table: table.name,
+            column: self.measure.column,
+        };
+        if rows.table != table || !self.measure.is_numeric() {
+            return Err(unknown_measure());
+        }
+        let index = |column: &str| table.columns().position(|c| c == column);
+        let mut dims = Vec::with_capacity(self.dimensions.len());
+        for d in self.dimensions {
+            dims.push(
+                index(d)
+                    .filter(|_| table.dimensions.contains(d))
+                    .ok_or_else(|| SeriesError::UnknownDimension {
+                        table: table.name,
+                        dimension: (*d).to_owned(),
+                    })?,
+            );
+        }
+        let column = index(self.measure.column).ok_or_else(unknown_measure)?;
+        let parts: Vec<(usize, Option<usize>)> = match self.measure.combine {
+            Combine::Sum | Combine::Max | Combine::NotCombinable => vec![(column, None)],
+            Combine::WeightedBy(weight) => {
+                let weight = index(weight).ok_or_else(unknown_measure)?;
+                vec![(column, Some(weight)), (weight, Some(column))]
+            }
+            Combine::MeanOfRatings | Combine::NpsOfRatings => RATING_COLUMNS
+                .iter()
+                .map(|c| index(c).map(|i| (i, None)).ok_or_else(unknown_measure))
+                .collect::<Result<_, _>>()?,
+        };
+        let max = matches!(self.measure.combine, Combine::Max | Combine::NotCombinable);
+        let mut groups: BTreeMap<(String, Vec<String>), Vec<Option<f64>>> = BTreeMap::new();
+        for row in &rows.rows {
+            let text = |i: usize| match row.get(i) {
+                Some(Cell::Text(t)) => t.clone(),
+                _ => String::new(),
+            };
+            let key = (text(0), dims.iter().map(|i| text(*i)).collect());
+            let acc = groups.entry(key).or_insert_with(|| vec![None; parts.len()]);
+            for (slot, (i, other)) in acc.iter_mut().zip(&parts) {
+                let value = row.get(*i).and_then(Cell::number);
+                // Weighted averages: `sum(column * weight)` over rows with both, and
+                // `sum(weight)` over rows whose column is not null.
+                let value = match (self.measure.combine, other) {
+                    (Combine::WeightedBy(_), Some(o)) => {
+                        let o = row.get(*o).and_then(Cell::number);
+                        if *i == column {
+                            value.zip(o).map(|(v, w)| v * w)
+                        } else {
+                            o.and(value)
+                        }
+                    }
+                    _ => value,
+                };
+                if let Some(v) = value {
+                    *slot = Some(match (*slot, max) {
+                        (Some(s), true) => s.max(v),
+                        (Some(s), false) => s + v,
+                        (None, _) => v,
+                    });
+                }
+            }
+        }
+        Ok(groups
+            .into_iter()
+            .map(|((period, dimensions), parts)| SeriesPoint {
+                period,
+                value: finish(self.measure.combine, &parts),
+                dimensions,
+            })
+            .collect())
     }
 }
 

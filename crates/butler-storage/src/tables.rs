@@ -168,6 +168,17 @@ pub enum Cell {
     Real(Option<f64>),
 }
 
+impl Cell {
+    /// A numeric cell's value; `None` for text and nulls.
+    pub fn number(&self) -> Option<f64> {
+        match self {
+            Cell::Integer(v) => v.map(|v| v as f64),
+            Cell::Real(v) => *v,
+            Cell::Text(_) => None,
+        }
+    }
+}
+
 /// JSON text stored in a column.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct JsonText(pub String);

@@ -134,6 +134,39 @@ impl PgDb {
         ))
     }
 
+    pub(crate) async fn waiting_for_job(
+        &self,
+        job: &str,
+        property: &str,
+    ) -> Result<(Vec<PendingBucket>, Vec<String>), StorageError> {
+        let queued: Vec<(String, DateTime<Utc>, DateTime<Utc>)> = sqlx::query_as(
+            "SELECT period_key, bucket_start, bucket_end FROM agg_pending_buckets \
+             WHERE job = $1 AND property_id = $2",
+        )
+        .bind(job)
+        .bind(property)
+        .fetch_all(&self.pool)
+        .await?;
+        let hours: Vec<DateTime<Utc>> = sqlx::query_scalar(
+            "SELECT hour_start FROM agg_dirty_hours WHERE property_id = $1 AND change_seq > \
+             coalesce((SELECT dirty_seq FROM agg_job_state WHERE job = $2), 0)",
+        )
+        .bind(property)
+        .bind(job)
+        .fetch_all(&self.pool)
+        .await?;
+        let queued = queued
+            .into_iter()
+            .map(|(period_key, start, end)| PendingBucket {
+                property_id: property.to_owned(),
+                period_key,
+                start: text(start),
+                end: text(end),
+            })
+            .collect();
+        Ok((queued, hours.into_iter().map(hour_key).collect()))
+    }
+
     pub(crate) async fn job_dirty_seq(&self, job: &str) -> Result<i64, StorageError> {
         let seq: Option<i64> =
             sqlx::query_scalar("SELECT dirty_seq FROM agg_job_state WHERE job = $1")

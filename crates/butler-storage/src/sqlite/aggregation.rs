@@ -109,6 +109,39 @@ impl SqliteDb {
         Ok((rows.into_iter().map(|(p, h, _)| (p, h)).collect(), max))
     }
 
+    pub(crate) async fn waiting_for_job(
+        &self,
+        job: &str,
+        property: &str,
+    ) -> Result<(Vec<PendingBucket>, Vec<String>), StorageError> {
+        let queued: Vec<(String, String, String)> = sqlx::query_as(
+            "SELECT period_key, bucket_start, bucket_end FROM agg_pending_buckets \
+             WHERE job = ? AND property_id = ?",
+        )
+        .bind(job)
+        .bind(property)
+        .fetch_all(&self.sql_readers)
+        .await?;
+        let hours: Vec<String> = sqlx::query_scalar(
+            "SELECT hour_start FROM agg_dirty_hours WHERE property_id = ? AND change_seq > \
+             coalesce((SELECT dirty_seq FROM agg_job_state WHERE job = ?), 0)",
+        )
+        .bind(property)
+        .bind(job)
+        .fetch_all(&self.sql_readers)
+        .await?;
+        let queued = queued
+            .into_iter()
+            .map(|(period_key, start, end)| PendingBucket {
+                property_id: property.to_owned(),
+                period_key,
+                start,
+                end,
+            })
+            .collect();
+        Ok((queued, hours))
+    }
+
     pub(crate) async fn job_dirty_seq(&self, job: &str) -> Result<i64, StorageError> {
         let seq: Option<i64> =
             sqlx::query_scalar("SELECT dirty_seq FROM agg_job_state WHERE job = ?")
