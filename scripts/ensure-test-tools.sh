@@ -10,6 +10,7 @@ if ! { [ -x /usr/bin/promtool ] && [ -x /usr/bin/prometheus ]; } \
   missing+=(prometheus)
 fi
 if ! command -v docker-compose >/dev/null 2>&1; then missing+=(docker-compose); fi
+if ! command -v chromium >/dev/null 2>&1 && [ -z "${CHROMIUM_BIN:-}" ]; then missing+=(chromium); fi
 if [ ${#missing[@]} -eq 0 ]; then exit 0; fi
 if command -v apt-get >/dev/null 2>&1; then
   sudo=""

@@ -62,6 +62,8 @@ async fn scoped_subjects_answer_for_the_property_they_name() {
     publish_all(&js, events).await;
     wait_until(WAIT, "stored", || async { app.event_count().await == 8 }).await;
     let client = async_nats::connect(nats.url()).await.unwrap();
+    // Live pages are off unless asked for.
+    assert_eq!(app.get("/live/hotel_a").unwrap().0, 404);
 
     for (property, expected) in [("hotel_a", 3), ("hotel_b", 5)] {
         let subject = format!("analytics.query.dashboard.{property}");
@@ -359,4 +361,61 @@ async fn a_time_series_holds_what_is_not_materialized_yet_as_partial_points() {
     );
     // Today is still open: still partial, though its row is stored now.
     assert_eq!(series(&client, daily).await, vec![(today, true, 2.0)]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_live_page_follows_the_dashboard_without_a_reload() {
+    let nats = NatsServer::start();
+    let mut app = App::start(
+        &nats.url(),
+        &format!(
+            "http:\n  live_pages: true\ningest:\n  flush_interval_ms: 200\ndashboard:\n  push_interval_ms: 200\n{}",
+            zones()
+        ),
+    );
+    let js = nats.jetstream().await;
+    publish_all(&js, received("hotel_a", "page", 2)).await;
+    let bucket = dashboard_bucket(&nats).await;
+    wait_until(WAIT, "hotel A's live dashboard", || async {
+        let Ok(Some(value)) = bucket.get("hotel_a").await else {
+            return false;
+        };
+        serde_json::from_slice::<Value>(&value).unwrap()["today"]["messagesReceived"] == 2
+    })
+    .await;
+
+    // One self-contained page: nothing to fetch from elsewhere.
+    let (status, page) = app.get("/live/hotel_a").unwrap();
+    assert_eq!(status, 200);
+    assert!(
+        !page.contains(" src=") && !page.contains(" href="),
+        "{page}"
+    );
+    assert_eq!(app.get("/live/a.b").unwrap().0, 400);
+
+    let url = format!(
+        "http://127.0.0.1:{}/live/hotel_a",
+        app.metrics_port().unwrap()
+    );
+    let mut browser = crate::helpers::Browser::open(&url);
+    let received_now = "document.getElementById('messagesReceived').textContent";
+    browser.wait_for(received_now, &json!("2"));
+    browser.eval("window.samePage = 'yes'");
+    publish_all(&js, received("hotel_a", "page-more", 3)).await;
+    browser.wait_for(received_now, &json!("5"));
+    assert_eq!(
+        browser.eval("window.samePage"),
+        json!("yes"),
+        "the page was reloaded"
+    );
+    // The chart holds today's five messages in its hours.
+    browser.wait_for(
+        "[...document.querySelectorAll('#chart rect[data-series=today]')].reduce((n, r) => n + Number(r.dataset.count), 0)",
+        &json!(5),
+    );
+    let shot = browser.screenshot("live-page.png");
+    println!("screenshot: {}", shot.display());
+    assert!(std::fs::metadata(&shot).unwrap().len() > 1000);
+    // An open page does not hold the shutdown up.
+    assert!(app.terminate().success());
 }

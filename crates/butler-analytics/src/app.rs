@@ -140,15 +140,17 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     } else {
         None
     };
+    let control: std::sync::Arc<dyn butler_query::admin::AggregationControl> =
+        std::sync::Arc::new(crate::aggregation::AdminControl {
+            aggregator: aggregator.clone(),
+            schedules: schedules.clone(),
+        });
     let query = if config.service.query {
         let context = butler_query::service::ServiceContext {
             storage: storage.clone(),
             zones: config.zones(),
             instance: instance.clone(),
-            aggregation: std::sync::Arc::new(crate::aggregation::AdminControl {
-                aggregator: aggregator.clone(),
-                schedules: schedules.clone(),
-            }),
+            aggregation: control.clone(),
             metrics: butler_query::QueryMetrics::register(&registry)?,
             dashboard_cache: butler_query::dashboard::DashboardCache::new(
                 config
@@ -191,6 +193,15 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     };
     let mut state = HttpState::new(registry, storage.clone(), nats.clone())?;
     state.ingest = ingest_metrics;
+    if config.http.live_pages {
+        state.live = Some(std::sync::Arc::new(butler_query::live_page::LiveFeed {
+            storage: storage.clone(),
+            zones: config.zones(),
+            aggregation: control,
+            js: async_nats::jetstream::new(nats.clone()),
+            bucket: config.dashboard.kv_bucket.clone(),
+        }));
+    }
     let http_shutdown = CancellationToken::new();
     let server = tokio::spawn(http::serve(listener, state, http_shutdown.clone()));
     tasks.close();

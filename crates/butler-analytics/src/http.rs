@@ -1,15 +1,22 @@
 //! The operator's endpoint: `/metrics` (Prometheus text format), `/healthz` (the
 //! process is alive) and `/readyz` (NATS connected, the durable consumer subscribed
-//! when this process consumes, and the database writable).
+//! when this process consumes, and the database writable); with `http.live_pages`,
+//! `/live/<propertyId>` and the server-sent events it follows.
 
+use std::convert::Infallible;
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
+use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::{Html, IntoResponse};
 use axum::routing::get;
+use butler_query::live_page::{FeedUpdate, LiveFeed, PAGE_HTML};
+use butler_query::scoped::is_subject_token;
 use butler_storage::Storage;
+use futures_util::StreamExt;
 use prometheus::{Encoder, IntGauge, Registry, TextEncoder};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -32,6 +39,11 @@ pub struct HttpState {
     /// The consumer's metrics when this process consumes: readiness waits for its
     /// subscription to the durable consumer.
     pub ingest: Option<butler_consumer::IngestMetrics>,
+    /// The live pages' feed, when `http.live_pages` is on.
+    pub live: Option<Arc<LiveFeed>>,
+    /// Ends the live pages' event streams, which would otherwise hold the graceful
+    /// shutdown open.
+    pub closing: CancellationToken,
 }
 
 impl HttpState {
@@ -67,6 +79,8 @@ impl HttpState {
             write_failing,
             nats_connected,
             ingest: None,
+            live: None,
+            closing: CancellationToken::new(),
         })
     }
 }
@@ -80,14 +94,65 @@ pub async fn serve(
     state: HttpState,
     shutdown: CancellationToken,
 ) -> std::io::Result<()> {
-    let router = Router::new()
+    let mut router = Router::new()
         .route("/metrics", get(metrics))
         .route("/healthz", get(|| async { "ok\n" }))
-        .route("/readyz", get(readyz))
-        .with_state(state);
+        .route("/readyz", get(readyz));
+    if state.live.is_some() {
+        router = router
+            .route("/live/{property}", get(live_page))
+            .route("/live/{property}/events", get(live_events));
+    }
+    let closing = state.closing.clone();
+    let router = router.with_state(state);
     axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
+        .with_graceful_shutdown(async move {
+            shutdown.cancelled().await;
+            closing.cancel();
+        })
         .await
+}
+
+/// A property the live pages serve: one that can be a key of the bucket.
+fn live_property(property: &str) -> Result<(), (StatusCode, String)> {
+    if is_subject_token(property) {
+        Ok(())
+    } else {
+        Err((
+            StatusCode::BAD_REQUEST,
+            format!(
+                "{property:?} has no live dashboard: a propertyId with only letters, digits, -, _, = and / has one\n"
+            ),
+        ))
+    }
+}
+
+async fn live_page(Path(property): Path<String>) -> impl IntoResponse {
+    live_property(&property).map(|()| Html(PAGE_HTML))
+}
+
+async fn live_events(
+    State(state): State<HttpState>,
+    Path(property): Path<String>,
+) -> Result<impl IntoResponse, (StatusCode, String)> {
+    live_property(&property)?;
+    let feed = state
+        .live
+        .clone()
+        .ok_or((StatusCode::NOT_FOUND, "live pages are off\n".to_owned()))?;
+    let updates = feed
+        .follow(property)
+        .await
+        .map_err(|e| (StatusCode::SERVICE_UNAVAILABLE, format!("{e}\n")))?;
+    let events = updates
+        .map(|update| {
+            Ok::<_, Infallible>(match update {
+                FeedUpdate::Waiting => Event::default().event("waiting").data("{}"),
+                FeedUpdate::Dashboard(json) => Event::default().event("dashboard").data(json),
+            })
+        })
+        .take_until(state.closing.cancelled_owned());
+    Ok(Sse::new(events).keep_alive(KeepAlive::default()))
 }
 
 async fn metrics(State(state): State<HttpState>) -> impl IntoResponse {

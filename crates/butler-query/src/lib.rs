@@ -7,6 +7,7 @@
 //! - [`reply`]: [`QueryError`] and the reply encoding (error body and headers);
 //! - [`dashboard`]: `analytics.query.dashboard`, with its per-property cache;
 //! - [`live`]: live dashboards in a key-value bucket, written after commits;
+//! - [`live_page`]: the live page and the server-sent events it follows;
 //! - [`catalogue`], [`timeseries`]: `analytics.query.metrics` and
 //!   `analytics.query.timeseries`;
 //! - [`report`]: `analytics.query.report`, JSON or CSV, written to files;
@@ -25,6 +26,7 @@ pub mod admin;
 pub mod catalogue;
 pub mod dashboard;
 pub mod live;
+pub mod live_page;
 pub mod metrics;
 pub mod objects;
 pub mod reply;

@@ -128,6 +128,16 @@ pub struct TimeseriesReply {
     query: Echo,
 }
 
+impl TimeseriesReply {
+    /// Each point's period and value, in order.
+    pub fn points(&self) -> impl Iterator<Item = (&str, Option<f64>)> {
+        self.data
+            .points
+            .iter()
+            .map(|p| (p.p.period.as_str(), p.p.value))
+    }
+}
+
 #[derive(Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 struct Metadata {

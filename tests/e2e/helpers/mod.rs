@@ -2,12 +2,14 @@
 //! helpers over both.
 
 mod app;
+mod browser;
 mod db;
 mod nats;
 mod postgres;
 mod requests;
 
 pub use app::{App, CommitBlocker, cli, pipeline_bin};
+pub use browser::Browser;
 pub use db::{Backend, TestDb, backend};
 pub use nats::{
     NatsCluster, NatsServer, consumer_info, publish_all, read_object, try_consumer_info,
