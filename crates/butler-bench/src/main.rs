@@ -391,10 +391,23 @@ impl Bench {
         let pipeline = Pipeline::start(&cfg)?;
         let events = self.day_traffic(1, IdStyle::TimeOrdered, "butler.events");
         println!("ingest: pipeline, {n} events into an empty table");
+        let writes_before = pipeline.metric("butler_analytics_live_dashboard_writes_total");
         let took =
             ingest::timed_ingest(&self.js, "BUTLER_EVENTS", "analytics-pipeline", events).await?;
         let rate = n as f64 / took.as_secs_f64();
         self.note_rss(&pipeline);
+        let writes = pipeline.metric("butler_analytics_live_dashboard_writes_total") - writes_before;
+        self.figures.push(Figure::new(
+            "live dashboards",
+            "key-value writes per 1,000 events ingested",
+            writes * 1000.0 / n as f64,
+            "writes",
+            None,
+            format!(
+                "{writes} writes while {n} events of {} properties were ingested at full speed; dashboard.push_interval_ms 1000",
+                self.args.properties
+            ),
+        ));
         self.figures.push(Figure::new(
             "ingest",
             "pipeline, empty table, time-ordered ids",
@@ -450,6 +463,13 @@ impl Bench {
             "ingest: latency at {} events/s for {} s",
             self.args.rate, self.args.latency_secs
         );
+        let lag = |p: &Pipeline| {
+            (
+                p.metric("butler_analytics_live_dashboard_lag_seconds_sum"),
+                p.metric("butler_analytics_live_dashboard_lag_seconds_count"),
+            )
+        };
+        let lag_before = lag(&pipeline);
         let mut lat = ingest::paced_latencies(
             &self.js,
             "BUTLER_EVENTS",
@@ -459,6 +479,21 @@ impl Bench {
         )
         .await?;
         self.note_rss(&pipeline);
+        let lag_after = lag(&pipeline);
+        let lag_writes = lag_after.1 - lag_before.1;
+        if lag_writes > 0.0 {
+            self.figures.push(Figure::new(
+                "live dashboards",
+                format!("commit → key written, mean at {}/s", self.args.rate),
+                (lag_after.0 - lag_before.0) / lag_writes * 1000.0,
+                "ms",
+                Some(Target::AtMost(1000.0)),
+                format!(
+                    "{lag_writes} writes over {} properties; butler_analytics_live_dashboard_lag_seconds; dashboard.push_interval_ms 1000",
+                    self.args.properties
+                ),
+            ));
+        }
         let how = format!(
             "{count} events offered at {}/s onto a table of {n} rows; publish → ack floor covers it (polled every 2 ms)",
             self.args.rate

@@ -198,16 +198,34 @@ impl Pipeline {
         Ok(pipeline)
     }
 
-    fn ready(&self) -> bool {
+    /// The response to `GET path` on its metrics address, headers included.
+    fn get(&self, path: &str) -> Option<String> {
         use std::io::{Read, Write};
-        let Ok(mut s) = TcpStream::connect(("127.0.0.1", self.metrics_port)) else {
-            return false;
-        };
-        let req = "GET /readyz HTTP/1.0\r\nHost: localhost\r\n\r\n";
+        let mut s = TcpStream::connect(("127.0.0.1", self.metrics_port)).ok()?;
+        let req = format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n");
         let mut out = String::new();
-        s.write_all(req.as_bytes()).is_ok()
-            && s.read_to_string(&mut out).is_ok()
-            && (out.starts_with("HTTP/1.0 200") || out.starts_with("HTTP/1.1 200"))
+        s.write_all(req.as_bytes()).ok()?;
+        s.read_to_string(&mut out).ok()?;
+        Some(out)
+    }
+
+    fn ready(&self) -> bool {
+        self.get("/readyz")
+            .is_some_and(|out| out.starts_with("HTTP/1.0 200") || out.starts_with("HTTP/1.1 200"))
+    }
+
+    /// The value of an unlabelled metric (besides `pipeline_instance`) of its
+    /// `/metrics`, e.g. `butler_analytics_live_dashboard_writes_total`; 0 when absent.
+    pub fn metric(&self, name: &str) -> f64 {
+        let body = self.get("/metrics").unwrap_or_default();
+        body.lines()
+            .filter_map(|line| line.rsplit_once(' '))
+            .find(|(sample, _)| {
+                sample.split('{').next() == Some(name)
+                    && !sample.trim_start_matches(name).contains(",")
+            })
+            .and_then(|(_, value)| value.parse().ok())
+            .unwrap_or(0.0)
     }
 
     /// Peak resident memory so far (`VmHWM`), in KiB.
