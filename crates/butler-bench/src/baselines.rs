@@ -56,6 +56,28 @@ fn insert_rows<'a>(c: &mut Connection, rows: impl Iterator<Item = &'a Row>) -> R
     Ok(())
 }
 
+/// The seed's schema: its raw table and its three indexes, nothing else — the work
+/// the contract asks of ingest, without the pipeline's additions.
+const SEED_SCHEMA: &str = "CREATE TABLE analytics_events (
+  id TEXT PRIMARY KEY, event_type TEXT NOT NULL, timestamp TEXT NOT NULL,
+  property_id TEXT NOT NULL, channel TEXT, guest_id TEXT, staff_id TEXT,
+  conversation_id TEXT, task_id TEXT, value REAL, duration_ms INTEGER, metadata JSON,
+  date_partition TEXT GENERATED ALWAYS AS (substr(timestamp, 1, 10)) STORED);
+CREATE INDEX idx_events_type_date ON analytics_events(event_type, date_partition);
+CREATE INDEX idx_events_property_date ON analytics_events(property_id, date_partition);
+CREATE INDEX idx_events_channel ON analytics_events(channel, date_partition);";
+
+/// Creates `db` with the seed's schema alone.
+pub fn seed_schema(db: &Path) -> Result<()> {
+    for suffix in ["", "-wal", "-shm"] {
+        let mut name = db.as_os_str().to_owned();
+        name.push(suffix);
+        let _ = std::fs::remove_file(name);
+    }
+    open(db, "full")?.execute_batch(SEED_SCHEMA)?;
+    Ok(())
+}
+
 /// Inserts rows 1,000 per transaction into `db`; returns rows per second.
 pub fn bare_insert(db: &Path, rows: &[Row]) -> Result<f64> {
     let mut c = open(db, "full")?;

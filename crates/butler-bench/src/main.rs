@@ -20,7 +20,7 @@ use clap::Parser;
 
 use figures::{Figure, Target};
 use procs::{NatsServer, Pipeline, PipelineConfig};
-use traffic::{IdStyle, Traffic};
+use traffic::{Conversations, IdStyle, Traffic};
 
 const DAY_MS: i64 = 86_400_000;
 
@@ -76,11 +76,13 @@ struct Args {
     #[arg(long)]
     reuse_databases: bool,
     /// Parts to run, comma-separated: `empty` (ingest into an empty table, baselines,
-    /// latency), `aggregation` and `queries` (both on the `empty` run's database),
-    /// `large` (ingest into a large table, hourly run, backfill).
+    /// latency), `workloads` (hotel-like and no-locality traffic against the seed
+    /// schema's loop, with CPU per event; SQLite), `aggregation` and `queries` (both on
+    /// the `empty` run's database), `large` (ingest into a large table, hourly run,
+    /// backfill).
     #[arg(
         long,
-        default_value = "empty,aggregation,queries,large",
+        default_value = "empty,workloads,aggregation,queries,large",
         value_delimiter = ','
     )]
     parts: Vec<String>,
@@ -236,8 +238,9 @@ async fn main() -> Result<()> {
 impl Bench {
     async fn run(&mut self) -> Result<()> {
         let part = |p: &str| self.args.parts.iter().any(|x| x == p);
-        let (empty, aggregation, queries, large) = (
+        let (empty, workloads, aggregation, queries, large) = (
             part("empty"),
+            part("workloads"),
             part("aggregation"),
             part("queries"),
             part("large"),
@@ -249,6 +252,9 @@ impl Bench {
         );
         if empty {
             self.ingest_empty().await?;
+        }
+        if workloads {
+            self.ingest_workloads().await?;
         }
         if aggregation {
             self.aggregation_1m().await?;
@@ -316,6 +322,135 @@ impl Bench {
             HOUR_MS,
             prefix,
         ))
+    }
+
+    /// Two workloads, each consumed by the overlapped loop into the seed's schema alone
+    /// (acking every message after its commit, as a shared consumer must) and by the
+    /// pipeline, in that order, with the CPU each spends per event.
+    async fn ingest_workloads(&mut self) -> Result<()> {
+        if self.pg.is_some() {
+            println!("workloads: skipped on PostgreSQL (the seed schema's loop is SQLite)");
+            return Ok(());
+        }
+        let n = self.args.events;
+        let workloads = [
+            (
+                "workload: hotel-like",
+                Conversations::HotelLike,
+                "~40 open conversations per property, 10–60 events each, random ids",
+            ),
+            (
+                "workload: no locality",
+                Conversations::Scattered,
+                "every event a new conversation with a random id",
+            ),
+        ];
+        for (i, (section, conversations, shape)) in workloads.into_iter().enumerate() {
+            let name = section.trim_start_matches("workload: ");
+            let what = format!(
+                "{n} events over {} UTC, {} properties, {shape}, time-ordered event ids, published while consumed",
+                self.cal.day, self.args.properties
+            );
+            let traffic = |prefix: &str| {
+                let mut t = Traffic::new(20 + i as u64, self.args.properties, IdStyle::TimeOrdered)
+                    .with_conversations(conversations);
+                Arc::new(t.spread(n, self.cal.day_ms, DAY_MS, prefix))
+            };
+            let cpu = || {
+                (
+                    procs::cpu_seconds("butler-bench"),
+                    procs::cpu_seconds("nats-server"),
+                    procs::cpu_seconds("butler-analytic"),
+                )
+            };
+            let per_event_us = |seconds: f64| seconds / n as f64 * 1e6;
+
+            let (stream, prefix) = (format!("BENCH_W{i}_LOOP"), format!("bench.w{i}loop"));
+            let db = self.dir.join(format!("w{i}-seed.db"));
+            baselines::seed_schema(&db)?;
+            ingest::ensure_stream(&self.js, &stream, &prefix).await?;
+            let events = traffic(&prefix);
+            println!("workloads: {name}, seed-schema loop, {n} events");
+            let before = cpu();
+            let loop_rate = baselines::overlapped_loop(
+                &self.js,
+                &stream,
+                baselines::LoopDb::Sqlite(&db),
+                events,
+            )
+            .await?;
+            let after = cpu();
+            let (loop_bench, loop_nats) = (after.0 - before.0, after.1 - before.1);
+
+            let (stream, prefix) = (format!("BENCH_W{i}_PIPE"), format!("bench.w{i}pipe"));
+            let cfg = self.config(&format!("w{i}-pipeline.db"), &stream, &prefix);
+            let pipeline = Pipeline::start(&cfg)?;
+            let events = traffic(&prefix);
+            println!("workloads: {name}, pipeline, {n} events");
+            let before = cpu();
+            let took =
+                ingest::timed_ingest(&self.js, &stream, "analytics-pipeline", events).await?;
+            let after = cpu();
+            self.note_rss(&pipeline);
+            pipeline.stop()?;
+            let rate = n as f64 / took.as_secs_f64();
+            let (pipe_bench, pipe_nats, pipe_own) =
+                (after.0 - before.0, after.1 - before.1, after.2 - before.2);
+
+            self.figures.push(Figure::new(
+                section,
+                "baseline: overlapped loop, seed schema, explicit acks",
+                loop_rate,
+                "events/s",
+                None,
+                format!("{what}; rusqlite cached statement into the seed's table and 3 indexes only, 1000-row transactions, synchronous=FULL, each message acked after its commit"),
+            ));
+            self.figures.push(Figure::new(
+                section,
+                "pipeline",
+                rate,
+                "events/s",
+                None,
+                format!("{what}; default config"),
+            ));
+            self.figures.push(Figure::new(
+                section,
+                "pipeline ÷ seed-schema loop",
+                rate / loop_rate,
+                "x",
+                Some(Target::AtLeast(0.8)),
+                "same events, same run",
+            ));
+            self.figures.push(Figure::new(
+                section,
+                "CPU per event: pipeline process",
+                per_event_us(pipe_own),
+                "µs",
+                None,
+                "user + system time of butler-analytics during its run",
+            ));
+            self.figures.push(Figure::new(
+                section,
+                "CPU per event: the loop",
+                per_event_us(loop_bench - pipe_bench),
+                "µs",
+                None,
+                "the benchmark process's time during the loop's run less its time during the pipeline's (publishing and polling, the same in both)",
+            ));
+            self.figures.push(Figure::new(
+                section,
+                "CPU per event: nats-server, pipeline / loop",
+                per_event_us(pipe_nats) / per_event_us(loop_nats).max(f64::MIN_POSITIVE),
+                "x",
+                None,
+                format!(
+                    "{:.1} µs under the pipeline, {:.1} µs under the loop",
+                    per_event_us(pipe_nats),
+                    per_event_us(loop_nats)
+                ),
+            ));
+        }
+        Ok(())
     }
 
     /// Time-ordered ids into empty tables: the pipeline, the overlapped loop and the
@@ -396,7 +531,11 @@ impl Bench {
             ingest::timed_ingest(&self.js, "BUTLER_EVENTS", "analytics-pipeline", events).await?;
         let rate = n as f64 / took.as_secs_f64();
         self.note_rss(&pipeline);
-        let writes = pipeline.metric("butler_analytics_live_dashboard_writes_total") - writes_before;
+        // The last commits' dashboards are written at the next push, within
+        // dashboard.push_interval_ms (1 s).
+        tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+        let writes =
+            pipeline.metric("butler_analytics_live_dashboard_writes_total") - writes_before;
         self.figures.push(Figure::new(
             "live dashboards",
             "key-value writes per 1,000 events ingested",

@@ -13,6 +13,21 @@ pub enum IdStyle {
     Uuid4,
 }
 
+/// How a property's events are spread over conversations: it decides how the
+/// live-state tables (one row per conversation) are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Conversations {
+    /// A few hundred open per property, numbered in the order they start.
+    Numbered,
+    /// About 40 open per property, each 10–60 events long, under random ids: a hotel.
+    HotelLike,
+    /// Every event a new conversation under a random id: no locality at all.
+    Scattered,
+}
+
+/// Open conversations per property in [`Conversations::HotelLike`] traffic.
+const OPEN_CONVERSATIONS: usize = 40;
+
 /// The deterministic generator: the same run publishes the same events.
 pub type Rng = butler_events::testing::Xorshift;
 
@@ -101,6 +116,9 @@ pub struct Traffic {
     ids: IdStyle,
     counter: u64,
     total_weight: u64,
+    conversations: Conversations,
+    /// Per property, its open conversations: (id, events left).
+    open: Vec<Vec<(String, u64)>>,
 }
 
 /// The property ids the traffic uses.
@@ -117,6 +135,44 @@ impl Traffic {
             ids,
             counter: 0,
             total_weight: MIX.iter().map(|(_, w)| w).sum(),
+            conversations: Conversations::Numbered,
+            open: Vec::new(),
+        }
+    }
+
+    /// The same generator with conversations spread as `conversations` says.
+    pub fn with_conversations(mut self, conversations: Conversations) -> Traffic {
+        self.conversations = conversations;
+        self
+    }
+
+    fn random_id(&mut self, kind: &str) -> String {
+        format!("{kind}_{:016x}", self.rng.next_u64())
+    }
+
+    /// The conversation of the next event of property `p`; `numbered` is its number in
+    /// [`Conversations::Numbered`] traffic.
+    fn conversation(&mut self, p: u64, numbered: u64) -> String {
+        match self.conversations {
+            Conversations::Numbered => format!("conv_{p:03}_{numbered:010}"),
+            Conversations::Scattered => self.random_id("conv"),
+            Conversations::HotelLike => {
+                let p = p as usize;
+                if self.open.len() <= p {
+                    self.open.resize(p + 1, Vec::new());
+                }
+                if self.open[p].is_empty() {
+                    self.open[p] = vec![(String::new(), 0); OPEN_CONVERSATIONS];
+                }
+                let slot = self.rng.below(OPEN_CONVERSATIONS as u64) as usize;
+                if self.open[p][slot].1 == 0 {
+                    let id = self.random_id("conv");
+                    let length = 10 + self.rng.below(51);
+                    self.open[p][slot] = (id, length);
+                }
+                self.open[p][slot].1 -= 1;
+                self.open[p][slot].0.clone()
+            }
         }
     }
 
@@ -159,6 +215,7 @@ impl Traffic {
         // Conversations and tasks live for a while: a hotel's events at any moment
         // belong to its few hundred open ones, numbered in the order they started.
         let conv = self.counter / 8 + self.rng.below(300);
+        let conversation_id = self.conversation(p, conv);
         let timestamp = chrono::DateTime::from_timestamp_millis(millis)
             .unwrap_or_default()
             .format("%Y-%m-%dT%H:%M:%S%.3fZ")
@@ -171,7 +228,7 @@ impl Traffic {
             channel,
             guest_id: Some(format!("guest_{}", conv % 20_000)),
             staff_id: None,
-            conversation_id: Some(format!("conv_{p:03}_{conv:010}")),
+            conversation_id: Some(conversation_id),
             task_id: None,
             value: None,
             duration_ms: None,
@@ -298,5 +355,28 @@ mod tests {
         assert_eq!(&id[14..15], "4");
         // Neighbouring seeds make different ids.
         assert_ne!(Traffic::new(5, 20, IdStyle::Uuid4).event(0, "p").row.id, id);
+    }
+
+    fn distinct_conversations(conversations: Conversations) -> usize {
+        let mut t = Traffic::new(1, 20, IdStyle::TimeOrdered).with_conversations(conversations);
+        let events = t.spread(20_000, 1_764_000_000_000, 86_400_000, "butler.events");
+        let ids: std::collections::HashSet<_> = events
+            .iter()
+            .filter_map(|e| e.row.conversation_id.clone())
+            .collect();
+        ids.len()
+    }
+
+    #[test]
+    fn conversations_are_as_local_as_their_workload_says() {
+        // Hotel-like: conversations of 10–60 events (35 on average).
+        let hotel = distinct_conversations(Conversations::HotelLike);
+        let with_conversation = 20_000 * 95 / 100;
+        assert!(
+            (with_conversation / 60..=with_conversation / 10 + 800).contains(&hotel),
+            "{hotel}"
+        );
+        // Scattered: each event its own.
+        assert!(distinct_conversations(Conversations::Scattered) > with_conversation);
     }
 }
