@@ -254,6 +254,15 @@ fn check(c: &Config) -> Result<(), ConfigError> {
     if !(1..=100_000).contains(&c.ingest.batch_size) {
         return Err(invalid("ingest.batch_size", "must be between 1 and 100000"));
     }
+    if !(c.ingest.batch_size..=100_000).contains(&c.ingest.max_batch) {
+        return Err(invalid(
+            "ingest.max_batch",
+            format!(
+                "must be between ingest.batch_size ({}) and 100000",
+                c.ingest.batch_size
+            ),
+        ));
+    }
     if c.ingest.flush_interval_ms == 0 {
         return Err(invalid("ingest.flush_interval_ms", "must be at least 1"));
     }

@@ -155,9 +155,14 @@ impl Default for StorageConfig {
 pub struct IngestConfig {
     /// Run the consumer at all (the seed's `collection.enabled`).
     pub enabled: bool,
-    /// Most events in one commit.
+    /// The usual events in one commit: a batch this large is handed to the writer
+    /// at once.
     pub batch_size: usize,
-    /// Longest an event waits for its commit.
+    /// Most events in one commit: while the writer is busy, the next batch keeps
+    /// growing up to this many, so a backlog is written in fewer, larger commits.
+    pub max_batch: usize,
+    /// Longest an event waits before its batch is handed to the writer (under light
+    /// traffic, for its commit).
     pub flush_interval_ms: u64,
     /// Accepted `channel` values.
     pub channels: Vec<String>,
@@ -170,6 +175,7 @@ impl Default for IngestConfig {
         IngestConfig {
             enabled: true,
             batch_size: 1000,
+            max_batch: 10_000,
             flush_interval_ms: 1000,
             channels: ["whatsapp", "sms", "email", "webchat"]
                 .map(String::from)

@@ -74,7 +74,14 @@ pub async fn run(
         tracing::info!(stream = %settings.stream, consumer = %settings.consumer, "consuming");
         metrics.set_consuming(true);
         let mut deadline: Option<Instant> = None;
+        let mut due = false;
         loop {
+            // A batch is handed over once it is full or its first message has waited
+            // the flush interval, as soon as the writer can take it; until then it
+            // keeps growing, up to `max_batch`: group commit under a backlog, small
+            // commits under light traffic.
+            let ready = due || pending.len() >= settings.batch_size;
+            let room = pending.len() < settings.max_batch;
             tokio::select! {
                 biased;
                 () = shutdown.cancelled() => {
@@ -85,21 +92,23 @@ pub async fn run(
                     }
                     break 'connect;
                 }
-                () = sleep_until(deadline) => {
+                permit = batches.reserve(), if ready => {
+                    let Ok(permit) = permit else { return };
                     deadline = None;
-                    if !hand_over(&mut pending, &settings, &batches).await { return; }
+                    due = false;
+                    let taken = std::mem::replace(&mut pending, Vec::with_capacity(settings.batch_size));
+                    permit.send(prepare(taken, &settings));
                 }
-                next = messages.next() => match next {
+                () = sleep_until(deadline), if !due && deadline.is_some() => {
+                    due = true;
+                }
+                next = messages.next(), if room => match next {
                     Some(Ok(msg)) => {
                         backoff = Duration::from_millis(100);
                         if pending.is_empty() {
                             deadline = Some(Instant::now() + settings.flush_interval);
                         }
                         pending.push(msg);
-                        if pending.len() >= settings.batch_size {
-                            deadline = None;
-                            if !hand_over(&mut pending, &settings, &batches).await { return; }
-                        }
                     }
                     Some(Err(err)) => {
                         tracing::warn!(error = %err, "pull subscription failed; rebuilding it");

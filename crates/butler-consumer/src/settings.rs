@@ -20,8 +20,10 @@ pub struct ConsumerSettings {
     pub stream_replicas: usize,
     /// The durable consumer's name.
     pub consumer: String,
-    /// Most events in one commit.
+    /// The usual events in one commit.
     pub batch_size: usize,
+    /// Most events in one commit, reached while the writer is busy.
+    pub max_batch: usize,
     /// Longest an event waits for its commit.
     pub flush_interval: Duration,
     /// Server-side redelivery timeout.
@@ -59,6 +61,7 @@ impl ConsumerSettings {
             stream_replicas: config.nats.stream_replicas,
             consumer: config.nats.consumer.clone(),
             batch_size: config.ingest.batch_size,
+            max_batch: config.ingest.max_batch,
             flush_interval: Duration::from_millis(config.ingest.flush_interval_ms),
             ack_wait: Duration::from_millis(config.nats.ack_wait_ms),
             max_ack_pending: config.nats.max_ack_pending,
