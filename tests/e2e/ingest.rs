@@ -278,3 +278,62 @@ async fn on_a_stream_shared_with_other_subjects_only_events_are_read() {
     assert_eq!(dead, 0, "the other subject is never delivered");
     assert_eq!(crate::helpers::consumer_info(&js).await.num_pending, 0);
 }
+
+/// The commits of a run, by size: (batches, batches of more than `over` events).
+fn batches_over(app: &App, over: u32) -> (f64, f64) {
+    let all = app.metric("butler_analytics_ingest_batch_size_count");
+    let small = app.metric(&format!(
+        "butler_analytics_ingest_batch_size_bucket{{le=\"{over}\"}}"
+    ));
+    (all, all - small)
+}
+
+/// Group commit: a backlog built while the writer is held goes in batches larger than
+/// `batch_size`, up to `max_batch`; light traffic still goes one small batch at a time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backlog_is_committed_in_batches_up_to_max_batch() {
+    let nats = NatsServer::start();
+    let app = App::start(
+        &nats.url(),
+        "ingest:\n  batch_size: 100\n  max_batch: 2500\n  flush_interval_ms: 100\n",
+    );
+    let js = nats.jetstream().await;
+    publish_all(
+        &js,
+        vec![(
+            "butler.events.message.received".into(),
+            message_event("gc-first"),
+        )],
+    )
+    .await;
+    wait_until(WAIT, "the first event", || async {
+        app.event_count().await == 1
+    })
+    .await;
+    assert_eq!(batches_over(&app, 100), (1.0, 0.0));
+
+    let mut lock = app.hold_commits().await;
+    let events = crate::helpers::message_events("gc", 10_000);
+    publish_all(&js, events).await;
+    // The writer waits on its first batch while the reader gathers the backlog.
+    wait_until(WAIT, "the backlog gathered", || async {
+        crate::helpers::consumer_info(&js).await.num_ack_pending >= 2_600
+    })
+    .await;
+    lock.release().await;
+    wait_until(WAIT, "the backlog stored", || async {
+        app.event_count().await == 10_001
+    })
+    .await;
+    let (batches, large) = batches_over(&app, 1000);
+    println!(
+        "10,000 events in {} commits, {large} of more than 1,000",
+        batches - 1.0
+    );
+    assert!(large >= 1.0, "no batch above batch_size: {batches} commits");
+    assert_eq!(
+        app.metric("butler_analytics_ingest_batch_size_bucket{le=\"2500\"}"),
+        batches,
+        "a batch above max_batch"
+    );
+}

@@ -99,7 +99,10 @@ fn bad_values_are_refused_by_key() {
     for (yaml, key) in [
         ("ingest:\n  batch_size: lots\n", "ingest.batch_size"),
         ("ingest:\n  batch_size: 0\n", "ingest.batch_size"),
-        ("ingest:\n  batch_size: 2000\n  max_batch: 1000\n", "ingest.max_batch"),
+        (
+            "ingest:\n  batch_size: 2000\n  max_batch: 1000\n",
+            "ingest.max_batch",
+        ),
         ("ingest:\n  max_batch: 200000\n", "ingest.max_batch"),
         (
             "ingest:\n  flush_interval_ms: -5\n",
