@@ -308,14 +308,23 @@ async fn a_signal_mid_ingest_stops_cleanly(signal: libc::c_int) {
         "the batch in hand at the signal was committed"
     );
 
-    let info = consumer_info(&js).await;
-    let floor = info.ack_floor.stream_sequence;
-    assert!(floor >= 1000, "{info:?}");
     // Every message the pipeline took in hand was committed and acked: what is stored
     // is exactly what was acked. Left unacked (and redelivered later) are only the
-    // messages still on their way from the server, at most one pull batch.
-    let delivered = info.delivered.stream_sequence;
+    // messages still on their way from the server, at most one pull batch. The last
+    // acks were flushed before the exit; the server may still be reading them from
+    // the closed connection when the test asks, so the test waits for them.
     let stored = app.event_count().await as u64;
+    let mut info = consumer_info(&js).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while stored != info.delivered.stream_sequence - info.num_ack_pending as u64
+        && std::time::Instant::now() < deadline
+    {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        info = consumer_info(&js).await;
+    }
+    let floor = info.ack_floor.stream_sequence;
+    assert!(floor >= 1000, "{info:?}");
+    let delivered = info.delivered.stream_sequence;
     assert_eq!(
         stored,
         delivered - info.num_ack_pending as u64,
