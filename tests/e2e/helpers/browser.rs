@@ -56,12 +56,18 @@ impl Browser {
             .arg(format!("--user-data-dir={}", profile.path().display()))
             .arg(url)
             .stdout(Stdio::null())
-            .stderr(Stdio::null());
-        // SAFETY: only async-signal-safe calls between fork and exec; dup2 clears
-        // close-on-exec on the copies Chromium reads and writes.
+            .stderr(File::create(profile.path().join("chromium.log")).unwrap());
+        // SAFETY: only async-signal-safe calls between fork and exec. Both ends are
+        // first copied above 10, so that placing one on 3 cannot overwrite the other
+        // when the pipe itself got 3 or 4 (the test process frees low descriptors as
+        // other tests' runtimes end); dup2 clears close-on-exec on the copies Chromium
+        // reads and writes, the intermediate copies close on exec.
         unsafe {
             command.pre_exec(move || {
-                if libc::dup2(child_reads, 3) < 0 || libc::dup2(child_writes, 4) < 0 {
+                let reads = libc::fcntl(child_reads, libc::F_DUPFD_CLOEXEC, 10);
+                let writes = libc::fcntl(child_writes, libc::F_DUPFD_CLOEXEC, 10);
+                if reads < 0 || writes < 0 || libc::dup2(reads, 3) < 0 || libc::dup2(writes, 4) < 0
+                {
                     return Err(std::io::Error::last_os_error());
                 }
                 Ok(())
@@ -119,11 +125,13 @@ impl Browser {
         }
         let mut bytes = serde_json::to_vec(&message).unwrap();
         bytes.push(0);
-        self.to_browser.write_all(&bytes).unwrap();
+        if let Err(e) = self.to_browser.write_all(&bytes) {
+            panic!("{method}: {e}; Chromium said:\n{}", self.log());
+        }
         loop {
             let mut reply = Vec::new();
             let n = self.from_browser.read_until(0, &mut reply).unwrap();
-            assert!(n > 0, "Chromium closed the pipe");
+            assert!(n > 0, "Chromium closed the pipe; it said:\n{}", self.log());
             reply.pop();
             let reply: Value = serde_json::from_slice(&reply).unwrap();
             if reply["id"] == id {
@@ -131,6 +139,13 @@ impl Browser {
                 return reply["result"].clone();
             }
         }
+    }
+
+    /// What Chromium wrote to its stderr, and how it exited if it did.
+    fn log(&mut self) -> String {
+        let log =
+            std::fs::read_to_string(self._profile.path().join("chromium.log")).unwrap_or_default();
+        format!("{log}\n(exit: {:?})", self.child.try_wait())
     }
 
     /// The value of a JavaScript expression in the page.
