@@ -254,7 +254,9 @@ fn check(c: &Config) -> Result<(), ConfigError> {
     if !(1..=100_000).contains(&c.ingest.batch_size) {
         return Err(invalid("ingest.batch_size", "must be between 1 and 100000"));
     }
-    if !(c.ingest.batch_size..=100_000).contains(&c.ingest.max_batch) {
+    if let Some(max_batch) = c.ingest.max_batch
+        && !(c.ingest.batch_size..=100_000).contains(&max_batch)
+    {
         return Err(invalid(
             "ingest.max_batch",
             format!(

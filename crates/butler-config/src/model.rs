@@ -155,12 +155,14 @@ impl Default for StorageConfig {
 pub struct IngestConfig {
     /// Run the consumer at all (the seed's `collection.enabled`).
     pub enabled: bool,
-    /// The usual events in one commit: a batch this large is handed to the writer
-    /// at once.
+    /// Most events in one commit (more only with `max_batch`): a batch this large is
+    /// handed to the writer at once.
     pub batch_size: usize,
-    /// Most events in one commit: while the writer is busy, the next batch keeps
-    /// growing up to this many, so a backlog is written in fewer, larger commits.
-    pub max_batch: usize,
+    /// Group commit, off unless set: while the writer is busy, the next batch keeps
+    /// growing up to this many events, so a backlog is written in fewer, larger
+    /// commits. Unset, `batch_size` is the most events in one commit, as the contract
+    /// says.
+    pub max_batch: Option<usize>,
     /// Longest an event waits before its batch is handed to the writer (under light
     /// traffic, for its commit).
     pub flush_interval_ms: u64,
@@ -175,7 +177,7 @@ impl Default for IngestConfig {
         IngestConfig {
             enabled: true,
             batch_size: 1000,
-            max_batch: 10_000,
+            max_batch: None,
             flush_interval_ms: 1000,
             channels: ["whatsapp", "sms", "email", "webchat"]
                 .map(String::from)

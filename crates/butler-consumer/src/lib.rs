@@ -4,11 +4,11 @@
 //! Two tasks overlap so that NATS and SQLite both stay busy: the **reader** pulls
 //! messages, cuts them into batches (`ingest.batch_size` or `ingest.flush_interval_ms`,
 //! whichever comes first) and validates them; the **writer** commits each batch in one
-//! transaction and then acks its messages. A one-slot channel joins them: while the
-//! writer is busy and the slot full, the next batch keeps growing up to
-//! `ingest.max_batch` (group commit), so a backlog is written in fewer, larger commits
-//! and light traffic in small ones. The events in hand are bounded by one batch being
-//! committed, one in the slot and one growing.
+//! transaction and then acks its messages. A one-slot channel joins them. With
+//! `ingest.max_batch` set (group commit), while the writer is busy and the slot full
+//! the next batch keeps growing up to it, so a backlog is written in fewer, larger
+//! commits and light traffic in small ones. The events in hand are bounded by one
+//! batch being committed, one in the slot and one growing.
 //!
 //! Layout:
 //! - [`settings`]: [`ConsumerSettings`], what the consumer takes from the config;
