@@ -1,7 +1,7 @@
 //! Running a job: fold newly dirty hours into the job's queue, then recompute every
 //! queued bucket that has closed, writing each whole, many to a transaction.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Instant;
 
 use butler_events::calendar::Bucket;
@@ -76,7 +76,15 @@ pub struct Aggregator {
     settings: AggregatorSettings,
     metrics: Option<AggregatorMetrics>,
     progress: Option<ProgressHook>,
+    unmaterialized: UnmaterializedCache,
 }
+
+/// Buckets computed for real-time series, by (job, property, period key, the job's
+/// dirty-hours cursor, the latest change sequence among the bucket's dirty hours):
+/// a bucket's rows change only when new events stamp its hours with a new sequence,
+/// or when the job reads them (the cursor moves), so an entry stands until then and
+/// repeated requests do not recompute a day of events each time.
+type UnmaterializedCache = moka::future::Cache<(Job, String, String, i64, i64), BucketRows>;
 
 impl std::fmt::Debug for Aggregator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -129,6 +137,10 @@ impl Aggregator {
             settings,
             metrics: None,
             progress: None,
+            unmaterialized: moka::future::Cache::builder()
+                .max_capacity(10_000)
+                .time_to_idle(std::time::Duration::from_secs(3600))
+                .build(),
         }
     }
 
@@ -382,34 +394,50 @@ impl Aggregator {
         let granularity = job.granularity();
         let tz = self.settings.zones.of(property);
         let overlaps = |b: &Bucket| b.start < to && b.end > from;
-        let mut buckets: BTreeSet<PendingBucket> = BTreeSet::new();
+        let waiting = self.storage.waiting_for_job(job.name(), property).await?;
+        // Each bucket with the latest change sequence among its dirty hours.
+        let mut buckets: BTreeMap<PendingBucket, i64> = BTreeMap::new();
         let open = granularity.bucket_of(tz, now);
         if overlaps(&open) {
-            buckets.insert(pending(property, &open));
+            buckets.insert(pending(property, &open), 0);
         }
-        let (queued, hours) = self.storage.waiting_for_job(job.name(), property).await?;
-        for bucket in queued {
+        for bucket in &waiting.queued {
             if let Some(b) = granularity.bucket_for_key(tz, &bucket.period_key)
                 && overlaps(&b)
             {
-                buckets.insert(pending(property, &b));
+                buckets.entry(pending(property, &b)).or_insert(0);
             }
         }
-        for hour in hours {
-            let Ok(start) = DateTime::parse_from_rfc3339(&hour) else {
+        for (hour, seq) in &waiting.dirty_hours {
+            let Ok(start) = DateTime::parse_from_rfc3339(hour) else {
                 continue;
             };
             let start = start.with_timezone(&Utc);
             for b in granularity.buckets_overlapping(tz, start, start + Duration::hours(1)) {
                 if overlaps(&b) {
-                    buckets.insert(pending(property, &b));
+                    let latest = buckets.entry(pending(property, &b)).or_insert(0);
+                    *latest = (*latest).max(*seq);
                 }
             }
         }
         let cutoff = ts(now - self.settings.raw_retention);
         let mut out = Vec::with_capacity(buckets.len());
-        for bucket in buckets.into_iter().filter(|b| b.start >= cutoff) {
-            let rows = self.compute(job, &bucket).await?;
+        for (bucket, seq) in buckets.into_iter().filter(|(b, _)| b.start >= cutoff) {
+            let key = (
+                job,
+                bucket.property_id.clone(),
+                bucket.period_key.clone(),
+                waiting.cursor,
+                seq,
+            );
+            let rows = match self.unmaterialized.get(&key).await {
+                Some(rows) => rows,
+                None => {
+                    let rows = self.compute(job, &bucket).await?;
+                    self.unmaterialized.insert(key, rows.clone()).await;
+                    rows
+                }
+            };
             out.push((bucket.period_key, rows));
         }
         Ok(out)

@@ -45,6 +45,19 @@ pub struct PendingBucket {
     pub end: String,
 }
 
+/// What a job has not materialized yet for one property.
+#[derive(Debug, Clone, Default)]
+pub struct WaitingForJob {
+    /// Its queued buckets.
+    pub queued: Vec<PendingBucket>,
+    /// UTC hours (`YYYY-MM-DDTHH:00:00Z`) stamped dirty since the job last read them,
+    /// with the change sequence of their latest events.
+    pub dirty_hours: Vec<(String, i64)>,
+    /// How far the job has read the dirty hours: with the sequences above, it tells
+    /// whether a bucket computed earlier still stands.
+    pub cursor: i64,
+}
+
 /// One run of a job, as recorded.
 #[derive(Debug, Clone)]
 pub struct JobRunRecord {
@@ -164,9 +177,8 @@ impl Storage {
         dispatch!(self.dirty_hours_after(after))
     }
 
-    /// What `job` has not materialized yet for `property`: its queued buckets, and the
-    /// UTC hours (`YYYY-MM-DDTHH:00:00Z`) stamped dirty since the job last read them.
-    /// Real-time time series compute these periods from the raw events.
+    /// What `job` has not materialized yet for `property`. Real-time time series
+    /// compute these periods from the raw events.
     ///
     /// # Errors
     /// Any database error.
@@ -174,7 +186,7 @@ impl Storage {
         &self,
         job: &str,
         property: &str,
-    ) -> Result<(Vec<PendingBucket>, Vec<String>), StorageError> {
+    ) -> Result<WaitingForJob, StorageError> {
         dispatch!(self.waiting_for_job(job, property))
     }
 

@@ -11,7 +11,9 @@ use sqlx::{Postgres, Row, Transaction};
 
 use super::{PgDb, instant, text};
 use crate::StorageError;
-use crate::aggregation::{AggEvent, JobRunRecord, JobStatus, Lease, LeaseFence, PendingBucket};
+use crate::aggregation::{
+    AggEvent, JobRunRecord, JobStatus, Lease, LeaseFence, PendingBucket, WaitingForJob,
+};
 use crate::tables::{AggTable, BucketRows, Cell, Kind};
 
 /// The PostgreSQL type of a period column: an hour is an instant, a day or a week its
@@ -138,7 +140,7 @@ impl PgDb {
         &self,
         job: &str,
         property: &str,
-    ) -> Result<(Vec<PendingBucket>, Vec<String>), StorageError> {
+    ) -> Result<WaitingForJob, StorageError> {
         let queued: Vec<(String, DateTime<Utc>, DateTime<Utc>)> = sqlx::query_as(
             "SELECT period_key, bucket_start, bucket_end FROM agg_pending_buckets \
              WHERE job = $1 AND property_id = $2",
@@ -147,12 +149,13 @@ impl PgDb {
         .bind(property)
         .fetch_all(&self.pool)
         .await?;
-        let hours: Vec<DateTime<Utc>> = sqlx::query_scalar(
-            "SELECT hour_start FROM agg_dirty_hours WHERE property_id = $1 AND change_seq > \
-             coalesce((SELECT dirty_seq FROM agg_job_state WHERE job = $2), 0)",
+        let cursor = self.job_dirty_seq(job).await?;
+        let hours: Vec<(DateTime<Utc>, i64)> = sqlx::query_as(
+            "SELECT hour_start, change_seq FROM agg_dirty_hours \
+             WHERE property_id = $1 AND change_seq > $2",
         )
         .bind(property)
-        .bind(job)
+        .bind(cursor)
         .fetch_all(&self.pool)
         .await?;
         let queued = queued
@@ -164,7 +167,14 @@ impl PgDb {
                 end: text(end),
             })
             .collect();
-        Ok((queued, hours.into_iter().map(hour_key).collect()))
+        Ok(WaitingForJob {
+            queued,
+            dirty_hours: hours
+                .into_iter()
+                .map(|(h, seq)| (hour_key(h), seq))
+                .collect(),
+            cursor,
+        })
     }
 
     pub(crate) async fn job_dirty_seq(&self, job: &str) -> Result<i64, StorageError> {

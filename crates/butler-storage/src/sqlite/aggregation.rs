@@ -10,7 +10,9 @@ use sqlx::{Row, Sqlite, Transaction};
 use super::SqliteDb;
 use super::row_readers::text;
 use crate::StorageError;
-use crate::aggregation::{AggEvent, JobRunRecord, JobStatus, Lease, LeaseFence, PendingBucket};
+use crate::aggregation::{
+    AggEvent, JobRunRecord, JobStatus, Lease, LeaseFence, PendingBucket, WaitingForJob,
+};
 use crate::tables::{BucketRows, Cell};
 
 fn parse_ms(ts: &str) -> i64 {
@@ -113,7 +115,7 @@ impl SqliteDb {
         &self,
         job: &str,
         property: &str,
-    ) -> Result<(Vec<PendingBucket>, Vec<String>), StorageError> {
+    ) -> Result<WaitingForJob, StorageError> {
         let queued: Vec<(String, String, String)> = sqlx::query_as(
             "SELECT period_key, bucket_start, bucket_end FROM agg_pending_buckets \
              WHERE job = ? AND property_id = ?",
@@ -122,12 +124,13 @@ impl SqliteDb {
         .bind(property)
         .fetch_all(&self.sql_readers)
         .await?;
-        let hours: Vec<String> = sqlx::query_scalar(
-            "SELECT hour_start FROM agg_dirty_hours WHERE property_id = ? AND change_seq > \
-             coalesce((SELECT dirty_seq FROM agg_job_state WHERE job = ?), 0)",
+        let cursor = self.job_dirty_seq(job).await?;
+        let dirty_hours: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT hour_start, change_seq FROM agg_dirty_hours \
+             WHERE property_id = ? AND change_seq > ?",
         )
         .bind(property)
-        .bind(job)
+        .bind(cursor)
         .fetch_all(&self.sql_readers)
         .await?;
         let queued = queued
@@ -139,7 +142,11 @@ impl SqliteDb {
                 end,
             })
             .collect();
-        Ok((queued, hours))
+        Ok(WaitingForJob {
+            queued,
+            dirty_hours,
+            cursor,
+        })
     }
 
     pub(crate) async fn job_dirty_seq(&self, job: &str) -> Result<i64, StorageError> {
