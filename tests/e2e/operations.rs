@@ -542,3 +542,108 @@ async fn cleanup_by_hand_and_on_its_schedule_deletes_what_is_past_retention() {
     .await;
     db.close().await;
 }
+
+/// Bounded live state end to end: `cleanup` prunes the conversations resolved, staff
+/// offline and tasks completed longer ago than `retention.live_state`, never what
+/// still counts; late events of pruned keys then leave the dashboard's counts as they
+/// would have been without pruning.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cleanup_prunes_finished_live_state_and_the_counts_stay_exact() {
+    let nats = NatsServer::start();
+    let mut app = App::start(
+        &nats.url(),
+        "retention:\n  raw_events: 36500\ncache:\n  enabled: false\nservice:\n  aggregator: false\n",
+    );
+    let js = nats.jetstream().await;
+    let days_ago = |d: i64| (chrono::Utc::now() - chrono::Duration::days(d)).to_rfc3339();
+    let event = |id: &str, kind: &str, d: i64, extra: serde_json::Value| {
+        let mut body = serde_json::json!({
+            "id": id, "propertyId": "p_live", "timestamp": days_ago(d), "channel": "sms"
+        });
+        body.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        (
+            format!("butler.events.{kind}"),
+            serde_json::to_vec(&body).unwrap(),
+        )
+    };
+    let c = |id: &str| serde_json::json!({"conversationId": id, "guestId": "g"});
+    let s = serde_json::json!({"staffId": "s1"});
+    let t = serde_json::json!({"taskId": "t1"});
+    publish_all(
+        &js,
+        vec![
+            event("a1", "conversation.started", 30, c("c_done")),
+            event("a2", "conversation.resolved", 20, c("c_done")),
+            event("b1", "conversation.started", 20, c("c_open")),
+            event("f1", "conversation.started", 3, c("c_recent")),
+            event("f2", "conversation.closed", 2, c("c_recent")),
+            event("s1", "staff.login", 14, s.clone()),
+            event("s2", "staff.logout", 12, s.clone()),
+            event("t1", "task.created", 16, t.clone()),
+            event("t2", "task.completed", 15, t.clone()),
+        ],
+    )
+    .await;
+    wait_until(WAIT, "stored", || async { app.event_count().await == 9 }).await;
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let counts = || async {
+        let reply = crate::helpers::request(
+            &client,
+            "analytics.query.dashboard",
+            r#"{"propertyId": "p_live"}"#,
+        )
+        .await;
+        let d: serde_json::Value = serde_json::from_slice(&reply.payload).unwrap();
+        (
+            d["activeConversations"].as_i64(),
+            d["staffOnline"].as_i64(),
+            d["pendingTasks"].as_i64(),
+        )
+    };
+    assert_eq!(counts().await, (Some(1), Some(0), Some(0)));
+    assert!(app.terminate().success());
+
+    let out = cli(&app.config_path(), &["cleanup", "--json"], &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let said: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    // The seven-day default: the recent closed conversation and the open one stay.
+    for (table, n) in [
+        ("live_conversations", 1),
+        ("live_staff", 1),
+        ("live_tasks", 1),
+    ] {
+        assert_eq!(said["deleted"][table], n, "{table}: {said}");
+    }
+    let db = app.db().await;
+    assert_eq!(
+        db.strings("SELECT conversation_id FROM live_conversations ORDER BY 1")
+            .await,
+        ["c_open", "c_recent"]
+    );
+    db.close().await;
+
+    // Late events of the pruned keys, each older than what pruned them: an escalation
+    // before the resolution, a login before the logout, and a second creation of the
+    // completed task.
+    app.restart();
+    publish_all(
+        &js,
+        vec![
+            event("a3", "conversation.escalated", 25, c("c_done")),
+            event("s3", "staff.login", 13, s),
+            event("t3", "task.created", 1, t),
+        ],
+    )
+    .await;
+    wait_until(WAIT, "the late events stored", || async {
+        app.event_count().await == 12
+    })
+    .await;
+    assert_eq!(counts().await, (Some(1), Some(0), Some(0)));
+}

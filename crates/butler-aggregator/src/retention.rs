@@ -1,7 +1,9 @@
 //! Retention: each table loses the rows past its own retention, by its own period
-//! column, in small chunks so that ingest never waits long for the write lock.
+//! column, in small chunks so that ingest never waits long for the write lock; the
+//! live state loses what can no longer count (`butler_storage::live_state`).
 
 use butler_events::Granularity;
+use butler_storage::live_state::LiveTable;
 use butler_storage::retention::RetentionClass;
 use butler_storage::{Storage, StorageError};
 use chrono::{DateTime, Duration, Utc};
@@ -19,10 +21,15 @@ pub struct RetentionDays {
     pub weekly: u32,
     /// `retention.monthly_aggregations`.
     pub monthly: u32,
+    /// `retention.live_state`.
+    pub live_state: u32,
 }
 
 /// Rows deleted per chunk.
 const CHUNK: u32 = 5_000;
+
+/// Live-state keys examined per prune transaction.
+const LIVE_STATE_WINDOW: u32 = 20_000;
 
 /// Each class with its cutoff at `now`: rows of periods that began before it go.
 pub fn cutoffs(days: RetentionDays, now: DateTime<Utc>) -> Vec<(RetentionClass, DateTime<Utc>)> {
@@ -74,6 +81,23 @@ pub async fn apply(
             }
             tokio::task::yield_now().await;
         }
+    }
+    let cutoff = now - Duration::days(i64::from(days.live_state));
+    for table in LiveTable::ALL {
+        let mut after = None;
+        let mut deleted = 0;
+        loop {
+            let step = storage
+                .prune_live_state(table, cutoff, after.as_ref(), LIVE_STATE_WINDOW)
+                .await?;
+            deleted += step.deleted;
+            match step.next {
+                Some(key) => after = Some(key),
+                None => break,
+            }
+            tokio::task::yield_now().await;
+        }
+        totals.push((table.name(), deleted));
     }
     Ok(totals)
 }

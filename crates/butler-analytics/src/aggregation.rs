@@ -38,6 +38,7 @@ pub fn retention_days(config: &Config) -> RetentionDays {
         daily: r.daily_aggregations,
         weekly: r.weekly_aggregations,
         monthly: r.monthly_aggregations,
+        live_state: r.live_state,
     }
 }
 

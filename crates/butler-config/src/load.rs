@@ -305,6 +305,7 @@ fn check(c: &Config) -> Result<(), ConfigError> {
         ("retention.daily_aggregations", r.daily_aggregations),
         ("retention.weekly_aggregations", r.weekly_aggregations),
         ("retention.monthly_aggregations", r.monthly_aggregations),
+        ("retention.live_state", r.live_state),
     ] {
         if days == 0 {
             return Err(invalid(key, "must be at least 1 day"));

@@ -231,6 +231,9 @@ pub struct RetentionConfig {
     pub weekly_aggregations: u32,
     /// Monthly aggregate tables.
     pub monthly_aggregations: u32,
+    /// The dashboard's live state: conversations resolved or closed, staff offline and
+    /// tasks completed longer ago than this are pruned; what still counts never is.
+    pub live_state: u32,
 }
 
 impl Default for RetentionConfig {
@@ -241,6 +244,7 @@ impl Default for RetentionConfig {
             daily_aggregations: 365,
             weekly_aggregations: 730,
             monthly_aggregations: 1095,
+            live_state: 7,
         }
     }
 }

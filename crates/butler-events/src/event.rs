@@ -227,6 +227,22 @@ impl Event {
         self.live_effect = Some(effect);
         self
     }
+
+    /// With the effect on live state that ingest gave it, worked out again from its
+    /// stored fields: for rebuilding a pruned key's live state from its raw events.
+    pub fn with_stored_live_effect(mut self) -> Event {
+        let metadata = self.metadata.as_deref().and_then(|m| {
+            serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(m).ok()
+        });
+        self.live_effect = crate::validate::live_effect(
+            self.event_type,
+            metadata.as_ref(),
+            self.conversation_id.is_some(),
+            self.staff_id.is_some(),
+            self.task_id.is_some(),
+        );
+        self
+    }
 }
 
 #[cfg(test)]

@@ -465,7 +465,7 @@ fn as_integer(n: &Number) -> Option<i64> {
     (f.fract() == 0.0 && f >= i64::MIN as f64 && f < i64::MAX as f64).then_some(f as i64)
 }
 
-fn live_effect(
+pub(crate) fn live_effect(
     event_type: EventType,
     metadata: Option<&Map<String, Value>>,
     has_conversation: bool,

@@ -15,6 +15,7 @@
 //! - [`aggregation`]: what the aggregator reads and writes (a bucket's events, the
 //!   late-data queue, bucket rows, job runs and leases);
 //! - [`retention`]: deleting what is past each table's retention;
+//! - [`live_state`]: pruning the dashboard's live state, and keeping its counts exact;
 //! - [`queries`]: what the query service reads (live state, series, resolutions);
 //! - [`report_schedules`]: which fire times of each report schedule were handled;
 //! - [`tallies`]: running counts kept by ingest, so dashboard and report windows
@@ -30,6 +31,7 @@ pub mod dead_letters;
 pub mod error;
 pub mod health;
 pub mod ingest;
+pub mod live_state;
 mod postgres;
 pub mod queries;
 pub mod report_schedules;

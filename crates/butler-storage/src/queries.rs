@@ -212,7 +212,7 @@ pub(crate) enum Dialect {
 }
 
 impl Dialect {
-    fn param(self, n: usize) -> String {
+    pub(crate) fn param(self, n: usize) -> String {
         match self {
             Dialect::Sqlite => format!("?{n}"),
             Dialect::Postgres => format!("${n}"),

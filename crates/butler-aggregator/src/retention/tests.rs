@@ -70,6 +70,7 @@ fn days() -> RetentionDays {
         daily: 365,
         weekly: 730,
         monthly: 1095,
+        live_state: 7,
     }
 }
 

@@ -32,6 +32,7 @@ fn no_file_gives_the_contract_defaults() {
     assert_eq!(c.retention.daily_aggregations, 365);
     assert_eq!(c.retention.weekly_aggregations, 730);
     assert_eq!(c.retention.monthly_aggregations, 1095);
+    assert_eq!(c.retention.live_state, 7);
     assert_eq!(c.cache.ttl_ms, 60_000);
     assert_eq!(c.reports.storage.to_str(), Some("./data/reports"));
     assert_eq!(c.metrics.listen.to_string(), "127.0.0.1:9464");
@@ -118,6 +119,7 @@ fn bad_values_are_refused_by_key() {
         ),
         ("metrics:\n  listen: not-an-address\n", "metrics.listen"),
         ("retention:\n  raw_events: 0\n", "retention.raw_events"),
+        ("retention:\n  live_state: 0\n", "retention.live_state"),
         ("reports:\n  formats: [pdf]\n", "reports.formats"),
         (
             "reports:\n  object_store: 'my.reports'\n",

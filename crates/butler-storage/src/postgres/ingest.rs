@@ -14,6 +14,8 @@ use chrono::{DateTime, Utc};
 use sqlx::{Postgres, Transaction};
 
 use super::PgDb;
+use super::live_state::LIVE_STATE_LOCK;
+use crate::live_state::{LiveTable, StoredEvent, suspects};
 use crate::tallies::{HOUR_MS, TALLIED, Tally, tally_channel, tally_hour_key};
 use crate::{BatchOutcome, NewDeadLetter, ReplayOutcome, StorageError};
 
@@ -229,9 +231,78 @@ async fn derived_state(
     if new.is_empty() {
         return Ok(());
     }
-    live_state(tx, new).await?;
+    let rebuilt = pruned_keys_events(tx, new).await?;
+    if rebuilt.is_empty() {
+        live_state(tx, new).await?;
+    } else {
+        let all: Vec<&Event> = new.iter().copied().chain(&rebuilt).collect();
+        live_state(tx, &all).await?;
+    }
     tallies(tx, new).await?;
     dirty_hours(tx, new).await
+}
+
+/// A suspect key's raw event: property, key, id, type, timestamp, metadata.
+type KeyEvent = (
+    String,
+    String,
+    String,
+    String,
+    DateTime<Utc>,
+    Option<String>,
+);
+
+/// The raw events of the keys whose live rows may have been pruned and are absent
+/// (`crate::live_state`), to apply with the batch's new events. Holds the shared
+/// live-state lock to the commit, so no prune runs between reading the horizon and
+/// writing the rows.
+async fn pruned_keys_events(
+    tx: &mut Transaction<'_, Postgres>,
+    new: &[&Event],
+) -> Result<Vec<Event>, StorageError> {
+    if new.iter().all(|e| e.live_effect.is_none()) {
+        return Ok(Vec::new());
+    }
+    sqlx::query("SELECT pg_advisory_xact_lock_shared($1)")
+        .bind(LIVE_STATE_LOCK)
+        .execute(&mut **tx)
+        .await?;
+    let horizon: Option<DateTime<Utc>> =
+        sqlx::query_scalar("SELECT pruned_before FROM live_state_horizon WHERE id = 1")
+            .fetch_optional(&mut **tx)
+            .await?
+            .flatten();
+    let mut by_table: BTreeMap<LiveTable, (Vec<&str>, Vec<&str>)> = BTreeMap::new();
+    for (table, property, key) in suspects(new, horizon.map(|h| EventTime::from_datetime(&h))) {
+        let (properties, keys) = by_table.entry(table).or_default();
+        properties.push(property);
+        keys.push(key);
+    }
+    let mut rebuilt = Vec::new();
+    for (table, (properties, keys)) in by_table {
+        let (name, key, types) = (table.name(), table.key_column(), table.event_types_clause());
+        let rows: Vec<KeyEvent> =
+            sqlx::query_as(sqlx::AssertSqlSafe(format!(
+                "SELECT u.p, u.k, e.id, e.event_type, e.\"timestamp\", e.metadata::text \
+                 FROM UNNEST($1::text[], $2::text[]) AS u(p, k) \
+                 JOIN analytics_events e ON e.property_id = u.p AND e.{key} = u.k AND e.{types} \
+                 WHERE NOT EXISTS (SELECT 1 FROM {name} l WHERE l.property_id = u.p AND l.{key} = u.k)"
+            )))
+            .bind(&properties)
+            .bind(&keys)
+            .fetch_all(&mut **tx)
+            .await?;
+        for (property, key, id, event_type, timestamp, metadata) in rows {
+            let stored = StoredEvent {
+                id,
+                event_type,
+                timestamp,
+                metadata,
+            };
+            rebuilt.extend(stored.into_event(table, &property, &key));
+        }
+    }
+    Ok(rebuilt)
 }
 
 /// The latest event of a key, and what it leaves the key as.
@@ -265,7 +336,7 @@ async fn live_state(
 ) -> Result<(), StorageError> {
     let mut conversations = BTreeMap::new();
     let mut staff = BTreeMap::new();
-    let mut tasks: BTreeMap<(&str, &str), (bool, bool)> = BTreeMap::new();
+    let mut tasks: BTreeMap<(&str, &str), (bool, bool, EventTime)> = BTreeMap::new();
     for e in new {
         let property = e.property_id.as_str();
         match (e.live_effect, &e.conversation_id, &e.staff_id, &e.task_id) {
@@ -275,11 +346,18 @@ async fn live_state(
             (Some(LiveEffect::Staff { online }), _, Some(s), _) => {
                 newest(&mut staff, (property, s), e, online);
             }
-            (Some(LiveEffect::TaskCreated), _, _, Some(t)) => {
-                tasks.entry((property, t)).or_default().0 = true;
-            }
-            (Some(LiveEffect::TaskCompleted), _, _, Some(t)) => {
-                tasks.entry((property, t)).or_default().1 = true;
+            (
+                Some(effect @ (LiveEffect::TaskCreated | LiveEffect::TaskCompleted)),
+                _,
+                _,
+                Some(t),
+            ) => {
+                let task = tasks
+                    .entry((property, t))
+                    .or_insert((false, false, e.timestamp));
+                task.0 |= effect == LiveEffect::TaskCreated;
+                task.1 |= effect == LiveEffect::TaskCompleted;
+                task.2 = task.2.max(e.timestamp);
             }
             _ => {}
         }
@@ -298,23 +376,27 @@ async fn live_state(
         let mut ids = Vec::with_capacity(tasks.len());
         let mut created = Vec::with_capacity(tasks.len());
         let mut completed = Vec::with_capacity(tasks.len());
-        for ((property, task), (c, d)) in &tasks {
+        let mut last: Vec<DateTime<Utc>> = Vec::with_capacity(tasks.len());
+        for ((property, task), (c, d, at)) in &tasks {
             properties.push(*property);
             ids.push(*task);
             created.push(*c);
             completed.push(*d);
+            last.push(at.to_datetime());
         }
         sqlx::query(
-            "INSERT INTO live_tasks (property_id, task_id, created, completed) \
-             SELECT * FROM UNNEST($1::text[], $2::text[], $3::bool[], $4::bool[]) \
+            "INSERT INTO live_tasks (property_id, task_id, created, completed, last_timestamp) \
+             SELECT * FROM UNNEST($1::text[], $2::text[], $3::bool[], $4::bool[], $5::timestamptz[]) \
              ON CONFLICT (property_id, task_id) DO UPDATE SET \
              created = live_tasks.created OR excluded.created, \
-             completed = live_tasks.completed OR excluded.completed",
+             completed = live_tasks.completed OR excluded.completed, \
+             last_timestamp = GREATEST(live_tasks.last_timestamp, excluded.last_timestamp)",
         )
         .bind(&properties)
         .bind(&ids)
         .bind(&created)
         .bind(&completed)
+        .bind(&last)
         .execute(&mut **tx)
         .await?;
     }

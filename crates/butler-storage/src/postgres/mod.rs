@@ -10,6 +10,7 @@ mod aggregation;
 mod dead_letters;
 mod health;
 mod ingest;
+mod live_state;
 mod queries;
 mod report_schedules;
 mod retention;

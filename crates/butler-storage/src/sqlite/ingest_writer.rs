@@ -14,6 +14,7 @@ use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::oneshot;
 
 use crate::ingest::{BatchOutcome, NewDeadLetter};
+use crate::live_state::{LiveTable, StoredEvent, suspects};
 use crate::tallies::{HOUR_MS, TALLIED, Tally, tally_channel, tally_hour_key};
 use crate::{ReplayOutcome, StorageError};
 
@@ -243,10 +244,68 @@ fn derived_state(tx: &rusqlite::Transaction<'_>, new: &[&Event]) -> Result<(), S
     if new.is_empty() {
         return Ok(());
     }
-    live_state(tx, new)?;
+    let rebuilt = pruned_keys_events(tx, new)?;
+    if rebuilt.is_empty() {
+        live_state(tx, new)?;
+    } else {
+        let all: Vec<&Event> = new.iter().copied().chain(&rebuilt).collect();
+        live_state(tx, &all)?;
+    }
     dirty_hours(tx, new)?;
     tallies(tx, new)
 }
+
+/// The raw events of the keys whose live rows may have been pruned and are absent
+/// (`crate::live_state`), to apply with the batch's new events.
+fn pruned_keys_events(
+    tx: &rusqlite::Transaction<'_>,
+    new: &[&Event],
+) -> Result<Vec<Event>, StorageError> {
+    let horizon: Option<String> = tx
+        .prepare_cached("SELECT pruned_before FROM live_state_horizon WHERE id = 1")?
+        .query_row([], |r| r.get(0))
+        .optional()?
+        .flatten();
+    let Some(horizon) = horizon.as_deref().map(parse_time).transpose()? else {
+        return Ok(Vec::new());
+    };
+    let mut rebuilt = Vec::new();
+    for (table, property, key) in suspects(new, Some(EventTime::from_datetime(&horizon))) {
+        let mut stmt = tx.prepare_cached(&REBUILD[table as usize])?;
+        let rows = stmt.query_map(params![property, key], |r| {
+            Ok(StoredEvent {
+                id: r.get(0)?,
+                event_type: r.get(1)?,
+                timestamp: parse_time(&r.get::<_, String>(2)?)?,
+                metadata: r.get(3)?,
+            })
+        })?;
+        for row in rows {
+            rebuilt.extend(row?.into_event(table, property, key));
+        }
+    }
+    Ok(rebuilt)
+}
+
+fn parse_time(text: &str) -> Result<chrono::DateTime<chrono::Utc>, rusqlite::Error> {
+    chrono::DateTime::parse_from_rfc3339(text)
+        .map(|t| t.to_utc())
+        .map_err(|e| {
+            rusqlite::Error::FromSqlConversionFailure(2, rusqlite::types::Type::Text, Box::new(e))
+        })
+}
+
+/// Per live table (in `LiveTable` order): a key's raw events, when it has no row.
+static REBUILD: LazyLock<[String; 3]> = LazyLock::new(|| {
+    LiveTable::ALL.map(|table| {
+        let (name, key, types) = (table.name(), table.key_column(), table.event_types_clause());
+        format!(
+            "SELECT id, event_type, timestamp, metadata FROM analytics_events \
+             WHERE property_id = ?1 AND {key} = ?2 AND {types} \
+             AND NOT EXISTS (SELECT 1 FROM {name} WHERE property_id = ?1 AND {key} = ?2)"
+        )
+    })
+});
 
 /// Upsert of the latest event per key; the newer one (timestamp, then id) wins.
 fn latest(table: &str, key: &str, flag: &str) -> String {
@@ -285,16 +344,19 @@ fn live_state(tx: &rusqlite::Transaction<'_>, new: &[&Event]) -> Result<(), Stor
             }
             Some(effect @ (LiveEffect::TaskCreated | LiveEffect::TaskCompleted)) => {
                 tx.prepare_cached(
-                    "INSERT INTO live_tasks (property_id, task_id, created, completed) \
-                     VALUES (?1, ?2, ?3, ?4) ON CONFLICT (property_id, task_id) DO UPDATE SET \
+                    "INSERT INTO live_tasks (property_id, task_id, created, completed, \
+                     last_timestamp) VALUES (?1, ?2, ?3, ?4, ?5) \
+                     ON CONFLICT (property_id, task_id) DO UPDATE SET \
                      created = max(created, excluded.created), \
-                     completed = max(completed, excluded.completed)",
+                     completed = max(completed, excluded.completed), \
+                     last_timestamp = max(last_timestamp, excluded.last_timestamp)",
                 )?
                 .execute(params![
                     e.property_id,
                     e.task_id,
                     effect == LiveEffect::TaskCreated,
-                    effect == LiveEffect::TaskCompleted
+                    effect == LiveEffect::TaskCompleted,
+                    e.timestamp.to_string()
                 ])?;
             }
             None => {}

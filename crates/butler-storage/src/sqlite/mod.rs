@@ -11,6 +11,7 @@ pub(crate) mod connection;
 mod dead_letters;
 mod health;
 mod ingest_writer;
+mod live_state;
 mod queries;
 mod report_schedules;
 mod retention;

@@ -1,0 +1,232 @@
+//! Bounded live state (`retention.live_state`): which rows retention prunes, and which
+//! keys ingest rebuilds from raw events because their row may have been pruned.
+//!
+//! Pruning removes what can no longer count: conversations whose latest lifecycle
+//! event resolved or closed them, staff whose latest event left them offline, tasks
+//! completed — each only when its latest event is older than the cutoff. Every prune
+//! also raises `live_state_horizon.pruned_before` to its cutoff, in the same
+//! transaction, so every pruned row's latest event is older than the horizon. Counts
+//! stay exact because ingest, for a key without a row, rebuilds the key from its raw
+//! events before applying new ones whenever a pruned row could have said otherwise:
+//! - a conversation or staff member whose new event is older than the horizon (a
+//!   newer event is the latest whatever was pruned);
+//! - any task, once anything was pruned (a task's flags do not depend on order).
+//!
+//! Raw events are kept `retention.raw_events` days and older events are refused, so a
+//! rebuilt conversation or staff member is exact; a task whose events lie further
+//! apart than that is rebuilt from those still kept.
+
+use std::collections::BTreeSet;
+
+use butler_events::{Event, EventTime, EventType, LiveEffect};
+use chrono::{DateTime, Utc};
+
+use crate::queries::Dialect;
+use crate::{Storage, StorageError, dispatch};
+
+/// One of the live-state tables.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum LiveTable {
+    /// `live_conversations`: the latest lifecycle event of each conversation.
+    Conversations,
+    /// `live_staff`: the latest `staff.*` event of each staff member.
+    Staff,
+    /// `live_tasks`: whether each task was created and completed.
+    Tasks,
+}
+
+impl LiveTable {
+    /// Every live-state table, in the order retention prunes them.
+    pub const ALL: [LiveTable; 3] = [LiveTable::Conversations, LiveTable::Staff, LiveTable::Tasks];
+
+    /// The table's name, as metrics and logs show it.
+    pub fn name(self) -> &'static str {
+        match self {
+            LiveTable::Conversations => "live_conversations",
+            LiveTable::Staff => "live_staff",
+            LiveTable::Tasks => "live_tasks",
+        }
+    }
+
+    /// The column naming a key within a property (in the table and in raw events).
+    pub(crate) fn key_column(self) -> &'static str {
+        match self {
+            LiveTable::Conversations => "conversation_id",
+            LiveTable::Staff => "staff_id",
+            LiveTable::Tasks => "task_id",
+        }
+    }
+
+    /// The raw events that make a key's state. Word for word the WHERE clause of the
+    /// table's partial index on `analytics_events`, so that SQLite uses it.
+    pub(crate) fn event_types_clause(self) -> &'static str {
+        match self {
+            LiveTable::Conversations => {
+                "event_type IN ('conversation.started', 'conversation.escalated', 'conversation.resolved', 'conversation.closed')"
+            }
+            LiveTable::Staff => {
+                "event_type IN ('staff.login', 'staff.logout', 'staff.status_changed')"
+            }
+            LiveTable::Tasks => "event_type IN ('task.created', 'task.completed')",
+        }
+    }
+
+    /// The table whose state an effect changes.
+    pub(crate) fn of(effect: LiveEffect) -> LiveTable {
+        match effect {
+            LiveEffect::Conversation { .. } => LiveTable::Conversations,
+            LiveEffect::Staff { .. } => LiveTable::Staff,
+            LiveEffect::TaskCreated | LiveEffect::TaskCompleted => LiveTable::Tasks,
+        }
+    }
+}
+
+/// A key of a live-state table: property and conversation, staff or task id.
+pub type LiveKey = (String, String);
+
+/// What one window of a table's pruning did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PruneStep {
+    /// Rows deleted.
+    pub deleted: u64,
+    /// The last key of the window, to start the next one after; `None` at the end.
+    pub next: Option<LiveKey>,
+}
+
+/// The statements of one prune window, in the dialect of a backend, which adds the
+/// horizon's update (and on PostgreSQL the lock) around them.
+pub(crate) struct PruneSql {
+    table: LiveTable,
+    dialect: Dialect,
+    /// Whether the window starts after a key (parameters 1 and 2) or at the start.
+    resumed: bool,
+}
+
+impl PruneSql {
+    pub(crate) fn new(table: LiveTable, dialect: Dialect, after: Option<&LiveKey>) -> PruneSql {
+        PruneSql {
+            table,
+            dialect,
+            resumed: after.is_some(),
+        }
+    }
+
+    /// Keys `> (p1, p2)`, or every key (`p1`, `p2` bound to NULL) at the start.
+    fn from(&self) -> String {
+        let (p1, p2) = (self.dialect.param(1), self.dialect.param(2));
+        if self.resumed {
+            format!("(property_id, {}) > ({p1}, {p2})", self.table.key_column())
+        } else {
+            format!("CAST({p1} AS TEXT) IS NULL AND CAST({p2} AS TEXT) IS NULL")
+        }
+    }
+
+    /// The window's last key: the key `p3` places after its start (after, offset).
+    pub(crate) fn window_end(&self) -> String {
+        let (name, key) = (self.table.name(), self.table.key_column());
+        format!(
+            "SELECT property_id, {key} FROM {name} WHERE {from} \
+             ORDER BY property_id, {key} LIMIT 1 OFFSET {p3}",
+            from = self.from(),
+            p3 = self.dialect.param(3)
+        )
+    }
+
+    /// Deletes the window's rows that can no longer count and whose latest event is
+    /// older than `p5` (after, last key or NULLs when the window runs to the end,
+    /// cutoff).
+    pub(crate) fn delete(&self, to_the_end: bool) -> String {
+        let (name, key) = (self.table.name(), self.table.key_column());
+        let (p3, p4) = (self.dialect.param(3), self.dialect.param(4));
+        let to = if to_the_end {
+            format!("CAST({p3} AS TEXT) IS NULL AND CAST({p4} AS TEXT) IS NULL")
+        } else {
+            format!("(property_id, {key}) <= ({p3}, {p4})")
+        };
+        let finished = match self.table {
+            LiveTable::Conversations => "NOT active",
+            LiveTable::Staff => "NOT online",
+            LiveTable::Tasks => "completed",
+        };
+        format!(
+            "DELETE FROM {name} WHERE {from} AND {to} AND {finished} AND last_timestamp < {p5}",
+            from = self.from(),
+            p5 = self.dialect.param(5)
+        )
+    }
+}
+
+/// The keys of `new` events whose rows ingest must look for and, when absent, rebuild
+/// from raw events (see the module's documentation). Nothing before any pruning.
+pub(crate) fn suspects<'e>(
+    new: &[&'e Event],
+    horizon: Option<EventTime>,
+) -> BTreeSet<(LiveTable, &'e str, &'e str)> {
+    let Some(horizon) = horizon else {
+        return BTreeSet::new();
+    };
+    new.iter()
+        .filter_map(|e| {
+            let table = LiveTable::of(e.live_effect?);
+            let key = match table {
+                LiveTable::Conversations if e.timestamp < horizon => e.conversation_id.as_deref(),
+                LiveTable::Staff if e.timestamp < horizon => e.staff_id.as_deref(),
+                LiveTable::Tasks => e.task_id.as_deref(),
+                _ => None,
+            }?;
+            Some((table, e.property_id.as_str(), key))
+        })
+        .collect()
+}
+
+/// A raw event of a suspect key, read back to rebuild its state.
+pub(crate) struct StoredEvent {
+    pub(crate) id: String,
+    pub(crate) event_type: String,
+    pub(crate) timestamp: DateTime<Utc>,
+    pub(crate) metadata: Option<String>,
+}
+
+impl StoredEvent {
+    /// The event as ingest applied it, with what live state needs; `None` for a type
+    /// this version does not know.
+    pub(crate) fn into_event(self, table: LiveTable, property: &str, key: &str) -> Option<Event> {
+        let event_type = EventType::parse(&self.event_type)?;
+        let mut event = Event::new(
+            self.id,
+            event_type,
+            EventTime::from_datetime(&self.timestamp),
+            property,
+        );
+        event.metadata = self.metadata;
+        let event = match table {
+            LiveTable::Conversations => event.with_conversation(key),
+            LiveTable::Staff => event.with_staff(key),
+            LiveTable::Tasks => event.with_task(key),
+        };
+        Some(event.with_stored_live_effect())
+    }
+}
+
+impl Storage {
+    /// Prunes one window of `window` keys of `table`, after `after` (from the start
+    /// when `None`): deletes the rows that can no longer count whose latest event is
+    /// older than `cutoff`, and raises the horizon to `cutoff` in the same
+    /// transaction. Called window after window until `next` is `None`, so that each
+    /// transaction is short whatever the table's size.
+    ///
+    /// # Errors
+    /// Any database error; the windows pruned before it stay pruned.
+    pub async fn prune_live_state(
+        &self,
+        table: LiveTable,
+        cutoff: DateTime<Utc>,
+        after: Option<&LiveKey>,
+        window: u32,
+    ) -> Result<PruneStep, StorageError> {
+        dispatch!(self.prune_live_state(table, cutoff, after, window))
+    }
+}
+
+#[cfg(test)]
+mod tests;
