@@ -43,9 +43,24 @@ pub async fn ack_floor(js: &jetstream::Context, stream: &str, consumer: &str) ->
 
 /// Publishes every event as fast as the server acks them, 1,000 acks in flight.
 pub async fn publish_all(js: jetstream::Context, events: Arc<Vec<Generated>>) -> Result<()> {
+    publish_each(
+        &js,
+        events
+            .iter()
+            .map(|e| (e.subject.clone(), e.payload.clone())),
+    )
+    .await
+}
+
+/// Publishes each (subject, payload) as fast as the server acks them, 1,000 acks in
+/// flight.
+pub async fn publish_each(
+    js: &jetstream::Context,
+    messages: impl Iterator<Item = (String, bytes::Bytes)>,
+) -> Result<()> {
     let mut pending = VecDeque::with_capacity(1024);
-    for e in events.iter() {
-        pending.push_back(js.publish(e.subject.clone(), e.payload.clone()).await?);
+    for (subject, payload) in messages {
+        pending.push_back(js.publish(subject, payload).await?);
         if pending.len() >= 1000
             && let Some(ack) = pending.pop_front()
         {

@@ -6,6 +6,7 @@
 mod baselines;
 mod figures;
 mod ingest;
+mod live_state;
 mod postgres;
 mod procs;
 mod queries;
@@ -46,6 +47,12 @@ struct Args {
     /// Rows already in the raw table for the large-table run (spread over 30 days).
     #[arg(long, default_value_t = 10_000_000)]
     prefill: u64,
+    /// Finished conversations already in live state for the `live_state` part.
+    #[arg(long, default_value_t = 10_000_000)]
+    past_conversations: u64,
+    /// Events of the `live_state` part's long hotel-like run.
+    #[arg(long, default_value_t = 10_000_000)]
+    long_run_events: u64,
     /// Offered rate of the latency run, events/s.
     #[arg(long, default_value_t = 20_000)]
     rate: u64,
@@ -79,10 +86,11 @@ struct Args {
     /// latency), `workloads` (hotel-like and no-locality traffic against the seed
     /// schema's loop, with CPU per event; SQLite), `aggregation` and `queries` (both on
     /// the `empty` run's database), `large` (ingest into a large table, hourly run,
-    /// backfill).
+    /// backfill), `live_state` (ingest beside a large live state, pruning it, and a
+    /// long hotel-like run whose live state must stay flat; SQLite).
     #[arg(
         long,
-        default_value = "empty,workloads,aggregation,queries,large",
+        default_value = "empty,workloads,aggregation,queries,large,live_state",
         value_delimiter = ','
     )]
     parts: Vec<String>,
@@ -112,6 +120,8 @@ impl Args {
         if self.quick {
             self.events = self.events.min(6_000);
             self.prefill = self.prefill.min(30_000);
+            self.past_conversations = self.past_conversations.min(50_000);
+            self.long_run_events = self.long_run_events.min(60_000);
             self.rate = self.rate.min(2_000);
             self.latency_secs = self.latency_secs.min(2);
             self.requests = self.requests.min(64);
@@ -238,12 +248,13 @@ async fn main() -> Result<()> {
 impl Bench {
     async fn run(&mut self) -> Result<()> {
         let part = |p: &str| self.args.parts.iter().any(|x| x == p);
-        let (empty, workloads, aggregation, queries, large) = (
+        let (empty, workloads, aggregation, queries, large, live_state) = (
             part("empty"),
             part("workloads"),
             part("aggregation"),
             part("queries"),
             part("large"),
+            part("live_state"),
         );
         anyhow::ensure!(
             empty || self.args.reuse_databases || !(aggregation || queries),
@@ -264,6 +275,9 @@ impl Bench {
         }
         if large {
             self.ingest_large().await?;
+        }
+        if live_state {
+            self.live_state().await?;
         }
         if !self.args.instances.is_empty() {
             self.scale_out().await?;
@@ -288,6 +302,7 @@ impl Bench {
             aggregation: false,
             batch_size: self.args.batch_size,
             postgres_url: self.pg.as_ref().map(|pg| pg.url(&pg_name(db))),
+            schedules: None,
         }
     }
 
@@ -392,6 +407,13 @@ impl Bench {
                 ingest::timed_ingest(&self.js, &stream, "analytics-pipeline", events).await?;
             let after = cpu();
             self.note_rss(&pipeline);
+            let phases = ["events", "live_state", "dirty_hours", "tallies", "commit"].map(|p| {
+                let seconds = pipeline.metric_labelled(
+                    "butler_analytics_ingest_commit_phase_seconds_total",
+                    ("phase", p),
+                );
+                (p, per_event_us(seconds))
+            });
             pipeline.stop()?;
             let rate = n as f64 / took.as_secs_f64();
             let (pipe_bench, pipe_nats, pipe_own) =
@@ -429,6 +451,16 @@ impl Bench {
                 None,
                 "user + system time of butler-analytics during its run",
             ));
+            for (phase, us) in phases {
+                self.figures.push(Figure::new(
+                    section,
+                    format!("writer per event: {phase}"),
+                    us,
+                    "µs",
+                    None,
+                    "wall time of that phase of the ingest transaction (butler_analytics_ingest_commit_phase_seconds_total) ÷ events",
+                ));
+            }
             self.figures.push(Figure::new(
                 section,
                 "CPU per event: the loop",

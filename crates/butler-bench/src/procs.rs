@@ -122,6 +122,8 @@ pub struct PipelineConfig {
     pub batch_size: Option<u32>,
     /// PostgreSQL instead of the file at `db`, when set.
     pub postgres_url: Option<String>,
+    /// `aggregation.schedules`, as a YAML flow mapping, when not the defaults.
+    pub schedules: Option<String>,
 }
 
 impl PipelineConfig {
@@ -134,7 +136,7 @@ impl PipelineConfig {
         ingest
             + &format!(
                 "nats:\n  url: {}\n  stream: {}\n  subject_prefix: {}\nstorage:\n  path: {}\n{}\
-             aggregation:\n  enabled: {}\nretention:\n  raw_events: 400\n\
+             aggregation:\n  enabled: {}\n{}retention:\n  raw_events: 400\n\
              metrics:\n  listen: 127.0.0.1:{metrics_port}\n\
              reports:\n  storage: {}\n",
                 self.nats_url,
@@ -146,6 +148,10 @@ impl PipelineConfig {
                     .map(|url| format!("  url: {url}\n"))
                     .unwrap_or_default(),
                 self.aggregation,
+                self.schedules
+                    .as_ref()
+                    .map(|s| format!("  schedules: {s}\n"))
+                    .unwrap_or_default(),
                 self.db.with_extension("reports").display(),
             )
     }
@@ -212,6 +218,27 @@ impl Pipeline {
     fn ready(&self) -> bool {
         self.get("/readyz")
             .is_some_and(|out| out.starts_with("HTTP/1.0 200") || out.starts_with("HTTP/1.1 200"))
+    }
+
+    /// The sample of a metric whose labels include `label="value"`; 0 when absent.
+    pub fn metric_labelled(&self, name: &str, (label, value): (&str, &str)) -> f64 {
+        let body = self.get("/metrics").unwrap_or_default();
+        let wanted = format!("{label}=\"{value}\"");
+        body.lines()
+            .filter_map(|line| line.rsplit_once(' '))
+            .find(|(sample, _)| sample.split('{').next() == Some(name) && sample.contains(&wanted))
+            .and_then(|(_, v)| v.parse().ok())
+            .unwrap_or(0.0)
+    }
+
+    /// The sum of every sample of a metric of its `/metrics`, whatever its labels.
+    pub fn metric_sum(&self, name: &str) -> f64 {
+        let body = self.get("/metrics").unwrap_or_default();
+        body.lines()
+            .filter_map(|line| line.rsplit_once(' '))
+            .filter(|(sample, _)| sample.split('{').next() == Some(name))
+            .filter_map(|(_, value)| value.parse::<f64>().ok())
+            .fold(0.0, |sum, v| sum + v)
     }
 
     /// The value of an unlabelled metric (besides `pipeline_instance`) of its
@@ -313,7 +340,7 @@ pub struct JobRun {
 
 /// Runs `butler-analytics aggregate …` and reads back what the run did.
 pub fn aggregate(config: &Path, args: &[&str]) -> Result<JobRun> {
-    let (wall, out) = run_command(config, args)?;
+    let (wall, out) = command_output(config, args)?;
     let line = out.lines().next().unwrap_or_default().trim().to_owned();
     let words: Vec<&str> = line.split_whitespace().collect();
     let number_before = |word: &str| {
@@ -354,10 +381,11 @@ pub fn aggregate(config: &Path, args: &[&str]) -> Result<JobRun> {
 
 /// Runs a `butler-analytics` command with `config` and returns its wall time.
 pub fn timed_command(config: &Path, args: &[&str]) -> Result<Duration> {
-    Ok(run_command(config, args)?.0)
+    Ok(command_output(config, args)?.0)
 }
 
-fn run_command(config: &Path, args: &[&str]) -> Result<(Duration, String)> {
+/// Runs a `butler-analytics` command with `config`: its wall time and standard output.
+pub fn command_output(config: &Path, args: &[&str]) -> Result<(Duration, String)> {
     let started = Instant::now();
     let out = Command::new(pipeline_bin()?)
         .arg("-c")

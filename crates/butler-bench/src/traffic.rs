@@ -20,6 +20,9 @@ pub enum Conversations {
     /// A few hundred open per property, numbered in the order they start.
     Numbered,
     /// About 40 open per property, each 10–60 events long, under random ids: a hotel.
+    /// Each starts with `conversation.started`, ends with `conversation.resolved` or
+    /// `closed`, and completes the task it opened before it ends, so that a long run's
+    /// live state holds only what is open.
     HotelLike,
     /// Every event a new conversation under a random id: no locality at all.
     Scattered,
@@ -117,8 +120,18 @@ pub struct Traffic {
     counter: u64,
     total_weight: u64,
     conversations: Conversations,
-    /// Per property, its open conversations: (id, events left).
-    open: Vec<Vec<(String, u64)>>,
+    /// Per property, its open conversations.
+    open: Vec<Vec<OpenConversation>>,
+}
+
+/// A hotel-like conversation in progress.
+#[derive(Debug, Clone, Default)]
+struct OpenConversation {
+    id: String,
+    /// Events it has left; a new conversation starts in a slot at zero.
+    left: u64,
+    /// The task it opened and has not completed.
+    task: Option<String>,
 }
 
 /// The property ids the traffic uses.
@@ -150,30 +163,73 @@ impl Traffic {
         format!("{kind}_{:016x}", self.rng.next_u64())
     }
 
-    /// The conversation of the next event of property `p`; `numbered` is its number in
+    /// The conversation of the next event of property `p`, the event's type (hotel-like
+    /// conversations choose their first and last events) and its task when the
+    /// conversation chooses it; `numbered` is its number in
     /// [`Conversations::Numbered`] traffic.
-    fn conversation(&mut self, p: u64, numbered: u64) -> String {
+    fn conversation(
+        &mut self,
+        p: u64,
+        numbered: u64,
+        picked: &'static str,
+    ) -> (String, &'static str, Option<String>) {
         match self.conversations {
-            Conversations::Numbered => format!("conv_{p:03}_{numbered:010}"),
-            Conversations::Scattered => self.random_id("conv"),
-            Conversations::HotelLike => {
-                let p = p as usize;
-                if self.open.len() <= p {
-                    self.open.resize(p + 1, Vec::new());
-                }
-                if self.open[p].is_empty() {
-                    self.open[p] = vec![(String::new(), 0); OPEN_CONVERSATIONS];
-                }
-                let slot = self.rng.below(OPEN_CONVERSATIONS as u64) as usize;
-                if self.open[p][slot].1 == 0 {
-                    let id = self.random_id("conv");
-                    let length = 10 + self.rng.below(51);
-                    self.open[p][slot] = (id, length);
-                }
-                self.open[p][slot].1 -= 1;
-                self.open[p][slot].0.clone()
-            }
+            Conversations::Numbered => (format!("conv_{p:03}_{numbered:010}"), picked, None),
+            Conversations::Scattered => (self.random_id("conv"), picked, None),
+            Conversations::HotelLike => self.hotel_conversation(p as usize, picked),
         }
+    }
+
+    fn hotel_conversation(
+        &mut self,
+        p: usize,
+        picked: &'static str,
+    ) -> (String, &'static str, Option<String>) {
+        if self.open.len() <= p {
+            self.open.resize(p + 1, Vec::new());
+        }
+        if self.open[p].is_empty() {
+            self.open[p] = vec![OpenConversation::default(); OPEN_CONVERSATIONS];
+        }
+        let slot = self.rng.below(OPEN_CONVERSATIONS as u64) as usize;
+        let first = self.open[p][slot].left == 0;
+        if first {
+            let id = self.random_id("conv");
+            let left = 10 + self.rng.below(51);
+            self.open[p][slot] = OpenConversation {
+                id,
+                left,
+                task: None,
+            };
+        }
+        let ends = self.rng.below(4) == 0;
+        let new_task = self.random_id("task");
+        let c = &mut self.open[p][slot];
+        c.left -= 1;
+        let event_type = match picked {
+            _ if first => "conversation.started",
+            _ if c.left == 0 && ends => "conversation.closed",
+            _ if c.left == 0 => "conversation.resolved",
+            _ if c.left == 1 && c.task.is_some() => "task.completed",
+            "conversation.started" | "conversation.resolved" | "conversation.closed" => {
+                "message.received"
+            }
+            t if t.starts_with("task.") && c.task.is_none() => "task.created",
+            "task.created" => "task.assigned",
+            t => t,
+        };
+        if event_type == "task.created" {
+            c.task = Some(new_task);
+        }
+        let task = if event_type.starts_with("task.") {
+            c.task.clone()
+        } else {
+            None
+        };
+        if event_type == "task.completed" {
+            c.task = None;
+        }
+        (c.id.clone(), event_type, task)
     }
 
     fn pick_type(&mut self) -> &'static str {
@@ -207,7 +263,7 @@ impl Traffic {
 
     /// One event at `millis` (Unix ms) published under `prefix`.
     pub fn event(&mut self, millis: i64, prefix: &str) -> Generated {
-        let event_type = self.pick_type();
+        let picked = self.pick_type();
         let id = self.id(millis);
         let p = self.rng.below(self.properties);
         let property = property_id(p);
@@ -215,7 +271,7 @@ impl Traffic {
         // Conversations and tasks live for a while: a hotel's events at any moment
         // belong to its few hundred open ones, numbered in the order they started.
         let conv = self.counter / 8 + self.rng.below(300);
-        let conversation_id = self.conversation(p, conv);
+        let (conversation_id, event_type, task) = self.conversation(p, conv, picked);
         let timestamp = chrono::DateTime::from_timestamp_millis(millis)
             .unwrap_or_default()
             .format("%Y-%m-%dT%H:%M:%S%.3fZ")
@@ -261,10 +317,8 @@ impl Traffic {
             }
             "response.staff_sent" => row.staff_id = Some(staff),
             "task.created" | "task.assigned" | "task.completed" | "task.sla_breached" => {
-                row.task_id = Some(format!(
-                    "task_{p:03}_{:010}",
-                    self.counter / 40 + self.rng.below(100)
-                ));
+                let numbered = self.counter / 40 + self.rng.below(100);
+                row.task_id = Some(task.unwrap_or_else(|| format!("task_{p:03}_{numbered:010}")));
                 if event_type != "task.created" {
                     row.staff_id = Some(staff);
                 }
@@ -378,5 +432,50 @@ mod tests {
         );
         // Scattered: each event its own.
         assert!(distinct_conversations(Conversations::Scattered) > with_conversation);
+    }
+
+    /// Hotel-like conversations start, complete their task and end, so what stays
+    /// open at any moment is about 40 conversations per property, whatever the length.
+    #[test]
+    fn hotel_like_conversations_finish_what_they_open() {
+        let mut t =
+            Traffic::new(3, 2, IdStyle::TimeOrdered).with_conversations(Conversations::HotelLike);
+        let events = t.spread(60_000, 1_764_000_000_000, 86_400_000, "butler.events");
+        let mut conversations: std::collections::HashMap<&str, &str> = Default::default();
+        let mut tasks: std::collections::HashMap<&str, bool> = Default::default();
+        for e in &events {
+            let r = &e.row;
+            match (
+                r.event_type,
+                r.conversation_id.as_deref(),
+                r.task_id.as_deref(),
+            ) {
+                ("conversation.started", Some(c), _) => {
+                    assert!(
+                        conversations.insert(c, "open").is_none(),
+                        "{c} started twice"
+                    );
+                }
+                (ty, Some(c), _)
+                    if ty.starts_with("conversation.") && ty != "conversation.escalated" =>
+                {
+                    assert_eq!(conversations.insert(c, "done"), Some("open"), "{c}");
+                }
+                (ty, _, Some(task)) if ty.starts_with("task.") => {
+                    let completed = ty == "task.completed";
+                    assert_eq!(
+                        tasks.insert(task, completed).is_none(),
+                        ty == "task.created",
+                        "{ty} {task}"
+                    );
+                }
+                _ => {}
+            }
+        }
+        let open = conversations.values().filter(|s| **s == "open").count();
+        let pending = tasks.values().filter(|done| !**done).count();
+        assert!(conversations.len() > 1_500, "{}", conversations.len());
+        assert!(open <= 2 * OPEN_CONVERSATIONS, "{open} open");
+        assert!(pending <= 2 * OPEN_CONVERSATIONS, "{pending} pending");
     }
 }

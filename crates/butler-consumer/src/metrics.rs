@@ -3,8 +3,10 @@
 use std::time::Duration;
 
 use butler_events::{EventType, RejectReason};
+use butler_storage::CommitPhases;
 use prometheus::{
-    Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry,
+    Counter, CounterVec, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge,
+    Opts, Registry,
 };
 
 /// Ingest metrics. Label values are resolved once, at registration, so a batch
@@ -18,6 +20,7 @@ pub struct IngestMetrics {
     rejected: Vec<IntCounter>,
     batch_size: Histogram,
     commit_seconds: Histogram,
+    commit_phases: [Counter; 5],
     commit_retries: IntCounter,
     ack_failures: IntCounter,
     stream_restarts: IntCounter,
@@ -134,6 +137,22 @@ impl IngestMetrics {
                     .buckets(commit_buckets),
                 )?,
             )?,
+            commit_phases: {
+                let vec = register(
+                    registry,
+                    CounterVec::new(
+                        Opts::new(
+                            "butler_analytics_ingest_commit_phase_seconds_total",
+                            "Time committed batches spent in each phase of their transaction: \
+                             events, live_state, dirty_hours, tallies, commit.",
+                        ),
+                        &["phase"],
+                    )?,
+                )?;
+                CommitPhases::default()
+                    .labelled()
+                    .map(|(phase, _)| vec.with_label_values(&[phase]))
+            },
             commit_retries: register(
                 registry,
                 IntCounter::new(
@@ -187,7 +206,16 @@ impl IngestMetrics {
     }
 
     /// Records a committed batch.
-    pub fn record_batch(&self, counts: &BatchCounts, messages: usize, commit: Duration) {
+    pub fn record_batch(
+        &self,
+        counts: &BatchCounts,
+        messages: usize,
+        commit: Duration,
+        phases: &CommitPhases,
+    ) {
+        for (counter, (_, took)) in self.commit_phases.iter().zip(phases.labelled()) {
+            counter.inc_by(took.as_secs_f64());
+        }
         for (counter, n) in self.received.iter().zip(&counts.received) {
             counter.inc_by(*n);
         }

@@ -51,7 +51,12 @@ pub async fn run(
                 batch.counts.rejected[dl.reason as usize] += 1;
             }
         }
-        metrics.record_batch(&batch.counts, batch.messages.len(), commit_time);
+        metrics.record_batch(
+            &batch.counts,
+            batch.messages.len(),
+            commit_time,
+            &outcome.phases,
+        );
         if let Some(hook) = &settings.on_commit {
             let mut properties: Vec<&str> = batch
                 .events

@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
 
 use butler_events::{Event, EventTime, RejectReason};
 
@@ -30,8 +31,60 @@ pub struct NewDeadLetter {
     pub detail: String,
 }
 
+/// Where a batch's transaction spent its time, for the commit-phase metrics that
+/// show operators (and the benchmark) what each part of ingest costs.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CommitPhases {
+    /// Inserting the events and dead letters.
+    pub events: Duration,
+    /// Live state, with the keys rebuilt from raw events.
+    pub live_state: Duration,
+    /// Stamping the dirty hours.
+    pub dirty_hours: Duration,
+    /// Adding to the hour tallies.
+    pub tallies: Duration,
+    /// The commit itself (the WAL write and its fsync on SQLite).
+    pub commit: Duration,
+}
+
+impl CommitPhases {
+    /// Each phase with its metric label.
+    pub fn labelled(&self) -> [(&'static str, Duration); 5] {
+        [
+            ("events", self.events),
+            ("live_state", self.live_state),
+            ("dirty_hours", self.dirty_hours),
+            ("tallies", self.tallies),
+            ("commit", self.commit),
+        ]
+    }
+}
+
+/// Times the phases of one transaction, each from the end of the one before.
+pub(crate) struct PhaseClock {
+    last: Instant,
+    /// What was timed so far.
+    pub(crate) phases: CommitPhases,
+}
+
+impl PhaseClock {
+    pub(crate) fn start() -> PhaseClock {
+        PhaseClock {
+            last: Instant::now(),
+            phases: CommitPhases::default(),
+        }
+    }
+
+    /// Ends the phase `pick` chooses, adding its time.
+    pub(crate) fn lap(&mut self, pick: fn(&mut CommitPhases) -> &mut Duration) {
+        let now = Instant::now();
+        *pick(&mut self.phases) += now - self.last;
+        self.last = now;
+    }
+}
+
 /// What a committed batch did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default)]
 pub struct BatchOutcome {
     /// For each event of the batch, in order: `true` when it made a new row, `false`
     /// when its id was already stored (a redelivery, or a second message reusing it).
@@ -39,6 +92,8 @@ pub struct BatchOutcome {
     /// For each dead letter, in order: `true` when it made a new row, `false` for a
     /// redelivered message already kept.
     pub dead_letters_inserted: Vec<bool>,
+    /// Where the transaction's time went.
+    pub phases: CommitPhases,
 }
 
 impl Storage {

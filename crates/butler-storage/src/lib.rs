@@ -50,7 +50,7 @@ use std::time::Duration;
 
 pub use dead_letters::{DeadLetter, DeadLetterFilter, ReplayOutcome};
 pub use error::StorageError;
-pub use ingest::{BatchOutcome, NewDeadLetter};
+pub use ingest::{BatchOutcome, CommitPhases, NewDeadLetter};
 
 /// A PostgreSQL database to use instead of the SQLite file.
 #[derive(Clone)]

@@ -28,6 +28,31 @@ pub(crate) struct Target {
     pub(crate) below: String,
     /// The columns that name a row: `rowid`, or the key of a WITHOUT ROWID table.
     pub(crate) row_key: &'static str,
+    /// Whether an index leads with `(property_id, column)`: then a chunk is found
+    /// property by property through it (see [`Target::expired_rows`]) instead of by
+    /// scanning the table, which for the raw events meant reading all of them at every
+    /// run, however little was past retention.
+    pub(crate) by_property: bool,
+}
+
+impl Target {
+    /// The `SELECT` of the row keys of up to `limit` expired rows, `below` and `limit`
+    /// being the placeholders of the backend. By property, the properties are found by
+    /// seeking the next one through the index (a skip scan: one seek per property).
+    pub(crate) fn expired_rows(&self, column: &str, below: &str, limit: &str) -> String {
+        let Target { table, row_key, .. } = self;
+        if self.by_property {
+            format!(
+                "SELECT {row_key} FROM {table} WHERE property_id IN (\
+                 WITH RECURSIVE p(id) AS (SELECT (SELECT min(property_id) FROM {table}) \
+                 UNION ALL SELECT (SELECT min(property_id) FROM {table} WHERE property_id > p.id) \
+                 FROM p WHERE p.id IS NOT NULL) SELECT id FROM p WHERE id IS NOT NULL) \
+                 AND {column} < {below} LIMIT {limit}"
+            )
+        } else {
+            format!("SELECT {row_key} FROM {table} WHERE {column} < {below} LIMIT {limit}")
+        }
+    }
 }
 
 impl RetentionClass {
@@ -42,18 +67,21 @@ impl RetentionClass {
                     column: "timestamp",
                     below: EventTime::from_datetime(&cutoff).to_string(),
                     row_key: "rowid",
+                    by_property: true,
                 },
                 Target {
                     table: "agg_dirty_hours",
                     column: "hour_start",
                     below: hour_key(cutoff),
                     row_key: "property_id, hour_start",
+                    by_property: true,
                 },
                 Target {
                     table: "event_tallies_hour",
                     column: "hour",
                     below: tally_hour_key(cutoff),
                     row_key: "rowid",
+                    by_property: true,
                 },
             ],
             RetentionClass::Aggregates(granularity) => AGG_TABLES
@@ -64,6 +92,7 @@ impl RetentionClass {
                     column: t.period_column,
                     below: granularity.cutoff_key(cutoff),
                     row_key: "rowid",
+                    by_property: false,
                 })
                 .collect(),
         }
@@ -84,5 +113,41 @@ impl Storage {
         chunk: u32,
     ) -> Result<Vec<(&'static str, u64)>, StorageError> {
         dispatch!(self.delete_expired_chunk(class, cutoff, chunk))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Storage, StorageOptions};
+
+    /// Finding the raw class's expired rows reads index ranges, never the whole table:
+    /// on a large raw table a scan read every event at every run.
+    #[tokio::test]
+    async fn raw_retention_seeks_each_property_instead_of_scanning() {
+        let dir = tempfile::tempdir().unwrap();
+        let storage = Storage::open(&StorageOptions::new(dir.path().join("a.db")))
+            .await
+            .unwrap();
+        for target in RetentionClass::RawEvents.targets(Utc::now()) {
+            let sql = format!(
+                "EXPLAIN QUERY PLAN {}",
+                target.expired_rows(target.column, "?1", "?2")
+            );
+            let plan: Vec<(i64, i64, i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
+                .bind(&target.below)
+                .bind(10)
+                .fetch_all(&storage.sqlite().sql_readers)
+                .await
+                .unwrap();
+            let details: Vec<&str> = plan.iter().map(|row| row.3.as_str()).collect();
+            assert!(
+                details.iter().all(|d| !d.starts_with("SCAN")
+                    || d.starts_with("SCAN p")
+                    || d.starts_with("SCAN CONSTANT")),
+                "{}: {details:?}",
+                target.table
+            );
+        }
     }
 }

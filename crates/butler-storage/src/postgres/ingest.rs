@@ -15,6 +15,7 @@ use sqlx::{Postgres, Transaction};
 
 use super::PgDb;
 use super::live_state::LIVE_STATE_LOCK;
+use crate::ingest::PhaseClock;
 use crate::live_state::{LiveTable, StoredEvent, suspects};
 use crate::tallies::{HOUR_MS, TALLIED, Tally, tally_channel, tally_hour_key};
 use crate::{BatchOutcome, NewDeadLetter, ReplayOutcome, StorageError};
@@ -26,15 +27,19 @@ impl PgDb {
         dead_letters: Arc<[NewDeadLetter]>,
     ) -> Result<BatchOutcome, StorageError> {
         let received_at = Utc::now();
+        let mut clock = PhaseClock::start();
         let mut tx = self.pool.begin().await?;
         let inserted = insert_events(&mut tx, &events).await?;
         let dead_letters_inserted =
             insert_dead_letters(&mut tx, &dead_letters, received_at).await?;
-        derived_state(&mut tx, &new_events(&events, &inserted)).await?;
+        clock.lap(|p| &mut p.events);
+        derived_state(&mut tx, &new_events(&events, &inserted), &mut clock).await?;
         tx.commit().await?;
+        clock.lap(|p| &mut p.commit);
         Ok(BatchOutcome {
             inserted,
             dead_letters_inserted,
+            phases: clock.phases,
         })
     }
 
@@ -47,7 +52,12 @@ impl PgDb {
         let events: Vec<Event> = accepted.iter().map(|(_, e)| e.clone()).collect();
         let mut tx = self.pool.begin().await?;
         let inserted = insert_events(&mut tx, &events).await?;
-        derived_state(&mut tx, &new_events(&events, &inserted)).await?;
+        derived_state(
+            &mut tx,
+            &new_events(&events, &inserted),
+            &mut PhaseClock::start(),
+        )
+        .await?;
         let (ids, event_ids): (Vec<i64>, Vec<String>) =
             accepted.iter().map(|(id, e)| (*id, e.id.clone())).unzip();
         sqlx::query(
@@ -227,6 +237,7 @@ async fn insert_dead_letters(
 async fn derived_state(
     tx: &mut Transaction<'_, Postgres>,
     new: &[&Event],
+    clock: &mut PhaseClock,
 ) -> Result<(), StorageError> {
     if new.is_empty() {
         return Ok(());
@@ -238,8 +249,12 @@ async fn derived_state(
         let all: Vec<&Event> = new.iter().copied().chain(&rebuilt).collect();
         live_state(tx, &all).await?;
     }
+    clock.lap(|p| &mut p.live_state);
     tallies(tx, new).await?;
-    dirty_hours(tx, new).await
+    clock.lap(|p| &mut p.tallies);
+    dirty_hours(tx, new).await?;
+    clock.lap(|p| &mut p.dirty_hours);
+    Ok(())
 }
 
 /// A suspect key's raw event: property, key, id, type, timestamp, metadata.

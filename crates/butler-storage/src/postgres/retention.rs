@@ -34,18 +34,22 @@ impl PgDb {
             } else {
                 target.column
             };
+            let rows = crate::retention::Target {
+                row_key: "ctid",
+                ..target
+            };
             let sql = format!(
-                "DELETE FROM {table} WHERE ctid = ANY(ARRAY(SELECT ctid FROM {table} \
-                 WHERE {column} < $1::{cast} LIMIT $2))",
-                table = target.table,
-                cast = cutoff_type(target.table),
+                "DELETE FROM {table} WHERE ctid = ANY(ARRAY({select}))",
+                table = rows.table,
+                select =
+                    rows.expired_rows(column, &format!("$1::{}", cutoff_type(rows.table)), "$2"),
             );
             let done = sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(target.below)
+                .bind(&rows.below)
                 .bind(i64::from(chunk))
                 .execute(&self.pool)
                 .await?;
-            out.push((target.table, done.rows_affected()));
+            out.push((rows.table, done.rows_affected()));
         }
         Ok(out)
     }

@@ -13,7 +13,7 @@ use butler_events::{Event, EventTime, EventType, LiveEffect, RejectReason};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::oneshot;
 
-use crate::ingest::{BatchOutcome, NewDeadLetter};
+use crate::ingest::{BatchOutcome, NewDeadLetter, PhaseClock};
 use crate::live_state::{LiveTable, StoredEvent, suspects};
 use crate::tallies::{HOUR_MS, TALLIED, Tally, tally_channel, tally_hour_key};
 use crate::{ReplayOutcome, StorageError};
@@ -133,6 +133,7 @@ fn ingest(
     dead_letters: &[NewDeadLetter],
 ) -> Result<BatchOutcome, StorageError> {
     let received_at = EventTime::from_datetime(&chrono::Utc::now()).to_string();
+    let mut clock = PhaseClock::start();
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let inserted = insert_events(&tx, events)?;
     let mut dead_letters_inserted = Vec::with_capacity(dead_letters.len());
@@ -157,12 +158,15 @@ fn ingest(
             dead_letters_inserted.push(n == 1);
         }
     }
+    clock.lap(|p| &mut p.events);
     let new: Vec<&Event> = new_events(events, &inserted);
-    derived_state(&tx, &new)?;
+    derived_state(&tx, &new, &mut clock)?;
     tx.commit()?;
+    clock.lap(|p| &mut p.commit);
     Ok(BatchOutcome {
         inserted,
         dead_letters_inserted,
+        phases: clock.phases,
     })
 }
 
@@ -175,7 +179,11 @@ fn replay(
     let events: Vec<Event> = accepted.iter().map(|(_, e)| e.clone()).collect();
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let inserted = insert_events(&tx, &events)?;
-    derived_state(&tx, &new_events(&events, &inserted))?;
+    derived_state(
+        &tx,
+        &new_events(&events, &inserted),
+        &mut PhaseClock::start(),
+    )?;
     {
         let mut stmt = tx.prepare_cached(
             "UPDATE analytics_dead_letters SET replayed_at = ?1, replayed_event_id = ?2 WHERE id = ?3",
@@ -240,7 +248,11 @@ fn insert_events(
 }
 
 /// What new events change besides their rows: live state, dirty hours, tallies.
-fn derived_state(tx: &rusqlite::Transaction<'_>, new: &[&Event]) -> Result<(), StorageError> {
+fn derived_state(
+    tx: &rusqlite::Transaction<'_>,
+    new: &[&Event],
+    clock: &mut PhaseClock,
+) -> Result<(), StorageError> {
     if new.is_empty() {
         return Ok(());
     }
@@ -251,8 +263,12 @@ fn derived_state(tx: &rusqlite::Transaction<'_>, new: &[&Event]) -> Result<(), S
         let all: Vec<&Event> = new.iter().copied().chain(&rebuilt).collect();
         live_state(tx, &all)?;
     }
+    clock.lap(|p| &mut p.live_state);
     dirty_hours(tx, new)?;
-    tallies(tx, new)
+    clock.lap(|p| &mut p.dirty_hours);
+    tallies(tx, new)?;
+    clock.lap(|p| &mut p.tallies);
+    Ok(())
 }
 
 /// The raw events of the keys whose live rows may have been pruned and are absent

@@ -14,19 +14,14 @@ impl SqliteDb {
         chunk: u32,
     ) -> Result<Vec<(&'static str, u64)>, StorageError> {
         let mut out = Vec::new();
-        for Target {
-            table,
-            column,
-            below,
-            row_key,
-        } in class.targets(cutoff)
-        {
+        for target in class.targets(cutoff) {
+            let Target { table, row_key, .. } = target;
             let sql = format!(
-                "DELETE FROM {table} WHERE ({row_key}) IN \
-                 (SELECT {row_key} FROM {table} WHERE {column} < ? LIMIT ?)"
+                "DELETE FROM {table} WHERE ({row_key}) IN ({})",
+                target.expired_rows(target.column, "?1", "?2")
             );
             let done = sqlx::query(sqlx::AssertSqlSafe(sql))
-                .bind(below)
+                .bind(&target.below)
                 .bind(i64::from(chunk))
                 .execute(&self.sql_writer)
                 .await?;
