@@ -38,7 +38,7 @@ impl Bench {
         let (day, properties) = (self.cal.day, self.args.properties);
         let what = move |db: &str| {
             format!(
-                "{n} no-locality events (every event a new conversation) over {day} UTC, {properties} properties, published while consumed, into {db}; default config"
+                "{n} no-locality events (every event a new conversation) over a day (the runs: {day} UTC and the two days before), {properties} properties, published while consumed, into {db}; default config"
             )
         };
 
@@ -113,14 +113,17 @@ impl Bench {
         self.long_hotel_run().await
     }
 
-    /// One pipeline run over fresh no-locality traffic on stream `BENCH_LS<i>`;
+    /// One pipeline run over fresh no-locality traffic on stream `BENCH_LS<i>`, over
+    /// the day `i` days before the calendar's (time-ordered ids follow the time, so a
+    /// later run on the same database would otherwise repeat an earlier one's ids);
     /// events/s.
     async fn no_locality_run(&mut self, i: u64, db: &str, n: u64) -> Result<f64> {
         let (stream, prefix) = (format!("BENCH_LS{i}"), format!("bench.ls{i}"));
         let cfg = self.config(db, &stream, &prefix);
         let mut t = Traffic::new(40 + i, self.args.properties, IdStyle::TimeOrdered)
             .with_conversations(Conversations::Scattered);
-        let events = Arc::new(t.spread(n, self.cal.day_ms, DAY_MS, &prefix));
+        let day_ms = self.cal.day_ms - i64::try_from(i)? * DAY_MS;
+        let events = Arc::new(t.spread(n, day_ms, DAY_MS, &prefix));
         let pipeline = Pipeline::start(&cfg)?;
         println!("live_state: {db}, {n} events");
         let took = ingest::timed_ingest(&self.js, &stream, "analytics-pipeline", events).await?;
