@@ -148,37 +148,49 @@ async fn three_instances_one_killed_mid_ingest_store_each_event_once() {
 
 /// Publishes `events` through a cluster whose servers may die meanwhile: each batch
 /// is sent again until every message of it is acked, with the event's id as
-/// `Nats-Msg-Id`, so that the stream keeps one copy of a message sent twice.
-async fn publish_through_faults(js: &async_nats::jetstream::Context, events: &[Ev]) {
+/// `Nats-Msg-Id`, so that the stream keeps one copy of a message sent twice. A round
+/// that fails or stalls (a client can stay stuck on the connection its server lost)
+/// is sent again on a fresh connection, as a publisher would; three minutes without
+/// a batch through fails the test.
+async fn publish_through_faults(cluster: &NatsCluster, events: &[Ev]) {
+    let mut js = async_nats::jetstream::new(cluster.client().await);
     for batch in events.chunks(500) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(180);
         loop {
-            let mut acks = Vec::with_capacity(batch.len());
-            let mut sent = true;
-            for e in batch {
-                let mut headers = async_nats::HeaderMap::new();
-                headers.insert("Nats-Msg-Id", e.id.as_str());
-                let subject = format!("butler.events.{}", e.event_type);
-                match js
-                    .publish_with_headers(subject, headers, Bytes::from(payload(e)))
-                    .await
-                {
-                    Ok(ack) => acks.push(ack),
-                    Err(_) => {
-                        sent = false;
-                        break;
-                    }
-                }
-            }
-            let mut acked = sent;
-            for ack in acks {
-                acked &= ack.await.is_ok();
-            }
-            if acked {
+            let round = tokio::time::timeout(Duration::from_secs(20), publish_round(&js, batch));
+            if round.await == Ok(true) {
                 break;
             }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the cluster took no batch for three minutes"
+            );
             tokio::time::sleep(Duration::from_millis(200)).await;
+            js = async_nats::jetstream::new(cluster.client().await);
         }
     }
+}
+
+/// Sends one batch; whether every message of it was acked.
+async fn publish_round(js: &async_nats::jetstream::Context, batch: &[Ev]) -> bool {
+    let mut acks = Vec::with_capacity(batch.len());
+    for e in batch {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert("Nats-Msg-Id", e.id.as_str());
+        let subject = format!("butler.events.{}", e.event_type);
+        match js
+            .publish_with_headers(subject, headers, Bytes::from(payload(e)))
+            .await
+        {
+            Ok(ack) => acks.push(ack),
+            Err(_) => return false,
+        }
+    }
+    let mut acked = true;
+    for ack in acks {
+        acked &= ack.await.is_ok();
+    }
+    acked
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -199,7 +211,7 @@ async fn the_stream_leader_killed_mid_ingest_loses_nothing() {
     .await;
     let mut stream = js.get_stream("BUTLER_EVENTS").await.unwrap();
     assert_eq!(stream.info().await.unwrap().config.num_replicas, 3);
-    publish_through_faults(&js, &events[..5_000]).await;
+    publish_through_faults(&cluster, &events[..5_000]).await;
     wait_until(WAIT, "ingest under way", || async {
         app.event_count().await >= 500
     })
@@ -208,7 +220,7 @@ async fn the_stream_leader_killed_mid_ingest_loses_nothing() {
     let leader = cluster.stream_leader(&js).await;
     cluster.servers[leader].kill();
     // The rest is published while the cluster elects another leader.
-    publish_through_faults(&js, &events[5_000..]).await;
+    publish_through_faults(&cluster, &events[5_000..]).await;
     lock.release().await;
     let at_release = app.event_count().await;
     assert!(

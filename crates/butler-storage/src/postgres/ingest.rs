@@ -29,6 +29,7 @@ impl PgDb {
         let received_at = Utc::now();
         let mut clock = PhaseClock::start();
         let mut tx = self.pool.begin().await?;
+        lock_live_state(&mut tx).await?;
         let inserted = insert_events(&mut tx, &events).await?;
         let dead_letters_inserted =
             insert_dead_letters(&mut tx, &dead_letters, received_at).await?;
@@ -51,6 +52,7 @@ impl PgDb {
         let now = Utc::now();
         let events: Vec<Event> = accepted.iter().map(|(_, e)| e.clone()).collect();
         let mut tx = self.pool.begin().await?;
+        lock_live_state(&mut tx).await?;
         let inserted = insert_events(&mut tx, &events).await?;
         derived_state(
             &mut tx,
@@ -267,10 +269,22 @@ type KeyEvent = (
     Option<String>,
 );
 
+/// Takes the shared live-state lock for the rest of the transaction, so that no prune
+/// runs between reading the horizon and writing live rows. Taken first, before the
+/// transaction holds any row lock: a transaction that waited for it while holding row
+/// locks could close a cycle with a prune waiting for the lock and an ingest waiting
+/// for those rows.
+async fn lock_live_state(tx: &mut Transaction<'_, Postgres>) -> Result<(), StorageError> {
+    sqlx::query("SELECT pg_advisory_xact_lock_shared($1)")
+        .bind(LIVE_STATE_LOCK)
+        .execute(&mut **tx)
+        .await?;
+    Ok(())
+}
+
 /// The raw events of the keys whose live rows may have been pruned and are absent
-/// (`crate::live_state`), to apply with the batch's new events. Holds the shared
-/// live-state lock to the commit, so no prune runs between reading the horizon and
-/// writing the rows.
+/// (`crate::live_state`), to apply with the batch's new events; the transaction holds
+/// the shared live-state lock ([`lock_live_state`]).
 async fn pruned_keys_events(
     tx: &mut Transaction<'_, Postgres>,
     new: &[&Event],
@@ -278,10 +292,6 @@ async fn pruned_keys_events(
     if new.iter().all(|e| e.live_effect.is_none()) {
         return Ok(Vec::new());
     }
-    sqlx::query("SELECT pg_advisory_xact_lock_shared($1)")
-        .bind(LIVE_STATE_LOCK)
-        .execute(&mut **tx)
-        .await?;
     let horizon: Option<DateTime<Utc>> =
         sqlx::query_scalar("SELECT pruned_before FROM live_state_horizon WHERE id = 1")
             .fetch_optional(&mut **tx)

@@ -7,9 +7,9 @@ use crate::StorageError;
 use crate::live_state::{LiveKey, LiveTable, PruneSql, PruneStep};
 use crate::queries::Dialect;
 
-/// The advisory lock pruning takes exclusively and ingest shared: an ingest
-/// transaction reads the horizon either before a prune starts (and the prune waits for
-/// its commit) or after the prune committed.
+/// The advisory lock pruning takes exclusively and ingest shared, each first in its
+/// transaction: an ingest transaction reads the horizon either before a prune starts
+/// (and the prune waits for its commit) or after the prune committed.
 pub(crate) const LIVE_STATE_LOCK: i64 = 0x6c69_7665_5f73_7461; // "live_sta"
 
 impl PgDb {
