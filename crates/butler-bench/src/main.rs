@@ -682,7 +682,7 @@ impl Bench {
             format!("publish → committed p99 at {}/s", self.args.rate),
             ingest::quantile_ms(&mut lat, 0.99),
             "ms",
-            Some(Target::AtMost(250.0)),
+            Some(Target::AtMost(100.0)),
             how,
         ));
         pipeline.stop()?;
