@@ -3,8 +3,11 @@
 -- longer ago than that. `live_state_horizon.pruned_before` is the latest cutoff any
 -- pruning used: every pruned row's latest event is older. An event older than it, for a
 -- key without a row, may belong to a pruned key, so ingest rebuilds that key's state
--- from its raw events (through the indexes below) before applying the event; a task
--- event always may, since a task's flags do not depend on the order of its events.
+-- from its raw events before applying the event; a task event always may, since a
+-- task's flags do not depend on the order of its events. A key without a row has, if
+-- anything, a finishing event as its latest (only finished rows are pruned, and any
+-- later event would have made a row again), so the indexes below hold the finishing
+-- events alone.
 CREATE TABLE live_state_horizon (
   id INTEGER PRIMARY KEY CHECK (id = 1),
   pruned_before TEXT
@@ -14,14 +17,14 @@ INSERT INTO live_state_horizon (id, pruned_before) VALUES (1, NULL);
 -- The latest timestamp among a task's events: when it was completed, for pruning.
 ALTER TABLE live_tasks ADD COLUMN last_timestamp TEXT NOT NULL DEFAULT '1970-01-01T00:00:00.000Z';
 
--- One key's events of the types that make its live state. The WHERE clauses must stay
--- word for word those of the storage crate's recovery queries (`live_state.rs`).
+-- One key's finishing events. The WHERE clauses must stay word for word those of the
+-- storage crate's rebuild queries (`live_state.rs`).
 CREATE INDEX idx_events_live_conversation ON analytics_events(property_id, conversation_id)
-  WHERE event_type IN ('conversation.started', 'conversation.escalated', 'conversation.resolved', 'conversation.closed');
+  WHERE event_type IN ('conversation.resolved', 'conversation.closed');
 CREATE INDEX idx_events_live_staff ON analytics_events(property_id, staff_id)
-  WHERE event_type IN ('staff.login', 'staff.logout', 'staff.status_changed');
+  WHERE event_type IN ('staff.logout', 'staff.status_changed');
 CREATE INDEX idx_events_live_task ON analytics_events(property_id, task_id)
-  WHERE event_type IN ('task.created', 'task.completed');
+  WHERE event_type = 'task.completed';
 
 UPDATE live_tasks SET last_timestamp = coalesce((
   SELECT max(e.timestamp) FROM analytics_events e

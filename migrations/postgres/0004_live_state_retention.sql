@@ -11,11 +11,11 @@ INSERT INTO live_state_horizon (id, pruned_before) VALUES (1, NULL);
 ALTER TABLE live_tasks ADD COLUMN last_timestamp timestamptz(3) NOT NULL DEFAULT 'epoch';
 
 CREATE INDEX idx_events_live_conversation ON analytics_events (property_id, conversation_id)
-  WHERE event_type IN ('conversation.started', 'conversation.escalated', 'conversation.resolved', 'conversation.closed');
+  WHERE event_type IN ('conversation.resolved', 'conversation.closed');
 CREATE INDEX idx_events_live_staff ON analytics_events (property_id, staff_id)
-  WHERE event_type IN ('staff.login', 'staff.logout', 'staff.status_changed');
+  WHERE event_type IN ('staff.logout', 'staff.status_changed');
 CREATE INDEX idx_events_live_task ON analytics_events (property_id, task_id)
-  WHERE event_type IN ('task.created', 'task.completed');
+  WHERE event_type = 'task.completed';
 
 UPDATE live_tasks t SET last_timestamp = m.last
 FROM (SELECT property_id, task_id, max("timestamp") AS last FROM analytics_events

@@ -12,9 +12,14 @@
 //!   newer event is the latest whatever was pruned);
 //! - any task, once anything was pruned (a task's flags do not depend on order).
 //!
-//! Raw events are kept `retention.raw_events` days and older events are refused, so a
-//! rebuilt conversation or staff member is exact; a task whose events lie further
-//! apart than that is rebuilt from those still kept.
+//! A key without a row has, if anything, a finishing event as its latest stored one
+//! (only finished rows are pruned, and any later event would have made a row again),
+//! so the rebuild reads the key's finishing events alone — `resolved`/`closed`,
+//! `logout`/`status_changed`, `completed` — through partial indexes that hold nothing
+//! else, the cheapest to keep at ingest. Raw events are kept `retention.raw_events`
+//! days and older events are refused, so a rebuilt conversation or staff member is
+//! exact; a task whose events lie further apart than that is rebuilt from those still
+//! kept.
 
 use std::collections::BTreeSet;
 
@@ -57,17 +62,16 @@ impl LiveTable {
         }
     }
 
-    /// The raw events that make a key's state. Word for word the WHERE clause of the
-    /// table's partial index on `analytics_events`, so that SQLite uses it.
+    /// The raw events that can finish a key: all a rebuild needs (see the module's
+    /// documentation). Word for word the WHERE clause of the table's partial index on
+    /// `analytics_events`, so that SQLite uses it.
     pub(crate) fn event_types_clause(self) -> &'static str {
         match self {
             LiveTable::Conversations => {
-                "event_type IN ('conversation.started', 'conversation.escalated', 'conversation.resolved', 'conversation.closed')"
+                "event_type IN ('conversation.resolved', 'conversation.closed')"
             }
-            LiveTable::Staff => {
-                "event_type IN ('staff.login', 'staff.logout', 'staff.status_changed')"
-            }
-            LiveTable::Tasks => "event_type IN ('task.created', 'task.completed')",
+            LiveTable::Staff => "event_type IN ('staff.logout', 'staff.status_changed')",
+            LiveTable::Tasks => "event_type = 'task.completed'",
         }
     }
 
