@@ -138,6 +138,19 @@ async fn valid_events_of_every_type_are_stored_exactly_as_published() {
         app.metric(r#"butler_analytics_events_inserted_total{event_type="staff.logout"}"#),
         1.0
     );
+    // Where the commits' time went: every phase took some, and together no more than
+    // the commits as the consumer timed them.
+    let phases = ["events", "live_state", "dirty_hours", "tallies", "commit"].map(|phase| {
+        app.metric(&format!(
+            r#"butler_analytics_ingest_commit_phase_seconds_total{{phase="{phase}"}}"#
+        ))
+    });
+    assert!(phases.iter().all(|s| *s > 0.0), "{phases:?}");
+    let commits = app.metric("butler_analytics_ingest_commit_duration_seconds_sum");
+    assert!(
+        phases.iter().sum::<f64>() <= commits,
+        "{phases:?} within {commits} s"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
