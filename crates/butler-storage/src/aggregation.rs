@@ -2,12 +2,14 @@
 //! rows, job runs, leases and retention.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
-use butler_events::EventType;
+use butler_events::{EventTime, EventType, Granularity};
 use chrono::{DateTime, Utc};
 
-use crate::tables::BucketRows;
-use crate::{Storage, StorageError, dispatch};
+use crate::sql::{Dialect, Param, Role, Row, Tx, parse_time, sql};
+use crate::tables::{AggTable, BucketRows, Cell};
+use crate::{Storage, StorageError};
 
 /// What a roll-up needs of a stored event.
 #[derive(Debug, Clone, PartialEq)]
@@ -150,7 +152,29 @@ impl Storage {
         end: &str,
         types: &[EventType],
     ) -> Result<Vec<AggEvent>, StorageError> {
-        dispatch!(self.fetch_agg_events(property_id, start, end, types))
+        let d = self.backend.dialect();
+        let select = sql!(
+            d,
+            "SELECT id, event_type, \"timestamp\", channel, staff_id, conversation_id, value, \
+             duration_ms, {intent} FROM analytics_events{index} \
+             WHERE property_id = $1 AND \"timestamp\" >= $2 AND \"timestamp\" < $3 \
+             AND event_type {types}",
+            intent = d.metadata_text("intent"),
+            index = d.indexed_by("idx_events_property_time"),
+            types = d.in_list(4),
+        );
+        let names: Vec<&str> = types.iter().map(|t| t.as_str()).collect();
+        let params = [
+            Param::Text(property_id),
+            Param::Time(parse_time(start)?),
+            Param::Time(parse_time(end)?),
+            Param::Texts(&names),
+        ];
+        let events = self
+            .backend
+            .fetch(Role::Read, select, &params, agg_event)
+            .await?;
+        Ok(events.into_iter().flatten().collect())
     }
 
     /// The earliest stored `conversation.started` of each conversation, in milliseconds.
@@ -162,7 +186,25 @@ impl Storage {
         property_id: &str,
         conversation_ids: &[&str],
     ) -> Result<HashMap<String, i64>, StorageError> {
-        dispatch!(self.earliest_conversation_starts(property_id, conversation_ids))
+        if conversation_ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let d = self.backend.dialect();
+        let select = sql!(
+            d,
+            "SELECT conversation_id, min(\"timestamp\") FROM analytics_events \
+             WHERE event_type = 'conversation.started' AND property_id = $1 \
+             AND conversation_id {ids} GROUP BY conversation_id",
+            ids = d.in_list(2),
+        );
+        let params = [Param::Text(property_id), Param::Texts(conversation_ids)];
+        let starts = self
+            .backend
+            .fetch(Role::Read, select, &params, |r| {
+                Ok((r.text(0)?, r.time(1)?.millis()))
+            })
+            .await?;
+        Ok(starts.into_iter().collect())
     }
 
     /// Hours stamped dirty after change sequence `after`: `(property, hour start)`
@@ -174,7 +216,17 @@ impl Storage {
         &self,
         after: i64,
     ) -> Result<(Vec<(String, String)>, i64), StorageError> {
-        dispatch!(self.dirty_hours_after(after))
+        let rows = self
+            .backend
+            .fetch(
+                Role::Read,
+                "SELECT property_id, hour_start, change_seq FROM agg_dirty_hours WHERE change_seq > $1",
+                &[Param::Int(after)],
+                |r| Ok((r.text(0)?, r.time(1)?.hour_start(), r.int(2)?)),
+            )
+            .await?;
+        let max = rows.iter().map(|r| r.2).max().unwrap_or(after);
+        Ok((rows.into_iter().map(|(p, h, _)| (p, h)).collect(), max))
     }
 
     /// What `job` has not materialized yet for `property`. Real-time time series
@@ -187,7 +239,40 @@ impl Storage {
         job: &str,
         property: &str,
     ) -> Result<WaitingForJob, StorageError> {
-        dispatch!(self.waiting_for_job(job, property))
+        let owner = property.to_owned();
+        let queued = self
+            .backend
+            .fetch(
+                Role::Read,
+                "SELECT period_key, bucket_start, bucket_end FROM agg_pending_buckets \
+                 WHERE job = $1 AND property_id = $2",
+                &[Param::Text(job), Param::Text(property)],
+                move |r| {
+                    Ok(PendingBucket {
+                        property_id: owner.clone(),
+                        period_key: r.text(0)?,
+                        start: r.time(1)?.to_string(),
+                        end: r.time(2)?.to_string(),
+                    })
+                },
+            )
+            .await?;
+        let cursor = self.job_dirty_seq(job).await?;
+        let dirty_hours = self
+            .backend
+            .fetch(
+                Role::Read,
+                "SELECT hour_start, change_seq FROM agg_dirty_hours \
+                 WHERE property_id = $1 AND change_seq > $2",
+                &[Param::Text(property), Param::Int(cursor)],
+                |r| Ok((r.time(0)?.hour_start(), r.int(1)?)),
+            )
+            .await?;
+        Ok(WaitingForJob {
+            queued,
+            dirty_hours,
+            cursor,
+        })
     }
 
     /// How far `job` has read the dirty hours.
@@ -195,7 +280,16 @@ impl Storage {
     /// # Errors
     /// Any database error.
     pub async fn job_dirty_seq(&self, job: &str) -> Result<i64, StorageError> {
-        dispatch!(self.job_dirty_seq(job))
+        let seq = self
+            .backend
+            .fetch_optional(
+                Role::Write,
+                "SELECT dirty_seq FROM agg_job_state WHERE job = $1",
+                &[Param::Text(job)],
+                |r| r.int(0),
+            )
+            .await?;
+        Ok(seq.unwrap_or(0))
     }
 
     /// Queues buckets for `job` and, in the same transaction, moves its dirty-hours
@@ -212,7 +306,48 @@ impl Storage {
         dirty_seq: Option<i64>,
         fence: Option<&LeaseFence>,
     ) -> Result<(), StorageError> {
-        dispatch!(self.enqueue_buckets(job, buckets, dirty_seq, fence))
+        let d = self.backend.dialect();
+        let mut tx = self.backend.begin(Role::Write).await?;
+        if !buckets.is_empty() {
+            let insert = sql!(
+                d,
+                "INSERT INTO agg_pending_buckets (job, property_id, period_key, bucket_start, bucket_end) \
+                 SELECT $1, p, k, s, e FROM {rows} WHERE true ON CONFLICT DO NOTHING",
+                rows = d.json_records(
+                    2,
+                    &[
+                        ("p", "text"),
+                        ("k", "text"),
+                        ("s", "timestamptz"),
+                        ("e", "timestamptz")
+                    ]
+                ),
+            );
+            let mut rows = Vec::with_capacity(buckets.len());
+            for b in buckets {
+                rows.push(serde_json::json!({
+                    "p": b.property_id,
+                    "k": b.period_key,
+                    "s": parse_time(&b.start)?.to_string(),
+                    "e": parse_time(&b.end)?.to_string(),
+                }));
+            }
+            let rows = serde_json::Value::Array(rows).to_string();
+            tx.execute(insert, &[Param::Text(job), Param::Text(&rows)])
+                .await?;
+        }
+        if let Some(seq) = dirty_seq {
+            tx.execute(
+                "INSERT INTO agg_job_state (job, dirty_seq) VALUES ($1, $2) \
+                 ON CONFLICT (job) DO UPDATE SET dirty_seq = CASE \
+                 WHEN excluded.dirty_seq > agg_job_state.dirty_seq THEN excluded.dirty_seq \
+                 ELSE agg_job_state.dirty_seq END",
+                &[Param::Text(job), Param::Int(seq)],
+            )
+            .await?;
+        }
+        renew_fence(&mut tx, fence).await?;
+        tx.commit().await
     }
 
     /// Queued buckets of `job` that have closed by `now`, oldest first.
@@ -224,7 +359,28 @@ impl Storage {
         job: &str,
         now: &str,
     ) -> Result<Vec<PendingBucket>, StorageError> {
-        dispatch!(self.closed_pending_buckets(job, now))
+        let d = self.backend.dialect();
+        let select = sql!(
+            d,
+            "SELECT property_id, period_key, bucket_start, bucket_end FROM agg_pending_buckets \
+             WHERE job = $1 AND bucket_end <= $2 ORDER BY bucket_start, property_id{}",
+            d.bytewise()
+        );
+        self.backend
+            .fetch(
+                Role::Write,
+                select,
+                &[Param::Text(job), Param::Time(parse_time(now)?)],
+                |r| {
+                    Ok(PendingBucket {
+                        property_id: r.text(0)?,
+                        period_key: r.text(1)?,
+                        start: r.time(2)?.to_string(),
+                        end: r.time(3)?.to_string(),
+                    })
+                },
+            )
+            .await
     }
 
     /// Replaces one bucket's rows of one table with `rows`, and takes the bucket off
@@ -263,7 +419,66 @@ impl Storage {
         now: &str,
         fence: Option<&LeaseFence>,
     ) -> Result<(), StorageError> {
-        dispatch!(self.replace_buckets(job, buckets, now, fence))
+        if buckets.is_empty() {
+            return Ok(());
+        }
+        let d = self.backend.dialect();
+        let now = parse_time(now)?;
+        let mut tx = self.backend.begin(Role::Write).await?;
+        let mut watermark: Option<EventTime> = None;
+        let mut statements: Option<(&str, String, String)> = None;
+        for (bucket, rows) in buckets {
+            let table = rows.table;
+            let (delete, insert) = match &statements {
+                Some((name, delete, insert)) if *name == table.name => (delete, insert),
+                _ => {
+                    let built = statements.insert((
+                        table.name,
+                        format!(
+                            "DELETE FROM {} WHERE {} = {} AND property_id = $2",
+                            table.name,
+                            table.period_column,
+                            d.period_param(1, table.granularity)
+                        ),
+                        insert_statement(table, d),
+                    ));
+                    (&built.1, &built.2)
+                }
+            };
+            let key = [
+                Param::Text(&bucket.period_key),
+                Param::Text(&bucket.property_id),
+            ];
+            tx.execute(delete.clone(), &key).await?;
+            for row in &rows.rows {
+                let values: Vec<Param<'_>> = row
+                    .iter()
+                    .map(|cell| match cell {
+                        Cell::Text(v) => Param::Text(v),
+                        Cell::Integer(v) => Param::OptInt(*v),
+                        Cell::Real(v) => Param::OptReal(*v),
+                    })
+                    .collect();
+                tx.execute(insert.clone(), &values).await?;
+            }
+            dequeue(&mut tx, job, bucket).await?;
+            let end = parse_time(&bucket.end)?;
+            if end <= now && watermark.is_none_or(|w| end > w) {
+                watermark = Some(end);
+            }
+        }
+        if let Some(end) = watermark {
+            tx.execute(
+                "INSERT INTO agg_job_state (job, watermark) VALUES ($1, $2) ON CONFLICT (job) DO UPDATE SET \
+                 watermark = CASE WHEN agg_job_state.watermark IS NULL \
+                 OR excluded.watermark > agg_job_state.watermark \
+                 THEN excluded.watermark ELSE agg_job_state.watermark END",
+                &[Param::Text(job), Param::Time(end)],
+            )
+            .await?;
+        }
+        renew_fence(&mut tx, fence).await?;
+        tx.commit().await
     }
 
     /// Takes buckets off `job`'s queue without touching their rows: a bucket older
@@ -276,7 +491,14 @@ impl Storage {
         job: &str,
         buckets: &[PendingBucket],
     ) -> Result<(), StorageError> {
-        dispatch!(self.drop_pending_buckets(job, buckets))
+        if buckets.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.backend.begin(Role::Write).await?;
+        for bucket in buckets {
+            dequeue(&mut tx, job, bucket).await?;
+        }
+        tx.commit().await
     }
 
     /// Records a run and updates the job's state.
@@ -284,7 +506,37 @@ impl Storage {
     /// # Errors
     /// Any database error.
     pub async fn record_job_run(&self, run: &JobRunRecord) -> Result<(), StorageError> {
-        dispatch!(self.record_job_run(run))
+        let finished = Param::Time(parse_time(&run.finished_at)?);
+        let mut tx = self.backend.begin(Role::Write).await?;
+        tx.execute(
+            "INSERT INTO agg_job_runs (job, trigger, started_at, finished_at, periods_recomputed, \
+             rows_written, duration_ms, error) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+            &[
+                Param::Text(&run.job),
+                Param::Text(&run.trigger),
+                Param::Time(parse_time(&run.started_at)?),
+                finished,
+                Param::Int(run.periods_recomputed),
+                Param::Int(run.rows_written),
+                Param::Int(run.duration_ms),
+                Param::OptText(run.error.as_deref()),
+            ],
+        )
+        .await?;
+        tx.execute(
+            "INSERT INTO agg_job_state (job, last_run_at, last_success_at, last_error) \
+             VALUES ($1, $2, CASE WHEN $3 IS NULL THEN $2 END, $3) \
+             ON CONFLICT (job) DO UPDATE SET last_run_at = excluded.last_run_at, \
+             last_success_at = coalesce(excluded.last_success_at, agg_job_state.last_success_at), \
+             last_error = excluded.last_error",
+            &[
+                Param::Text(&run.job),
+                finished,
+                Param::OptText(run.error.as_deref()),
+            ],
+        )
+        .await?;
+        tx.commit().await
     }
 
     /// Every job's state.
@@ -292,7 +544,27 @@ impl Storage {
     /// # Errors
     /// Any database error.
     pub async fn job_statuses(&self) -> Result<Vec<JobStatus>, StorageError> {
-        dispatch!(self.job_statuses())
+        let d = self.backend.dialect();
+        let select = sql!(
+            d,
+            "SELECT s.job, s.last_run_at, s.last_success_at, s.watermark, s.last_error, \
+             (SELECT count(*) FROM agg_pending_buckets p WHERE p.job = s.job) AS pending \
+             FROM agg_job_state s ORDER BY s.job{}",
+            d.bytewise()
+        );
+        self.backend
+            .fetch(Role::Read, select, &[], |r| {
+                let time = |i| Ok::<_, StorageError>(r.opt_time(i)?.map(|t| t.to_string()));
+                Ok(JobStatus {
+                    job: r.text(0)?,
+                    last_run_at: time(1)?,
+                    last_success_at: time(2)?,
+                    watermark: time(3)?,
+                    last_error: r.opt_text(4)?,
+                    pending_buckets: r.int(5)?,
+                })
+            })
+            .await
     }
 
     /// Takes the lease `name` for `holder` for `ttl`, when it is free, expired, or
@@ -311,7 +583,29 @@ impl Storage {
         holder: &str,
         ttl: std::time::Duration,
     ) -> Result<Result<(), Lease>, StorageError> {
-        dispatch!(self.acquire_lease(name, holder, ttl))
+        let d = self.backend.dialect();
+        let acquire = sql!(
+            d,
+            "INSERT INTO agg_job_leases (job, holder, expires_at, since) \
+             VALUES ($1, $2, {later}, {now}) \
+             ON CONFLICT (job) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at, \
+             since = CASE WHEN agg_job_leases.holder = excluded.holder THEN agg_job_leases.since \
+                          ELSE excluded.since END \
+             WHERE agg_job_leases.holder = $2 OR agg_job_leases.expires_at <= {now}",
+            later = d.millis_from_now(3),
+            now = d.now(),
+        );
+        let params = [
+            Param::Text(name),
+            Param::Text(holder),
+            Param::Int(millis(ttl)),
+        ];
+        if self.backend.execute(Role::Lease, acquire, &params).await? == 1 {
+            return Ok(Ok(()));
+        }
+        let held = self.leases().await?.into_iter().find(|l| l.name == name);
+        // Gone between the two statements: it is free now; the caller tries again.
+        Ok(Err(held.unwrap_or_else(|| Lease::vacant(name))))
     }
 
     /// Takes the lease `name` from `from` (a holder found gone) for `holder`, only if
@@ -326,7 +620,21 @@ impl Storage {
         holder: &str,
         ttl: std::time::Duration,
     ) -> Result<bool, StorageError> {
-        dispatch!(self.take_over_lease(name, from, holder, ttl))
+        let d = self.backend.dialect();
+        let take = sql!(
+            d,
+            "UPDATE agg_job_leases SET holder = $4, since = {now}, expires_at = {later} \
+             WHERE job = $1 AND holder = $2",
+            now = d.now(),
+            later = d.millis_from_now(3),
+        );
+        let params = [
+            Param::Text(name),
+            Param::Text(from),
+            Param::Int(millis(ttl)),
+            Param::Text(holder),
+        ];
+        Ok(self.backend.execute(Role::Lease, take, &params).await? == 1)
     }
 
     /// Moves the expiry of `holder`'s lease `name` to `ttl` from now; `false` when
@@ -340,7 +648,16 @@ impl Storage {
         holder: &str,
         ttl: std::time::Duration,
     ) -> Result<bool, StorageError> {
-        dispatch!(self.renew_lease(name, holder, ttl))
+        let params = [
+            Param::Text(name),
+            Param::Text(holder),
+            Param::Int(millis(ttl)),
+        ];
+        let renewed = self
+            .backend
+            .execute(Role::Lease, renew_sql(self.backend.dialect()), &params)
+            .await?;
+        Ok(renewed == 1)
     }
 
     /// Gives the lease back.
@@ -348,7 +665,14 @@ impl Storage {
     /// # Errors
     /// Any database error.
     pub async fn release_lease(&self, name: &str, holder: &str) -> Result<(), StorageError> {
-        dispatch!(self.release_lease(name, holder))
+        self.backend
+            .execute(
+                Role::Lease,
+                "DELETE FROM agg_job_leases WHERE job = $1 AND holder = $2",
+                &[Param::Text(name), Param::Text(holder)],
+            )
+            .await?;
+        Ok(())
     }
 
     /// Every lease held now (or expired but not yet taken), by name.
@@ -356,7 +680,22 @@ impl Storage {
     /// # Errors
     /// Any database error.
     pub async fn leases(&self) -> Result<Vec<Lease>, StorageError> {
-        dispatch!(self.leases())
+        let d = self.backend.dialect();
+        let select = sql!(
+            d,
+            "SELECT job, holder, since, expires_at FROM agg_job_leases ORDER BY job{}",
+            d.bytewise()
+        );
+        self.backend
+            .fetch(Role::Read, select, &[], |r| {
+                Ok(Lease {
+                    name: r.text(0)?,
+                    holder: r.text(1)?,
+                    since: r.opt_time(2)?.map(|t| t.to_string()).unwrap_or_default(),
+                    expires_at: r.time(3)?.to_string(),
+                })
+            })
+            .await
     }
 
     /// Properties with at least one event in the UTC hours overlapping `[start, end)`,
@@ -370,6 +709,112 @@ impl Storage {
         start: DateTime<Utc>,
         end: DateTime<Utc>,
     ) -> Result<Vec<String>, StorageError> {
-        dispatch!(self.properties_with_events(start, end))
+        let d = self.backend.dialect();
+        let select = sql!(
+            d,
+            "SELECT property_id FROM agg_dirty_hours WHERE hour_start >= {first} \
+             AND hour_start < {last} GROUP BY property_id ORDER BY property_id{bytewise}",
+            first = d.period_param(1, Granularity::Hour),
+            last = d.period_param(2, Granularity::Hour),
+            bytewise = d.bytewise(),
+        );
+        let (first, last) = Granularity::Hour.key_range(chrono_tz::UTC, start, end);
+        self.backend
+            .fetch(
+                Role::Read,
+                select,
+                &[Param::Text(&first), Param::Text(&last)],
+                |r| r.text(0),
+            )
+            .await
+    }
+}
+
+/// A row of [`Storage::fetch_agg_events`]' SELECT; `None` for a type this version
+/// does not know.
+fn agg_event(r: &dyn Row) -> Result<Option<AggEvent>, StorageError> {
+    let Some(event_type) = EventType::parse(&r.text(1)?) else {
+        return Ok(None);
+    };
+    Ok(Some(AggEvent {
+        id: r.text(0)?,
+        event_type,
+        timestamp_ms: r.time(2)?.millis(),
+        channel: r.opt_text(3)?,
+        staff_id: r.opt_text(4)?,
+        conversation_id: r.opt_text(5)?,
+        value: r.opt_real(6)?,
+        duration_ms: r.opt_int(7)?,
+        intent: r.opt_text(8)?,
+    }))
+}
+
+/// The INSERT of one row of `table`, its columns in definition order, each value of
+/// its column's type.
+fn insert_statement(table: &AggTable, d: Dialect) -> String {
+    let columns: Vec<&str> = table.columns().collect();
+    let values: Vec<String> = columns
+        .iter()
+        .enumerate()
+        .map(|(i, column)| {
+            if *column == table.period_column {
+                d.period_param(i + 1, table.granularity)
+            } else {
+                d.typed_param(i + 1, table.find_measure(column).map(|m| m.kind))
+            }
+        })
+        .collect();
+    format!(
+        "INSERT INTO {} ({}) VALUES ({})",
+        table.name,
+        columns.join(", "),
+        values.join(", ")
+    )
+}
+
+async fn dequeue(tx: &mut Tx, job: &str, bucket: &PendingBucket) -> Result<(), StorageError> {
+    tx.execute(
+        "DELETE FROM agg_pending_buckets WHERE job = $1 AND property_id = $2 AND period_key = $3",
+        &[
+            Param::Text(job),
+            Param::Text(&bucket.property_id),
+            Param::Text(&bucket.period_key),
+        ],
+    )
+    .await?;
+    Ok(())
+}
+
+/// Moves lease `$1`'s expiry to `$3` milliseconds from now if `$2` still holds it.
+fn renew_sql(d: Dialect) -> &'static str {
+    sql!(
+        d,
+        "UPDATE agg_job_leases SET expires_at = {} WHERE job = $1 AND holder = $2",
+        d.millis_from_now(3)
+    )
+}
+
+/// `ttl` in whole milliseconds.
+fn millis(ttl: Duration) -> i64 {
+    i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// As its transaction's last statement, so that the lease runs `ttl` from the commit
+/// however long the transaction took: renews the lease `fence` names, or fails with
+/// [`StorageError::LeaseLost`] (the transaction then rolls back) when another process
+/// holds it.
+async fn renew_fence(tx: &mut Tx, fence: Option<&LeaseFence>) -> Result<(), StorageError> {
+    let Some(fence) = fence else {
+        return Ok(());
+    };
+    let params = [
+        Param::Text(&fence.name),
+        Param::Text(&fence.holder),
+        Param::Int(millis(fence.ttl)),
+    ];
+    if tx.execute(renew_sql(tx.dialect()), &params).await? == 1 {
+        Ok(())
+    } else {
+        Err(StorageError::LeaseLost(fence.name.clone()))
     }
 }

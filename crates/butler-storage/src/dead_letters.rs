@@ -2,6 +2,7 @@
 
 use butler_events::{Event, RejectReason};
 
+use crate::sql::{Param, Role, Row, sql};
 use crate::{Storage, StorageError, dispatch};
 
 /// A stored dead letter.
@@ -59,6 +60,18 @@ pub struct ReplayOutcome {
     pub still_rejected: usize,
 }
 
+impl ReplayOutcome {
+    /// The outcome of a replay whose accepted letters made new rows as `inserted` says.
+    pub(crate) fn of(inserted: &[bool], still_rejected: usize) -> ReplayOutcome {
+        let stored = inserted.iter().filter(|new| **new).count();
+        ReplayOutcome {
+            stored,
+            already_stored: inserted.len() - stored,
+            still_rejected,
+        }
+    }
+}
+
 impl Storage {
     /// Lists dead letters, oldest first.
     ///
@@ -68,7 +81,27 @@ impl Storage {
         &self,
         filter: &DeadLetterFilter,
     ) -> Result<Vec<DeadLetter>, StorageError> {
-        dispatch!(self.list_dead_letters(filter))
+        let d = self.backend.dialect();
+        let select = sql!(
+            d,
+            "SELECT id, subject, stream, stream_sequence, published_at, payload, {headers}, reason, \
+             detail, received_at, replayed_at, replayed_event_id FROM analytics_dead_letters \
+             WHERE ($1 IS NULL OR reason = $1) AND ($2 OR replayed_at IS NULL) \
+             AND ($3 IS NULL OR id {ids}) AND id > $5 ORDER BY id LIMIT $4",
+            headers = d.json_text("headers"),
+            ids = d.in_list(3),
+        );
+        let ids = (!filter.ids.is_empty()).then_some(filter.ids.as_slice());
+        let params = [
+            Param::OptText(filter.reason.map(RejectReason::as_str)),
+            Param::Bool(filter.include_replayed),
+            Param::Ints(ids),
+            Param::Int(filter.limit.map_or(i64::MAX, i64::from)),
+            Param::Int(filter.after_id.unwrap_or(0)),
+        ];
+        self.backend
+            .fetch(Role::Read, select, &params, dead_letter)
+            .await
     }
 
     /// Dead letters not replayed yet, per reason.
@@ -76,7 +109,16 @@ impl Storage {
     /// # Errors
     /// Any database error.
     pub async fn dead_letter_counts(&self) -> Result<Vec<(String, i64)>, StorageError> {
-        dispatch!(self.dead_letter_counts())
+        let d = self.backend.dialect();
+        let counts = sql!(
+            d,
+            "SELECT reason, count(*) FROM analytics_dead_letters WHERE replayed_at IS NULL \
+             GROUP BY reason ORDER BY reason{}",
+            d.bytewise()
+        );
+        self.backend
+            .fetch(Role::Read, counts, &[], |r| Ok((r.text(0)?, r.int(1)?)))
+            .await
     }
 
     /// Stores the events of dead letters that now pass validation and marks those
@@ -94,4 +136,23 @@ impl Storage {
         self.note_write(&result);
         result
     }
+}
+
+/// A row of [`Storage::list_dead_letters`]'s SELECT.
+fn dead_letter(r: &dyn Row) -> Result<DeadLetter, StorageError> {
+    let time = |i| Ok::<_, StorageError>(r.opt_time(i)?.map(|t| t.to_string()));
+    Ok(DeadLetter {
+        id: r.int(0)?,
+        subject: r.text(1)?,
+        stream: r.text(2)?,
+        stream_sequence: u64::try_from(r.int(3)?).unwrap_or_default(),
+        published_at: time(4)?,
+        payload: r.bytes(5)?,
+        headers_json: r.text(6)?,
+        reason: r.text(7)?,
+        detail: r.text(8)?,
+        received_at: time(9)?.unwrap_or_default(),
+        replayed_at: time(10)?,
+        replayed_event_id: r.opt_text(11)?,
+    })
 }

@@ -96,6 +96,17 @@ pub struct BatchOutcome {
     pub phases: CommitPhases,
 }
 
+/// The events of a batch that made a new row, by `inserted` (one flag per event): only
+/// they change derived state.
+pub(crate) fn new_events<'e>(events: &'e [Event], inserted: &[bool]) -> Vec<&'e Event> {
+    events
+        .iter()
+        .zip(inserted)
+        .filter(|(_, new)| **new)
+        .map(|(e, _)| e)
+        .collect()
+}
+
 impl Storage {
     /// Stores a batch in one transaction and returns once it is durable on disk.
     ///

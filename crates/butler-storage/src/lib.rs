@@ -1,16 +1,20 @@
 //! Butler analytics storage: the only crate that speaks SQL.
 //!
-//! Its interface is shaped by what the other crates need — commit a batch of events
-//! and dead letters, list and replay dead letters, report health — not by SQLite, so
-//! that another backend (PostgreSQL, for a hotel group that outgrows one machine) can
-//! be added here without touching the consumer, aggregator or query crates.
+//! Its interface, one type ([`Storage`]), is shaped by what the other crates need —
+//! commit a batch of events and dead letters, roll up a bucket, read a window, a
+//! series, live state — not by a database: the consumer, aggregator and query crates
+//! never learn whether SQLite or PostgreSQL is behind it.
 //!
 //! Layout:
-//! - [`connection`]: the settings of each kind of connection (WAL, `synchronous=FULL`,
-//!   busy timeout, page caches), for both drivers, and the migrations;
+//! - `sql` (internal): the one layer that knows the backend — the spellings that
+//!   differ (`Dialect`), values bound and read in each backend's types, and running a
+//!   statement or a transaction on either. Every statement below is written once
+//!   against it;
 //! - [`tables`]: the aggregate tables, each declared once, and their rows;
-//! - [`ingest`]: [`Storage::commit_batch`], the one transaction per batch, run by the
-//!   ingest writer thread (`ingest_writer`);
+//! - [`ingest`]: [`Storage::commit_batch`], the one transaction per batch: on SQLite
+//!   the ingest writer thread (`sqlite::ingest_writer`, rusqlite), on PostgreSQL array
+//!   inserts (`postgres::ingest`) — the one operation kept apart per backend, since the
+//!   fastest form of each has nothing in common with the other's;
 //! - [`dead_letters`]: listing and replaying rejected messages;
 //! - [`aggregation`]: what the aggregator reads and writes (a bucket's events, the
 //!   late-data queue, bucket rows, job runs and leases);
@@ -21,8 +25,9 @@
 //! - [`tallies`]: running counts kept by ingest, so dashboard and report windows
 //!   read hours and minutes instead of every raw event;
 //! - [`health`]: writability and size, for `/readyz` and metrics;
-//! - `row_readers` (internal): the read-only rusqlite connections the reads that
-//!   return many rows run on.
+//! - [`transfer`]: copying a SQLite database into PostgreSQL;
+//! - `sqlite`, `postgres` (internal): opening each (connections, settings,
+//!   migrations), its ingest, and its health checks.
 
 pub mod aggregation;
 #[cfg(test)]
@@ -36,6 +41,7 @@ mod postgres;
 pub mod queries;
 pub mod report_schedules;
 pub mod retention;
+mod sql;
 mod sqlite;
 pub mod tables;
 pub mod tallies;
@@ -106,19 +112,12 @@ impl StorageOptions {
     }
 }
 
-/// The database behind a [`Storage`].
-#[derive(Debug, Clone)]
-enum Backend {
-    Sqlite(sqlite::SqliteDb),
-    Postgres(postgres::PgDb),
-}
-
 /// Calls the backend's own implementation of an operation.
 macro_rules! dispatch {
     ($self:ident . $method:ident ( $($arg:expr),* $(,)? )) => {
         match &$self.backend {
-            $crate::Backend::Sqlite(db) => db.$method($($arg),*).await,
-            $crate::Backend::Postgres(db) => db.$method($($arg),*).await,
+            $crate::sql::Db::Sqlite(db) => db.$method($($arg),*).await,
+            $crate::sql::Db::Postgres(db) => db.$method($($arg),*).await,
         }
     };
 }
@@ -128,7 +127,7 @@ pub(crate) use dispatch;
 /// connections.
 #[derive(Debug, Clone)]
 pub struct Storage {
-    backend: Backend,
+    backend: sql::Db,
     /// Set when the last write failed (disk full, IO error), cleared by the next
     /// success: `/readyz` reports it.
     write_failing: Arc<AtomicBool>,
@@ -143,8 +142,8 @@ impl Storage {
     /// migration fails. Nothing is overwritten in either case.
     pub async fn open(options: &StorageOptions) -> Result<Storage, StorageError> {
         let backend = match &options.postgres {
-            None => Backend::Sqlite(sqlite::SqliteDb::open(options).await?),
-            Some(target) => Backend::Postgres(postgres::PgDb::open(target, options).await?),
+            None => sql::Db::Sqlite(sqlite::SqliteDb::open(options).await?),
+            Some(target) => sql::Db::Postgres(postgres::PgDb::open(target, options).await?),
         };
         Ok(Storage {
             backend,
@@ -161,8 +160,8 @@ impl Storage {
     /// The database file, for SQLite.
     pub fn path(&self) -> Option<&Path> {
         match &self.backend {
-            Backend::Sqlite(db) => Some(&db.path),
-            Backend::Postgres(_) => None,
+            sql::Db::Sqlite(db) => Some(&db.path),
+            sql::Db::Postgres(_) => None,
         }
     }
 
@@ -170,16 +169,16 @@ impl Storage {
     /// its password.
     pub fn describe(&self) -> String {
         match &self.backend {
-            Backend::Sqlite(db) => db.path.display().to_string(),
-            Backend::Postgres(db) => db.display.clone(),
+            sql::Db::Sqlite(db) => db.path.display().to_string(),
+            sql::Db::Postgres(db) => db.display.clone(),
         }
     }
 
     /// Which backend: `sqlite` or `postgres`.
     pub fn backend_name(&self) -> &'static str {
         match &self.backend {
-            Backend::Sqlite(_) => "sqlite",
-            Backend::Postgres(_) => "postgres",
+            sql::Db::Sqlite(_) => "sqlite",
+            sql::Db::Postgres(_) => "postgres",
         }
     }
 }
@@ -189,8 +188,8 @@ impl Storage {
     /// The SQLite handles, for tests that read the file beside the interface.
     pub(crate) fn sqlite(&self) -> &sqlite::SqliteDb {
         match &self.backend {
-            Backend::Sqlite(db) => db,
-            Backend::Postgres(_) => panic!("a SQLite test on PostgreSQL"),
+            sql::Db::Sqlite(db) => db,
+            sql::Db::Postgres(_) => panic!("a SQLite test on PostgreSQL"),
         }
     }
 }

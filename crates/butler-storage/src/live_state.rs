@@ -26,8 +26,14 @@ use std::collections::BTreeSet;
 use butler_events::{Event, EventTime, EventType, LiveEffect};
 use chrono::{DateTime, Utc};
 
-use crate::queries::Dialect;
-use crate::{Storage, StorageError, dispatch};
+use crate::sql::{Dialect, Param, Role, Tx};
+use crate::{Storage, StorageError};
+
+/// The PostgreSQL advisory lock pruning takes exclusively and ingest shared, each
+/// first in its transaction: an ingest transaction reads the horizon either before a
+/// prune starts (and the prune waits for its commit) or after the prune committed.
+/// SQLite needs none: each of its write transactions holds the whole file.
+pub(crate) const LIVE_STATE_LOCK: i64 = 0x6c69_7665_5f73_7461; // "live_sta"
 
 /// One of the live-state tables.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -228,8 +234,55 @@ impl Storage {
         after: Option<&LiveKey>,
         window: u32,
     ) -> Result<PruneStep, StorageError> {
-        dispatch!(self.prune_live_state(table, cutoff, after, window))
+        let sql = PruneSql::new(table, self.backend.dialect(), after);
+        let cutoff = EventTime::from_datetime(&cutoff);
+        let (after_property, after_key) = after.cloned().unzip();
+        let (after_property, after_key) = (after_property.as_deref(), after_key.as_deref());
+        let mut tx = self.backend.begin(Role::Write).await?;
+        lock_exclusively(&mut tx).await?;
+        tx.execute(
+            "UPDATE live_state_horizon SET pruned_before = CASE WHEN pruned_before IS NULL \
+             OR pruned_before < $1 THEN $1 ELSE pruned_before END WHERE id = 1",
+            &[Param::Time(cutoff)],
+        )
+        .await?;
+        let window_end = [
+            Param::OptText(after_property),
+            Param::OptText(after_key),
+            Param::Int(i64::from(window.max(1)) - 1),
+        ];
+        let last = tx
+            .fetch_optional(sql.window_end(), &window_end, |r| {
+                Ok((r.text(0)?, r.text(1)?))
+            })
+            .await?;
+        let (last_property, last_key) = last.clone().unzip();
+        let delete = [
+            Param::OptText(after_property),
+            Param::OptText(after_key),
+            Param::OptText(last_property.as_deref()),
+            Param::OptText(last_key.as_deref()),
+            Param::Time(cutoff),
+        ];
+        let deleted = tx.execute(sql.delete(last.is_none()), &delete).await?;
+        tx.commit().await?;
+        Ok(PruneStep {
+            deleted,
+            next: last,
+        })
     }
+}
+
+/// Takes [`LIVE_STATE_LOCK`] exclusively for the rest of the transaction.
+async fn lock_exclusively(tx: &mut Tx) -> Result<(), StorageError> {
+    if tx.dialect() == Dialect::Postgres {
+        tx.execute(
+            "SELECT pg_advisory_xact_lock($1)",
+            &[Param::Int(LIVE_STATE_LOCK)],
+        )
+        .await?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

@@ -3,11 +3,12 @@
 
 use std::collections::BTreeMap;
 
+use butler_events::EventTime;
 use butler_events::formulas::{self, Ratings};
-use butler_events::{EventTime, Granularity};
 
+use crate::sql::{Dialect, Param, Role, Row, sql};
 use crate::tables::{AggTable, BucketRows, Cell, Combine, Measure, RATING_COLUMNS};
-use crate::{Storage, StorageError, dispatch};
+use crate::{Storage, StorageError};
 
 /// Live state of one property.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -202,64 +203,6 @@ pub(crate) fn finish(combine: Combine, parts: &[Option<f64>]) -> Option<f64> {
     }
 }
 
-/// The SQL spelling a backend needs where the two differ.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Dialect {
-    /// `?N` parameters, text periods.
-    Sqlite,
-    /// `$N` parameters, typed periods (`timestamptz`, `date`, `text`).
-    Postgres,
-}
-
-impl Dialect {
-    pub(crate) fn param(self, n: usize) -> String {
-        match self {
-            Dialect::Sqlite => format!("?{n}"),
-            Dialect::Postgres => format!("${n}"),
-        }
-    }
-
-    fn real(self) -> &'static str {
-        match self {
-            Dialect::Sqlite => "REAL",
-            Dialect::Postgres => "double precision",
-        }
-    }
-
-    /// The period column as its key text.
-    fn period_text(self, table: &AggTable) -> String {
-        let column = table.period_column;
-        match (self, table.granularity) {
-            (Dialect::Sqlite, _) | (Dialect::Postgres, Granularity::Month) => column.to_owned(),
-            (Dialect::Postgres, Granularity::Hour) => {
-                format!("to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:00:00\"Z\"')")
-            }
-            (Dialect::Postgres, Granularity::Day | Granularity::Week) => {
-                format!("to_char({column}, 'YYYY-MM-DD')")
-            }
-        }
-    }
-
-    /// `column >= from AND column < to`, the range keys given as parameters 2 and 3
-    /// (dates, a month's key read as its first day, or UTC hour keys).
-    fn period_in_range(self, table: &AggTable) -> String {
-        let column = table.period_column;
-        let (from, to) = (self.param(2), self.param(3));
-        match (self, table.granularity) {
-            (_, Granularity::Month) => {
-                format!("{column} || '-01' >= {from} AND {column} || '-01' < {to}")
-            }
-            (Dialect::Sqlite, _) => format!("{column} >= {from} AND {column} < {to}"),
-            (Dialect::Postgres, Granularity::Hour) => {
-                format!("{column} >= {from}::timestamptz AND {column} < {to}::timestamptz")
-            }
-            (Dialect::Postgres, Granularity::Day | Granularity::Week) => {
-                format!("{column} >= {from}::date AND {column} < {to}::date")
-            }
-        }
-    }
-}
-
 /// A series checked against its table's declaration and spelled in SQL: parameters
 /// 1 property, 2 and 3 the range keys, 4 (only for a whole-range total) the
 /// period reported.
@@ -357,7 +300,24 @@ impl Storage {
     /// # Errors
     /// Any database error.
     pub async fn live_counts(&self, property_id: &str) -> Result<LiveCounts, StorageError> {
-        dispatch!(self.live_counts(property_id))
+        let counts = self
+            .backend
+            .fetch_optional(
+                Role::Read,
+                "SELECT (SELECT count(*) FROM live_conversations WHERE property_id = $1 AND active = TRUE), \
+                 (SELECT count(*) FROM live_staff WHERE property_id = $1 AND online = TRUE), \
+                 (SELECT count(*) FROM live_tasks WHERE property_id = $1 AND created = TRUE AND completed = FALSE)",
+                &[Param::Text(property_id)],
+                |r| {
+                    Ok(LiveCounts {
+                        active_conversations: r.int(0)?,
+                        staff_online: r.int(1)?,
+                        pending_tasks: r.int(2)?,
+                    })
+                },
+            )
+            .await?;
+        Ok(counts.unwrap_or_default())
     }
 
     /// A series of one measure for one property, over periods whose key is in
@@ -372,7 +332,34 @@ impl Storage {
         &self,
         q: &SeriesQuery<'_>,
     ) -> Result<Result<Vec<SeriesPoint>, SeriesError>, StorageError> {
-        dispatch!(self.series(q))
+        let series = match q.sql(self.backend.dialect()) {
+            Ok(series) => series,
+            Err(e) => return Ok(Err(e)),
+        };
+        let params: Vec<Param<'_>> = [q.property_id, q.from_key, q.to_key, q.from_key]
+            .into_iter()
+            .take(series.params)
+            .map(Param::Text)
+            .collect();
+        let (dimensions, parts, combine) = (series.dimensions, series.parts, q.measure.combine);
+        let point = move |r: &dyn Row| {
+            let dimensions = (1..=dimensions)
+                .map(|i| r.text(i))
+                .collect::<Result<Vec<_>, _>>()?;
+            let values = (dimensions.len() + 1..dimensions.len() + 1 + parts)
+                .map(|i| r.opt_real(i))
+                .collect::<Result<Vec<_>, _>>()?;
+            Ok(SeriesPoint {
+                period: r.text(0)?,
+                value: finish(combine, &values),
+                dimensions,
+            })
+        };
+        let points = self
+            .backend
+            .fetch(Role::Read, series.sql, &params, point)
+            .await?;
+        Ok(Ok(points))
     }
 
     /// The conversations resolved in `[start, end)` (distinct ids), and how many of
@@ -386,7 +373,32 @@ impl Storage {
         start: EventTime,
         end: EventTime,
     ) -> Result<(i64, i64), StorageError> {
-        dispatch!(self.resolution_counts(property_id, start, end))
+        let d = self.backend.dialect();
+        let counts = sql!(
+            d,
+            "SELECT count(*), count(*) FILTER (WHERE escalated = 0) \
+             FROM (SELECT max(CASE WHEN event_type = '{resolved}' THEN 1 ELSE 0 END) AS resolved, \
+                          max(CASE WHEN event_type = '{escalated}' THEN 1 ELSE 0 END) AS escalated \
+                   FROM analytics_events{index} \
+                   WHERE property_id = $1 AND \"timestamp\" >= $2 AND \"timestamp\" < $3 \
+                     AND event_type IN ('{resolved}', '{escalated}') \
+                     AND conversation_id IS NOT NULL \
+                   GROUP BY conversation_id) AS c \
+             WHERE resolved = 1",
+            resolved = butler_events::EventType::ConversationResolved.as_str(),
+            escalated = butler_events::EventType::ConversationEscalated.as_str(),
+            index = d.indexed_by("idx_events_outcomes"),
+        );
+        let params = [
+            Param::Text(property_id),
+            Param::Time(start),
+            Param::Time(end),
+        ];
+        let counts = self
+            .backend
+            .fetch_optional(Role::Read, counts, &params, |r| Ok((r.int(0)?, r.int(1)?)))
+            .await?;
+        Ok(counts.unwrap_or_default())
     }
 }
 

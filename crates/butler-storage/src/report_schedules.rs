@@ -1,7 +1,8 @@
 //! Which fire times of each report schedule have been handled: one row per schedule
 //! holding the latest, moved forward only by the instance that claims a fire time.
 
-use crate::{Storage, StorageError, dispatch};
+use crate::sql::{Param, Role, parse_time};
+use crate::{Storage, StorageError};
 
 impl Storage {
     /// The latest fire time of `schedule` some instance claimed (UTC, milliseconds),
@@ -10,7 +11,16 @@ impl Storage {
     /// # Errors
     /// Any database error.
     pub async fn last_report_fire(&self, schedule: &str) -> Result<Option<String>, StorageError> {
-        dispatch!(self.last_report_fire(schedule))
+        let fire = self
+            .backend
+            .fetch_optional(
+                Role::Read,
+                "SELECT last_fire FROM report_schedule_fires WHERE schedule = $1",
+                &[Param::Text(schedule)],
+                |r| r.time(0),
+            )
+            .await?;
+        Ok(fire.map(|t| t.to_string()))
     }
 
     /// Claims the fire time `fire` of `schedule` for this instance: `true` when it is
@@ -24,7 +34,17 @@ impl Storage {
         schedule: &str,
         fire: &str,
     ) -> Result<bool, StorageError> {
-        dispatch!(self.claim_report_fire(schedule, fire))
+        let claimed = self
+            .backend
+            .execute(
+                Role::Write,
+                "INSERT INTO report_schedule_fires (schedule, last_fire) VALUES ($1, $2) \
+                 ON CONFLICT (schedule) DO UPDATE SET last_fire = excluded.last_fire \
+                 WHERE report_schedule_fires.last_fire < excluded.last_fire",
+                &[Param::Text(schedule), Param::Time(parse_time(fire)?)],
+            )
+            .await?;
+        Ok(claimed == 1)
     }
 }
 

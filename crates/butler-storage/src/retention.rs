@@ -6,9 +6,10 @@ use butler_events::calendar::hour_key;
 use butler_events::{EventTime, Granularity};
 use chrono::{DateTime, Utc};
 
+use crate::sql::{Dialect, Param, Role};
 use crate::tables::AGG_TABLES;
 use crate::tallies::tally_hour_key;
-use crate::{Storage, StorageError, dispatch};
+use crate::{Storage, StorageError};
 
 /// What one retention setting covers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,7 +27,10 @@ pub(crate) struct Target {
     pub(crate) column: &'static str,
     /// Rows whose period column is below this go.
     pub(crate) below: String,
-    /// The columns that name a row: `rowid`, or the key of a WITHOUT ROWID table.
+    /// The granularity whose period type the column has, or `None` for text.
+    pub(crate) period: Option<Granularity>,
+    /// The columns that name a row on SQLite: `rowid`, or the key of a WITHOUT ROWID
+    /// table (PostgreSQL names every row by its `ctid`).
     pub(crate) row_key: &'static str,
     /// Whether an index leads with `(property_id, column)`: then a chunk is found
     /// property by property through it (see [`Target::expired_rows`]) instead of by
@@ -36,11 +40,32 @@ pub(crate) struct Target {
 }
 
 impl Target {
-    /// The `SELECT` of the row keys of up to `limit` expired rows, `below` and `limit`
-    /// being the placeholders of the backend. By property, the properties are found by
-    /// seeking the next one through the index (a skip scan: one seek per property).
-    pub(crate) fn expired_rows(&self, column: &str, below: &str, limit: &str) -> String {
-        let Target { table, row_key, .. } = self;
+    /// The `DELETE` of up to `$2` rows whose period is below `$1`.
+    pub(crate) fn delete(&self, d: Dialect) -> String {
+        let table = self.table;
+        match d {
+            Dialect::Sqlite => format!(
+                "DELETE FROM {table} WHERE ({}) IN ({})",
+                self.row_key,
+                self.expired_rows(d, self.row_key)
+            ),
+            Dialect::Postgres => format!(
+                "DELETE FROM {table} WHERE ctid = ANY(ARRAY({}))",
+                self.expired_rows(d, "ctid")
+            ),
+        }
+    }
+
+    /// The `SELECT` of the row keys of up to `$2` rows whose period is below `$1`. By
+    /// property, the properties are found by seeking the next one through the index
+    /// (a skip scan: one seek per property).
+    pub(crate) fn expired_rows(&self, d: Dialect, row_key: &str) -> String {
+        let table = self.table;
+        let column = format!("\"{}\"", self.column);
+        let below = self
+            .period
+            .map_or_else(|| "$1".to_owned(), |g| d.period_param(1, g));
+        let limit = "$2";
         if self.by_property {
             format!(
                 "SELECT {row_key} FROM {table} WHERE property_id IN (\
@@ -66,6 +91,7 @@ impl RetentionClass {
                     table: "analytics_events",
                     column: "timestamp",
                     below: EventTime::from_datetime(&cutoff).to_string(),
+                    period: Some(Granularity::Hour),
                     row_key: "rowid",
                     by_property: true,
                 },
@@ -73,6 +99,7 @@ impl RetentionClass {
                     table: "agg_dirty_hours",
                     column: "hour_start",
                     below: hour_key(cutoff),
+                    period: Some(Granularity::Hour),
                     row_key: "property_id, hour_start",
                     by_property: true,
                 },
@@ -80,6 +107,7 @@ impl RetentionClass {
                     table: "event_tallies_hour",
                     column: "hour",
                     below: tally_hour_key(cutoff),
+                    period: None,
                     row_key: "rowid",
                     by_property: true,
                 },
@@ -91,6 +119,7 @@ impl RetentionClass {
                     table: t.name,
                     column: t.period_column,
                     below: granularity.cutoff_key(cutoff),
+                    period: Some(granularity),
                     row_key: "rowid",
                     by_property: false,
                 })
@@ -112,7 +141,17 @@ impl Storage {
         cutoff: DateTime<Utc>,
         chunk: u32,
     ) -> Result<Vec<(&'static str, u64)>, StorageError> {
-        dispatch!(self.delete_expired_chunk(class, cutoff, chunk))
+        let d = self.backend.dialect();
+        let mut out = Vec::new();
+        for target in class.targets(cutoff) {
+            let params = [Param::Text(&target.below), Param::Int(i64::from(chunk))];
+            let deleted = self
+                .backend
+                .execute(Role::Write, target.delete(d), &params)
+                .await?;
+            out.push((target.table, deleted));
+        }
+        Ok(out)
     }
 }
 
@@ -132,7 +171,7 @@ mod tests {
         for target in RetentionClass::RawEvents.targets(Utc::now()) {
             let sql = format!(
                 "EXPLAIN QUERY PLAN {}",
-                target.expired_rows(target.column, "?1", "?2")
+                target.expired_rows(Dialect::Sqlite, target.row_key)
             );
             let plan: Vec<(i64, i64, i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(sql))
                 .bind(&target.below)

@@ -8,7 +8,8 @@ use butler_events::formulas::Ratings;
 use butler_events::{Event, EventTime, EventType};
 use chrono::{DateTime, Utc};
 
-use crate::{Storage, StorageError, dispatch};
+use crate::sql::{Param, Role, Row, sql};
+use crate::{Storage, StorageError};
 
 /// The event types tallied: those the dashboard and the report's summary and
 /// satisfaction sections count or average.
@@ -193,8 +194,98 @@ impl Storage {
         start: EventTime,
         end: EventTime,
     ) -> Result<Vec<Tally>, StorageError> {
-        dispatch!(self.tallies(property_id, start, end))
+        let d = self.backend.dialect();
+        let rating = |v: u8| {
+            format!(
+                "CASE WHEN event_type = '{}' AND value = {v} THEN sign ELSE 0 END AS rating_{v}",
+                EventType::SatisfactionRatingReceived.as_str()
+            )
+        };
+        // The hour tallies of `[$4, $5)`, plus the raw rows of `[$2, $3)` times `$8` and
+        // of `[$6, $7)` times `$9` (each sign 1 or -1).
+        let window = sql!(
+            d,
+            "WITH raw AS (SELECT event_type, channel, value, duration_ms, $8 AS sign \
+              FROM analytics_events{index} \
+              WHERE property_id = $1 AND \"timestamp\" >= $2 AND \"timestamp\" < $3 \
+              UNION ALL \
+              SELECT event_type, channel, value, duration_ms, $9 \
+              FROM analytics_events{index} \
+              WHERE property_id = $1 AND \"timestamp\" >= $6 AND \"timestamp\" < $7), \
+            parts AS ( \
+              SELECT event_type, \
+                CASE WHEN event_type IN ({by_channel}) THEN coalesce(channel, 'unknown') ELSE '*' END AS channel, \
+                sign AS events, sign * coalesce(value, 0.0) AS value_sum, \
+                CASE WHEN value IS NOT NULL THEN sign ELSE 0 END AS value_count, \
+                sign * coalesce(duration_ms, 0) AS duration_sum, \
+                CASE WHEN duration_ms IS NOT NULL THEN sign ELSE 0 END AS duration_count, \
+                {r1}, {r2}, {r3}, {r4}, {r5} \
+              FROM raw WHERE event_type IN ({tallied}) \
+              UNION ALL \
+              SELECT event_type, channel, events, value_sum, value_count, duration_sum, duration_count, \
+                rating_1, rating_2, rating_3, rating_4, rating_5 FROM event_tallies_hour \
+              WHERE property_id = $1 AND hour >= $4 AND hour < $5) \
+            SELECT event_type, channel, CAST(sum(events) AS BIGINT), \
+              CAST(coalesce(sum(value_sum), 0) AS DOUBLE PRECISION), \
+              CAST(sum(value_count) AS BIGINT), CAST(sum(duration_sum) AS BIGINT), \
+              CAST(sum(duration_count) AS BIGINT), CAST(sum(rating_1) AS BIGINT), \
+              CAST(sum(rating_2) AS BIGINT), CAST(sum(rating_3) AS BIGINT), \
+              CAST(sum(rating_4) AS BIGINT), CAST(sum(rating_5) AS BIGINT) \
+            FROM parts GROUP BY event_type, channel HAVING sum(events) <> 0 \
+            ORDER BY event_type{bytewise}, channel{bytewise}",
+            index = d.indexed_by("idx_events_property_time"),
+            by_channel = sql_list(&BY_CHANNEL),
+            tallied = sql_list(&TALLIED),
+            r1 = rating(1),
+            r2 = rating(2),
+            r3 = rating(3),
+            r4 = rating(4),
+            r5 = rating(5),
+            bytewise = d.bytewise(),
+        );
+        let s = split(start.millis(), end.millis());
+        let (first_hour, last_hour) = (hour_key(s.hours.0), hour_key(s.hours.1));
+        let at = |t: i64| Param::Time(EventTime::from_millis(t));
+        let params = [
+            Param::Text(property_id),
+            at(s.head.0),
+            at(s.head.1),
+            Param::Text(&first_hour),
+            Param::Text(&last_hour),
+            at(s.tail.0),
+            at(s.tail.1),
+            Param::Int(s.head_sign),
+            Param::Int(s.tail_sign),
+        ];
+        let tallies = self
+            .backend
+            .fetch(Role::Read, window, &params, tally)
+            .await?;
+        Ok(tallies.into_iter().flatten().collect())
     }
+}
+
+/// A row of the window's tallies; `None` for a type this version does not know.
+fn tally(r: &dyn Row) -> Result<Option<Tally>, StorageError> {
+    let Some(event_type) = EventType::parse(&r.text(0)?) else {
+        return Ok(None);
+    };
+    Ok(Some(Tally {
+        event_type,
+        channel: r.text(1)?,
+        events: r.int(2)?,
+        value_sum: r.real(3)?,
+        value_count: r.int(4)?,
+        duration_sum: r.int(5)?,
+        duration_count: r.int(6)?,
+        ratings: Ratings([r.int(7)?, r.int(8)?, r.int(9)?, r.int(10)?, r.int(11)?]),
+    }))
+}
+
+/// `'a', 'b'`: the names of `types` as an SQL list.
+fn sql_list(types: &[EventType]) -> String {
+    let names: Vec<String> = types.iter().map(|t| format!("'{}'", t.as_str())).collect();
+    names.join(", ")
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@
 use futures_util::TryStreamExt;
 use sqlx::{Row, TypeInfo, ValueRef};
 
-use crate::{Backend, Storage, StorageError};
+use crate::{Storage, StorageError};
 
 /// Rows written per statement.
 const CHUNK: usize = 5_000;
@@ -89,7 +89,8 @@ impl Storage {
         target: &Storage,
         progress: &mut dyn FnMut(&str, u64, u64),
     ) -> Result<Vec<TableCopied>, StorageError> {
-        let (Backend::Sqlite(source), Backend::Postgres(pg)) = (&self.backend, &target.backend)
+        let (crate::sql::Db::Sqlite(source), crate::sql::Db::Postgres(pg)) =
+            (&self.backend, &target.backend)
         else {
             return Err(StorageError::Unsupported(
                 "migrate-data copies a SQLite database into a PostgreSQL one",

@@ -23,8 +23,10 @@ fn bucket(key: &str) -> PendingBucket {
     PendingBucket {
         property_id: "p".into(),
         period_key: key.into(),
-        start: String::new(),
-        end: String::new(),
+        // Retention reads the period column alone; the bounds only need to be
+        // instants.
+        start: "2020-01-01T00:00:00.000Z".into(),
+        end: "2020-01-01T00:00:00.000Z".into(),
     }
 }
 

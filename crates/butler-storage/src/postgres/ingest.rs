@@ -14,8 +14,9 @@ use chrono::{DateTime, Utc};
 use sqlx::{Postgres, Transaction};
 
 use super::PgDb;
-use super::live_state::LIVE_STATE_LOCK;
 use crate::ingest::PhaseClock;
+use crate::ingest::new_events;
+use crate::live_state::LIVE_STATE_LOCK;
 use crate::live_state::{LiveTable, StoredEvent, suspects};
 use crate::tallies::{HOUR_MS, TALLIED, Tally, tally_channel, tally_hour_key};
 use crate::{BatchOutcome, NewDeadLetter, ReplayOutcome, StorageError};
@@ -89,22 +90,8 @@ impl PgDb {
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
-        let stored = inserted.iter().filter(|new| **new).count();
-        Ok(ReplayOutcome {
-            stored,
-            already_stored: accepted.len() - stored,
-            still_rejected: still_rejected.len(),
-        })
+        Ok(ReplayOutcome::of(&inserted, still_rejected.len()))
     }
-}
-
-fn new_events<'e>(events: &'e [Event], inserted: &[bool]) -> Vec<&'e Event> {
-    events
-        .iter()
-        .zip(inserted)
-        .filter(|(_, new)| **new)
-        .map(|(e, _)| e)
-        .collect()
 }
 
 /// Inserts the events; for each, whether it made a new row: the first of the batch

@@ -1,26 +1,16 @@
 //! The PostgreSQL backend: the same tables in PostgreSQL's types
-//! (`migrations/postgres/`), one connection pool, a statement per batch and kind of
-//! row, so that several pipeline hosts can share one database.
+//! (`migrations/postgres/`), one connection pool, so that several pipeline hosts can
+//! share one database.
 //!
-//! Layout: `ingest` (a batch's transaction), and one module per area of the storage
-//! interface. Instants are bound as `timestamptz`; the interface's text forms
-//! (`YYYY-MM-DDTHH:MM:SS.sssZ`, period keys) are converted at this edge.
+//! Layout: `ingest` (a batch's transaction, a statement per kind of row), `health`
+//! (writability and size).
 
-mod aggregation;
-mod dead_letters;
 mod health;
 mod ingest;
-mod live_state;
-mod queries;
-mod report_schedules;
-mod retention;
-mod tallies;
 
 use std::str::FromStr;
 use std::time::Duration;
 
-use butler_events::EventTime;
-use chrono::{DateTime, Utc};
 use sqlx::ConnectOptions;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
@@ -79,17 +69,4 @@ impl PgDb {
     pub(crate) async fn close(&self) {
         self.pool.close().await;
     }
-}
-
-/// An instant of the interface's text form (`YYYY-MM-DDTHH:MM:SS.sssZ`, or a period
-/// key of an hour) as a `timestamptz` value.
-pub(crate) fn instant(text: &str) -> Result<DateTime<Utc>, StorageError> {
-    DateTime::parse_from_rfc3339(text)
-        .map(|t| t.with_timezone(&Utc))
-        .map_err(|e| StorageError::Database(sqlx::Error::Decode(Box::new(e))))
-}
-
-/// A `timestamptz` value in the interface's text form.
-pub(crate) fn text(t: DateTime<Utc>) -> String {
-    EventTime::from_datetime(&t).to_string()
 }

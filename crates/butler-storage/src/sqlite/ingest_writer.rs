@@ -13,6 +13,7 @@ use butler_events::{Event, EventTime, EventType, LiveEffect, RejectReason};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::oneshot;
 
+use crate::ingest::new_events;
 use crate::ingest::{BatchOutcome, NewDeadLetter, PhaseClock};
 use crate::live_state::{LiveTable, StoredEvent, suspects};
 use crate::tallies::{HOUR_MS, TALLIED, Tally, tally_channel, tally_hour_key};
@@ -199,21 +200,7 @@ fn replay(
         }
     }
     tx.commit()?;
-    let stored = inserted.iter().filter(|new| **new).count();
-    Ok(ReplayOutcome {
-        stored,
-        already_stored: accepted.len() - stored,
-        still_rejected: still_rejected.len(),
-    })
-}
-
-fn new_events<'e>(events: &'e [Event], inserted: &[bool]) -> Vec<&'e Event> {
-    events
-        .iter()
-        .zip(inserted)
-        .filter(|(_, new)| **new)
-        .map(|(e, _)| e)
-        .collect()
+    Ok(ReplayOutcome::of(&inserted, still_rejected.len()))
 }
 
 /// Inserts the events; for each, whether it made a new row (the first stored wins).

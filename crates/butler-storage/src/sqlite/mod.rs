@@ -1,30 +1,23 @@
-//! The SQLite backend: one file in WAL mode, written by the ingest writer thread and
-//! one sqlx writer (and a connection for leases), read by read-only connections beside them.
+//! The SQLite backend: one file in WAL mode, written by the ingest writer thread, one
+//! sqlx writer and a connection for leases, read by read-only connections beside them.
 //!
 //! Layout: [`connection`] (the settings of each kind of connection, migrations),
 //! `ingest_writer` (the thread that commits ingest batches and replays),
-//! `row_readers` (read-only rusqlite connections for the reads that return many
-//! rows), and one module per area of the storage interface.
+//! `row_readers` (read-only rusqlite connections, on which every read of the storage
+//! interface runs), `health` (the file's writability, size and backups).
 
-mod aggregation;
-pub(crate) mod connection;
-mod dead_letters;
+mod connection;
 mod health;
 mod ingest_writer;
-mod live_state;
-mod queries;
-mod report_schedules;
-mod retention;
 pub(crate) mod row_readers;
-mod tallies;
 
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use butler_events::Event;
+use butler_events::{Event, RejectReason};
 use sqlx::SqlitePool;
 
-use crate::{BatchOutcome, NewDeadLetter, StorageError};
+use crate::{BatchOutcome, NewDeadLetter, ReplayOutcome, StorageError};
 
 /// Handles on one SQLite database file, each named for what it does.
 #[derive(Debug, Clone)]
@@ -46,11 +39,29 @@ pub(crate) struct SqliteDb {
 }
 
 impl SqliteDb {
+    /// The sqlx connection of a writing [`crate::sql::Role`].
+    pub(crate) fn writer(&self, role: crate::sql::Role) -> &SqlitePool {
+        match role {
+            crate::sql::Role::Lease => &self.lease_writer,
+            crate::sql::Role::Read | crate::sql::Role::Write => &self.sql_writer,
+        }
+    }
+
     pub(crate) async fn commit_batch(
         &self,
         events: Arc<[Event]>,
         dead_letters: Arc<[NewDeadLetter]>,
     ) -> Result<BatchOutcome, StorageError> {
         self.ingest_writer.commit_batch(events, dead_letters).await
+    }
+
+    pub(crate) async fn commit_replay(
+        &self,
+        accepted: &[(i64, Event)],
+        still_rejected: &[(i64, RejectReason, String)],
+    ) -> Result<ReplayOutcome, StorageError> {
+        self.ingest_writer
+            .commit_replay(accepted, still_rejected)
+            .await
     }
 }

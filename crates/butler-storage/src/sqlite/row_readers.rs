@@ -89,17 +89,6 @@ impl Inner {
     }
 }
 
-/// Column `i` of a row as text borrowed from SQLite, without an allocation.
-pub(crate) fn text<'r>(row: &'r rusqlite::Row<'_>, i: usize) -> Result<&'r str, StorageError> {
-    row.get_ref(i)?.as_str().map_err(|e| {
-        StorageError::Sqlite(rusqlite::Error::FromSqlConversionFailure(
-            i,
-            rusqlite::types::Type::Text,
-            Box::new(e),
-        ))
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use crate::{Storage, StorageError, StorageOptions};
