@@ -143,7 +143,7 @@ impl AggregatorMetrics {
                 )?,
             )?,
         };
-        for j in Job::ALL {
+        for j in Job::all() {
             let name = [j.name()];
             m.runs.with_label_values(&name);
             m.failures.with_label_values(&name);

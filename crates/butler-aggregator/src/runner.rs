@@ -355,7 +355,7 @@ impl Aggregator {
                 job.event_types(),
             )
             .await?;
-        let earliest = if job == Job::DailyConversationMetrics {
+        let earliest = if job.reads_earliest_starts() {
             let unresolved: BTreeSet<&str> = events
                 .iter()
                 .filter(|e| {

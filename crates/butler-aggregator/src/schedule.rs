@@ -89,8 +89,7 @@ async fn sleep_until_wall_clock(at: chrono::DateTime<Utc>, shutdown: &Cancellati
 /// # Errors
 /// `(key, message)` naming the override at fault.
 pub fn plan(overrides: &BTreeMap<String, String>) -> Result<Vec<Scheduled>, (String, String)> {
-    let tasks: Vec<Task> = Job::ALL
-        .into_iter()
+    let tasks: Vec<Task> = Job::all()
         .map(Task::Aggregate)
         .chain([Task::Retention])
         .collect();
@@ -209,7 +208,7 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     let mut loops = tokio::task::JoinSet::new();
-    for job in Job::ALL {
+    for job in Job::all() {
         if shutdown.is_cancelled() {
             return;
         }
@@ -288,7 +287,7 @@ mod tests {
         .unwrap();
         let daily = plan
             .iter()
-            .find(|s| s.task == Task::Aggregate(Job::DailyConversationMetrics))
+            .find(|s| s.task == Task::Aggregate(Job::parse("daily_conversation_metrics").unwrap()))
             .unwrap();
         let paris = chrono_tz::Europe::Paris;
         let mut now = at("2026-10-23T12:00:00Z");

@@ -68,12 +68,12 @@ pub fn check_schedules(config: &Config) -> anyhow::Result<()> {
 /// When it names no job.
 pub fn jobs_named(name: &str) -> anyhow::Result<Vec<Job>> {
     if name == "all" {
-        return Ok(Job::ALL.to_vec());
+        return Ok(Job::all().collect());
     }
     match Job::parse(name) {
         Some(job) => Ok(vec![job]),
         None => {
-            let names: Vec<_> = Job::ALL.iter().map(|j| j.name()).collect();
+            let names: Vec<_> = Job::all().map(Job::name).collect();
             bail!(
                 "unknown job {name:?}; use all or one of {}",
                 names.join(", ")
@@ -182,7 +182,7 @@ pub struct AdminControl {
 
 impl AggregationControl for AdminControl {
     fn job_names(&self) -> Vec<&'static str> {
-        Job::ALL.iter().map(|j| j.name()).collect()
+        Job::all().map(Job::name).collect()
     }
 
     fn backfill(
@@ -239,8 +239,7 @@ impl AggregationControl for AdminControl {
             let storage = self.aggregator.storage();
             let states = storage.job_statuses().await.map_err(failed)?;
             let leases = storage.leases().await.map_err(failed)?;
-            Ok(Job::ALL
-                .iter()
+            Ok(Job::all()
                 .map(|job| {
                     let state = states
                         .iter()
