@@ -23,4 +23,4 @@ pub mod schedule;
 
 pub use jobs::Job;
 pub use metrics::AggregatorMetrics;
-pub use runner::{AggregateError, Aggregator, AggregatorSettings, RunReport};
+pub use runner::{AggregateError, Aggregator, AggregatorSettings, RunReport, Trigger};

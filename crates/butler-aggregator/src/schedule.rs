@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::metrics::AggregatorMetrics;
 use crate::retention::{self, RetentionDays};
-use crate::{AggregateError, Aggregator, Job};
+use crate::{AggregateError, Aggregator, Job, Trigger};
 
 /// What a schedule runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -133,7 +133,7 @@ pub fn plan(overrides: &BTreeMap<String, String>) -> Result<Vec<Scheduled>, (Str
 pub async fn run_task(
     aggregator: &Aggregator,
     task: Task,
-    trigger: &str,
+    trigger: Trigger,
     retention_days: RetentionDays,
     metrics: &AggregatorMetrics,
 ) -> Option<chrono::DateTime<Utc>> {
@@ -151,7 +151,7 @@ pub async fn run_task(
                 );
                 tracing::info!(
                     job = job.name(),
-                    trigger,
+                    trigger = trigger.as_str(),
                     periods = report.periods_recomputed,
                     rows = report.rows_written,
                     ms = report.ms,
@@ -161,7 +161,7 @@ pub async fn run_task(
             Err(AggregateError::Busy { lease, .. }) => {
                 tracing::info!(
                     job = job.name(),
-                    trigger,
+                    trigger = trigger.as_str(),
                     holder = %lease.holder,
                     since = %lease.since,
                     until = %lease.expires_at,
@@ -173,7 +173,7 @@ pub async fn run_task(
             }
             Err(err) => {
                 metrics.run_failed(job, started.elapsed().as_secs_f64());
-                tracing::error!(job = job.name(), trigger, error = %err, "aggregation run failed");
+                tracing::error!(job = job.name(), trigger = trigger.as_str(), error = %err, "aggregation run failed");
             }
         },
         Task::Retention => {
@@ -183,9 +183,15 @@ pub async fn run_task(
                         metrics.retention_deleted(table, *n);
                     }
                     let total: u64 = deleted.iter().map(|(_, n)| n).sum();
-                    tracing::info!(trigger, deleted = total, "retention cleanup");
+                    tracing::info!(
+                        trigger = trigger.as_str(),
+                        deleted = total,
+                        "retention cleanup"
+                    );
                 }
-                Err(err) => tracing::error!(trigger, error = %err, "retention cleanup failed"),
+                Err(err) => {
+                    tracing::error!(trigger = trigger.as_str(), error = %err, "retention cleanup failed")
+                }
             }
         }
     }
@@ -215,7 +221,7 @@ pub async fn run(
         let busy_until = run_task(
             &aggregator,
             Task::Aggregate(job),
-            "startup",
+            Trigger::Startup,
             retention_days,
             &metrics,
         )
@@ -235,7 +241,15 @@ pub async fn run(
                         () = tokio::time::sleep(wait) => {}
                     }
                     let task = Task::Aggregate(job);
-                    match run_task(&aggregator, task, "startup", retention_days, &metrics).await {
+                    match run_task(
+                        &aggregator,
+                        task,
+                        Trigger::Startup,
+                        retention_days,
+                        &metrics,
+                    )
+                    .await
+                    {
                         Some(next) => until = next,
                         None => return,
                     }
@@ -257,7 +271,7 @@ pub async fn run(
                 if !sleep_until_wall_clock(next, &shutdown).await {
                     return;
                 }
-                run_task(&aggregator, scheduled.task, "schedule", retention_days, &metrics).await;
+                run_task(&aggregator, scheduled.task, Trigger::Schedule, retention_days, &metrics).await;
             }
         });
     }
