@@ -1,49 +1,163 @@
-//! The seven jobs of the seed design: the table each one writes (which gives its name
-//! and bucket width), its schedule, and the event types it reads.
+//! The seven jobs of the seed design, as one table of [`JobSpec`]s: the table each one
+//! writes (which gives its name and bucket width), its schedule, the event types it
+//! reads and the roll-up that computes it. Everything else reads [`JOBS`] through
+//! [`Job`], so adding a job is adding one entry here.
+
+use std::collections::HashMap;
 
 use butler_events::EventType as T;
-use butler_events::Granularity;
+use butler_events::{EventType, Granularity};
 use butler_storage::aggregation::AggEvent;
 use butler_storage::tables::{self, AggTable, BucketRows};
 
 use crate::rollups;
 
-/// An aggregation job, named as in the seed design.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-#[allow(missing_docs)]
-pub enum Job {
-    HourlyMessageCounts,
-    HourlyResponseTimes,
-    DailyConversationMetrics,
-    DailyStaffPerformance,
-    DailyIntentDistribution,
-    WeeklySatisfactionTrends,
-    MonthlySummary,
+/// The rows of one bucket from its events: `(property, period key, events, earliest
+/// conversation starts)`. One signature for every job, so the runner calls a job
+/// without knowing which one it is; the earliest starts are empty unless the job's
+/// [`JobSpec::reads_earliest_starts`] asks for them.
+pub type Compute = fn(&str, &str, &[AggEvent], &HashMap<String, i64>) -> BucketRows;
+
+/// Everything that makes one aggregation job different from another. The job's name
+/// is not repeated here: it is the `job` of its table's declaration in
+/// [`butler_storage::tables`], which is that name's one home.
+#[derive(Debug)]
+pub struct JobSpec {
+    /// The table it writes, which names the job and gives its bucket width.
+    pub table: &'static AggTable,
+    /// The seed's cron expression (minute hour day-of-month month day-of-week), in
+    /// `aggregation.timezone`, used unless `aggregation.schedules` overrides it.
+    pub default_schedule: &'static str,
+    /// The event types its table is computed from: the only raw events it reads.
+    pub event_types: &'static [EventType],
+    /// Whether [`JobSpec::compute`] needs the earliest start of the conversations
+    /// resolved in a bucket without a duration. Reading them costs a query per
+    /// bucket, so only the job whose resolution times use them asks.
+    pub reads_earliest_starts: bool,
+    /// The roll-up of one bucket (see [`Compute`]).
+    pub compute: Compute,
 }
+
+/// Every job, in schedule order: the one table the rest of the crate reads. The
+/// weekly job runs on Monday, for the ISO week just closed.
+pub static JOBS: &[JobSpec] = &[
+    JobSpec {
+        table: &tables::MESSAGE_COUNTS_HOURLY,
+        default_schedule: "0 * * * *",
+        event_types: &[T::MessageReceived, T::MessageSent],
+        reads_earliest_starts: false,
+        compute: |property, key, events, _| {
+            BucketRows::of(rollups::message_counts(property, key, events))
+        },
+    },
+    JobSpec {
+        table: &tables::RESPONSE_TIMES_HOURLY,
+        default_schedule: "5 * * * *",
+        event_types: &[T::ResponseTimeRecorded],
+        reads_earliest_starts: false,
+        compute: |property, key, events, _| {
+            BucketRows::of(rollups::response_times(property, key, events))
+        },
+    },
+    JobSpec {
+        table: &tables::CONVERSATION_METRICS_DAILY,
+        default_schedule: "0 1 * * *",
+        event_types: &[
+            T::ConversationStarted,
+            T::ConversationResolved,
+            T::ConversationEscalated,
+            T::ResponseTimeRecorded,
+            T::ResponseAiGenerated,
+        ],
+        reads_earliest_starts: true,
+        compute: |property, key, events, earliest_start| {
+            BucketRows::of(rollups::conversation_metrics(
+                property,
+                key,
+                events,
+                earliest_start,
+            ))
+        },
+    },
+    JobSpec {
+        table: &tables::STAFF_PERFORMANCE_DAILY,
+        default_schedule: "0 1 * * *",
+        event_types: &[
+            T::ResponseStaffSent,
+            T::TaskCompleted,
+            T::ResponseTimeRecorded,
+            T::SatisfactionRatingReceived,
+        ],
+        reads_earliest_starts: false,
+        compute: |property, key, events, _| {
+            BucketRows::of(rollups::staff_performance(property, key, events))
+        },
+    },
+    JobSpec {
+        table: &tables::INTENT_DISTRIBUTION_DAILY,
+        default_schedule: "0 1 * * *",
+        event_types: &[
+            T::IntentClassified,
+            T::IntentActionTaken,
+            T::ConversationEscalated,
+        ],
+        reads_earliest_starts: false,
+        compute: |property, key, events, _| {
+            BucketRows::of(rollups::intent_distribution(property, key, events))
+        },
+    },
+    JobSpec {
+        table: &tables::SATISFACTION_WEEKLY,
+        default_schedule: "0 2 * * 1",
+        event_types: &[T::SatisfactionSurveySent, T::SatisfactionRatingReceived],
+        reads_earliest_starts: false,
+        compute: |property, key, events, _| {
+            BucketRows::of(rollups::satisfaction(property, key, events))
+        },
+    },
+    JobSpec {
+        table: &tables::MONTHLY_SUMMARY,
+        default_schedule: "0 3 1 * *",
+        event_types: &[
+            T::ConversationStarted,
+            T::MessageReceived,
+            T::MessageSent,
+            T::TaskCreated,
+            T::ConversationResolved,
+            T::ConversationEscalated,
+            T::SatisfactionRatingReceived,
+            T::ResponseTimeRecorded,
+            T::IntentClassified,
+        ],
+        reads_earliest_starts: false,
+        compute: |property, key, events, _| {
+            BucketRows::of(rollups::monthly_summary(property, key, events))
+        },
+    },
+];
+
+/// An aggregation job: a handle on its entry of [`JOBS`], small and `Copy`, so it can
+/// be carried through runs, caches and schedules while the table stays the one
+/// definition. It is made only from [`JOBS`] ([`Job::all`], [`Job::parse`]), so
+/// two handles are the same job exactly when they point at the same entry.
+#[derive(Clone, Copy)]
+pub struct Job(&'static JobSpec);
 
 impl Job {
     /// Every job, in schedule order.
-    pub const ALL: [Job; 7] = [
-        Job::HourlyMessageCounts,
-        Job::HourlyResponseTimes,
-        Job::DailyConversationMetrics,
-        Job::DailyStaffPerformance,
-        Job::DailyIntentDistribution,
-        Job::WeeklySatisfactionTrends,
-        Job::MonthlySummary,
-    ];
+    pub fn all() -> impl ExactSizeIterator<Item = Job> + Clone {
+        JOBS.iter().map(Job)
+    }
+
+    /// Parses a job name, as given on the command line, in config keys and in NATS
+    /// requests; `None` for a name that is not a job.
+    pub fn parse(name: &str) -> Option<Job> {
+        Job::all().find(|j| j.name() == name)
+    }
 
     /// The table it writes.
     pub fn table(self) -> &'static AggTable {
-        match self {
-            Job::HourlyMessageCounts => &tables::MESSAGE_COUNTS_HOURLY,
-            Job::HourlyResponseTimes => &tables::RESPONSE_TIMES_HOURLY,
-            Job::DailyConversationMetrics => &tables::CONVERSATION_METRICS_DAILY,
-            Job::DailyStaffPerformance => &tables::STAFF_PERFORMANCE_DAILY,
-            Job::DailyIntentDistribution => &tables::INTENT_DISTRIBUTION_DAILY,
-            Job::WeeklySatisfactionTrends => &tables::SATISFACTION_WEEKLY,
-            Job::MonthlySummary => &tables::MONTHLY_SUMMARY,
-        }
+        self.0.table
     }
 
     /// The seed's job name, used on the command line, in NATS requests and metrics.
@@ -52,107 +166,59 @@ impl Job {
         reason = "the job's name, which its table's declaration holds, not the table's"
     )]
     pub fn name(self) -> &'static str {
-        self.table().job
-    }
-
-    /// Parses a job name.
-    pub fn parse(name: &str) -> Option<Job> {
-        Job::ALL.into_iter().find(|j| j.name() == name)
+        self.0.table.job
     }
 
     /// The bucket width of its table.
     pub fn granularity(self) -> Granularity {
-        self.table().granularity
+        self.0.table.granularity
     }
 
-    /// The seed's cron expression (minute hour day-of-month month day-of-week), in
-    /// `aggregation.timezone`. The weekly job runs on Monday, for the ISO week just
-    /// closed.
+    /// The seed's cron expression, in `aggregation.timezone`.
     pub fn default_schedule(self) -> &'static str {
-        match self {
-            Job::HourlyMessageCounts => "0 * * * *",
-            Job::HourlyResponseTimes => "5 * * * *",
-            Job::DailyConversationMetrics
-            | Job::DailyStaffPerformance
-            | Job::DailyIntentDistribution => "0 1 * * *",
-            Job::WeeklySatisfactionTrends => "0 2 * * 1",
-            Job::MonthlySummary => "0 3 1 * *",
-        }
+        self.0.default_schedule
     }
 
     /// The event types its table is computed from.
-    pub fn event_types(self) -> &'static [butler_events::EventType] {
-        match self {
-            Job::HourlyMessageCounts => &[T::MessageReceived, T::MessageSent],
-            Job::HourlyResponseTimes => &[T::ResponseTimeRecorded],
-            Job::DailyConversationMetrics => &[
-                T::ConversationStarted,
-                T::ConversationResolved,
-                T::ConversationEscalated,
-                T::ResponseTimeRecorded,
-                T::ResponseAiGenerated,
-            ],
-            Job::DailyStaffPerformance => &[
-                T::ResponseStaffSent,
-                T::TaskCompleted,
-                T::ResponseTimeRecorded,
-                T::SatisfactionRatingReceived,
-            ],
-            Job::DailyIntentDistribution => &[
-                T::IntentClassified,
-                T::IntentActionTaken,
-                T::ConversationEscalated,
-            ],
-            Job::WeeklySatisfactionTrends => {
-                &[T::SatisfactionSurveySent, T::SatisfactionRatingReceived]
-            }
-            Job::MonthlySummary => &[
-                T::ConversationStarted,
-                T::MessageReceived,
-                T::MessageSent,
-                T::TaskCreated,
-                T::ConversationResolved,
-                T::ConversationEscalated,
-                T::SatisfactionRatingReceived,
-                T::ResponseTimeRecorded,
-                T::IntentClassified,
-            ],
-        }
+    pub fn event_types(self) -> &'static [EventType] {
+        self.0.event_types
     }
 
-    /// The rows of one bucket. `earliest_start` is used by the conversation metrics'
-    /// resolution times only.
+    /// Whether [`Job::compute`] needs the earliest conversation starts.
+    pub fn reads_earliest_starts(self) -> bool {
+        self.0.reads_earliest_starts
+    }
+
+    /// The rows of one bucket. `earliest_start` is read only by a job whose
+    /// [`Job::reads_earliest_starts`] is true.
     pub fn compute(
         self,
         property: &str,
         key: &str,
         events: &[AggEvent],
-        earliest_start: &std::collections::HashMap<String, i64>,
+        earliest_start: &HashMap<String, i64>,
     ) -> BucketRows {
-        match self {
-            Job::HourlyMessageCounts => {
-                BucketRows::of(rollups::message_counts(property, key, events))
-            }
-            Job::HourlyResponseTimes => {
-                BucketRows::of(rollups::response_times(property, key, events))
-            }
-            Job::DailyConversationMetrics => BucketRows::of(rollups::conversation_metrics(
-                property,
-                key,
-                events,
-                earliest_start,
-            )),
-            Job::DailyStaffPerformance => {
-                BucketRows::of(rollups::staff_performance(property, key, events))
-            }
-            Job::DailyIntentDistribution => {
-                BucketRows::of(rollups::intent_distribution(property, key, events))
-            }
-            Job::WeeklySatisfactionTrends => {
-                BucketRows::of(rollups::satisfaction(property, key, events))
-            }
-            Job::MonthlySummary => BucketRows::of(rollups::monthly_summary(property, key, events)),
-        }
+        (self.0.compute)(property, key, events, earliest_start)
+    }
+}
+
+impl PartialEq for Job {
+    fn eq(&self, other: &Job) -> bool {
+        std::ptr::eq(self.0, other.0)
+    }
+}
+
+impl Eq for Job {}
+
+impl std::hash::Hash for Job {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        std::ptr::hash(self.0, state);
+    }
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }
 
@@ -160,13 +226,28 @@ impl Job {
 mod tests {
     use super::*;
 
-    /// Each table is written by exactly the job its declaration names.
+    /// Each table is written by exactly one job, the one its declaration names, and
+    /// each job computes rows of the table it writes.
     #[test]
     fn every_table_has_its_job() {
         for table in tables::AGG_TABLES {
             let job = Job::parse(table.job).unwrap();
             assert_eq!(job.table().name, table.name);
+            let rows = job.compute("p", "k", &[], &HashMap::new());
+            assert_eq!(rows.table.name, table.name);
         }
-        assert_eq!(Job::ALL.len(), tables::AGG_TABLES.len());
+        assert_eq!(Job::all().len(), tables::AGG_TABLES.len());
+    }
+
+    /// Every default schedule is a cron expression.
+    #[test]
+    fn every_default_schedule_parses() {
+        for job in Job::all() {
+            assert!(
+                job.default_schedule().parse::<croner::Cron>().is_ok(),
+                "{}",
+                job.name()
+            );
+        }
     }
 }

@@ -4,7 +4,8 @@
 //!
 //! Layout:
 //! - [`rollups`]: the definition of every aggregate column, as pure functions;
-//! - [`jobs`]: the seven [`Job`]s of the seed design;
+//! - [`jobs`]: [`jobs::JOBS`], the table of the seven jobs of the seed design, and
+//!   [`Job`], a handle on one of them;
 //! - [`runner`]: [`Aggregator`], which runs them: late data in, closed buckets out;
 //! - [`lease`]: job leases renewed while a run goes on, so one process runs a job at
 //!   a time and a dead one holds it up for one lease period at most;
@@ -22,4 +23,4 @@ pub mod schedule;
 
 pub use jobs::Job;
 pub use metrics::AggregatorMetrics;
-pub use runner::{AggregateError, Aggregator, AggregatorSettings, RunReport};
+pub use runner::{AggregateError, Aggregator, AggregatorSettings, RunReport, Trigger};

@@ -1,5 +1,6 @@
 //! The aggregator's metrics, updated once per run.
 
+use butler_events::registry::register;
 use prometheus::{
     GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
     Registry,
@@ -21,14 +22,6 @@ pub struct AggregatorMetrics {
     retention_deleted: IntCounterVec,
     lease_waits: IntCounter,
     leases_held: IntGauge,
-}
-
-fn register<T: prometheus::core::Collector + Clone + 'static>(
-    registry: &Registry,
-    metric: T,
-) -> prometheus::Result<T> {
-    registry.register(Box::new(metric.clone()))?;
-    Ok(metric)
 }
 
 impl std::fmt::Debug for AggregatorMetrics {
@@ -143,7 +136,7 @@ impl AggregatorMetrics {
                 )?,
             )?,
         };
-        for j in Job::ALL {
+        for j in Job::all() {
             let name = [j.name()];
             m.runs.with_label_values(&name);
             m.failures.with_label_values(&name);

@@ -65,6 +65,38 @@ pub struct RunReport {
     pub ms: u64,
 }
 
+/// What started a run. Recorded with every run in `agg_job_runs.trigger` and shown by
+/// `status`, so each is named once here and its stored spelling never changes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Trigger {
+    /// The start-up catch-up, which runs every job once.
+    Startup,
+    /// The job's cron schedule.
+    Schedule,
+    /// The `aggregate` command.
+    Cli,
+    /// An `analytics.admin.aggregate` request.
+    Admin,
+}
+
+impl Trigger {
+    /// The name stored in `agg_job_runs.trigger` and written in logs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Startup => "startup",
+            Trigger::Schedule => "schedule",
+            Trigger::Cli => "cli",
+            Trigger::Admin => "admin",
+        }
+    }
+}
+
+impl std::fmt::Display for Trigger {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// Told how far a run has got: (job, buckets done, buckets to do), after each write
 /// and once at the end. For a person watching a long command.
 pub type ProgressHook = std::sync::Arc<dyn Fn(Job, u64, u64) + Send + Sync>;
@@ -180,7 +212,7 @@ impl Aggregator {
     pub async fn run_due(
         &self,
         job: Job,
-        trigger: &str,
+        trigger: Trigger,
         now: DateTime<Utc>,
     ) -> Result<RunReport, AggregateError> {
         let lease = self.lease(job).await?;
@@ -207,7 +239,7 @@ impl Aggregator {
         job: Job,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
-        trigger: &str,
+        trigger: Trigger,
         now: DateTime<Utc>,
     ) -> Result<RunReport, AggregateError> {
         let lease = self.lease(job).await?;
@@ -248,7 +280,7 @@ impl Aggregator {
     async fn finish(
         &self,
         job: Job,
-        trigger: &str,
+        trigger: Trigger,
         started: DateTime<Utc>,
         result: Result<RunReport, AggregateError>,
         lease: JobLease,
@@ -260,7 +292,7 @@ impl Aggregator {
         };
         let record = JobRunRecord {
             job: job.name().to_owned(),
-            trigger: trigger.to_owned(),
+            trigger: trigger.as_str().to_owned(),
             started_at: ts(started),
             finished_at: ts(finished),
             periods_recomputed: periods as i64,
@@ -355,7 +387,7 @@ impl Aggregator {
                 job.event_types(),
             )
             .await?;
-        let earliest = if job == Job::DailyConversationMetrics {
+        let earliest = if job.reads_earliest_starts() {
             let unresolved: BTreeSet<&str> = events
                 .iter()
                 .filter(|e| {

@@ -15,7 +15,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::metrics::AggregatorMetrics;
 use crate::retention::{self, RetentionDays};
-use crate::{AggregateError, Aggregator, Job};
+use crate::{AggregateError, Aggregator, Job, Trigger};
 
 /// What a schedule runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,8 +89,7 @@ async fn sleep_until_wall_clock(at: chrono::DateTime<Utc>, shutdown: &Cancellati
 /// # Errors
 /// `(key, message)` naming the override at fault.
 pub fn plan(overrides: &BTreeMap<String, String>) -> Result<Vec<Scheduled>, (String, String)> {
-    let tasks: Vec<Task> = Job::ALL
-        .into_iter()
+    let tasks: Vec<Task> = Job::all()
         .map(Task::Aggregate)
         .chain([Task::Retention])
         .collect();
@@ -134,7 +133,7 @@ pub fn plan(overrides: &BTreeMap<String, String>) -> Result<Vec<Scheduled>, (Str
 pub async fn run_task(
     aggregator: &Aggregator,
     task: Task,
-    trigger: &str,
+    trigger: Trigger,
     retention_days: RetentionDays,
     metrics: &AggregatorMetrics,
 ) -> Option<chrono::DateTime<Utc>> {
@@ -152,7 +151,7 @@ pub async fn run_task(
                 );
                 tracing::info!(
                     job = job.name(),
-                    trigger,
+                    trigger = trigger.as_str(),
                     periods = report.periods_recomputed,
                     rows = report.rows_written,
                     ms = report.ms,
@@ -162,7 +161,7 @@ pub async fn run_task(
             Err(AggregateError::Busy { lease, .. }) => {
                 tracing::info!(
                     job = job.name(),
-                    trigger,
+                    trigger = trigger.as_str(),
                     holder = %lease.holder,
                     since = %lease.since,
                     until = %lease.expires_at,
@@ -174,7 +173,7 @@ pub async fn run_task(
             }
             Err(err) => {
                 metrics.run_failed(job, started.elapsed().as_secs_f64());
-                tracing::error!(job = job.name(), trigger, error = %err, "aggregation run failed");
+                tracing::error!(job = job.name(), trigger = trigger.as_str(), error = %err, "aggregation run failed");
             }
         },
         Task::Retention => {
@@ -184,9 +183,15 @@ pub async fn run_task(
                         metrics.retention_deleted(table, *n);
                     }
                     let total: u64 = deleted.iter().map(|(_, n)| n).sum();
-                    tracing::info!(trigger, deleted = total, "retention cleanup");
+                    tracing::info!(
+                        trigger = trigger.as_str(),
+                        deleted = total,
+                        "retention cleanup"
+                    );
                 }
-                Err(err) => tracing::error!(trigger, error = %err, "retention cleanup failed"),
+                Err(err) => {
+                    tracing::error!(trigger = trigger.as_str(), error = %err, "retention cleanup failed")
+                }
             }
         }
     }
@@ -209,14 +214,14 @@ pub async fn run(
     shutdown: CancellationToken,
 ) {
     let mut loops = tokio::task::JoinSet::new();
-    for job in Job::ALL {
+    for job in Job::all() {
         if shutdown.is_cancelled() {
             return;
         }
         let busy_until = run_task(
             &aggregator,
             Task::Aggregate(job),
-            "startup",
+            Trigger::Startup,
             retention_days,
             &metrics,
         )
@@ -236,7 +241,15 @@ pub async fn run(
                         () = tokio::time::sleep(wait) => {}
                     }
                     let task = Task::Aggregate(job);
-                    match run_task(&aggregator, task, "startup", retention_days, &metrics).await {
+                    match run_task(
+                        &aggregator,
+                        task,
+                        Trigger::Startup,
+                        retention_days,
+                        &metrics,
+                    )
+                    .await
+                    {
                         Some(next) => until = next,
                         None => return,
                     }
@@ -258,7 +271,7 @@ pub async fn run(
                 if !sleep_until_wall_clock(next, &shutdown).await {
                     return;
                 }
-                run_task(&aggregator, scheduled.task, "schedule", retention_days, &metrics).await;
+                run_task(&aggregator, scheduled.task, Trigger::Schedule, retention_days, &metrics).await;
             }
         });
     }
@@ -288,7 +301,7 @@ mod tests {
         .unwrap();
         let daily = plan
             .iter()
-            .find(|s| s.task == Task::Aggregate(Job::DailyConversationMetrics))
+            .find(|s| s.task == Task::Aggregate(Job::parse("daily_conversation_metrics").unwrap()))
             .unwrap();
         let paris = chrono_tz::Europe::Paris;
         let mut now = at("2026-10-23T12:00:00Z");

@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use butler_aggregator::retention::RetentionDays;
 use butler_aggregator::schedule::Scheduled;
-use butler_aggregator::{AggregateError, Aggregator, AggregatorSettings, Job, RunReport};
+use butler_aggregator::{AggregateError, Aggregator, AggregatorSettings, Job, RunReport, Trigger};
 use butler_config::Config;
 use butler_query::admin::{AggregationControl, ControlError, JobState, LeaseState, RunSummary};
 use butler_query::report::ReportType;
@@ -68,12 +68,12 @@ pub fn check_schedules(config: &Config) -> anyhow::Result<()> {
 /// When it names no job.
 pub fn jobs_named(name: &str) -> anyhow::Result<Vec<Job>> {
     if name == "all" {
-        return Ok(Job::ALL.to_vec());
+        return Ok(Job::all().collect());
     }
     match Job::parse(name) {
         Some(job) => Ok(vec![job]),
         None => {
-            let names: Vec<_> = Job::ALL.iter().map(|j| j.name()).collect();
+            let names: Vec<_> = Job::all().map(Job::name).collect();
             bail!(
                 "unknown job {name:?}; use all or one of {}",
                 names.join(", ")
@@ -146,7 +146,7 @@ pub async fn backfill(
     let mut reports = Vec::new();
     for job in jobs {
         let report = waiting(*job, wait, || {
-            aggregator.backfill(*job, from, to, "cli", Utc::now())
+            aggregator.backfill(*job, from, to, Trigger::Cli, Utc::now())
         })
         .await?;
         reports.push(report);
@@ -166,7 +166,10 @@ pub async fn run_due(
 ) -> anyhow::Result<Vec<RunReport>> {
     let mut reports = Vec::new();
     for job in jobs {
-        let report = waiting(*job, wait, || aggregator.run_due(*job, "cli", Utc::now())).await?;
+        let report = waiting(*job, wait, || {
+            aggregator.run_due(*job, Trigger::Cli, Utc::now())
+        })
+        .await?;
         reports.push(report);
     }
     Ok(reports)
@@ -182,7 +185,7 @@ pub struct AdminControl {
 
 impl AggregationControl for AdminControl {
     fn job_names(&self) -> Vec<&'static str> {
-        Job::ALL.iter().map(|j| j.name()).collect()
+        Job::all().map(Job::name).collect()
     }
 
     fn backfill(
@@ -195,7 +198,7 @@ impl AggregationControl for AdminControl {
             let job = Job::parse(job).ok_or(ControlError::Failed(format!("unknown job {job}")))?;
             let report = self
                 .aggregator
-                .backfill(job, from, to, "admin", Utc::now())
+                .backfill(job, from, to, Trigger::Admin, Utc::now())
                 .await
                 .map_err(|e| match e {
                     AggregateError::Busy { job, lease } => ControlError::Busy {
@@ -239,8 +242,7 @@ impl AggregationControl for AdminControl {
             let storage = self.aggregator.storage();
             let states = storage.job_statuses().await.map_err(failed)?;
             let leases = storage.leases().await.map_err(failed)?;
-            Ok(Job::ALL
-                .iter()
+            Ok(Job::all()
                 .map(|job| {
                     let state = states
                         .iter()

@@ -231,7 +231,7 @@ pub struct ReportArgs {
 #[derive(Debug, Clone, Args)]
 pub struct AggregateArgs {
     /// A job, or `all`.
-    #[arg(long, default_value = "all", value_parser = one_of(Job::ALL.map(Job::name).into_iter().chain(["all"])))]
+    #[arg(long, default_value = "all", value_parser = one_of(Job::all().map(Job::name).chain(["all"])))]
     pub job: String,
     /// First date of the range (inclusive).
     #[arg(long, required_unless_present = "due", conflicts_with = "due")]

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use butler_config::Config;
+use butler_query::Endpoint;
 use bytes::Bytes;
 use serde_json::{Value, json};
 
@@ -100,7 +101,7 @@ pub async fn dashboard(config: &Config, args: &DashboardArgs) -> anyhow::Result<
     if let Some(t) = &args.as_of {
         body["asOf"] = json!(t);
     }
-    let d = parse(&request(config, "analytics.query.dashboard", body).await?)?;
+    let d = parse(&request(config, Endpoint::Dashboard.subject(), body).await?)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&d)?);
         return Ok(());
@@ -177,7 +178,7 @@ pub async fn timeseries(config: &Config, args: &TimeseriesArgs) -> anyhow::Resul
         "metric": args.metric, "granularity": args.granularity, "startDate": args.from,
         "endDate": args.to, "propertyId": args.property, "dimensions": args.dimensions,
     });
-    let reply = parse(&request(config, "analytics.query.timeseries", body).await?)?;
+    let reply = parse(&request(config, Endpoint::Timeseries.subject(), body).await?)?;
     if args.json {
         println!("{}", serde_json::to_string_pretty(&reply)?);
         return Ok(());
@@ -213,7 +214,7 @@ pub async fn timeseries(config: &Config, args: &TimeseriesArgs) -> anyhow::Resul
 /// # Errors
 /// No service, or an error reply.
 pub async fn metrics(config: &Config, json: bool) -> anyhow::Result<()> {
-    let reply = parse(&request(config, "analytics.query.metrics", json!({})).await?)?;
+    let reply = parse(&request(config, Endpoint::Metrics.subject(), json!({})).await?)?;
     if json {
         println!("{}", serde_json::to_string_pretty(&reply)?);
         return Ok(());
@@ -276,7 +277,7 @@ pub async fn report(config: &Config, args: &ReportArgs) -> anyhow::Result<()> {
         "dateRange": { "start": from, "end": to },
         "sections": args.sections, "format": format,
     });
-    let reply = request(config, "analytics.query.report", body).await?;
+    let reply = request(config, Endpoint::Report.subject(), body).await?;
     let note = serde_json::from_slice::<Value>(&reply.payload).ok();
     let stored = note.as_ref().and_then(|n| n.get("objectStore"));
     let payload = match stored {

@@ -110,8 +110,7 @@ pub async fn status(config: &Config, json: bool) -> anyhow::Result<()> {
     .context("reading the status");
     let status = read.map(|(states, leases, dead, size)| {
         let zone = config.zones().default_zone();
-        let jobs = Job::ALL
-            .iter()
+        let jobs = Job::all()
             .map(|job| {
                 let state = states
                     .iter()

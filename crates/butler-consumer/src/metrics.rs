@@ -2,6 +2,7 @@
 
 use std::time::Duration;
 
+use butler_events::registry::register;
 use butler_events::{EventType, RejectReason};
 use butler_storage::CommitPhases;
 use prometheus::{
@@ -52,9 +53,10 @@ fn counter_vec(
     help: &str,
     label: &str,
 ) -> prometheus::Result<IntCounterVec> {
-    let vec = IntCounterVec::new(Opts::new(name, help), &[label])?;
-    registry.register(Box::new(vec.clone()))?;
-    Ok(vec)
+    register(
+        registry,
+        IntCounterVec::new(Opts::new(name, help), &[label])?,
+    )
 }
 
 fn by_type(vec: &IntCounterVec) -> Vec<IntCounter> {
@@ -62,14 +64,6 @@ fn by_type(vec: &IntCounterVec) -> Vec<IntCounter> {
         .iter()
         .map(|t| vec.with_label_values(&[t.as_str()]))
         .collect()
-}
-
-fn register<T: prometheus::core::Collector + Clone + 'static>(
-    registry: &Registry,
-    metric: T,
-) -> prometheus::Result<T> {
-    registry.register(Box::new(metric.clone()))?;
-    Ok(metric)
 }
 
 impl IngestMetrics {

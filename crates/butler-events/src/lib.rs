@@ -9,6 +9,7 @@
 //! - [`event_type`]: the 25 event types and their subject suffixes;
 //! - [`event`]: a validated [`Event`], its UTC millisecond [`EventTime`], and the
 //!   [`LiveEffect`] it has on the dashboard's live state;
+//! - [`registry`]: registering a Prometheus metric, shared by every crate's metrics;
 //! - [`testing`]: a deterministic random stream for tests and benchmarks;
 //! - [`validate`]: [`validate()`] turns an [`IncomingMessage`] into an [`Event`] or a
 //!   [`Rejection`] carrying one stable [`RejectReason`].
@@ -17,6 +18,7 @@ pub mod calendar;
 pub mod event;
 pub mod event_type;
 pub mod formulas;
+pub mod registry;
 pub mod testing;
 pub mod validate;
 

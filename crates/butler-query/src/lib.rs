@@ -3,6 +3,8 @@
 //! JSON requests with JSON replies, and errors as CONTRACT §4 spells them.
 //!
 //! Layout:
+//! - [`endpoint`]: [`Endpoint`], each endpoint's name, subject, scoped subject and
+//!   handler, declared once;
 //! - [`service`]: [`service::run`] registers the endpoints and serves until shutdown;
 //! - [`reply`]: [`QueryError`] and the reply encoding (error body and headers);
 //! - [`dashboard`]: `analytics.query.dashboard`, with its per-property cache;
@@ -25,6 +27,7 @@
 pub mod admin;
 pub mod catalogue;
 pub mod dashboard;
+pub mod endpoint;
 pub mod live;
 pub mod live_page;
 pub mod metrics;
@@ -37,6 +40,7 @@ pub mod service;
 pub mod timeseries;
 pub mod window;
 
+pub use endpoint::Endpoint;
 pub use metrics::QueryMetrics;
 pub use reply::QueryError;
 

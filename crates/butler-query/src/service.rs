@@ -10,7 +10,9 @@ use butler_storage::Storage;
 use futures_util::StreamExt;
 use tokio_util::sync::CancellationToken;
 
-use crate::reply::{self, parse};
+use crate::endpoint::{Answer, Endpoint};
+use crate::reply;
+use crate::report::Report;
 use crate::{QueryError, QueryMetrics, admin};
 
 /// The service name in `$SRV` discovery.
@@ -56,7 +58,7 @@ impl ErrorCounts {
 
     /// The `data` of endpoint `name` in `$SRV.STATS`.
     fn stats_of(&self, name: &str) -> serde_json::Value {
-        let subject = ENDPOINTS.iter().find(|(n, _)| *n == name).map(|(_, s)| *s);
+        let subject = routes().find(|r| r.name == name).map(|r| r.subject);
         let (n, last) = subject
             .and_then(|s| self.0.lock().ok()?.get(s).cloned())
             .unwrap_or_default();
@@ -64,19 +66,40 @@ impl ErrorCounts {
     }
 }
 
-/// The endpoints: (name in `$SRV.INFO`, subject). A subject ending in `.*` is the
-/// property-scoped twin of the endpoint without it (CONTRACT §7).
-const ENDPOINTS: [(&str, &str); 9] = [
-    ("dashboard", "analytics.query.dashboard"),
-    ("report", "analytics.query.report"),
-    ("timeseries", "analytics.query.timeseries"),
-    ("dashboard_property", "analytics.query.dashboard.*"),
-    ("report_property", "analytics.query.report.*"),
-    ("timeseries_property", "analytics.query.timeseries.*"),
-    ("metrics", "analytics.query.metrics"),
-    ("admin_aggregate", "analytics.admin.aggregate"),
-    ("admin_status", "analytics.admin.status"),
-];
+/// One subject the service answers: an endpoint's own, or its property-scoped twin's.
+#[derive(Debug, Clone, Copy)]
+struct Route {
+    /// The endpoint that answers.
+    endpoint: Endpoint,
+    /// The name in `$SRV.INFO`.
+    name: &'static str,
+    /// The subject, which labels the request metrics and error counts.
+    subject: &'static str,
+    /// Whether the subject's last token is the property.
+    scoped: bool,
+}
+
+/// Every subject the service answers: each endpoint's, followed by its scoped twin's.
+fn routes() -> impl Iterator<Item = Route> {
+    Endpoint::ALL.into_iter().flat_map(|endpoint| {
+        let own = Route {
+            endpoint,
+            name: endpoint.name(),
+            subject: endpoint.subject(),
+            scoped: false,
+        };
+        let twin = endpoint
+            .scoped_name()
+            .zip(endpoint.scoped_subject())
+            .map(|(name, subject)| Route {
+                endpoint,
+                name,
+                subject,
+                scoped: true,
+            });
+        std::iter::once(own).chain(twin)
+    })
+}
 
 /// Registers the service and answers requests until `shutdown`; requests run
 /// concurrently, each on its own task.
@@ -97,8 +120,12 @@ pub async fn run(
         .start(SERVICE_NAME, env!("CARGO_PKG_VERSION"))
         .await?;
     let mut loops = tokio::task::JoinSet::new();
-    for (name, subject) in ENDPOINTS {
-        let mut endpoint = service.endpoint_builder().name(name).add(subject).await?;
+    for route in routes() {
+        let mut endpoint = service
+            .endpoint_builder()
+            .name(route.name)
+            .add(route.subject)
+            .await?;
         let context = context.clone();
         let shutdown = shutdown.clone();
         loops.spawn(async move {
@@ -112,7 +139,7 @@ pub async fn run(
                     },
                 };
                 let context = context.clone();
-                inflight.spawn(async move { handle(subject, request, &context).await });
+                inflight.spawn(async move { handle(route, request, &context).await });
             }
             inflight.close();
             inflight.wait().await;
@@ -126,85 +153,35 @@ pub async fn run(
     Ok(())
 }
 
-/// Answers one request. Each endpoint's work is boxed: the handler is spawned as a
-/// task per request, and a task's future is copied whole when it is spawned, so it is
-/// kept small (the report's and the admin runs' state machines are large).
-async fn handle(subject: &'static str, request: Request, context: &ServiceContext) {
+/// Answers one request: a scoped subject's body is first made the unscoped
+/// endpoint's, then the endpoint answers it.
+async fn handle(route: Route, request: Request, context: &ServiceContext) {
     let started = Instant::now();
     let scoped;
-    let (endpoint, body) = match subject.strip_suffix(".*") {
-        None => (subject, &request.message.payload[..]),
-        Some(endpoint) => {
-            let property = request.message.subject.rsplit('.').next().unwrap_or("");
-            match crate::scoped::unscoped_body(&request.message.payload, property) {
-                Ok(body) => {
-                    scoped = body;
-                    (endpoint, &scoped[..])
-                }
-                Err(err) => {
-                    finish(subject, &request, Err(err), context, started).await;
-                    return;
-                }
+    let body = if route.scoped {
+        let property = request.message.subject.rsplit('.').next().unwrap_or("");
+        match crate::scoped::unscoped_body(&request.message.payload, property) {
+            Ok(body) => {
+                scoped = body;
+                &scoped[..]
+            }
+            Err(err) => {
+                finish(route.subject, &request, Err(err), context, started).await;
+                return;
             }
         }
+    } else {
+        &request.message.payload[..]
     };
-    if endpoint == "analytics.query.report" {
-        let code = Box::pin(answer_report(subject, &request, body, context)).await;
-        context
-            .metrics
-            .observe(subject, started.elapsed().as_secs_f64(), code);
-        return;
-    }
-    let result: Result<Vec<u8>, QueryError> = match endpoint {
-        "analytics.query.dashboard" => match parse(body) {
-            Ok(req) => Box::pin(crate::dashboard::dashboard(
-                &context.storage,
-                &context.dashboard_cache,
-                &context.metrics,
-                &context.zones,
-                req,
-            ))
-            .await
-            .and_then(|d| to_body(&*d)),
-            Err(e) => Err(e),
-        },
-        "analytics.query.timeseries" => match parse(body) {
-            Ok(req) => Box::pin(crate::timeseries::timeseries(
-                &context.storage,
-                &*context.aggregation,
-                &context.zones,
-                req,
-            ))
-            .await
-            .and_then(|r| to_body(&r)),
-            Err(e) => Err(e),
-        },
-        "analytics.query.metrics" => match parse::<admin::StatusRequest>(body) {
-            Ok(_) => to_body(&crate::catalogue::describe()),
-            Err(e) => Err(e),
-        },
-        "analytics.admin.aggregate" => match parse(body) {
-            Ok(req) => Box::pin(admin::aggregate(&*context.aggregation, &context.zones, req))
-                .await
-                .and_then(|r| to_body(&r)),
-            Err(e) => Err(e),
-        },
-        "analytics.admin.status" => match parse::<admin::StatusRequest>(body) {
-            Ok(_) => Box::pin(admin::status(&*context.aggregation, &context.instance))
-                .await
-                .and_then(|r| to_body(&r)),
-            Err(e) => Err(e),
-        },
-        other => Err(QueryError::NotFound(format!("no endpoint {other}"))),
-    };
-    finish(subject, &request, result, context, started).await;
+    let result = route.endpoint.answer(body, context).await;
+    finish(route.subject, &request, result, context, started).await;
 }
 
 /// Sends a result as the reply and records it under the endpoint's subject.
 async fn finish(
     subject: &'static str,
     request: &Request,
-    result: Result<Vec<u8>, QueryError>,
+    result: Result<Answer, QueryError>,
     context: &ServiceContext,
     started: Instant,
 ) {
@@ -215,7 +192,12 @@ async fn finish(
             tracing::warn!(endpoint = subject, error = %err, "request failed");
         }
     }
-    if let Err(err) = reply::send(request, result).await {
+    let sent = match result {
+        Ok(Answer::Body(body)) => reply::send(request, Ok(body)).await,
+        Ok(Answer::Report(report)) => send_report(request, report, context).await,
+        Err(err) => reply::send_error(request, &err).await,
+    };
+    if let Err(err) = sent {
         tracing::warn!(endpoint = subject, error = %err, "reply not sent");
     }
     context
@@ -223,41 +205,16 @@ async fn finish(
         .observe(subject, started.elapsed().as_secs_f64(), code);
 }
 
-/// A reply body, serialized straight from the reply's type.
-fn to_body<T: serde::Serialize + ?Sized>(v: &T) -> Result<Vec<u8>, QueryError> {
-    serde_json::to_vec(v).map_err(|e| QueryError::Internal(e.to_string()))
-}
-
 /// Replies with the report itself or, when it is larger than the server lets a message
-/// be, with its object in the object store (or its file when there is none). Returns
-/// the error code, if any.
-async fn answer_report(
-    subject: &'static str,
+/// be, with a note naming its object in the object store (or its file when there is
+/// none).
+async fn send_report(
     request: &Request,
-    body: &[u8],
+    report: Report,
     context: &ServiceContext,
-) -> Option<&'static str> {
-    let result = match parse(body) {
-        Ok(req) => {
-            crate::report::report(&context.storage, &context.reports, &context.zones, req).await
-        }
-        Err(e) => Err(e),
-    };
-    let report = match result {
-        Ok(report) => report,
-        Err(err) => {
-            context.errors.record(subject, &err);
-            if matches!(err, QueryError::Internal(_)) {
-                tracing::warn!(endpoint = subject, error = %err, "request failed");
-            }
-            if let Err(e) = reply::send_error(request, &err).await {
-                tracing::warn!(error = %e, "reply not sent");
-            }
-            return Some(err.code());
-        }
-    };
+) -> Result<(), async_nats::PublishError> {
     let max_payload = context.client.server_info().max_payload;
-    let sent = if report.body.len() + 512 > max_payload {
+    if report.body.len() + 512 > max_payload {
         let note = match &report.object {
             Some(object) => serde_json::json!({ "objectStore": object }),
             None => serde_json::json!({
@@ -278,9 +235,5 @@ async fn answer_report(
             .await
     } else {
         request.respond(Ok(bytes::Bytes::from(report.body))).await
-    };
-    if let Err(e) = sent {
-        tracing::warn!(error = %e, "reply not sent");
     }
-    None
 }

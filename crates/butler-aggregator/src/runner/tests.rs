@@ -8,6 +8,11 @@ fn at(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
 }
 
+/// The job named `name`, which the table of jobs holds.
+fn job(name: &str) -> Job {
+    Job::parse(name).expect("a job of the table")
+}
+
 fn ts(t: DateTime<Utc>) -> String {
     EventTime::from_datetime(&t).to_string()
 }
@@ -53,7 +58,7 @@ async fn two_processes_never_run_the_same_job_at_once() {
 
     let b = Aggregator::new(second.clone(), settings(&crate::lease::this_holder()));
     let err = b
-        .run_due(Job::HourlyMessageCounts, "schedule", now)
+        .run_due(job("hourly_message_counts"), Trigger::Schedule, now)
         .await
         .unwrap_err();
     match &err {
@@ -70,14 +75,14 @@ async fn two_processes_never_run_the_same_job_at_once() {
     }
     // Another job is not held up.
     assert!(
-        b.run_due(Job::HourlyResponseTimes, "schedule", now)
+        b.run_due(job("hourly_response_times"), Trigger::Schedule, now)
             .await
             .is_ok()
     );
 
     first.release_lease(lease, other).await.unwrap();
     assert!(
-        b.run_due(Job::HourlyMessageCounts, "schedule", now)
+        b.run_due(job("hourly_message_counts"), Trigger::Schedule, now)
             .await
             .is_ok()
     );
@@ -91,7 +96,7 @@ async fn two_processes_never_run_the_same_job_at_once() {
             .is_ok()
     );
     assert!(
-        b.run_due(Job::HourlyMessageCounts, "schedule", now)
+        b.run_due(job("hourly_message_counts"), Trigger::Schedule, now)
             .await
             .is_ok()
     );
@@ -110,7 +115,7 @@ async fn two_processes_never_run_the_same_job_at_once() {
             .is_ok()
     );
     assert!(
-        b.run_due(Job::HourlyMessageCounts, "schedule", now)
+        b.run_due(job("hourly_message_counts"), Trigger::Schedule, now)
             .await
             .is_ok()
     );
@@ -139,7 +144,7 @@ async fn a_lease_is_renewed_while_its_run_goes_on() {
     tokio::time::sleep(std::time::Duration::from_millis(1000)).await;
     let other = Aggregator::new(storage.clone(), settings("host-b.elsewhere:2"));
     let err = other
-        .run_due(Job::DailyStaffPerformance, "cli", Utc::now())
+        .run_due(job("daily_staff_performance"), Trigger::Cli, Utc::now())
         .await
         .unwrap_err();
     assert!(matches!(err, AggregateError::Busy { .. }), "{err}");
@@ -147,7 +152,7 @@ async fn a_lease_is_renewed_while_its_run_goes_on() {
     lease.release().await.unwrap();
     assert!(
         other
-            .run_due(Job::DailyStaffPerformance, "cli", Utc::now())
+            .run_due(job("daily_staff_performance"), Trigger::Cli, Utc::now())
             .await
             .is_ok()
     );
@@ -161,7 +166,7 @@ async fn writes_under_a_lease_taken_over_are_refused() {
     let storage = Storage::open(&StorageOptions::new(dir.path().join("a.db")))
         .await
         .unwrap();
-    let job = Job::HourlyMessageCounts;
+    let job = job("hourly_message_counts");
     let events = [message("a", "2026-11-25T11:30:00Z")];
     storage.commit_batch(&events, &[]).await.unwrap();
     let stored = storage
@@ -260,8 +265,8 @@ async fn open_buckets_wait_until_they_close_and_old_buckets_are_never_recomputed
 
     let report = agg
         .run_due(
-            Job::HourlyMessageCounts,
-            "schedule",
+            job("hourly_message_counts"),
+            Trigger::Schedule,
             at("2026-11-25T11:45:00Z"),
         )
         .await
@@ -269,8 +274,8 @@ async fn open_buckets_wait_until_they_close_and_old_buckets_are_never_recomputed
     assert_eq!(report.periods_recomputed, 0, "the 11:00 hour is still open");
     let report = agg
         .run_due(
-            Job::HourlyMessageCounts,
-            "schedule",
+            job("hourly_message_counts"),
+            Trigger::Schedule,
             at("2026-11-25T12:00:00Z"),
         )
         .await
@@ -282,8 +287,8 @@ async fn open_buckets_wait_until_they_close_and_old_buckets_are_never_recomputed
     );
     let report = agg
         .run_due(
-            Job::HourlyMessageCounts,
-            "schedule",
+            job("hourly_message_counts"),
+            Trigger::Schedule,
             at("2026-11-25T13:00:00Z"),
         )
         .await
@@ -298,8 +303,8 @@ async fn open_buckets_wait_until_they_close_and_old_buckets_are_never_recomputed
         .unwrap();
     let report = agg
         .run_due(
-            Job::HourlyMessageCounts,
-            "schedule",
+            job("hourly_message_counts"),
+            Trigger::Schedule,
             at("2027-02-24T12:00:00Z"),
         )
         .await
@@ -339,7 +344,7 @@ async fn a_run_of_more_buckets_than_one_write_holds_writes_every_bucket() {
     }
     let now = start + Duration::hours(hours + 1);
     let report = agg
-        .run_due(Job::HourlyMessageCounts, "schedule", now)
+        .run_due(job("hourly_message_counts"), Trigger::Schedule, now)
         .await
         .unwrap();
     assert_eq!(report.periods_recomputed, hours as u64);
@@ -405,4 +410,17 @@ async fn a_renewal_kept_waiting_for_the_lock_leaves_a_live_lease() {
     let expires = storage.leases().await.unwrap()[0].expires_at.clone();
     let now = ts(Utc::now());
     assert!(expires > now, "expires at {expires}, now is {now}");
+}
+
+/// The triggers keep the names `agg_job_runs` has always stored and `status` shows.
+#[test]
+fn triggers_keep_their_stored_names() {
+    let names = [
+        Trigger::Startup,
+        Trigger::Schedule,
+        Trigger::Cli,
+        Trigger::Admin,
+    ]
+    .map(Trigger::as_str);
+    assert_eq!(names, ["startup", "schedule", "cli", "admin"]);
 }
