@@ -10,6 +10,8 @@
 use futures_util::TryStreamExt;
 use sqlx::{Row, TypeInfo, ValueRef};
 
+use crate::postgres::PgDb;
+use crate::sqlite::SqliteDb;
 use crate::{Storage, StorageError};
 
 /// Rows written per statement.
@@ -110,106 +112,133 @@ impl Storage {
                 .await?;
         let mut report = Vec::new();
         for table in tables.iter().filter(|t| !SKIPPED.contains(&t.as_str())) {
-            let count = format!("SELECT count(*) FROM {table}");
-            let source_rows: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(count.clone()))
-                .fetch_one(&source.sql_readers)
-                .await?;
-            let total = source_rows.max(0) as u64;
-            progress(table, 0, total);
-            let columns: Vec<Column> = sqlx::query_as::<_, (String, String)>(
-                "SELECT column_name::text, data_type::text FROM information_schema.columns \
-                 WHERE table_schema = current_schema() AND table_name = $1 AND is_generated = 'NEVER' \
-                 ORDER BY ordinal_position",
-            )
-            .bind(table)
-            .fetch_all(&pg.pool)
-            .await?
-            .into_iter()
-            .map(|(name, data_type)| Column {
-                cast: cast_of(&data_type),
-                name,
-            })
-            .collect();
-            if columns.is_empty() {
-                return Err(StorageError::Unsupported(
-                    "the PostgreSQL database lacks a table of the SQLite one: run migrate on it first",
-                ));
-            }
-            let quoted: Vec<String> = columns.iter().map(|c| format!("\"{}\"", c.name)).collect();
-            let arrays: Vec<String> = (1..=columns.len())
-                .map(|i| format!("${i}::text[]"))
-                .collect();
-            let casts: Vec<String> = columns
-                .iter()
-                .enumerate()
-                .map(|(i, c)| format!("c{i}::{}", c.cast))
-                .collect();
-            let names: Vec<String> = (0..columns.len()).map(|i| format!("c{i}")).collect();
-            let identity = table == "analytics_dead_letters" || table == "agg_job_runs";
-            let insert = format!(
-                "INSERT INTO {table} ({cols}) {overriding} SELECT {casts} FROM UNNEST({arrays}) AS u({names})",
-                cols = quoted.join(", "),
-                overriding = if identity {
-                    "OVERRIDING SYSTEM VALUE"
-                } else {
-                    ""
-                },
-                casts = casts.join(", "),
-                arrays = arrays.join(", "),
-                names = names.join(", "),
-            );
-            let mut tx = pg.pool.begin().await?;
-            // The one row the migration put there, replaced by the source's.
-            sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table}")))
-                .execute(&mut *tx)
-                .await?;
-            let select = format!("SELECT {} FROM {table}", quoted.join(", "));
-            let mut rows = sqlx::query(sqlx::AssertSqlSafe(select)).fetch(&source.sql_readers);
-            let mut chunk: Vec<Vec<Option<String>>> = vec![Vec::new(); columns.len()];
-            let mut copied = 0u64;
-            loop {
-                let row = rows.try_next().await?;
-                if let Some(row) = &row {
-                    for (i, values) in chunk.iter_mut().enumerate() {
-                        values.push(as_text(row, i)?);
-                    }
-                }
-                let full = chunk[0].len() >= CHUNK;
-                if (full || row.is_none()) && !chunk[0].is_empty() {
-                    let mut query = sqlx::query(sqlx::AssertSqlSafe(insert.clone()));
-                    for values in &chunk {
-                        query = query.bind(values);
-                    }
-                    query.execute(&mut *tx).await?;
-                    copied += chunk[0].len() as u64;
-                    progress(table, copied, total);
-                    chunk.iter_mut().for_each(Vec::clear);
-                }
-                if row.is_none() {
-                    break;
-                }
-            }
-            drop(rows);
-            if identity {
-                sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "SELECT setval(pg_get_serial_sequence('{table}', 'id'), \
-                     coalesce((SELECT max(id) FROM {table}), 0) + 1, false)"
-                )))
-                .execute(&mut *tx)
-                .await?;
-            }
-            tx.commit().await?;
-            let target_rows: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(count))
-                .fetch_one(&pg.pool)
-                .await?;
-            report.push(TableCopied {
-                table: table.clone(),
-                source_rows,
-                target_rows,
-            });
+            report.push(copy_table(source, pg, table, progress).await?);
         }
         Ok(report)
     }
+}
+
+/// Copies one table in chunks, in one transaction on the target.
+async fn copy_table(
+    source: &SqliteDb,
+    pg: &PgDb,
+    table: &str,
+    progress: &mut dyn FnMut(&str, u64, u64),
+) -> Result<TableCopied, StorageError> {
+    let count = format!("SELECT count(*) FROM {table}");
+    let source_rows: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(count.clone()))
+        .fetch_one(&source.sql_readers)
+        .await?;
+    let total = source_rows.max(0) as u64;
+    progress(table, 0, total);
+    let columns = target_columns(pg, table).await?;
+    let insert = unnest_insert(table, &columns);
+    let mut tx = pg.pool.begin().await?;
+    // The one row the migration put there, replaced by the source's.
+    sqlx::query(sqlx::AssertSqlSafe(format!("DELETE FROM {table}")))
+        .execute(&mut *tx)
+        .await?;
+    let quoted: Vec<String> = columns.iter().map(|c| format!("\"{}\"", c.name)).collect();
+    let select = format!("SELECT {} FROM {table}", quoted.join(", "));
+    let mut rows = sqlx::query(sqlx::AssertSqlSafe(select)).fetch(&source.sql_readers);
+    let mut chunk: Vec<Vec<Option<String>>> = vec![Vec::new(); columns.len()];
+    let mut copied = 0u64;
+    loop {
+        let row = rows.try_next().await?;
+        if let Some(row) = &row {
+            for (i, values) in chunk.iter_mut().enumerate() {
+                values.push(as_text(row, i)?);
+            }
+        }
+        let full = chunk[0].len() >= CHUNK;
+        if (full || row.is_none()) && !chunk[0].is_empty() {
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(insert.clone()));
+            for values in &chunk {
+                query = query.bind(values);
+            }
+            query.execute(&mut *tx).await?;
+            copied += chunk[0].len() as u64;
+            progress(table, copied, total);
+            chunk.iter_mut().for_each(Vec::clear);
+        }
+        if row.is_none() {
+            break;
+        }
+    }
+    drop(rows);
+    if has_identity(table) {
+        sqlx::query(sqlx::AssertSqlSafe(format!(
+            "SELECT setval(pg_get_serial_sequence('{table}', 'id'), \
+             coalesce((SELECT max(id) FROM {table}), 0) + 1, false)"
+        )))
+        .execute(&mut *tx)
+        .await?;
+    }
+    tx.commit().await?;
+    let target_rows: i64 = sqlx::query_scalar(sqlx::AssertSqlSafe(count))
+        .fetch_one(&pg.pool)
+        .await?;
+    Ok(TableCopied {
+        table: table.to_owned(),
+        source_rows,
+        target_rows,
+    })
+}
+
+/// The tables whose `id` PostgreSQL generates: copied ids override it, and its
+/// sequence then continues after them.
+fn has_identity(table: &str) -> bool {
+    table == "analytics_dead_letters" || table == "agg_job_runs"
+}
+
+/// The columns of `table` in the target, in order, generated ones left out.
+async fn target_columns(pg: &PgDb, table: &str) -> Result<Vec<Column>, StorageError> {
+    let columns: Vec<Column> = sqlx::query_as::<_, (String, String)>(
+        "SELECT column_name::text, data_type::text FROM information_schema.columns \
+         WHERE table_schema = current_schema() AND table_name = $1 AND is_generated = 'NEVER' \
+         ORDER BY ordinal_position",
+    )
+    .bind(table)
+    .fetch_all(&pg.pool)
+    .await?
+    .into_iter()
+    .map(|(name, data_type)| Column {
+        cast: cast_of(&data_type),
+        name,
+    })
+    .collect();
+    if columns.is_empty() {
+        return Err(StorageError::Unsupported(
+            "the PostgreSQL database lacks a table of the SQLite one: run migrate on it first",
+        ));
+    }
+    Ok(columns)
+}
+
+/// The INSERT of a chunk: each column bound as a text array, cast to its type.
+fn unnest_insert(table: &str, columns: &[Column]) -> String {
+    let quoted: Vec<String> = columns.iter().map(|c| format!("\"{}\"", c.name)).collect();
+    let arrays: Vec<String> = (1..=columns.len())
+        .map(|i| format!("${i}::text[]"))
+        .collect();
+    let casts: Vec<String> = columns
+        .iter()
+        .enumerate()
+        .map(|(i, c)| format!("c{i}::{}", c.cast))
+        .collect();
+    let names: Vec<String> = (0..columns.len()).map(|i| format!("c{i}")).collect();
+    format!(
+        "INSERT INTO {table} ({cols}) {overriding} SELECT {casts} FROM UNNEST({arrays}) AS u({names})",
+        cols = quoted.join(", "),
+        overriding = if has_identity(table) {
+            "OVERRIDING SYSTEM VALUE"
+        } else {
+            ""
+        },
+        casts = casts.join(", "),
+        arrays = arrays.join(", "),
+        names = names.join(", "),
+    )
 }
 
 #[cfg(test)]
