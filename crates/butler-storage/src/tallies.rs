@@ -4,6 +4,8 @@
 //! window then costs a few dozen tally rows plus its ragged edges (under an hour at
 //! each end) read raw, instead of every raw event of the window.
 
+use std::collections::BTreeMap;
+
 use butler_events::formulas::Ratings;
 use butler_events::{Event, EventTime, EventType};
 use chrono::{DateTime, Utc};
@@ -180,6 +182,28 @@ pub(crate) fn split(start: i64, end: i64) -> Split {
         tail,
         tail_sign,
     }
+}
+
+/// The tallies a batch's new events add, per property, UTC hour number, type and
+/// channel, in key order (so that instances sharing a database lock rows in one
+/// order).
+pub(crate) fn hour_tallies<'e>(
+    new: &[&'e Event],
+) -> BTreeMap<(&'e str, i64, EventType, &'e str), Tally> {
+    let mut hours = BTreeMap::new();
+    for e in new.iter().filter(|e| TALLIED.contains(&e.event_type)) {
+        let channel = tally_channel(e.event_type, e.channel.as_deref());
+        hours
+            .entry((
+                e.property_id.as_str(),
+                e.timestamp.millis().div_euclid(HOUR_MS),
+                e.event_type,
+                channel,
+            ))
+            .or_insert_with(|| Tally::new(e.event_type, channel))
+            .add(e);
+    }
+    hours
 }
 
 impl Storage {

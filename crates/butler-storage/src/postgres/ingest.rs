@@ -9,7 +9,7 @@
 use std::collections::{BTreeMap, HashSet};
 use std::sync::Arc;
 
-use butler_events::{Event, EventTime, EventType, LiveEffect, RejectReason};
+use butler_events::{Event, EventTime, LiveEffect, RejectReason};
 use chrono::{DateTime, Utc};
 use sqlx::{Postgres, Transaction};
 
@@ -18,7 +18,7 @@ use crate::ingest::PhaseClock;
 use crate::ingest::new_events;
 use crate::live_state::LIVE_STATE_LOCK;
 use crate::live_state::{LiveTable, StoredEvent, suspects};
-use crate::tallies::{HOUR_MS, TALLIED, Tally, tally_channel, tally_hour_key};
+use crate::tallies::{HOUR_MS, hour_tallies, tally_hour_key};
 use crate::{BatchOutcome, NewDeadLetter, ReplayOutcome, StorageError};
 
 impl PgDb {
@@ -464,19 +464,7 @@ async fn upsert_latest(
 
 /// Adds the new events of the tallied types to their hour's tallies.
 async fn tallies(tx: &mut Transaction<'_, Postgres>, new: &[&Event]) -> Result<(), StorageError> {
-    let mut hours: BTreeMap<(&str, i64, EventType, &str), Tally> = BTreeMap::new();
-    for e in new.iter().filter(|e| TALLIED.contains(&e.event_type)) {
-        let channel = tally_channel(e.event_type, e.channel.as_deref());
-        hours
-            .entry((
-                e.property_id.as_str(),
-                e.timestamp.millis().div_euclid(HOUR_MS),
-                e.event_type,
-                channel,
-            ))
-            .or_insert_with(|| Tally::new(e.event_type, channel))
-            .add(e);
-    }
+    let hours = hour_tallies(new);
     if hours.is_empty() {
         return Ok(());
     }

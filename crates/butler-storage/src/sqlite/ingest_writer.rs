@@ -6,17 +6,17 @@
 //! per event, that cost more than the insert itself (`BENCHMARKS.md`). Everything
 //! else (aggregation, queries, operator commands) stays on sqlx.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::{Arc, LazyLock, mpsc};
 
-use butler_events::{Event, EventTime, EventType, LiveEffect, RejectReason};
+use butler_events::{Event, EventTime, LiveEffect, RejectReason};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 use tokio::sync::oneshot;
 
 use crate::ingest::new_events;
 use crate::ingest::{BatchOutcome, NewDeadLetter, PhaseClock};
 use crate::live_state::{LiveTable, StoredEvent, suspects};
-use crate::tallies::{HOUR_MS, TALLIED, Tally, tally_channel, tally_hour_key};
+use crate::tallies::{HOUR_MS, hour_tallies, tally_hour_key};
 use crate::{ReplayOutcome, StorageError};
 
 /// What the writer thread is asked to do.
@@ -423,19 +423,7 @@ fn dirty_hours(tx: &rusqlite::Transaction<'_>, new: &[&Event]) -> Result<(), Sto
 
 /// Adds the new events of the tallied types to their hour's tallies.
 fn tallies(tx: &rusqlite::Transaction<'_>, new: &[&Event]) -> Result<(), StorageError> {
-    let mut hours: HashMap<(&str, i64, EventType, &str), Tally> = HashMap::new();
-    for e in new.iter().filter(|e| TALLIED.contains(&e.event_type)) {
-        let channel = tally_channel(e.event_type, e.channel.as_deref());
-        hours
-            .entry((
-                e.property_id.as_str(),
-                e.timestamp.millis().div_euclid(HOUR_MS),
-                e.event_type,
-                channel,
-            ))
-            .or_insert_with(|| Tally::new(e.event_type, channel))
-            .add(e);
-    }
+    let hours = hour_tallies(new);
     let mut stmt = tx.prepare_cached(
         "INSERT INTO event_tallies_hour (property_id, hour, event_type, channel, events, \
          value_sum, value_count, duration_sum, duration_count, rating_1, rating_2, rating_3, \
