@@ -1,10 +1,12 @@
 //! The pipeline in one runtime: storage, NATS, the parts that `service` enables, and
 //! the metrics endpoint, stopped together by one cancellation token.
 
+use std::time::Duration;
+
 use anyhow::Context;
-use butler_config::{Config, Database};
+use butler_config::Config;
 use butler_consumer::{ConsumerSettings, IngestMetrics};
-use butler_storage::{PostgresTarget, Storage, StorageOptions};
+use butler_storage::{Storage, StorageOptions};
 use prometheus::Registry;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -12,29 +14,23 @@ use tokio_util::task::TaskTracker;
 use crate::http::{self, HttpState};
 
 /// The storage options of the `storage` section.
-pub fn storage_options(config: &Config) -> StorageOptions {
-    let mut options = match config.storage.database() {
-        Database::Sqlite(path) => StorageOptions::new(path),
-        Database::Postgres(url) => StorageOptions::postgres(PostgresTarget {
-            url: url.expose().to_owned(),
-            redacted: url.redacted(),
-        }),
-    };
-    options.busy_timeout = std::time::Duration::from_millis(config.storage.busy_timeout_ms);
+///
+/// # Errors
+/// A `storage.url` of no known scheme, naming the key (a config that did not come
+/// through `load`, such as one a command pointed elsewhere).
+pub fn storage_options(config: &Config) -> anyhow::Result<StorageOptions> {
+    let mut options = StorageOptions::for_database(config.storage.database()?);
+    options.busy_timeout = Duration::from_millis(config.storage.busy_timeout_ms);
     options.max_size_bytes =
         (config.storage.max_size_bytes > 0).then_some(config.storage.max_size_bytes);
-    options
+    Ok(options)
 }
 
-/// The config key that chose the database, and the database as it may be shown.
-fn database_key(config: &Config) -> String {
-    match config.storage.database() {
-        Database::Sqlite(path) if config.storage.url.is_none() => {
-            format!("config key `storage.path` ({})", path.display())
-        }
-        Database::Sqlite(path) => format!("config key `storage.url` ({})", path.display()),
-        Database::Postgres(url) => format!("config key `storage.url` ({})", url.redacted()),
-    }
+/// The context of an error opening the database: the config key that chose it, and
+/// the database as it may be shown.
+fn database_context(options: &StorageOptions) -> String {
+    let database = &options.database;
+    format!("config key `{}` ({database})", database.key())
 }
 
 /// Opens the database with the `storage` settings, applying migrations.
@@ -42,9 +38,10 @@ fn database_key(config: &Config) -> String {
 /// # Errors
 /// When the database cannot be opened or migrated.
 pub async fn open_storage(config: &Config) -> anyhow::Result<Storage> {
-    Storage::open(&storage_options(config))
+    let options = storage_options(config)?;
+    Storage::open(&options)
         .await
-        .with_context(|| database_key(config))
+        .with_context(|| database_context(&options))
 }
 
 /// [`open_storage`], waiting (and saying so) while the database server cannot be
@@ -56,8 +53,8 @@ async fn open_storage_waiting(
     config: &Config,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Storage> {
-    let options = storage_options(config);
-    let mut delay = std::time::Duration::from_millis(250);
+    let options = storage_options(config)?;
+    let mut delay = Duration::from_millis(250);
     loop {
         match Storage::open(&options).await {
             Ok(storage) => return Ok(storage),
@@ -66,13 +63,13 @@ async fn open_storage_waiting(
                     "database unreachable; waiting for it");
                 tokio::select! {
                     () = shutdown.cancelled() => {
-                        return Err(err).with_context(|| database_key(config));
+                        return Err(err).with_context(|| database_context(&options));
                     }
                     () = tokio::time::sleep(delay) => {}
                 }
-                delay = (delay * 2).min(std::time::Duration::from_secs(5));
+                delay = (delay * 2).min(Duration::from_secs(5));
             }
-            Err(err) => return Err(err).with_context(|| database_key(config)),
+            Err(err) => return Err(err).with_context(|| database_context(&options)),
         }
     }
 }

@@ -240,16 +240,7 @@ fn check(c: &Config) -> Result<(), ConfigError> {
         return Err(invalid("nats.tls", "cert_file and key_file go together"));
     }
     non_empty("storage.path", &c.storage.path.to_string_lossy())?;
-    if let Some(url) = &c.storage.url {
-        let url = url.expose();
-        let postgres = url.starts_with("postgres://") || url.starts_with("postgresql://");
-        if !postgres && !url.starts_with("sqlite:") {
-            return Err(invalid(
-                "storage.url",
-                "must start with sqlite: (the embedded database) or postgres:// (PostgreSQL)",
-            ));
-        }
-    }
+    c.storage.database()?;
 
     if !(1..=100_000).contains(&c.ingest.batch_size) {
         return Err(invalid("ingest.batch_size", "must be between 1 and 100000"));
