@@ -1,40 +1,47 @@
 //! The pipeline in one runtime: storage, NATS, the parts that `service` enables, and
 //! the metrics endpoint, stopped together by one cancellation token.
+//!
+//! [`run`] opens what every part shares, then starts each part with a builder of its
+//! own ([`Parts`]), in an order that matters only for the metrics each registers.
+
+use std::sync::Arc;
+use std::time::Duration;
 
 use anyhow::Context;
-use butler_config::{Config, Database};
-use butler_consumer::{ConsumerSettings, IngestMetrics};
-use butler_storage::{PostgresTarget, Storage, StorageOptions};
+use butler_aggregator::schedule::Scheduled;
+use butler_aggregator::{Aggregator, AggregatorMetrics};
+use butler_config::Config;
+use butler_consumer::{ConsumerError, ConsumerSettings, IngestMetrics};
+use butler_query::admin::AggregationControl;
+use butler_query::objects::ReportObjects;
+use butler_query::scheduled::ReportSchedule;
+use butler_storage::{Storage, StorageOptions};
 use prometheus::Registry;
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
 use crate::http::{self, HttpState};
 
 /// The storage options of the `storage` section.
-pub fn storage_options(config: &Config) -> StorageOptions {
-    let mut options = match config.storage.database() {
-        Database::Sqlite(path) => StorageOptions::new(path),
-        Database::Postgres(url) => StorageOptions::postgres(PostgresTarget {
-            url: url.expose().to_owned(),
-            redacted: url.redacted(),
-        }),
-    };
-    options.busy_timeout = std::time::Duration::from_millis(config.storage.busy_timeout_ms);
+///
+/// # Errors
+/// A `storage.url` of no known scheme, naming the key (a config that did not come
+/// through `load`, such as one a command pointed elsewhere).
+pub fn storage_options(config: &Config) -> anyhow::Result<StorageOptions> {
+    let mut options = StorageOptions::for_database(config.storage.database()?);
+    options.busy_timeout = Duration::from_millis(config.storage.busy_timeout_ms);
     options.max_size_bytes =
         (config.storage.max_size_bytes > 0).then_some(config.storage.max_size_bytes);
-    options
+    Ok(options)
 }
 
-/// The config key that chose the database, and the database as it may be shown.
-fn database_key(config: &Config) -> String {
-    match config.storage.database() {
-        Database::Sqlite(path) if config.storage.url.is_none() => {
-            format!("config key `storage.path` ({})", path.display())
-        }
-        Database::Sqlite(path) => format!("config key `storage.url` ({})", path.display()),
-        Database::Postgres(url) => format!("config key `storage.url` ({})", url.redacted()),
-    }
+/// The context of an error opening the database: the config key that chose it, and
+/// the database as it may be shown.
+fn database_context(options: &StorageOptions) -> String {
+    let database = &options.database;
+    format!("config key `{}` ({database})", database.key())
 }
 
 /// Opens the database with the `storage` settings, applying migrations.
@@ -42,9 +49,10 @@ fn database_key(config: &Config) -> String {
 /// # Errors
 /// When the database cannot be opened or migrated.
 pub async fn open_storage(config: &Config) -> anyhow::Result<Storage> {
-    Storage::open(&storage_options(config))
+    let options = storage_options(config)?;
+    Storage::open(&options)
         .await
-        .with_context(|| database_key(config))
+        .with_context(|| database_context(&options))
 }
 
 /// [`open_storage`], waiting (and saying so) while the database server cannot be
@@ -56,8 +64,8 @@ async fn open_storage_waiting(
     config: &Config,
     shutdown: &CancellationToken,
 ) -> anyhow::Result<Storage> {
-    let options = storage_options(config);
-    let mut delay = std::time::Duration::from_millis(250);
+    let options = storage_options(config)?;
+    let mut delay = Duration::from_millis(250);
     loop {
         match Storage::open(&options).await {
             Ok(storage) => return Ok(storage),
@@ -66,13 +74,13 @@ async fn open_storage_waiting(
                     "database unreachable; waiting for it");
                 tokio::select! {
                     () = shutdown.cancelled() => {
-                        return Err(err).with_context(|| database_key(config));
+                        return Err(err).with_context(|| database_context(&options));
                     }
                     () = tokio::time::sleep(delay) => {}
                 }
-                delay = (delay * 2).min(std::time::Duration::from_secs(5));
+                delay = (delay * 2).min(Duration::from_secs(5));
             }
-            Err(err) => return Err(err).with_context(|| database_key(config)),
+            Err(err) => return Err(err).with_context(|| database_context(&options)),
         }
     }
 }
@@ -88,122 +96,31 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let report_schedules = crate::aggregation::report_schedules(&config)?;
     let storage = open_storage_waiting(&config, &shutdown).await?;
     let instance = instance_name(&config);
-    // Every metric of this process carries its instance's name (Prometheus keeps
-    // `instance` for the scrape target).
-    let registry = Registry::new_custom(
-        None,
-        Some(std::collections::HashMap::from([(
-            "pipeline_instance".to_owned(),
-            instance.clone(),
-        )])),
-    )?;
-    crate::telemetry::register_process_metrics(&registry)?;
+    let registry = metrics_registry(&instance)?;
     let nats = crate::nats::connect(&config.nats, &format!("butler-analytics/{instance}")).await?;
-    let listener = tokio::net::TcpListener::bind(config.metrics.listen)
-        .await
-        .with_context(|| {
-            format!(
-                "config key `metrics.listen`: cannot listen on {}",
-                config.metrics.listen
-            )
-        })?;
+    let listener = bind_metrics(&config).await?;
     let metrics_addr = listener.local_addr()?;
 
     let tasks = TaskTracker::new();
-    let mut ingest_metrics = None;
-    let consumer = if config.service.consumer && config.ingest.enabled {
-        let metrics = IngestMetrics::register(&registry)?;
-        ingest_metrics = Some(metrics.clone());
-        let mut settings = ConsumerSettings::from_config(&config);
-        if config.dashboard.live {
-            settings.on_commit = Some(live_dashboards(
-                &config, &storage, &nats, &registry, &tasks, &shutdown,
-            )?);
-        }
-        Some(tasks.spawn(butler_consumer::run(
-            nats.clone(),
-            storage.clone(),
-            settings,
-            metrics,
-            shutdown.clone(),
-        )))
-    } else {
-        None
+    let parts = Parts {
+        config: &config,
+        storage: &storage,
+        nats: &nats,
+        registry: &registry,
+        tasks: &tasks,
+        shutdown: &shutdown,
     };
-    // Lease waits and leases held count every run of this process, scheduled or
-    // asked over NATS.
-    let aggregator_metrics = butler_aggregator::AggregatorMetrics::register(&registry)?;
-    let aggregator = crate::aggregation::aggregator(storage.clone(), &config)
-        .with_metrics(aggregator_metrics.clone());
-    let report_objects = if config.service.query && config.reports.enabled {
-        crate::aggregation::report_objects(&config, &nats)
-    } else {
-        None
-    };
-    let control: std::sync::Arc<dyn butler_query::admin::AggregationControl> =
-        std::sync::Arc::new(crate::aggregation::AdminControl {
-            aggregator: aggregator.clone(),
-            schedules: schedules.clone(),
-        });
-    let query = if config.service.query {
-        let context = butler_query::service::ServiceContext {
-            storage: storage.clone(),
-            zones: config.zones(),
-            instance: instance.clone(),
-            aggregation: control.clone(),
-            metrics: butler_query::QueryMetrics::register(&registry)?,
-            dashboard_cache: butler_query::dashboard::DashboardCache::new(
-                config
-                    .cache
-                    .enabled
-                    .then(|| std::time::Duration::from_millis(config.cache.ttl_ms)),
-            ),
-            reports: crate::aggregation::report_settings(&config, report_objects.clone()),
-            client: nats.clone(),
-            errors: butler_query::service::ErrorCounts::default(),
-        };
-        Some(tasks.spawn(butler_query::service::run(
-            nats.clone(),
-            std::sync::Arc::new(context),
-            shutdown.clone(),
-        )))
-    } else {
-        None
-    };
-    if config.service.query && config.reports.enabled && !report_schedules.is_empty() {
-        let reports = butler_query::scheduled::ScheduledReports {
-            storage: storage.clone(),
-            settings: crate::aggregation::report_settings(&config, report_objects.clone()),
-            zones: config.zones(),
-            client: nats.clone(),
-        };
-        tasks.spawn(reports.run(report_schedules, shutdown.clone()));
-    }
-    let aggregator = if config.service.aggregator && config.aggregation.enabled {
-        let metrics = aggregator_metrics;
-        Some(tasks.spawn(butler_aggregator::schedule::run(
-            aggregator,
-            schedules,
-            crate::aggregation::retention_days(&config),
-            metrics,
-            shutdown.clone(),
-        )))
-    } else {
-        None
-    };
-    let mut state = HttpState::new(registry, storage.clone(), nats.clone())?;
-    state.ingest = ingest_metrics;
-    if config.http.live_pages {
-        state.live = Some(std::sync::Arc::new(butler_query::live_page::LiveFeed {
-            storage: storage.clone(),
-            zones: config.zones(),
-            aggregation: control,
-            js: async_nats::jetstream::new(nats.clone()),
-            bucket: config.dashboard.kv_bucket.clone(),
-        }));
-    }
-    let http_shutdown = CancellationToken::new();
-    let server = tokio::spawn(http::serve(listener, state, http_shutdown.clone()));
+    let (consumer, ingest_metrics) = parts.consumer()?.unzip();
+    let (aggregator, aggregator_metrics) = parts.aggregator()?;
+    let report_objects = parts.report_objects();
+    let control: Arc<dyn AggregationControl> = Arc::new(crate::aggregation::AdminControl {
+        aggregator: aggregator.clone(),
+        schedules: schedules.clone(),
+    });
+    let query = parts.query_service(&instance, &control, report_objects.as_ref())?;
+    parts.scheduled_reports(report_schedules, report_objects.as_ref());
+    let aggregator = parts.aggregation_schedule(aggregator, aggregator_metrics, schedules);
+    let (server, http_shutdown) = parts.http(listener, ingest_metrics, control)?;
     tasks.close();
     tracing::info!(
         instance = %instance,
@@ -216,31 +133,270 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     );
 
     shutdown.cancelled().await;
-    tracing::info!("shutting down: committing and acking the events in hand");
-    tasks.wait().await;
-    if let Some(handle) = aggregator {
-        handle.await.context("aggregator task")?;
-    }
-    if let Some(handle) = query
-        && let Err(err) = handle.await.context("query task")?
-    {
-        tracing::error!(error = %err, "query service failed");
-    }
-    let consumer_result = match consumer {
-        Some(handle) => handle.await.context("consumer task")?.context("consumer"),
-        None => Ok(()),
+    let running = Running {
+        consumer,
+        aggregator,
+        query,
+        server,
+        http_shutdown,
     };
-    // The endpoint stays up until the work is done, so readiness can be watched.
-    http_shutdown.cancel();
-    if let Ok(Err(err)) = server.await {
-        tracing::warn!(error = %err, "metrics endpoint failed");
+    running.stop(&tasks, &nats, &storage).await
+}
+
+/// A registry whose every metric carries this instance's name (Prometheus keeps
+/// `instance` for the scrape target), with the process metrics in it.
+///
+/// # Errors
+/// When a metric cannot be registered.
+fn metrics_registry(instance: &str) -> anyhow::Result<Registry> {
+    let registry = Registry::new_custom(
+        None,
+        Some(std::collections::HashMap::from([(
+            "pipeline_instance".to_owned(),
+            instance.to_owned(),
+        )])),
+    )?;
+    crate::telemetry::register_process_metrics(&registry)?;
+    Ok(registry)
+}
+
+/// The listener of `metrics.listen`, bound before any part starts, so a taken
+/// address stops the start naming the key.
+///
+/// # Errors
+/// When the address cannot be listened on.
+async fn bind_metrics(config: &Config) -> anyhow::Result<TcpListener> {
+    TcpListener::bind(config.metrics.listen)
+        .await
+        .with_context(|| {
+            format!(
+                "config key `metrics.listen`: cannot listen on {}",
+                config.metrics.listen
+            )
+        })
+}
+
+/// The consumer's task: its error is the process's.
+type ConsumerTask = JoinHandle<Result<(), ConsumerError>>;
+
+/// The query service's task: its error is logged.
+type QueryTask = JoinHandle<Result<(), async_nats::Error>>;
+
+/// What every part is built from: the config, the database, the NATS connection, the
+/// metrics registry, the tracker the parts' tasks run on, and the shutdown token.
+struct Parts<'a> {
+    config: &'a Config,
+    storage: &'a Storage,
+    nats: &'a async_nats::Client,
+    registry: &'a Registry,
+    tasks: &'a TaskTracker,
+    shutdown: &'a CancellationToken,
+}
+
+impl Parts<'_> {
+    /// The consumer, with the live dashboards on its commits, when this process
+    /// consumes (`service.consumer` and `ingest.enabled`); its metrics go to `/readyz`.
+    fn consumer(&self) -> anyhow::Result<Option<(ConsumerTask, IngestMetrics)>> {
+        let config = self.config;
+        if !(config.service.consumer && config.ingest.enabled) {
+            return Ok(None);
+        }
+        let metrics = IngestMetrics::register(self.registry)?;
+        let mut settings = ConsumerSettings::from_config(config);
+        if config.dashboard.live {
+            settings.on_commit = Some(live_dashboards(
+                config,
+                self.storage,
+                self.nats,
+                self.registry,
+                self.tasks,
+                self.shutdown,
+            )?);
+        }
+        let handle = self.tasks.spawn(butler_consumer::run(
+            self.nats.clone(),
+            self.storage.clone(),
+            settings,
+            metrics.clone(),
+            self.shutdown.clone(),
+        ));
+        Ok(Some((handle, metrics)))
     }
-    if let Err(err) = nats.drain().await {
-        tracing::debug!(error = %err, "nats drain");
+
+    /// The aggregator, built whether or not this process runs the schedule: the admin
+    /// requests use it too. Its metrics (lease waits, leases held) count every run of
+    /// this process, scheduled or asked over NATS.
+    fn aggregator(&self) -> anyhow::Result<(Aggregator, AggregatorMetrics)> {
+        let metrics = AggregatorMetrics::register(self.registry)?;
+        let aggregator = crate::aggregation::aggregator(self.storage.clone(), self.config)
+            .with_metrics(metrics.clone());
+        Ok((aggregator, metrics))
     }
-    storage.close().await;
-    tracing::info!("stopped");
-    consumer_result
+
+    /// The object store reports also go to, when this process serves reports.
+    fn report_objects(&self) -> Option<ReportObjects> {
+        let config = self.config;
+        if config.service.query && config.reports.enabled {
+            crate::aggregation::report_objects(config, self.nats)
+        } else {
+            None
+        }
+    }
+
+    /// The NATS query service, when `service.query` is on.
+    fn query_service(
+        &self,
+        instance: &str,
+        control: &Arc<dyn AggregationControl>,
+        report_objects: Option<&ReportObjects>,
+    ) -> anyhow::Result<Option<QueryTask>> {
+        let config = self.config;
+        if !config.service.query {
+            return Ok(None);
+        }
+        let context = butler_query::service::ServiceContext {
+            storage: self.storage.clone(),
+            zones: config.zones(),
+            instance: instance.to_owned(),
+            aggregation: control.clone(),
+            metrics: butler_query::QueryMetrics::register(self.registry)?,
+            dashboard_cache: butler_query::dashboard::DashboardCache::new(
+                config
+                    .cache
+                    .enabled
+                    .then(|| Duration::from_millis(config.cache.ttl_ms)),
+            ),
+            reports: crate::aggregation::report_settings(config, report_objects.cloned()),
+            client: self.nats.clone(),
+            errors: butler_query::service::ErrorCounts::default(),
+        };
+        Ok(Some(self.tasks.spawn(butler_query::service::run(
+            self.nats.clone(),
+            Arc::new(context),
+            self.shutdown.clone(),
+        ))))
+    }
+
+    /// The reports of `reports.schedule`, made where the query service runs.
+    fn scheduled_reports(
+        &self,
+        schedules: Vec<ReportSchedule>,
+        report_objects: Option<&ReportObjects>,
+    ) {
+        let config = self.config;
+        if !(config.service.query && config.reports.enabled && !schedules.is_empty()) {
+            return;
+        }
+        let reports = butler_query::scheduled::ScheduledReports {
+            storage: self.storage.clone(),
+            settings: crate::aggregation::report_settings(config, report_objects.cloned()),
+            zones: config.zones(),
+            client: self.nats.clone(),
+        };
+        self.tasks
+            .spawn(reports.run(schedules, self.shutdown.clone()));
+    }
+
+    /// The aggregation jobs on their schedules, when this process runs them
+    /// (`service.aggregator` and `aggregation.enabled`).
+    fn aggregation_schedule(
+        &self,
+        aggregator: Aggregator,
+        metrics: AggregatorMetrics,
+        schedules: Vec<Scheduled>,
+    ) -> Option<JoinHandle<()>> {
+        let config = self.config;
+        if !(config.service.aggregator && config.aggregation.enabled) {
+            return None;
+        }
+        Some(self.tasks.spawn(butler_aggregator::schedule::run(
+            aggregator,
+            schedules,
+            crate::aggregation::retention_days(config),
+            metrics,
+            self.shutdown.clone(),
+        )))
+    }
+
+    /// The HTTP endpoint (metrics, health, and the live pages when `http.live_pages`
+    /// is on), with the token that stops it. It is not on the tracker: it stays up
+    /// until the parts have stopped, so readiness can be watched.
+    ///
+    /// # Errors
+    /// When its gauges cannot be registered.
+    fn http(
+        &self,
+        listener: TcpListener,
+        ingest: Option<IngestMetrics>,
+        control: Arc<dyn AggregationControl>,
+    ) -> anyhow::Result<(JoinHandle<std::io::Result<()>>, CancellationToken)> {
+        let config = self.config;
+        let mut state = HttpState::new(
+            self.registry.clone(),
+            self.storage.clone(),
+            self.nats.clone(),
+        )?;
+        state.ingest = ingest;
+        if config.http.live_pages {
+            state.live = Some(Arc::new(butler_query::live_page::LiveFeed {
+                storage: self.storage.clone(),
+                zones: config.zones(),
+                aggregation: control,
+                js: async_nats::jetstream::new(self.nats.clone()),
+                bucket: config.dashboard.kv_bucket.clone(),
+            }));
+        }
+        let shutdown = CancellationToken::new();
+        let server = tokio::spawn(http::serve(listener, state, shutdown.clone()));
+        Ok((server, shutdown))
+    }
+}
+
+/// What [`run`] started and stops at shutdown.
+struct Running {
+    consumer: Option<ConsumerTask>,
+    aggregator: Option<JoinHandle<()>>,
+    query: Option<QueryTask>,
+    server: JoinHandle<std::io::Result<()>>,
+    http_shutdown: CancellationToken,
+}
+
+impl Running {
+    /// Waits for the parts (the consumer commits and acks what it holds), then stops
+    /// the HTTP endpoint, drains NATS and closes the database. The consumer's failure,
+    /// if any, is the result; the others are logged.
+    async fn stop(
+        self,
+        tasks: &TaskTracker,
+        nats: &async_nats::Client,
+        storage: &Storage,
+    ) -> anyhow::Result<()> {
+        tracing::info!("shutting down: committing and acking the events in hand");
+        tasks.wait().await;
+        if let Some(handle) = self.aggregator {
+            handle.await.context("aggregator task")?;
+        }
+        if let Some(handle) = self.query
+            && let Err(err) = handle.await.context("query task")?
+        {
+            tracing::error!(error = %err, "query service failed");
+        }
+        let consumer_result = match self.consumer {
+            Some(handle) => handle.await.context("consumer task")?.context("consumer"),
+            None => Ok(()),
+        };
+        // The endpoint stays up until the work is done, so readiness can be watched.
+        self.http_shutdown.cancel();
+        if let Ok(Err(err)) = self.server.await {
+            tracing::warn!(error = %err, "metrics endpoint failed");
+        }
+        if let Err(err) = nats.drain().await {
+            tracing::debug!(error = %err, "nats drain");
+        }
+        storage.close().await;
+        tracing::info!("stopped");
+        consumer_result
+    }
 }
 
 /// Starts the live dashboards' writer beside the consumer whose commits it follows,

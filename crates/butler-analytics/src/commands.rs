@@ -311,12 +311,12 @@ async fn migrate_data(config: Config, args: &MigrateDataArgs) -> anyhow::Result<
     if let Some(url) = &args.from {
         from.storage.url = Some(url.as_str().into());
     }
-    if !matches!(from.storage.database(), Database::Sqlite(_)) {
+    if !matches!(from.storage.database(), Ok(Database::Sqlite { .. })) {
         bail!("--from must name a SQLite database (sqlite:<file>)");
     }
     let mut to = config;
     to.storage.url = Some(args.to.as_str().into());
-    if !matches!(to.storage.database(), Database::Postgres(_)) {
+    if !matches!(to.storage.database(), Ok(Database::Postgres { .. })) {
         bail!("--to must name a PostgreSQL database (postgres://…)");
     }
     let source = app::open_storage(&from).await?;

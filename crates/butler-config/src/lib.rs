@@ -6,13 +6,16 @@
 //! Layout:
 //! - [`model`]: the typed [`Config`] and its defaults;
 //! - [`load`]: reading the file, applying environment overrides, checking values;
+//! - [`database`]: [`Database`], which database `storage` names, read by one rule;
 //! - [`secret`]: [`Secret`], a string that never prints, and [`DatabaseUrl`], whose
 //!   password never prints.
 
+pub mod database;
 pub mod load;
 pub mod model;
 pub mod secret;
 
+pub use database::Database;
 pub use load::{ConfigError, ENV_PREFIX, load, load_from_str};
 pub use model::*;
 pub use secret::{DatabaseUrl, Secret};

@@ -4,7 +4,10 @@ use std::path::Path;
 
 use serde_json::{Map, Value};
 
-use crate::Config;
+use crate::{
+    AggregationConfig, Config, DashboardConfig, IngestConfig, NatsConfig, ReportsConfig,
+    RetentionConfig, StorageConfig,
+};
 
 /// Environment variables starting with this override config keys:
 /// `BUTLER_ANALYTICS__NATS__URL` sets `nats.url`.
@@ -164,17 +167,48 @@ fn deserialize(
     }
 }
 
-/// Checks what types alone cannot say.
+/// Checks what types alone cannot say, one section after another in the file's
+/// order, so the first fault reported is the first in the file.
 fn check(c: &Config) -> Result<(), ConfigError> {
-    let non_empty = |key: &str, v: &str| {
-        if v.trim().is_empty() {
-            Err(invalid(key, "must not be empty"))
-        } else {
-            Ok(())
-        }
-    };
-    non_empty("nats.url", &c.nats.url)?;
-    for server in c.nats.servers() {
+    check_nats(&c.nats)?;
+    check_storage(&c.storage)?;
+    check_ingest(&c.ingest, &c.nats)?;
+    check_aggregation(&c.aggregation)?;
+    check_retention(&c.retention)?;
+    check_reports(&c.reports)?;
+    check_dashboard(&c.dashboard)
+}
+
+fn non_empty(key: &str, v: &str) -> Result<(), ConfigError> {
+    if v.trim().is_empty() {
+        Err(invalid(key, "must not be empty"))
+    } else {
+        Ok(())
+    }
+}
+
+/// `nats`: the servers, the names of subjects, stream and consumer, the limits, and
+/// the credentials.
+fn check_nats(n: &NatsConfig) -> Result<(), ConfigError> {
+    check_nats_servers(n)?;
+    check_nats_names(n)?;
+    if n.ack_wait_ms < 1_000 {
+        return Err(invalid("nats.ack_wait_ms", "must be at least 1000"));
+    }
+    if !(1..=5).contains(&n.stream_replicas) {
+        return Err(invalid("nats.stream_replicas", "must be between 1 and 5"));
+    }
+    if n.max_ack_pending < 1 {
+        return Err(invalid("nats.max_ack_pending", "must be at least 1"));
+    }
+    check_nats_auth(n)
+}
+
+/// `nats.url`: one or more server URLs of a NATS scheme. A URL's credentials are left
+/// out of the message.
+fn check_nats_servers(n: &NatsConfig) -> Result<(), ConfigError> {
+    non_empty("nats.url", &n.url)?;
+    for server in n.servers() {
         let scheme_ok = ["nats://", "tls://", "ws://", "wss://"]
             .iter()
             .any(|s| server.starts_with(s))
@@ -190,43 +224,41 @@ fn check(c: &Config) -> Result<(), ConfigError> {
             ));
         }
     }
-    non_empty("nats.subject_prefix", &c.nats.subject_prefix)?;
-    if c.nats.subject_prefix.contains(['*', '>', ' ']) || c.nats.subject_prefix.ends_with('.') {
+    Ok(())
+}
+
+/// `nats.subject_prefix`, `nats.stream` and `nats.consumer`: names the server takes
+/// literally.
+fn check_nats_names(n: &NatsConfig) -> Result<(), ConfigError> {
+    non_empty("nats.subject_prefix", &n.subject_prefix)?;
+    if n.subject_prefix.contains(['*', '>', ' ']) || n.subject_prefix.ends_with('.') {
         return Err(invalid(
             "nats.subject_prefix",
             "must be a plain subject such as butler.events (no wildcards, no trailing dot)",
         ));
     }
     let name_ok = |v: &str| !v.is_empty() && !v.contains(['.', '*', '>', ' ', '/', '\\']);
-    if !name_ok(&c.nats.stream) {
-        return Err(invalid(
-            "nats.stream",
-            "must be a non-empty name without . * > / or spaces",
-        ));
+    for (key, name) in [("nats.stream", &n.stream), ("nats.consumer", &n.consumer)] {
+        if !name_ok(name) {
+            return Err(invalid(
+                key,
+                "must be a non-empty name without . * > / or spaces",
+            ));
+        }
     }
-    if !name_ok(&c.nats.consumer) {
-        return Err(invalid(
-            "nats.consumer",
-            "must be a non-empty name without . * > / or spaces",
-        ));
-    }
-    if c.nats.ack_wait_ms < 1_000 {
-        return Err(invalid("nats.ack_wait_ms", "must be at least 1000"));
-    }
-    if !(1..=5).contains(&c.nats.stream_replicas) {
-        return Err(invalid("nats.stream_replicas", "must be between 1 and 5"));
-    }
-    if c.nats.max_ack_pending < 1 {
-        return Err(invalid("nats.max_ack_pending", "must be at least 1"));
-    }
-    if c.nats.password.is_some() && c.nats.user.is_none() {
+    Ok(())
+}
+
+/// The credentials: one way of authenticating at most, each complete.
+fn check_nats_auth(n: &NatsConfig) -> Result<(), ConfigError> {
+    if n.password.is_some() && n.user.is_none() {
         return Err(invalid("nats.password", "needs nats.user"));
     }
     let auth_modes = [
-        c.nats.token.is_some(),
-        c.nats.user.is_some(),
-        c.nats.nkey_seed.is_some(),
-        c.nats.creds_file.is_some(),
+        n.token.is_some(),
+        n.user.is_some(),
+        n.nkey_seed.is_some(),
+        n.creds_file.is_some(),
     ];
     if auth_modes.iter().filter(|set| **set).count() > 1 {
         return Err(invalid(
@@ -234,71 +266,78 @@ fn check(c: &Config) -> Result<(), ConfigError> {
             "set at most one of token, user/password, nkey_seed and creds_file",
         ));
     }
-    if let Some(tls) = &c.nats.tls
+    if let Some(tls) = &n.tls
         && tls.cert_file.is_some() != tls.key_file.is_some()
     {
         return Err(invalid("nats.tls", "cert_file and key_file go together"));
     }
-    non_empty("storage.path", &c.storage.path.to_string_lossy())?;
-    if let Some(url) = &c.storage.url {
-        let url = url.expose();
-        let postgres = url.starts_with("postgres://") || url.starts_with("postgresql://");
-        if !postgres && !url.starts_with("sqlite:") {
-            return Err(invalid(
-                "storage.url",
-                "must start with sqlite: (the embedded database) or postgres:// (PostgreSQL)",
-            ));
-        }
-    }
+    Ok(())
+}
 
-    if !(1..=100_000).contains(&c.ingest.batch_size) {
+/// `storage`: a file name, and a URL that names a database ([`crate::Database::of`]).
+fn check_storage(s: &StorageConfig) -> Result<(), ConfigError> {
+    non_empty("storage.path", &s.path.to_string_lossy())?;
+    s.database().map(|_| ())
+}
+
+/// `ingest`: batch sizes, the flush interval (which `nats.ack_wait_ms` must cover
+/// twice) and the channels.
+fn check_ingest(i: &IngestConfig, n: &NatsConfig) -> Result<(), ConfigError> {
+    if !(1..=100_000).contains(&i.batch_size) {
         return Err(invalid("ingest.batch_size", "must be between 1 and 100000"));
     }
-    if let Some(max_batch) = c.ingest.max_batch
-        && !(c.ingest.batch_size..=100_000).contains(&max_batch)
+    if let Some(max_batch) = i.max_batch
+        && !(i.batch_size..=100_000).contains(&max_batch)
     {
         return Err(invalid(
             "ingest.max_batch",
             format!(
                 "must be between ingest.batch_size ({}) and 100000",
-                c.ingest.batch_size
+                i.batch_size
             ),
         ));
     }
-    if c.ingest.flush_interval_ms == 0 {
+    if i.flush_interval_ms == 0 {
         return Err(invalid("ingest.flush_interval_ms", "must be at least 1"));
     }
-    if c.nats.ack_wait_ms < 2 * c.ingest.flush_interval_ms {
+    if n.ack_wait_ms < 2 * i.flush_interval_ms {
         return Err(invalid(
             "nats.ack_wait_ms",
             format!(
                 "must be at least twice ingest.flush_interval_ms ({} ms), or events are redelivered while they wait for their batch",
-                c.ingest.flush_interval_ms
+                i.flush_interval_ms
             ),
         ));
     }
-    if c.ingest.channels.is_empty() {
+    if i.channels.is_empty() {
         return Err(invalid("ingest.channels", "must list at least one channel"));
     }
-    if let Some(bad) = c.ingest.channels.iter().find(|ch| ch.trim().is_empty()) {
+    if let Some(bad) = i.channels.iter().find(|ch| ch.trim().is_empty()) {
         return Err(invalid(
             "ingest.channels",
             format!("holds an empty channel name {bad:?}"),
         ));
     }
+    Ok(())
+}
 
-    check_zone("aggregation.timezone", &c.aggregation.timezone)?;
-    if !(100..=3_600_000).contains(&c.aggregation.lease_ms) {
+/// `aggregation`: the zones and the lease.
+fn check_aggregation(a: &AggregationConfig) -> Result<(), ConfigError> {
+    check_zone("aggregation.timezone", &a.timezone)?;
+    if !(100..=3_600_000).contains(&a.lease_ms) {
         return Err(invalid(
             "aggregation.lease_ms",
             "must be between 100 ms and one hour",
         ));
     }
-    for (property, zone) in &c.aggregation.property_timezones {
+    for (property, zone) in &a.property_timezones {
         check_zone(&format!("aggregation.property_timezones.{property}"), zone)?;
     }
+    Ok(())
+}
 
-    let r = &c.retention;
+/// `retention`: at least a day of everything.
+fn check_retention(r: &RetentionConfig) -> Result<(), ConfigError> {
     for (key, days) in [
         ("retention.raw_events", r.raw_events),
         ("retention.hourly_aggregations", r.hourly_aggregations),
@@ -311,10 +350,15 @@ fn check(c: &Config) -> Result<(), ConfigError> {
             return Err(invalid(key, "must be at least 1 day"));
         }
     }
-    if c.reports.formats.is_empty() {
+    Ok(())
+}
+
+/// `reports`: a format, and an object store that can be a bucket.
+fn check_reports(r: &ReportsConfig) -> Result<(), ConfigError> {
+    if r.formats.is_empty() {
         return Err(invalid("reports.formats", "must list json, csv or both"));
     }
-    if let Some(bucket) = &c.reports.object_store
+    if let Some(bucket) = &r.object_store
         && !is_bucket_name(bucket)
     {
         return Err(invalid(
@@ -322,7 +366,11 @@ fn check(c: &Config) -> Result<(), ConfigError> {
             format!("{bucket:?} is not a bucket name: letters, digits, _ and - only"),
         ));
     }
-    let d = &c.dashboard;
+    Ok(())
+}
+
+/// `dashboard`: the bucket and the two intervals.
+fn check_dashboard(d: &DashboardConfig) -> Result<(), ConfigError> {
     if !is_bucket_name(&d.kv_bucket) {
         return Err(invalid(
             "dashboard.kv_bucket",

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{DatabaseUrl, Secret};
+use crate::{ConfigError, Database, DatabaseUrl, Secret};
 
 /// The whole configuration. Every section and key is optional; unknown keys are
 /// refused so that a typo does not silently fall back to a default.
@@ -410,29 +410,13 @@ impl Default for ServiceConfig {
     }
 }
 
-/// The database `storage` names.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Database {
-    /// The SQLite file.
-    Sqlite(PathBuf),
-    /// The PostgreSQL database at this URL.
-    Postgres(DatabaseUrl),
-}
-
 impl StorageConfig {
-    /// The database to open: `url` when it names one, else the SQLite file at `path`.
-    /// A URL of another scheme was refused at load time.
-    pub fn database(&self) -> Database {
-        match &self.url {
-            Some(url) if url.expose().starts_with("postgres") => Database::Postgres(url.clone()),
-            Some(url) => match url.expose().strip_prefix("sqlite:") {
-                Some(file) if !file.trim_start_matches("//").is_empty() => {
-                    Database::Sqlite(file.trim_start_matches("//").into())
-                }
-                _ => Database::Sqlite(self.path.clone()),
-            },
-            None => Database::Sqlite(self.path.clone()),
-        }
+    /// The database to open, read from `url` and `path` by [`Database::of`].
+    ///
+    /// # Errors
+    /// A `url` of another scheme, naming `storage.url` (refused at load time too).
+    pub fn database(&self) -> Result<Database, ConfigError> {
+        Database::of(self.url.as_ref(), &self.path)
     }
 }
 

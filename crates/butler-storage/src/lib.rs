@@ -54,32 +54,19 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
+pub use butler_config::Database;
 pub use dead_letters::{DeadLetter, DeadLetterFilter, ReplayOutcome};
 pub use error::StorageError;
 pub use ingest::{BatchOutcome, CommitPhases, NewDeadLetter};
 
-/// A PostgreSQL database to use instead of the SQLite file.
-#[derive(Clone)]
-pub struct PostgresTarget {
-    /// `postgres://user:password@host:port/db?…`, as the driver takes it.
-    pub url: String,
-    /// The same without its password, for logs and errors.
-    pub redacted: String,
-}
-
-impl std::fmt::Debug for PostgresTarget {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(&self.redacted)
-    }
-}
-
 /// How to open the database (from the `storage` config section).
 #[derive(Debug, Clone)]
 pub struct StorageOptions {
-    /// The SQLite database file.
-    pub path: PathBuf,
-    /// PostgreSQL instead of the SQLite file, when set.
-    pub postgres: Option<PostgresTarget>,
+    /// Which database, as `butler-config` read it from `storage.url` and
+    /// `storage.path`: opened as is, so the choice is made in one place. That crate is
+    /// light (serde, YAML and the event model; no driver, no runtime), lighter than a
+    /// second type here for the same choice.
+    pub database: Database,
     /// How long a statement waits on another process's lock before failing busy.
     pub busy_timeout: Duration,
     /// Read connections for queries.
@@ -89,25 +76,31 @@ pub struct StorageOptions {
 }
 
 impl StorageOptions {
-    /// Options for the SQLite file `path` with the defaults of the `storage` section.
-    pub fn new(path: impl Into<PathBuf>) -> StorageOptions {
+    /// Options for `database` with the defaults of the `storage` section.
+    pub fn for_database(database: Database) -> StorageOptions {
         StorageOptions {
-            path: path.into(),
-            postgres: None,
+            database,
             busy_timeout: Duration::from_secs(5),
             read_connections: 4,
             max_size_bytes: None,
         }
     }
-}
 
-impl StorageOptions {
-    /// Options for the PostgreSQL database `target`, with the defaults of the
-    /// `storage` section.
-    pub fn postgres(target: PostgresTarget) -> StorageOptions {
-        StorageOptions {
-            postgres: Some(target),
-            ..StorageOptions::new("")
+    /// Options for the SQLite file `path` with the defaults of the `storage` section:
+    /// the database of most tests.
+    pub fn new(path: impl Into<PathBuf>) -> StorageOptions {
+        StorageOptions::for_database(Database::Sqlite {
+            path: path.into(),
+            by_url: false,
+        })
+    }
+
+    /// The SQLite file the SQLite backend opens; empty for PostgreSQL, whose backend
+    /// never asks.
+    pub(crate) fn sqlite_file(&self) -> &Path {
+        match &self.database {
+            Database::Sqlite { path, .. } => path,
+            Database::Postgres { .. } => Path::new(""),
         }
     }
 }
@@ -141,9 +134,11 @@ impl Storage {
     /// [`StorageError::Migrate`] when its schema is newer than this binary or a
     /// migration fails. Nothing is overwritten in either case.
     pub async fn open(options: &StorageOptions) -> Result<Storage, StorageError> {
-        let backend = match &options.postgres {
-            None => sql::Db::Sqlite(sqlite::SqliteDb::open(options).await?),
-            Some(target) => sql::Db::Postgres(postgres::PgDb::open(target, options).await?),
+        let backend = match &options.database {
+            Database::Sqlite { .. } => sql::Db::Sqlite(sqlite::SqliteDb::open(options).await?),
+            Database::Postgres { url } => {
+                sql::Db::Postgres(postgres::PgDb::open(url, options).await?)
+            }
         };
         Ok(Storage {
             backend,

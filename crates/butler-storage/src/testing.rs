@@ -114,9 +114,8 @@ impl TempPostgres {
 
     /// Storage options for it.
     pub fn options(&self) -> crate::StorageOptions {
-        crate::StorageOptions::postgres(crate::PostgresTarget {
-            url: self.url.clone(),
-            redacted: self.url.clone(),
+        crate::StorageOptions::for_database(crate::Database::Postgres {
+            url: self.url.as_str().into(),
         })
     }
 }

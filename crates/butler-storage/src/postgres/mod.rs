@@ -11,11 +11,12 @@ mod ingest;
 use std::str::FromStr;
 use std::time::Duration;
 
+use butler_config::DatabaseUrl;
 use sqlx::ConnectOptions;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
 use crate::error::DriverError;
-use crate::{PostgresTarget, StorageError, StorageOptions};
+use crate::{StorageError, StorageOptions};
 
 /// The migrations of `migrations/postgres/`, embedded in the binary. sqlx takes an
 /// advisory lock while it applies them, so instances starting together migrate once.
@@ -32,10 +33,10 @@ pub(crate) struct PgDb {
 impl PgDb {
     /// Connects to the database and applies pending migrations.
     pub(crate) async fn open(
-        target: &PostgresTarget,
+        url: &DatabaseUrl,
         options: &StorageOptions,
     ) -> Result<PgDb, StorageError> {
-        let (url, display) = (target.url.as_str(), target.redacted.clone());
+        let display = url.redacted();
         let open_err = |source: DriverError| StorageError::Open {
             database: display.clone(),
             source,
@@ -43,7 +44,7 @@ impl PgDb {
         // Acked means committed: a commit returns once its WAL record is flushed
         // (the server's default, made explicit). Times in UTC, so a text form of an
         // instant never depends on the server's zone.
-        let connect = PgConnectOptions::from_str(url)
+        let connect = PgConnectOptions::from_str(url.expose())
             .map_err(|e| open_err(e.into()))?
             .options([("synchronous_commit", "on"), ("TimeZone", "UTC")])
             .log_slow_statements(log::LevelFilter::Warn, Duration::from_secs(10));

@@ -73,7 +73,7 @@ impl ConnectionKind {
     /// Settings for an sqlx connection of this kind.
     fn sqlx_options(self, options: &StorageOptions) -> Result<SqliteConnectOptions, sqlx::Error> {
         let mut connect = SqliteConnectOptions::from_str("sqlite:")?
-            .filename(&options.path)
+            .filename(options.sqlite_file())
             .busy_timeout(options.busy_timeout);
         for (name, value) in self.pragmas(options) {
             connect = connect.pragma(name, value);
@@ -98,7 +98,7 @@ impl ConnectionKind {
             ConnectionKind::Writer => OpenFlags::SQLITE_OPEN_READ_WRITE,
             ConnectionKind::Reader => OpenFlags::SQLITE_OPEN_READ_ONLY,
         } | OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let conn = rusqlite::Connection::open_with_flags(&options.path, flags)?;
+        let conn = rusqlite::Connection::open_with_flags(options.sqlite_file(), flags)?;
         conn.busy_timeout(options.busy_timeout)?;
         for (name, value) in self.pragmas(options) {
             conn.pragma_update(None, name, value)?;
@@ -111,12 +111,13 @@ impl SqliteDb {
     /// Opens (creating when missing) the database file and applies pending
     /// migrations.
     pub(crate) async fn open(options: &StorageOptions) -> Result<SqliteDb, StorageError> {
-        let display = options.path.display().to_string();
+        let path = options.sqlite_file();
+        let display = path.display().to_string();
         let open_err = |source: DriverError| StorageError::Open {
             database: display.clone(),
             source,
         };
-        if let Some(dir) = options.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| open_err(e.into()))?;
         }
         // One connection: writes are serialized here instead of contending for
@@ -172,7 +173,7 @@ impl SqliteDb {
             sql_writer,
             lease_writer,
             sql_readers,
-            path: options.path.clone(),
+            path: path.to_owned(),
             ingest_writer,
             row_readers,
         })
