@@ -24,10 +24,10 @@
 //! - [`report_schedules`]: which fire times of each report schedule were handled;
 //! - [`tallies`]: running counts kept by ingest, so dashboard and report windows
 //!   read hours and minutes instead of every raw event;
-//! - [`health`]: writability and size, for `/readyz` and metrics;
+//! - [`health`]: writability, size and backups, each backend answering its own way;
 //! - [`transfer`]: copying a SQLite database into PostgreSQL;
 //! - `sqlite`, `postgres` (internal): opening each (connections, settings,
-//!   migrations), its ingest, and its health checks.
+//!   migrations) and its ingest.
 
 pub mod aggregation;
 #[cfg(test)]
@@ -121,6 +121,8 @@ pub(crate) use dispatch;
 #[derive(Debug, Clone)]
 pub struct Storage {
     backend: sql::Db,
+    /// Which database, as configured.
+    database: Database,
     /// Set when the last write failed (disk full, IO error), cleared by the next
     /// success: `/readyz` reports it.
     write_failing: Arc<AtomicBool>,
@@ -142,6 +144,7 @@ impl Storage {
         };
         Ok(Storage {
             backend,
+            database: options.database.clone(),
             write_failing: Arc::new(AtomicBool::new(false)),
         })
     }
@@ -163,10 +166,7 @@ impl Storage {
     /// The database as logs show it: the SQLite file, or the PostgreSQL URL without
     /// its password.
     pub fn describe(&self) -> String {
-        match &self.backend {
-            sql::Db::Sqlite(db) => db.path.display().to_string(),
-            sql::Db::Postgres(db) => db.display.clone(),
-        }
+        self.database.to_string()
     }
 
     /// Which backend: `sqlite` or `postgres`.

@@ -2,10 +2,8 @@
 //! (`migrations/postgres/`), one connection pool, so that several pipeline hosts can
 //! share one database.
 //!
-//! Layout: `ingest` (a batch's transaction, a statement per kind of row), `health`
-//! (writability and size).
+//! Layout: `ingest` (a batch's transaction, a statement per kind of row).
 
-mod health;
 mod ingest;
 
 use std::str::FromStr;
@@ -26,8 +24,6 @@ pub(crate) static MIGRATOR: sqlx::migrate::Migrator = sqlx::migrate!("../../migr
 #[derive(Debug, Clone)]
 pub(crate) struct PgDb {
     pub(crate) pool: PgPool,
-    /// The URL without its password.
-    pub(crate) display: String,
 }
 
 impl PgDb {
@@ -61,10 +57,7 @@ impl PgDb {
                 database: display.clone(),
                 source,
             })?;
-        Ok(PgDb {
-            pool,
-            display: display.clone(),
-        })
+        Ok(PgDb { pool })
     }
 
     pub(crate) async fn close(&self) {

@@ -120,21 +120,26 @@ impl SqliteDb {
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| open_err(e.into()))?;
         }
-        // One connection: writes are serialized here instead of contending for
-        // SQLite's lock inside the process. A local file needs no liveness ping before
-        // each use; sqlx's default one is a round trip to the connection's thread.
-        let sql_writer = SqlitePoolOptions::new()
-            .test_before_acquire(false)
-            .max_connections(1)
-            .min_connections(1)
-            .acquire_timeout(Duration::from_secs(3600))
-            .connect_with(
-                ConnectionKind::Writer
-                    .sqlx_options(options)
-                    .map_err(|e| open_err(e.into()))?,
-            )
-            .await
-            .map_err(|e| open_err(e.into()))?;
+        // A local file needs no liveness ping before each use; sqlx's default one is a
+        // round trip to the connection's thread.
+        let pool = |kind: ConnectionKind,
+                    max: u32,
+                    options_of: fn(SqlitePoolOptions) -> SqlitePoolOptions| {
+            let pool = options_of(SqlitePoolOptions::new().test_before_acquire(false));
+            async move {
+                pool.max_connections(max)
+                    .connect_with(kind.sqlx_options(options)?)
+                    .await
+            }
+        };
+        // One connection, kept open: writes are serialized here, however long they
+        // queue, instead of contending for SQLite's lock inside the process.
+        let sql_writer = pool(ConnectionKind::Writer, 1, |p| {
+            p.min_connections(1)
+                .acquire_timeout(Duration::from_secs(3600))
+        })
+        .await
+        .map_err(|e| open_err(e.into()))?;
         MIGRATOR
             .run(&sql_writer)
             .await
@@ -142,26 +147,16 @@ impl SqliteDb {
                 database: display.clone(),
                 source,
             })?;
-        let lease_writer = SqlitePoolOptions::new()
-            .test_before_acquire(false)
-            .max_connections(1)
-            .connect_with(
-                ConnectionKind::Writer
-                    .sqlx_options(options)
-                    .map_err(|e| open_err(e.into()))?,
-            )
+        let lease_writer = pool(ConnectionKind::Writer, 1, |p| p)
             .await
             .map_err(|e| open_err(e.into()))?;
-        let sql_readers = SqlitePoolOptions::new()
-            .test_before_acquire(false)
-            .max_connections(options.read_connections.max(1))
-            .connect_with(
-                ConnectionKind::Reader
-                    .sqlx_options(options)
-                    .map_err(|e| open_err(e.into()))?,
-            )
-            .await
-            .map_err(|e| open_err(e.into()))?;
+        let sql_readers = pool(
+            ConnectionKind::Reader,
+            options.read_connections.max(1),
+            |p| p,
+        )
+        .await
+        .map_err(|e| open_err(e.into()))?;
         let ingest_writer = IngestWriter::start(
             ConnectionKind::Writer
                 .open_rusqlite(options)

@@ -4,10 +4,9 @@
 //! Layout: [`connection`] (the settings of each kind of connection, migrations),
 //! `ingest_writer` (the thread that commits ingest batches and replays),
 //! `row_readers` (read-only rusqlite connections, on which every read of the storage
-//! interface runs), `health` (the file's writability, size and backups).
+//! interface runs).
 
 mod connection;
-mod health;
 mod ingest_writer;
 pub(crate) mod row_readers;
 
