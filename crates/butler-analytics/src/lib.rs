@@ -10,6 +10,8 @@
 //! - [`http`]: `/metrics`, `/healthz`, `/readyz`;
 //! - [`commands`]: the one-shot subcommands (`migrate`, `check-config`,
 //!   `dead-letters`), and [`publish`] for sending events by hand;
+//! - [`output`]: each result's text and `--json` forms, and the one place that
+//!   chooses between them;
 //! - [`progress`]: how far a long command has got, as a bar or plain lines;
 //! - [`telemetry`]: logs, human or JSON.
 
@@ -20,6 +22,7 @@ pub mod client;
 pub mod commands;
 pub mod http;
 pub mod nats;
+pub mod output;
 pub mod progress;
 pub mod publish;
 pub mod status;
