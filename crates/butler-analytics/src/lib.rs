@@ -6,6 +6,7 @@
 //!   service over NATS;
 //! - [`app`]: [`app::run`], the whole pipeline in one runtime until shutdown;
 //! - [`aggregation`]: the aggregator's settings and the backfill command;
+//! - [`reports`]: the report settings, object store and schedules from config;
 //! - [`nats`]: the NATS connection from config (auth, TLS, reconnects);
 //! - [`http`]: `/metrics`, `/healthz`, `/readyz`;
 //! - [`commands`]: the one-shot subcommands (`migrate`, `check-config`,
@@ -25,5 +26,6 @@ pub mod nats;
 pub mod output;
 pub mod progress;
 pub mod publish;
+pub mod reports;
 pub mod status;
 pub mod telemetry;
