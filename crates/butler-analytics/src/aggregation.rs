@@ -1,6 +1,6 @@
-//! The aggregator and the reports as the binary wires them from config: the
-//! aggregator's settings, the schedules, the admin requests' access to the aggregator,
-//! and the `aggregate` subcommand's runs.
+//! The aggregator as the binary wires it from config: the aggregator's settings, the
+//! schedules, the admin requests' access to the aggregator, and the `aggregate`
+//! subcommand's runs. The reports are wired in [`crate::reports`].
 
 use std::time::{Duration, Instant};
 
@@ -10,11 +10,14 @@ use butler_aggregator::schedule::Scheduled;
 use butler_aggregator::{AggregateError, Aggregator, AggregatorSettings, Job, RunReport, Trigger};
 use butler_config::Config;
 use butler_query::admin::{AggregationControl, ControlError, JobState, LeaseState, RunSummary};
-use butler_query::report::ReportType;
 use butler_storage::tables::BucketRows;
 use butler_storage::{Storage, StorageError};
 use chrono::{DateTime, Utc};
 use futures_util::future::BoxFuture;
+
+/// Reached from here by [`crate::app::run`], which wires the reports beside the
+/// aggregator.
+pub use crate::reports::{report_objects, report_schedules, report_settings};
 
 /// The aggregator over `storage`, with the settings of a checked config.
 pub fn aggregator(storage: Storage, config: &Config) -> Aggregator {
@@ -58,7 +61,7 @@ pub fn schedules(config: &Config) -> anyhow::Result<Vec<Scheduled>> {
 /// The first bad expression, naming its key.
 pub fn check_schedules(config: &Config) -> anyhow::Result<()> {
     schedules(config)?;
-    report_schedules(config)?;
+    crate::reports::report_schedules(config)?;
     Ok(())
 }
 
@@ -277,60 +280,4 @@ impl AggregationControl for AdminControl {
                 .collect())
         })
     }
-}
-
-/// Report settings from config, with `reports.object_store` opened.
-pub fn report_settings(
-    config: &Config,
-    objects: Option<butler_query::objects::ReportObjects>,
-) -> butler_query::report::ReportSettings {
-    butler_query::report::ReportSettings {
-        enabled: config.reports.enabled,
-        formats: config
-            .reports
-            .formats
-            .iter()
-            .map(|f| match f {
-                butler_config::ReportFormat::Json => "json",
-                butler_config::ReportFormat::Csv => "csv",
-            })
-            .collect(),
-        storage: config.reports.storage.clone(),
-        objects,
-    }
-}
-
-/// The bucket of `reports.object_store` (opened on the first report), or `None` when
-/// unset.
-pub fn report_objects(
-    config: &Config,
-    nats: &async_nats::Client,
-) -> Option<butler_query::objects::ReportObjects> {
-    config.reports.object_store.as_ref().map(|bucket| {
-        butler_query::objects::ReportObjects::new(nats.clone(), bucket, config.nats.stream_replicas)
-    })
-}
-
-/// The report schedules of `reports.schedule`, checked.
-///
-/// # Errors
-/// The key and what is wrong.
-pub fn report_schedules(
-    config: &Config,
-) -> anyhow::Result<Vec<butler_query::scheduled::ReportSchedule>> {
-    let entries: Vec<(ReportType, String)> = config
-        .reports
-        .schedule
-        .iter()
-        .map(|s| {
-            let t = match s.report_type {
-                butler_config::ReportType::Daily => ReportType::Daily,
-                butler_config::ReportType::Weekly => ReportType::Weekly,
-                butler_config::ReportType::Monthly => ReportType::Monthly,
-            };
-            (t, s.cron.clone())
-        })
-        .collect();
-    butler_query::scheduled::plan(&entries)
-        .map_err(|(key, message)| anyhow::anyhow!("config key `{key}`: {message}"))
 }

@@ -1,20 +1,25 @@
-//! The subcommands.
+//! The subcommands: [`dispatch`] sends each to one function, which computes its result
+//! and leaves the printing to [`crate::output::print`], so each result's text and
+//! `--json` forms are written once, beside its type.
+//!
+//! Layout: the database and config commands here; [`dead_letters`] for `dead-letters
+//! list|replay`; `status`, `publish`, `query` and `report` in modules of their own.
+
+mod dead_letters;
 
 use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
+use butler_aggregator::RunReport;
 use butler_config::{Config, Database};
-use butler_consumer::replay::replay_dead_letters;
-use butler_consumer::settings::validation_rules;
-use butler_events::RejectReason;
 use butler_events::calendar::parse_request_instant;
-use butler_storage::{DeadLetter, DeadLetterFilter, Storage};
+use butler_storage::transfer::TableCopied;
 
 use crate::app;
-use crate::cli::{
-    Command, DeadLetterCommand, DeadLetterListArgs, DeadLetterSelection, MigrateDataArgs,
-    QueryCommand,
-};
+use crate::cli::{AggregateArgs, Command, DeadLetterCommand, MigrateDataArgs, QueryCommand};
+use crate::output::{Output, json_line, print};
 
 /// Runs one subcommand to completion.
 ///
@@ -22,139 +27,21 @@ use crate::cli::{
 /// Whatever stopped it, with context for the operator.
 pub async fn dispatch(command: Command, config: Config) -> anyhow::Result<()> {
     match command {
-        Command::Run => {
-            let shutdown = app::shutdown_on_signals()?;
-            app::run(config, shutdown).await
-        }
-        Command::Migrate { json } => {
-            let storage = app::open_storage(&config).await?;
-            storage.close().await;
-            if json {
-                println!(
-                    "{}",
-                    serde_json::json!({"database": storage.describe(), "upToDate": true})
-                );
-            } else {
-                println!("database {} is up to date", storage.describe());
-            }
-            Ok(())
-        }
-        Command::Aggregate(args) => {
-            let jobs = crate::aggregation::jobs_named(&args.job)?;
-            let storage = app::open_storage(&config).await?;
-            let aggregator = crate::aggregation::aggregator(storage.clone(), &config)
-                .with_progress(crate::progress::aggregation_hook());
-            let wait = std::time::Duration::from_secs(args.wait);
-            let reports = match (&args.from, &args.to) {
-                (Some(from), Some(to)) if !args.due => {
-                    let tz = config.zones().default_zone();
-                    let from = parse_request_instant(from, tz, "--from")?;
-                    let to = parse_request_instant(to, tz, "--to")?;
-                    crate::aggregation::backfill(&aggregator, &jobs, from, to, wait).await
-                }
-                _ => crate::aggregation::run_due(&aggregator, &jobs, wait).await,
-            };
-            storage.close().await;
-            let reports = reports?;
-            if args.json {
-                let runs: Vec<serde_json::Value> = reports
-                    .iter()
-                    .map(|r| {
-                        serde_json::json!({
-                            "job": r.job.name(),
-                            "periodsRecomputed": r.periods_recomputed,
-                            "rowsWritten": r.rows_written,
-                            "ms": r.ms,
-                        })
-                    })
-                    .collect();
-                println!("{}", serde_json::json!({ "runs": runs }));
-                return Ok(());
-            }
-            for r in reports {
-                println!(
-                    "{:<28} {:>6} periods recomputed {:>8} rows written {:>7} ms",
-                    r.job.name(),
-                    r.periods_recomputed,
-                    r.rows_written,
-                    r.ms
-                );
-            }
-            Ok(())
-        }
-        Command::Backup { file, json } => {
-            let storage = app::open_storage(&config).await?;
-            let started = std::time::Instant::now();
-            let result = storage.backup_to(&file).await;
-            storage.close().await;
-            result.with_context(|| format!("backup to {}", file.display()))?;
-            let bytes = std::fs::metadata(&file).map(|m| m.len()).unwrap_or(0);
-            if json {
-                println!(
-                    "{}",
-                    serde_json::json!({
-                        "file": file.display().to_string(),
-                        "bytes": bytes,
-                        "ms": started.elapsed().as_millis() as u64,
-                    })
-                );
-                return Ok(());
-            }
-            println!(
-                "backup written to {} ({bytes} bytes, {} ms)",
-                file.display(),
-                started.elapsed().as_millis()
-            );
-            Ok(())
-        }
-        Command::Cleanup { json } => {
-            let storage = app::open_storage(&config).await?;
-            let deleted = butler_aggregator::retention::apply(
-                &storage,
-                crate::aggregation::retention_days(&config),
-                chrono::Utc::now(),
-            )
-            .await;
-            storage.close().await;
-            let deleted = deleted?;
-            if json {
-                let by_table: serde_json::Map<String, serde_json::Value> = deleted
-                    .iter()
-                    .map(|(table, n)| (table.to_string(), serde_json::Value::from(*n)))
-                    .collect();
-                println!("{}", serde_json::json!({ "deleted": by_table }));
-                return Ok(());
-            }
-            for (table, n) in deleted {
-                println!("{table:<32} {n:>10} rows deleted");
-            }
-            Ok(())
-        }
-        Command::CheckConfig { json } => {
-            // The cron expressions were checked with the rest of the config (`main`).
-            if json {
-                println!(
-                    "{}",
-                    serde_json::to_string(&config).context("rendering the config")?
-                );
-            } else {
-                let yaml = serde_saphyr::to_string(&config).context("rendering the config")?;
-                println!("{yaml}");
-            }
-            eprintln!("config ok");
-            Ok(())
-        }
+        Command::Run => run(config).await,
+        Command::Migrate { json } => print(json, &migrate(&config).await?),
+        Command::Aggregate(args) => print(args.json, &aggregate(&config, &args).await?),
+        Command::Backup { file, json } => print(json, &backup(&config, file).await?),
+        Command::Cleanup { json } => print(json, &cleanup(&config).await?),
+        Command::CheckConfig { json } => check_config(&config, json),
         Command::Publish(args) => crate::publish::publish(&config, &args).await,
-        Command::MigrateData(args) => migrate_data(config, &args).await,
+        Command::MigrateData(args) => {
+            let copied = migrate_data(config, &args).await?;
+            print(args.json, &copied)?;
+            copied.check_counts()
+        }
         Command::Status { json } => crate::status::status(&config, json).await,
         Command::Completions { shell } => {
-            let mut command = <crate::cli::Cli as clap::CommandFactory>::command();
-            clap_complete::generate(
-                shell,
-                &mut command,
-                "butler-analytics",
-                &mut std::io::stdout(),
-            );
+            completions(shell);
             Ok(())
         }
         Command::Query(QueryCommand::Dashboard(args)) => {
@@ -168,145 +55,234 @@ pub async fn dispatch(command: Command, config: Config) -> anyhow::Result<()> {
         }
         Command::Report(args) => crate::client::report(&config, &args).await,
         Command::DeadLetters(DeadLetterCommand::List(args)) => {
-            list_dead_letters(&config, &args).await
+            print(args.json, &dead_letters::list(&config, &args).await?)
         }
         Command::DeadLetters(DeadLetterCommand::Replay(args)) => {
-            let storage = app::open_storage(&config).await?;
-            let filter = filter(&args.selection, false)?;
-            let total = replay_total(&storage, &filter).await?;
-            let mut progress =
-                crate::progress::Progress::new("dead-letters replay", "messages", total);
-            let outcome =
-                replay_dead_letters(&storage, &validation_rules(&config), &filter, &mut |done| {
-                    progress.set(done)
-                })
-                .await?;
-            progress.finish();
-            storage.close().await;
-            if args.json {
-                println!(
-                    "{}",
-                    serde_json::json!({
-                        "stored": outcome.stored,
-                        "alreadyStored": outcome.already_stored,
-                        "stillRejected": outcome.still_rejected,
-                    })
-                );
-                return Ok(());
-            }
-            println!(
-                "replayed: {} stored, {} already stored, {} still rejected",
-                outcome.stored, outcome.already_stored, outcome.still_rejected
-            );
-            Ok(())
+            print(args.json, &dead_letters::replay(&config, &args).await?)
         }
     }
 }
 
-/// How many dead letters `filter` selects for a replay (those not replayed yet).
-async fn replay_total(storage: &Storage, filter: &DeadLetterFilter) -> anyhow::Result<u64> {
-    let selected = if filter.ids.is_empty() {
-        storage
-            .dead_letter_counts()
-            .await?
-            .into_iter()
-            .filter(|(reason, _)| filter.reason.is_none_or(|r| r.as_str() == reason))
-            .map(|(_, n)| n.max(0) as u64)
-            .sum()
-    } else {
-        filter.ids.len() as u64
-    };
-    Ok(filter
-        .limit
-        .map_or(selected, |limit| selected.min(u64::from(limit))))
+/// `run`: the pipeline until SIGINT or SIGTERM.
+async fn run(config: Config) -> anyhow::Result<()> {
+    let shutdown = app::shutdown_on_signals()?;
+    app::run(config, shutdown).await
 }
 
-fn filter(
-    selection: &DeadLetterSelection,
-    include_replayed: bool,
-) -> anyhow::Result<DeadLetterFilter> {
-    let reason = match &selection.reason {
-        None => None,
-        Some(code) => match RejectReason::parse(code) {
-            Some(reason) => Some(reason),
-            None => {
-                let codes: Vec<_> = RejectReason::ALL.iter().map(|r| r.as_str()).collect();
-                bail!(
-                    "--reason {code:?} is not a reason code; use one of {}",
-                    codes.join(", ")
-                )
-            }
-        },
-    };
-    Ok(DeadLetterFilter {
-        reason,
-        ids: selection.ids.clone(),
-        include_replayed,
-        after_id: None,
-        limit: selection.limit,
+/// `migrate`: opening the storage applies the migrations.
+async fn migrate(config: &Config) -> anyhow::Result<Migrated> {
+    let storage = app::open_storage(config).await?;
+    storage.close().await;
+    Ok(Migrated {
+        database: storage.describe(),
     })
 }
 
-async fn list_dead_letters(config: &Config, args: &DeadLetterListArgs) -> anyhow::Result<()> {
-    let storage = app::open_storage(config).await?;
-    let letters = storage
-        .list_dead_letters(&filter(&args.selection, args.all)?)
-        .await?;
-    storage.close().await;
-    let mut out = std::io::stdout().lock();
-    if args.json {
-        for letter in &letters {
-            writeln!(out, "{}", as_json(letter))?;
-        }
-    } else {
-        writeln!(
+/// The database `migrate` brought up to date.
+struct Migrated {
+    database: String,
+}
+
+impl Output for Migrated {
+    fn json(&self, out: &mut dyn Write) -> anyhow::Result<()> {
+        json_line(
             out,
-            "{:>6}  {:<24}  {:<22}  {:>8}  {:<40}  detail",
-            "id", "received_at", "reason", "seq", "subject"
-        )?;
-        for l in &letters {
-            let state = if l.replayed_at.is_some() {
-                " (replayed)"
-            } else {
-                ""
-            };
+            &serde_json::json!({"database": self.database, "upToDate": true}),
+        )
+    }
+
+    fn text(&self, out: &mut dyn Write) -> anyhow::Result<()> {
+        writeln!(out, "database {} is up to date", self.database)?;
+        Ok(())
+    }
+}
+
+/// `aggregate`: a backfill of `[--from, --to)` when both are given (and not `--due`),
+/// else the runs the schedules would make now.
+async fn aggregate(config: &Config, args: &AggregateArgs) -> anyhow::Result<Runs> {
+    let jobs = crate::aggregation::jobs_named(&args.job)?;
+    let storage = app::open_storage(config).await?;
+    let aggregator = crate::aggregation::aggregator(storage.clone(), config)
+        .with_progress(crate::progress::aggregation_hook());
+    let wait = Duration::from_secs(args.wait);
+    let reports = match (&args.from, &args.to) {
+        (Some(from), Some(to)) if !args.due => {
+            let tz = config.zones().default_zone();
+            let from = parse_request_instant(from, tz, "--from")?;
+            let to = parse_request_instant(to, tz, "--to")?;
+            crate::aggregation::backfill(&aggregator, &jobs, from, to, wait).await
+        }
+        _ => crate::aggregation::run_due(&aggregator, &jobs, wait).await,
+    };
+    storage.close().await;
+    Ok(Runs(reports?))
+}
+
+/// The runs `aggregate` made, one per job.
+struct Runs(Vec<RunReport>);
+
+impl Output for Runs {
+    fn json(&self, out: &mut dyn Write) -> anyhow::Result<()> {
+        let runs: Vec<serde_json::Value> = self
+            .0
+            .iter()
+            .map(|r| {
+                serde_json::json!({
+                    "job": r.job.name(),
+                    "periodsRecomputed": r.periods_recomputed,
+                    "rowsWritten": r.rows_written,
+                    "ms": r.ms,
+                })
+            })
+            .collect();
+        json_line(out, &serde_json::json!({ "runs": runs }))
+    }
+
+    fn text(&self, out: &mut dyn Write) -> anyhow::Result<()> {
+        for r in &self.0 {
             writeln!(
                 out,
-                "{:>6}  {:<24}  {:<22}  {:>8}  {:<40}  {}{state}",
-                l.id, l.received_at, l.reason, l.stream_sequence, l.subject, l.detail
+                "{:<28} {:>6} periods recomputed {:>8} rows written {:>7} ms",
+                r.job.name(),
+                r.periods_recomputed,
+                r.rows_written,
+                r.ms
             )?;
         }
-        writeln!(out, "{} dead letter(s)", letters.len())?;
+        Ok(())
     }
+}
+
+/// `backup`: a consistent copy of the database in `file`, timed.
+async fn backup(config: &Config, file: PathBuf) -> anyhow::Result<BackupWritten> {
+    let storage = app::open_storage(config).await?;
+    let started = std::time::Instant::now();
+    let result = storage.backup_to(&file).await;
+    storage.close().await;
+    result.with_context(|| format!("backup to {}", file.display()))?;
+    let ms = started.elapsed().as_millis();
+    Ok(BackupWritten {
+        bytes: file_size(&file),
+        file,
+        ms,
+    })
+}
+
+/// The size of the copy just written; 0 when it cannot be read back, since the copy
+/// itself succeeded and the size is only for the operator's information.
+fn file_size(file: &Path) -> u64 {
+    std::fs::metadata(file).map(|m| m.len()).unwrap_or(0)
+}
+
+/// The copy `backup` wrote.
+struct BackupWritten {
+    file: PathBuf,
+    bytes: u64,
+    ms: u128,
+}
+
+impl Output for BackupWritten {
+    fn json(&self, out: &mut dyn Write) -> anyhow::Result<()> {
+        json_line(
+            out,
+            &serde_json::json!({
+                "file": self.file.display().to_string(),
+                "bytes": self.bytes,
+                "ms": u64::try_from(self.ms).unwrap_or(u64::MAX),
+            }),
+        )
+    }
+
+    fn text(&self, out: &mut dyn Write) -> anyhow::Result<()> {
+        writeln!(
+            out,
+            "backup written to {} ({} bytes, {} ms)",
+            self.file.display(),
+            self.bytes,
+            self.ms
+        )?;
+        Ok(())
+    }
+}
+
+/// `cleanup`: every table's retention applied now.
+async fn cleanup(config: &Config) -> anyhow::Result<Deleted> {
+    let storage = app::open_storage(config).await?;
+    let deleted = butler_aggregator::retention::apply(
+        &storage,
+        crate::aggregation::retention_days(config),
+        chrono::Utc::now(),
+    )
+    .await;
+    storage.close().await;
+    Ok(Deleted(deleted?))
+}
+
+/// The rows `cleanup` deleted, by table.
+struct Deleted(Vec<(&'static str, u64)>);
+
+impl Output for Deleted {
+    fn json(&self, out: &mut dyn Write) -> anyhow::Result<()> {
+        let by_table: serde_json::Map<String, serde_json::Value> = self
+            .0
+            .iter()
+            .map(|(table, n)| ((*table).to_owned(), serde_json::Value::from(*n)))
+            .collect();
+        json_line(out, &serde_json::json!({ "deleted": by_table }))
+    }
+
+    fn text(&self, out: &mut dyn Write) -> anyhow::Result<()> {
+        for (table, n) in &self.0 {
+            writeln!(out, "{table:<32} {n:>10} rows deleted")?;
+        }
+        Ok(())
+    }
+}
+
+/// `check-config`: the config as it will be used, on stdout, and a verdict on stderr
+/// (the cron expressions were checked with the rest of the config, in `main`).
+fn check_config(config: &Config, json: bool) -> anyhow::Result<()> {
+    print(json, &ConfigShown(config))?;
+    eprintln!("config ok");
     Ok(())
 }
 
-fn as_json(l: &DeadLetter) -> serde_json::Value {
-    let headers: serde_json::Value = serde_json::from_str(&l.headers_json).unwrap_or_default();
-    let payload = match std::str::from_utf8(&l.payload) {
-        Ok(text) => serde_json::json!({ "text": text }),
-        Err(_) => {
-            serde_json::json!({ "hex": l.payload.iter().map(|b| format!("{b:02x}")).collect::<String>() })
-        }
-    };
-    serde_json::json!({
-        "id": l.id,
-        "subject": l.subject,
-        "stream": l.stream,
-        "streamSequence": l.stream_sequence,
-        "publishedAt": l.published_at,
-        "receivedAt": l.received_at,
-        "reason": l.reason,
-        "detail": l.detail,
-        "headers": headers,
-        "payload": payload,
-        "replayedAt": l.replayed_at,
-        "replayedEventId": l.replayed_event_id,
-    })
+/// The config `check-config` shows: secrets are redacted by their own serialization.
+struct ConfigShown<'a>(&'a Config);
+
+impl Output for ConfigShown<'_> {
+    fn json(&self, out: &mut dyn Write) -> anyhow::Result<()> {
+        let json = serde_json::to_string(self.0).context("rendering the config")?;
+        writeln!(out, "{json}")?;
+        Ok(())
+    }
+
+    fn text(&self, out: &mut dyn Write) -> anyhow::Result<()> {
+        let yaml = serde_saphyr::to_string(self.0).context("rendering the config")?;
+        writeln!(out, "{yaml}")?;
+        Ok(())
+    }
 }
 
-/// Copies the SQLite database into PostgreSQL and checks every table's count.
-async fn migrate_data(config: Config, args: &MigrateDataArgs) -> anyhow::Result<()> {
+/// `completions`: the shell completion script, generated from the same clap
+/// definitions that parse the command line.
+fn completions(shell: clap_complete::Shell) {
+    let mut command = <crate::cli::Cli as clap::CommandFactory>::command();
+    clap_complete::generate(
+        shell,
+        &mut command,
+        "butler-analytics",
+        &mut std::io::stdout(),
+    );
+}
+
+/// `migrate-data`: copies the SQLite database into PostgreSQL, table by table, with a
+/// progress bar per table, and counts both sides.
+///
+/// # Errors
+/// `--from` or `--to` of the wrong backend, or a failed copy. Counts that differ are
+/// not an error yet: [`Copied::check_counts`] says so after the table is printed.
+async fn migrate_data(config: Config, args: &MigrateDataArgs) -> anyhow::Result<Copied> {
     let mut from = config.clone();
     if let Some(url) = &args.from {
         from.storage.url = Some(url.as_str().into());
@@ -343,38 +319,124 @@ async fn migrate_data(config: Config, args: &MigrateDataArgs) -> anyhow::Result<
     }
     source.close().await;
     target.close().await;
-    let copied = copied.context("migrate-data")?;
-    let mut out = std::io::stdout().lock();
-    let differ: Vec<&str> = copied
-        .iter()
-        .filter(|t| t.source_rows != t.target_rows)
-        .map(|t| t.table.as_str())
-        .collect();
-    if args.json {
-        let tables: Vec<serde_json::Value> = copied
+    Ok(Copied(copied.context("migrate-data")?))
+}
+
+/// The tables `migrate-data` copied, with their counts on both sides.
+struct Copied(Vec<TableCopied>);
+
+impl Copied {
+    /// The tables whose counts differ.
+    fn differ(&self) -> Vec<&str> {
+        self.0
+            .iter()
+            .filter(|t| t.source_rows != t.target_rows)
+            .map(|t| t.table.as_str())
+            .collect()
+    }
+
+    /// Fails when a table's counts differ, after they have been printed for the
+    /// operator to see.
+    fn check_counts(&self) -> anyhow::Result<()> {
+        let differ = self.differ();
+        if !differ.is_empty() {
+            bail!("the counts differ in {}", differ.join(", "));
+        }
+        Ok(())
+    }
+}
+
+impl Output for Copied {
+    fn json(&self, out: &mut dyn Write) -> anyhow::Result<()> {
+        let tables: Vec<serde_json::Value> = self
+            .0
             .iter()
             .map(|t| serde_json::json!({"table": t.table, "sqlite": t.source_rows, "postgres": t.target_rows}))
             .collect();
-        writeln!(out, "{}", serde_json::json!({ "tables": tables }))?;
-    } else {
+        json_line(out, &serde_json::json!({ "tables": tables }))
+    }
+
+    /// The counts, and the next step once every table matches.
+    fn text(&self, out: &mut dyn Write) -> anyhow::Result<()> {
         writeln!(out, "{:<32} {:>12} {:>12}", "table", "sqlite", "postgres")?;
-        for t in &copied {
+        for t in &self.0 {
             writeln!(
                 out,
                 "{:<32} {:>12} {:>12}",
                 t.table, t.source_rows, t.target_rows
             )?;
         }
+        if self.differ().is_empty() {
+            writeln!(
+                out,
+                "every table copied; set storage.url to the PostgreSQL URL and start the pipeline"
+            )?;
+        }
+        Ok(())
     }
-    if !differ.is_empty() {
-        bail!("the counts differ in {}", differ.join(", "));
+}
+
+#[cfg(test)]
+mod tests {
+    use butler_aggregator::Job;
+
+    use super::*;
+    use crate::output::render;
+
+    #[test]
+    fn migrate_prints_the_database_in_both_forms() {
+        let migrated = Migrated {
+            database: "sqlite:/var/lib/butler/analytics.db".to_owned(),
+        };
+        assert_eq!(
+            render(false, &migrated),
+            "database sqlite:/var/lib/butler/analytics.db is up to date\n"
+        );
+        assert_eq!(
+            render(true, &migrated),
+            "{\"database\":\"sqlite:/var/lib/butler/analytics.db\",\"upToDate\":true}\n"
+        );
     }
-    if args.json {
-        return Ok(());
+
+    #[test]
+    fn aggregate_prints_a_line_per_run_or_one_json_object() {
+        let first = Job::all().next().expect("a job");
+        let runs = Runs(vec![RunReport {
+            job: first,
+            periods_recomputed: 24,
+            rows_written: 480,
+            ms: 12,
+        }]);
+        let name = first.name();
+        assert_eq!(
+            render(false, &runs),
+            format!("{name:<28}     24 periods recomputed      480 rows written      12 ms\n")
+        );
+        assert_eq!(
+            render(true, &runs),
+            format!(
+                "{{\"runs\":[{{\"job\":\"{name}\",\"ms\":12,\"periodsRecomputed\":24,\"rowsWritten\":480}}]}}\n"
+            )
+        );
     }
-    writeln!(
-        out,
-        "every table copied; set storage.url to the PostgreSQL URL and start the pipeline"
-    )?;
-    Ok(())
+
+    #[test]
+    fn migrate_data_names_the_next_step_only_when_every_count_matches() {
+        let table = |source_rows, target_rows| TableCopied {
+            table: "analytics_events".to_owned(),
+            source_rows,
+            target_rows,
+        };
+        let matching = Copied(vec![table(3, 3)]);
+        assert!(render(false, &matching).ends_with("start the pipeline\n"));
+        assert!(matching.check_counts().is_ok());
+        let short = Copied(vec![table(3, 2)]);
+        assert!(!render(false, &short).contains("every table copied"));
+        assert_eq!(
+            render(true, &short),
+            "{\"tables\":[{\"postgres\":2,\"sqlite\":3,\"table\":\"analytics_events\"}]}\n"
+        );
+        let err = short.check_counts().map_err(|e| e.to_string());
+        assert_eq!(err, Err("the counts differ in analytics_events".to_owned()));
+    }
 }

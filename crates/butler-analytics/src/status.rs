@@ -6,11 +6,15 @@ use std::io::Write;
 
 use anyhow::Context;
 use butler_aggregator::Job;
+use butler_aggregator::schedule::Scheduled;
 use butler_config::Config;
-use chrono::Utc;
+use butler_storage::aggregation::{JobStatus, Lease};
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
 use serde::Serialize;
 
 use crate::app;
+use crate::output::{Output, print};
 
 /// One job, as `status` shows it.
 #[derive(Debug, Serialize)]
@@ -98,103 +102,148 @@ async fn consumer_line(config: &Config) -> ConsumerLine {
 /// When the database cannot be read.
 pub async fn status(config: &Config, json: bool) -> anyhow::Result<()> {
     let schedules = crate::aggregation::schedules(config)?;
+    let database = read_database(config).await?;
+    let zone = config.zones().default_zone();
+    let status = Status {
+        jobs: job_lines(&database, &schedules, zone, Utc::now()),
+        database: database.describe,
+        backend: database.backend,
+        size_bytes: database.size_bytes,
+        dead_letters: database
+            .dead_letters
+            .into_iter()
+            .map(|(reason, n)| (reason, serde_json::Value::from(n)))
+            .collect(),
+        // Asked after the database is closed: NATS may take seconds to answer.
+        consumer: consumer_line(config).await,
+    };
+    print(json, &status)
+}
+
+/// What `status` reads from the database, in one go, so the database is closed before
+/// NATS is asked.
+struct DatabaseState {
+    describe: String,
+    backend: &'static str,
+    size_bytes: u64,
+    jobs: Vec<JobStatus>,
+    leases: Vec<Lease>,
+    dead_letters: Vec<(String, i64)>,
+}
+
+/// Opens the database, reads what `status` shows and closes it again, also when a
+/// read fails.
+async fn read_database(config: &Config) -> anyhow::Result<DatabaseState> {
     let storage = app::open_storage(config).await?;
     let read = async {
-        let states = storage.job_statuses().await?;
-        let leases = storage.leases().await?;
-        let dead = storage.dead_letter_counts().await?;
-        let size = storage.size_bytes().await?;
-        anyhow::Ok((states, leases, dead, size))
+        anyhow::Ok(DatabaseState {
+            describe: storage.describe(),
+            backend: storage.backend_name(),
+            jobs: storage.job_statuses().await?,
+            leases: storage.leases().await?,
+            dead_letters: storage.dead_letter_counts().await?,
+            size_bytes: storage.size_bytes().await?,
+        })
     }
     .await
     .context("reading the status");
-    let status = read.map(|(states, leases, dead, size)| {
-        let zone = config.zones().default_zone();
-        let jobs = Job::all()
-            .map(|job| {
-                let state = states
-                    .iter()
-                    .find(|s| s.job == job.name())
-                    .cloned()
-                    .unwrap_or_default();
-                let scheduled = schedules.iter().find(|s| s.task.name() == job.name());
-                JobLine {
-                    job: job.name(),
-                    schedule: scheduled.map_or_else(
-                        || job.default_schedule().to_owned(),
-                        |s| s.expression.clone(),
-                    ),
-                    last_run_at: state.last_run_at,
-                    last_success_at: state.last_success_at,
-                    next_run_at: scheduled
-                        .and_then(|s| s.next_after(Utc::now(), zone))
-                        .map(|t| butler_events::EventTime::from_datetime(&t).to_string()),
-                    pending_buckets: state.pending_buckets,
-                    last_error: state.last_error,
-                    lease: leases
-                        .iter()
-                        .find(|l| l.name == format!("aggregate:{}", job.name()))
-                        .map(|l| LeaseLine {
-                            holder: l.holder.clone(),
-                            since: l.since.clone(),
-                            expires_at: l.expires_at.clone(),
-                        }),
-                }
-            })
-            .collect();
-        Status {
-            database: storage.describe(),
-            backend: storage.backend_name(),
-            size_bytes: size,
-            jobs,
-            dead_letters: dead
-                .into_iter()
-                .map(|(reason, n)| (reason, serde_json::Value::from(n)))
-                .collect(),
-            consumer: ConsumerLine {
-                stream: String::new(),
-                consumer: String::new(),
-                pending: None,
-                ack_pending: None,
-                error: None,
-            },
-        }
-    });
     storage.close().await;
-    let mut status = status?;
-    status.consumer = consumer_line(config).await;
-    let mut out = std::io::stdout().lock();
-    if json {
-        writeln!(out, "{}", serde_json::to_string(&status)?)?;
-        return Ok(());
+    read
+}
+
+/// Every job, in [`Job::all`]'s order, whether or not it has run: its state, its
+/// schedule (configured or default), its next run after `now` in `zone`, and its lease.
+fn job_lines(
+    database: &DatabaseState,
+    schedules: &[Scheduled],
+    zone: Tz,
+    now: DateTime<Utc>,
+) -> Vec<JobLine> {
+    Job::all()
+        .map(|job| {
+            let state = database
+                .jobs
+                .iter()
+                .find(|s| s.job == job.name())
+                .cloned()
+                .unwrap_or_default();
+            let scheduled = schedules.iter().find(|s| s.task.name() == job.name());
+            JobLine {
+                job: job.name(),
+                schedule: scheduled.map_or_else(
+                    || job.default_schedule().to_owned(),
+                    |s| s.expression.clone(),
+                ),
+                last_run_at: state.last_run_at,
+                last_success_at: state.last_success_at,
+                next_run_at: scheduled
+                    .and_then(|s| s.next_after(now, zone))
+                    .map(|t| butler_events::EventTime::from_datetime(&t).to_string()),
+                pending_buckets: state.pending_buckets,
+                last_error: state.last_error,
+                lease: database
+                    .leases
+                    .iter()
+                    .find(|l| l.name == format!("aggregate:{}", job.name()))
+                    .map(|l| LeaseLine {
+                        holder: l.holder.clone(),
+                        since: l.since.clone(),
+                        expires_at: l.expires_at.clone(),
+                    }),
+            }
+        })
+        .collect()
+}
+
+impl Output for Status {
+    fn json(&self, out: &mut dyn Write) -> anyhow::Result<()> {
+        writeln!(out, "{}", serde_json::to_string(self)?)?;
+        Ok(())
     }
-    writeln!(
-        out,
-        "database  {} ({}, {} bytes)",
-        status.database, status.backend, status.size_bytes
-    )?;
-    let c = &status.consumer;
-    match (c.pending, c.ack_pending, &c.error) {
-        (Some(pending), Some(unacked), _) => writeln!(
+
+    /// The database and the consumer, a table of the jobs, the dead letters by reason.
+    fn text(&self, out: &mut dyn Write) -> anyhow::Result<()> {
+        writeln!(
             out,
-            "consumer  {} on {}: {pending} waiting, {unacked} delivered and not acked",
-            c.consumer, c.stream
-        )?,
-        (_, _, error) => writeln!(
-            out,
-            "consumer  {} on {}: unknown ({})",
-            c.consumer,
-            c.stream,
-            error.as_deref().unwrap_or("no answer")
-        )?,
+            "database  {} ({}, {} bytes)",
+            self.database, self.backend, self.size_bytes
+        )?;
+        self.consumer.text(out)?;
+        write_jobs(out, &self.jobs)?;
+        write_dead_letters(out, &self.dead_letters)
     }
+}
+
+impl ConsumerLine {
+    /// The lag, or why it is unknown.
+    fn text(&self, out: &mut dyn Write) -> anyhow::Result<()> {
+        match (self.pending, self.ack_pending, &self.error) {
+            (Some(pending), Some(unacked), _) => writeln!(
+                out,
+                "consumer  {} on {}: {pending} waiting, {unacked} delivered and not acked",
+                self.consumer, self.stream
+            )?,
+            (_, _, error) => writeln!(
+                out,
+                "consumer  {} on {}: unknown ({})",
+                self.consumer,
+                self.stream,
+                error.as_deref().unwrap_or("no answer")
+            )?,
+        }
+        Ok(())
+    }
+}
+
+/// The jobs as a table, a job's last error on a line of its own under it.
+fn write_jobs(out: &mut dyn Write, jobs: &[JobLine]) -> anyhow::Result<()> {
     writeln!(
         out,
         "\n{:<28} {:<12} {:<24} {:<24} {:<24} {:>7}  lease",
         "job", "schedule", "last success", "last run", "next run", "pending"
     )?;
     let or_dash = |v: &Option<String>| v.clone().unwrap_or_else(|| "-".into());
-    for j in &status.jobs {
+    for j in jobs {
         let lease = j.lease.as_ref().map_or_else(
             || "-".to_owned(),
             |l| format!("{} since {} until {}", l.holder, l.since, l.expires_at),
@@ -213,11 +262,19 @@ pub async fn status(config: &Config, json: bool) -> anyhow::Result<()> {
             writeln!(out, "{:<28} last error: {err}", "")?;
         }
     }
+    Ok(())
+}
+
+/// The dead letters not replayed, by reason.
+fn write_dead_letters(
+    out: &mut dyn Write,
+    dead_letters: &serde_json::Map<String, serde_json::Value>,
+) -> anyhow::Result<()> {
     writeln!(out, "\ndead letters not replayed")?;
-    if status.dead_letters.is_empty() {
+    if dead_letters.is_empty() {
         writeln!(out, "  none")?;
     }
-    for (reason, n) in &status.dead_letters {
+    for (reason, n) in dead_letters {
         writeln!(out, "  {reason:<24} {n}")?;
     }
     Ok(())
