@@ -2,7 +2,7 @@
 //! and leaves the printing to [`crate::output::print`], so each result's text and
 //! `--json` forms are written once, beside its type.
 //!
-//! Layout: the database and config commands here; [`dead_letters`] for `dead-letters
+//! Layout: the database and config commands here; `dead_letters` for `dead-letters
 //! list|replay`; `status`, `publish`, `query` and `report` in modules of their own.
 
 mod dead_letters;
