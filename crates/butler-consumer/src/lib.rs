@@ -1,19 +1,25 @@
 //! Butler analytics consumer: events from a JetStream durable pull consumer into
 //! durable storage, acked only once stored.
 //!
-//! Two tasks overlap so that NATS and SQLite both stay busy: the **reader** pulls
-//! messages, cuts them into batches (`ingest.batch_size` or `ingest.flush_interval_ms`,
-//! whichever comes first) and validates them; the **writer** commits each batch in one
-//! transaction and then acks its messages. A one-slot channel joins them. With
-//! `ingest.max_batch` set (group commit), while the writer is busy and the slot full
-//! the next batch keeps growing up to it, so a backlog is written in fewer, larger
-//! commits and light traffic in small ones. The events in hand are bounded by one
-//! batch being committed, one in the slot and one growing.
+//! Three tasks overlap so that NATS and the database both stay busy: the **reader**
+//! pulls messages, cuts them into batches (`ingest.batch_size` or
+//! `ingest.flush_interval_ms`, whichever comes first) and validates them; the
+//! **writer** commits each batch in one transaction through [`butler_storage`]
+//! (SQLite or PostgreSQL, whichever `storage` names) and hands its messages to the
+//! **acker**, which acks them, in commit order, while the next batch commits. A
+//! one-slot channel joins the reader to the writer. With `ingest.max_batch` set (group
+//! commit), while the writer is busy and the slot full the next batch keeps growing up
+//! to it, so a backlog is written in fewer, larger commits and light traffic in small
+//! ones. The events in hand are bounded by one batch being committed, one in the slot
+//! and one growing. Beside them, [`jetstream::watch_lag`] publishes the consumer's
+//! backlog as gauges.
 //!
 //! Layout:
-//! - [`settings`]: [`ConsumerSettings`], what the consumer takes from the config;
+//! - [`settings`]: [`ConsumerSettings`], what the consumer takes from the config, and
+//!   the [`CommitHook`] called after each commit;
 //! - [`jetstream`]: the stream and durable consumer, created when absent;
-//! - [`reader`], [`writer`]: the two tasks; [`run`] starts both;
+//! - [`reader`], [`writer`]: the reader task and the writer task, which starts the
+//!   acker; [`run`] starts them;
 //! - [`decode`]: a NATS message into an event or a dead letter;
 //! - [`replay`]: dead letters back through validation after a fix;
 //! - [`metrics`]: the ingest metrics, [`IngestMetrics`].

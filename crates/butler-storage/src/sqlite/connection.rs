@@ -1,11 +1,12 @@
 //! Opening the database: the settings of each kind of connection, in one place for
-//! both drivers, and the migrations.
+//! both drivers, and the migrations (run on the sqlx writer before any other opens).
 //!
-//! Two kinds of connection open the file. Writers (the ingest writer thread and the
-//! sqlx writer that aggregation, retention and operator commands share) run in WAL
-//! mode with `synchronous=FULL`, so a commit is durable before the consumer acks it
-//! (CONTRACT §1); readers are read-only and run beside them. Each kind gets the same
-//! pragmas whichever driver opens it.
+//! Writers run in WAL mode with `synchronous=FULL`, so a commit is durable before the
+//! consumer acks it (CONTRACT §1). There are three, one connection each, taking the
+//! write lock in turn: the ingest writer thread, the sqlx writer (aggregation,
+//! retention, operator commands) and the lease writer (so a renewal never queues
+//! behind the run it keeps alive). Readers are read-only: the rusqlite row readers and
+//! a small sqlx pool for backups and copies.
 
 use std::str::FromStr;
 use std::time::Duration;

@@ -3,8 +3,8 @@
 //!
 //! Why not sqlx here: sqlx runs every statement on a worker thread of its own, so each
 //! statement is a round trip between threads, and it copies every bound value twice;
-//! per event, that cost more than the insert itself (`BENCHMARKS.md`). Everything
-//! else (aggregation, queries, operator commands) stays on sqlx.
+//! per event, that cost more than the insert itself (`BENCHMARKS.md`). Aggregation
+//! and operator writes go through sqlx (`crate::sql`), reads through `row_readers`.
 
 use std::collections::HashSet;
 use std::sync::{Arc, LazyLock, mpsc};

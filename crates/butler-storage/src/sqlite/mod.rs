@@ -3,8 +3,8 @@
 //!
 //! Layout: [`connection`] (the settings of each kind of connection, migrations),
 //! `ingest_writer` (the thread that commits ingest batches and replays),
-//! `row_readers` (read-only rusqlite connections, on which every read of the storage
-//! interface runs).
+//! `row_readers` (read-only rusqlite connections, on which every `Role::Read` query of
+//! the storage interface runs).
 
 mod connection;
 mod ingest_writer;
@@ -27,13 +27,13 @@ pub(crate) struct SqliteDb {
     /// A connection of its own for job leases, so a renewal waits for SQLite's lock
     /// alone, never behind the writes of the run it keeps alive.
     pub(crate) lease_writer: SqlitePool,
-    /// sqlx read-only connections for the reads that return a few rows.
+    /// sqlx read-only connections, for backups and for copying the file elsewhere.
     pub(crate) sql_readers: SqlitePool,
     /// The database file.
     pub(crate) path: PathBuf,
     /// The thread that commits ingest batches and replays.
     pub(crate) ingest_writer: ingest_writer::IngestWriter,
-    /// Read-only rusqlite connections for the reads that return many rows.
+    /// Read-only rusqlite connections, on which every `Role::Read` query runs.
     pub(crate) row_readers: row_readers::RowReaders,
 }
 

@@ -1,5 +1,6 @@
-//! Read-only rusqlite connections for the reads that return many rows: a time series,
-//! a bucket's events, a window's tallies.
+//! Read-only rusqlite connections, on which every `Role::Read` query of the storage
+//! interface runs (a time series, a bucket's events, a window's tallies, live counts,
+//! job states).
 //!
 //! Why not sqlx here: sqlx runs each connection on a worker thread of its own and
 //! hands every result row across to the async side, so a query of a few hundred rows
