@@ -169,6 +169,12 @@ impl Job {
         self.0.table.job
     }
 
+    /// The lease a run of this job holds: what status shows and a second instance
+    /// finds taken.
+    pub fn lease_name(self) -> String {
+        lease_name(self.name())
+    }
+
     /// The bucket width of its table.
     pub fn granularity(self) -> Granularity {
         self.0.table.granularity
@@ -220,6 +226,11 @@ impl std::fmt::Debug for Job {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.name())
     }
+}
+
+/// The lease of the job named `job`.
+pub(crate) fn lease_name(job: &str) -> String {
+    format!("aggregate:{job}")
 }
 
 #[cfg(test)]

@@ -72,7 +72,7 @@ impl JobLease {
         ttl: Duration,
         metrics: Option<&AggregatorMetrics>,
     ) -> Result<JobLease, AggregateError> {
-        let name = format!("aggregate:{job}");
+        let name = crate::jobs::lease_name(job);
         let taken = match storage.acquire_lease(&name, holder, ttl).await? {
             Ok(()) => true,
             Err(other) if holder_is_gone(&other.holder) => {

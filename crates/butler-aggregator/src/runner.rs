@@ -127,16 +127,12 @@ impl std::fmt::Debug for Aggregator {
     }
 }
 
-fn ts(t: DateTime<Utc>) -> String {
-    EventTime::from_datetime(&t).to_string()
-}
-
 fn pending(property: &str, b: &Bucket) -> PendingBucket {
     PendingBucket {
         property_id: property.to_owned(),
         period_key: b.key.clone(),
-        start: ts(b.start),
-        end: ts(b.end),
+        start: EventTime::from_datetime(&b.start),
+        end: EventTime::from_datetime(&b.end),
     }
 }
 
@@ -221,7 +217,7 @@ impl Aggregator {
             self.queue_dirty(job, &lease).await?;
             let closed = self
                 .storage
-                .closed_pending_buckets(job.name(), &ts(now))
+                .closed_pending_buckets(job.name(), EventTime::from_datetime(&now))
                 .await?;
             self.recompute(job, &closed, now, &lease).await
         }
@@ -293,8 +289,8 @@ impl Aggregator {
         let record = JobRunRecord {
             job: job.name().to_owned(),
             trigger: trigger.as_str().to_owned(),
-            started_at: ts(started),
-            finished_at: ts(finished),
+            started_at: EventTime::from_datetime(&started),
+            finished_at: EventTime::from_datetime(&finished),
             periods_recomputed: periods as i64,
             rows_written: rows as i64,
             duration_ms: (finished - started).num_milliseconds(),
@@ -359,7 +355,7 @@ impl Aggregator {
         &self,
         job: Job,
         computed: &[(PendingBucket, BucketRows)],
-        now: &str,
+        now: EventTime,
         lease: &JobLease,
     ) -> Result<(), AggregateError> {
         match self
@@ -382,8 +378,8 @@ impl Aggregator {
             .storage
             .fetch_agg_events(
                 &bucket.property_id,
-                &bucket.start,
-                &bucket.end,
+                bucket.start,
+                bucket.end,
                 job.event_types(),
             )
             .await?;
@@ -452,7 +448,7 @@ impl Aggregator {
                 }
             }
         }
-        let cutoff = ts(now - self.settings.raw_retention);
+        let cutoff = EventTime::from_datetime(&(now - self.settings.raw_retention));
         let mut out = Vec::with_capacity(buckets.len());
         for (bucket, seq) in buckets.into_iter().filter(|(b, _)| b.start >= cutoff) {
             let key = (
@@ -483,8 +479,8 @@ impl Aggregator {
         lease: &JobLease,
     ) -> Result<RunReport, AggregateError> {
         let started = Instant::now();
-        let cutoff = ts(now - self.settings.raw_retention);
-        let now_ts = ts(now);
+        let cutoff = EventTime::from_datetime(&(now - self.settings.raw_retention));
+        let now_ts = EventTime::from_datetime(&now);
         let mut report = RunReport {
             job,
             periods_recomputed: 0,
@@ -508,14 +504,14 @@ impl Aggregator {
             computed.push((bucket.clone(), rows));
             if computed.len() >= WRITE_BUCKETS || computed_rows >= WRITE_ROWS {
                 lease.check(job.name())?;
-                self.write(job, &computed, &now_ts, lease).await?;
+                self.write(job, &computed, now_ts, lease).await?;
                 computed.clear();
                 computed_rows = 0;
                 self.tell_progress(job, done, buckets.len());
             }
         }
         lease.check(job.name())?;
-        self.write(job, &computed, &now_ts, lease).await?;
+        self.write(job, &computed, now_ts, lease).await?;
         self.tell_progress(job, buckets.len(), buckets.len());
         self.storage
             .drop_pending_buckets(job.name(), &expired)

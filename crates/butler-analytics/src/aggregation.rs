@@ -15,10 +15,6 @@ use butler_storage::{Storage, StorageError};
 use chrono::{DateTime, Utc};
 use futures_util::future::BoxFuture;
 
-/// Reached from here by [`crate::app::run`], which wires the reports beside the
-/// aggregator.
-pub use crate::reports::{report_objects, report_schedules, report_settings};
-
 /// The aggregator over `storage`, with the settings of a checked config.
 pub fn aggregator(storage: Storage, config: &Config) -> Aggregator {
     Aggregator::new(
@@ -269,7 +265,7 @@ impl AggregationControl for AdminControl {
                         pending_buckets: state.pending_buckets,
                         lease: leases
                             .iter()
-                            .find(|l| l.name == format!("aggregate:{}", job.name()))
+                            .find(|l| l.name == job.lease_name())
                             .map(|l| LeaseState {
                                 holder: l.holder.clone(),
                                 since: l.since.clone(),

@@ -93,7 +93,7 @@ async fn open_storage_waiting(
 /// is reported after the others have stopped.
 pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
     let schedules = crate::aggregation::schedules(&config)?;
-    let report_schedules = crate::aggregation::report_schedules(&config)?;
+    let report_schedules = crate::reports::report_schedules(&config)?;
     let storage = open_storage_waiting(&config, &shutdown).await?;
     let instance = instance_name(&config);
     let registry = metrics_registry(&instance)?;
@@ -237,7 +237,7 @@ impl Parts<'_> {
     fn report_objects(&self) -> Option<ReportObjects> {
         let config = self.config;
         if config.service.query && config.reports.enabled {
-            crate::aggregation::report_objects(config, self.nats)
+            crate::reports::report_objects(config, self.nats)
         } else {
             None
         }
@@ -266,7 +266,7 @@ impl Parts<'_> {
                     .enabled
                     .then(|| Duration::from_millis(config.cache.ttl_ms)),
             ),
-            reports: crate::aggregation::report_settings(config, report_objects.cloned()),
+            reports: crate::reports::report_settings(config, report_objects.cloned()),
             client: self.nats.clone(),
             errors: butler_query::service::ErrorCounts::default(),
         };
@@ -289,7 +289,7 @@ impl Parts<'_> {
         }
         let reports = butler_query::scheduled::ScheduledReports {
             storage: self.storage.clone(),
-            settings: crate::aggregation::report_settings(config, report_objects.cloned()),
+            settings: crate::reports::report_settings(config, report_objects.cloned()),
             zones: config.zones(),
             client: self.nats.clone(),
         };

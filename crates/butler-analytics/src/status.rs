@@ -184,7 +184,7 @@ fn job_lines(
                 lease: database
                     .leases
                     .iter()
-                    .find(|l| l.name == format!("aggregate:{}", job.name()))
+                    .find(|l| l.name == job.lease_name())
                     .map(|l| LeaseLine {
                         holder: l.holder.clone(),
                         since: l.since.clone(),

@@ -181,8 +181,8 @@ impl ScheduledReports {
 
     /// Claims `fire` of `schedule`: whether this instance makes its reports.
     async fn claim(&self, schedule: &ReportSchedule, fire: DateTime<Utc>) -> bool {
-        let at = EventTime::from_datetime(&fire).to_string();
-        match self.storage.claim_report_fire(&schedule.key(), &at).await {
+        let at = EventTime::from_datetime(&fire);
+        match self.storage.claim_report_fire(&schedule.key(), at).await {
             Ok(claimed) => claimed,
             Err(err) => {
                 tracing::error!(error = %err, schedule = %schedule.key(), "scheduled reports: cannot claim a fire time");

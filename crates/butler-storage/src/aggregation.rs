@@ -7,7 +7,7 @@ use std::time::Duration;
 use butler_events::{EventTime, EventType, Granularity};
 use chrono::{DateTime, Utc};
 
-use crate::sql::{Dialect, Param, Role, Row, Tx, parse_time, sql};
+use crate::sql::{Dialect, Param, Role, Row, Tx, sql};
 use crate::tables::{AggTable, BucketRows, Cell};
 use crate::{Storage, StorageError};
 
@@ -41,10 +41,10 @@ pub struct PendingBucket {
     pub property_id: String,
     /// The period column's value, e.g. `2026-11-24`.
     pub period_key: String,
-    /// First instant inside, `YYYY-MM-DDTHH:MM:SS.sssZ`.
-    pub start: String,
-    /// First instant after, same form.
-    pub end: String,
+    /// First instant inside.
+    pub start: EventTime,
+    /// First instant after.
+    pub end: EventTime,
 }
 
 /// What a job has not materialized yet for one property.
@@ -68,9 +68,9 @@ pub struct JobRunRecord {
     /// `schedule`, `startup`, `cli`, `admin`.
     pub trigger: String,
     /// When it started (UTC, milliseconds).
-    pub started_at: String,
+    pub started_at: EventTime,
     /// When it finished.
-    pub finished_at: String,
+    pub finished_at: EventTime,
     /// Buckets recomputed.
     pub periods_recomputed: i64,
     /// Rows written.
@@ -148,8 +148,8 @@ impl Storage {
     pub async fn fetch_agg_events(
         &self,
         property_id: &str,
-        start: &str,
-        end: &str,
+        start: EventTime,
+        end: EventTime,
         types: &[EventType],
     ) -> Result<Vec<AggEvent>, StorageError> {
         let d = self.backend.dialect();
@@ -166,8 +166,8 @@ impl Storage {
         let names: Vec<&str> = types.iter().map(|t| t.as_str()).collect();
         let params = [
             Param::Text(property_id),
-            Param::Time(parse_time(start)?),
-            Param::Time(parse_time(end)?),
+            Param::Time(start),
+            Param::Time(end),
             Param::Texts(&names),
         ];
         let events = self
@@ -251,8 +251,8 @@ impl Storage {
                     Ok(PendingBucket {
                         property_id: owner.clone(),
                         period_key: r.text(0)?,
-                        start: r.time(1)?.to_string(),
-                        end: r.time(2)?.to_string(),
+                        start: r.time(1)?,
+                        end: r.time(2)?,
                     })
                 },
             )
@@ -328,8 +328,8 @@ impl Storage {
                 rows.push(serde_json::json!({
                     "p": b.property_id,
                     "k": b.period_key,
-                    "s": parse_time(&b.start)?.to_string(),
-                    "e": parse_time(&b.end)?.to_string(),
+                    "s": b.start.to_string(),
+                    "e": b.end.to_string(),
                 }));
             }
             let rows = serde_json::Value::Array(rows).to_string();
@@ -357,7 +357,7 @@ impl Storage {
     pub async fn closed_pending_buckets(
         &self,
         job: &str,
-        now: &str,
+        now: EventTime,
     ) -> Result<Vec<PendingBucket>, StorageError> {
         let d = self.backend.dialect();
         let select = sql!(
@@ -370,13 +370,13 @@ impl Storage {
             .fetch(
                 Role::Write,
                 select,
-                &[Param::Text(job), Param::Time(parse_time(now)?)],
+                &[Param::Text(job), Param::Time(now)],
                 |r| {
                     Ok(PendingBucket {
                         property_id: r.text(0)?,
                         period_key: r.text(1)?,
-                        start: r.time(2)?.to_string(),
-                        end: r.time(3)?.to_string(),
+                        start: r.time(2)?,
+                        end: r.time(3)?,
                     })
                 },
             )
@@ -395,7 +395,7 @@ impl Storage {
         job: &str,
         bucket: &PendingBucket,
         rows: &BucketRows,
-        now: &str,
+        now: EventTime,
     ) -> Result<(), StorageError> {
         self.replace_buckets(job, &[(bucket.clone(), rows.clone())], now, None)
             .await
@@ -416,14 +416,13 @@ impl Storage {
         &self,
         job: &str,
         buckets: &[(PendingBucket, BucketRows)],
-        now: &str,
+        now: EventTime,
         fence: Option<&LeaseFence>,
     ) -> Result<(), StorageError> {
         if buckets.is_empty() {
             return Ok(());
         }
         let d = self.backend.dialect();
-        let now = parse_time(now)?;
         let mut tx = self.backend.begin(Role::Write).await?;
         let mut watermark: Option<EventTime> = None;
         let mut statements: Option<(&str, String, String)> = None;
@@ -462,7 +461,7 @@ impl Storage {
                 tx.execute(insert.clone(), &values).await?;
             }
             dequeue(&mut tx, job, bucket).await?;
-            let end = parse_time(&bucket.end)?;
+            let end = bucket.end;
             if end <= now && watermark.is_none_or(|w| end > w) {
                 watermark = Some(end);
             }
@@ -506,7 +505,7 @@ impl Storage {
     /// # Errors
     /// Any database error.
     pub async fn record_job_run(&self, run: &JobRunRecord) -> Result<(), StorageError> {
-        let finished = Param::Time(parse_time(&run.finished_at)?);
+        let finished = Param::Time(run.finished_at);
         let mut tx = self.backend.begin(Role::Write).await?;
         tx.execute(
             "INSERT INTO agg_job_runs (job, trigger, started_at, finished_at, periods_recomputed, \
@@ -514,7 +513,7 @@ impl Storage {
             &[
                 Param::Text(&run.job),
                 Param::Text(&run.trigger),
-                Param::Time(parse_time(&run.started_at)?),
+                Param::Time(run.started_at),
                 finished,
                 Param::Int(run.periods_recomputed),
                 Param::Int(run.rows_written),

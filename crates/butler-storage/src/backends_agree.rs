@@ -17,6 +17,11 @@ use crate::{DeadLetterFilter, NewDeadLetter, Storage, StorageOptions};
 
 const HOUR: i64 = 3_600_000;
 
+/// An instant written as text.
+fn at(text: &str) -> EventTime {
+    crate::sql::parse_time(text).expect("an instant")
+}
+
 fn base() -> i64 {
     DateTime::parse_from_rfc3339("2026-11-20T00:00:00Z")
         .unwrap()
@@ -224,13 +229,12 @@ async fn postgres_answers_as_sqlite_does() {
                     .await
                     .unwrap()
             );
-            let (from, to) = (from.to_string(), to.to_string());
             let mut a = sqlite
-                .fetch_agg_events(property, &from, &to, &TYPES)
+                .fetch_agg_events(property, from, to, &TYPES)
                 .await
                 .unwrap();
             let mut b = postgres
-                .fetch_agg_events(property, &from, &to, &TYPES)
+                .fetch_agg_events(property, from, to, &TYPES)
                 .await
                 .unwrap();
             a.sort_by(|x, y| x.id.cmp(&y.id));
@@ -300,7 +304,7 @@ async fn postgres_answers_as_sqlite_does() {
     }
 
     // Aggregate rows: the same buckets written, the same series read back.
-    let now = "2027-01-01T00:00:00.000Z";
+    let now = at("2027-01-01T00:00:00.000Z");
     for table in AGG_TABLES {
         let mut rng = Xorshift::new(0xA66 + table.name.len() as u64);
         let mut written = Vec::new();
@@ -317,8 +321,8 @@ async fn postgres_answers_as_sqlite_does() {
             let bucket = PendingBucket {
                 property_id: "p1".into(),
                 period_key: key.clone(),
-                start: "2026-11-20T00:00:00.000Z".into(),
-                end: "2026-11-21T00:00:00.000Z".into(),
+                start: at("2026-11-20T00:00:00.000Z"),
+                end: at("2026-11-21T00:00:00.000Z"),
             };
             let rows = BucketRows { table, rows };
             written.push(rows.clone());
@@ -391,8 +395,8 @@ async fn postgres_answers_as_sqlite_does() {
         .map(|i| PendingBucket {
             property_id: format!("p{i}"),
             period_key: format!("2026-11-2{i}"),
-            start: format!("2026-11-2{i}T00:00:00.000Z"),
-            end: format!("2026-11-2{}T00:00:00.000Z", i + 1),
+            start: at(&format!("2026-11-2{i}T00:00:00.000Z")),
+            end: at(&format!("2026-11-2{}T00:00:00.000Z", i + 1)),
         })
         .collect();
     for storage in both {
@@ -404,8 +408,8 @@ async fn postgres_answers_as_sqlite_does() {
             .record_job_run(&JobRunRecord {
                 job: "daily_staff_performance".into(),
                 trigger: "cli".into(),
-                started_at: "2026-11-24T00:00:00.000Z".into(),
-                finished_at: "2026-11-24T00:00:01.250Z".into(),
+                started_at: at("2026-11-24T00:00:00.000Z"),
+                finished_at: at("2026-11-24T00:00:01.250Z"),
                 periods_recomputed: 3,
                 rows_written: 9,
                 duration_ms: 1250,
@@ -416,11 +420,11 @@ async fn postgres_answers_as_sqlite_does() {
     }
     assert_eq!(
         sqlite
-            .closed_pending_buckets("daily_staff_performance", "2026-11-23T00:00:00.000Z")
+            .closed_pending_buckets("daily_staff_performance", at("2026-11-23T00:00:00.000Z"))
             .await
             .unwrap(),
         postgres
-            .closed_pending_buckets("daily_staff_performance", "2026-11-23T00:00:00.000Z")
+            .closed_pending_buckets("daily_staff_performance", at("2026-11-23T00:00:00.000Z"))
             .await
             .unwrap()
     );

@@ -1,7 +1,9 @@
 //! Which fire times of each report schedule have been handled: one row per schedule
 //! holding the latest, moved forward only by the instance that claims a fire time.
 
-use crate::sql::{Param, Role, parse_time};
+use butler_events::EventTime;
+
+use crate::sql::{Param, Role};
 use crate::{Storage, StorageError};
 
 impl Storage {
@@ -32,7 +34,7 @@ impl Storage {
     pub async fn claim_report_fire(
         &self,
         schedule: &str,
-        fire: &str,
+        fire: EventTime,
     ) -> Result<bool, StorageError> {
         let claimed = self
             .backend
@@ -41,7 +43,7 @@ impl Storage {
                 "INSERT INTO report_schedule_fires (schedule, last_fire) VALUES ($1, $2) \
                  ON CONFLICT (schedule) DO UPDATE SET last_fire = excluded.last_fire \
                  WHERE report_schedule_fires.last_fire < excluded.last_fire",
-                &[Param::Text(schedule), Param::Time(parse_time(fire)?)],
+                &[Param::Text(schedule), Param::Time(fire)],
             )
             .await?;
         Ok(claimed == 1)
@@ -57,7 +59,8 @@ mod tests {
     async fn claims_move_forward_only(storage: &Storage) {
         let key = "daily 0 6 * * *";
         assert_eq!(storage.last_report_fire(key).await.unwrap(), None);
-        let first = "2026-11-30T06:00:00.000Z";
+        let at = |text: &str| crate::sql::parse_time(text).unwrap();
+        let first = at("2026-11-30T06:00:00.000Z");
         assert!(storage.claim_report_fire(key, first).await.unwrap());
         assert!(
             !storage.claim_report_fire(key, first).await.unwrap(),
@@ -65,13 +68,13 @@ mod tests {
         );
         assert!(
             !storage
-                .claim_report_fire(key, "2026-11-29T06:00:00.000Z")
+                .claim_report_fire(key, at("2026-11-29T06:00:00.000Z"))
                 .await
                 .unwrap()
         );
         assert!(
             storage
-                .claim_report_fire(key, "2026-12-01T06:00:00.000Z")
+                .claim_report_fire(key, at("2026-12-01T06:00:00.000Z"))
                 .await
                 .unwrap()
         );

@@ -23,10 +23,9 @@ fn bucket(key: &str) -> PendingBucket {
     PendingBucket {
         property_id: "p".into(),
         period_key: key.into(),
-        // Retention reads the period column alone; the bounds only need to be
-        // instants.
-        start: "2020-01-01T00:00:00.000Z".into(),
-        end: "2020-01-01T00:00:00.000Z".into(),
+        // Retention reads the period column alone.
+        start: EventTime::from_millis(0),
+        end: EventTime::from_millis(0),
     }
 }
 
@@ -122,7 +121,7 @@ async fn retention_deletes_exactly_the_rows_past_each_cutoff() {
                     table.job,
                     &bucket(key),
                     &row(table, key),
-                    "2026-11-25T12:00:00.000Z",
+                    EventTime::from_millis(0),
                 )
                 .await
                 .unwrap();
