@@ -263,14 +263,13 @@ impl AggregationControl for AdminControl {
                         watermark: state.watermark,
                         last_error: state.last_error,
                         pending_buckets: state.pending_buckets,
-                        lease: leases
-                            .iter()
-                            .find(|l| l.name == job.lease_name())
-                            .map(|l| LeaseState {
+                        lease: leases.iter().find(|l| l.name == job.lease_name()).map(|l| {
+                            LeaseState {
                                 holder: l.holder.clone(),
                                 since: l.since.clone(),
                                 expires_at: l.expires_at.clone(),
-                            }),
+                            }
+                        }),
                     }
                 })
                 .collect())

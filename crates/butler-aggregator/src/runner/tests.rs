@@ -17,8 +17,8 @@ fn ts(t: DateTime<Utc>) -> String {
     EventTime::from_datetime(&t).to_string()
 }
 
-fn at(text: &str) -> EventTime {
-    EventTime::from_datetime(&DateTime::parse_from_rfc3339(text).unwrap())
+fn instant(text: &str) -> EventTime {
+    EventTime::from_datetime(&at(text))
 }
 
 fn settings(holder: &str) -> AggregatorSettings {
@@ -176,8 +176,8 @@ async fn writes_under_a_lease_taken_over_are_refused() {
     let stored = storage
         .fetch_agg_events(
             "p",
-            at("2026-11-25T11:00:00.000Z"),
-            at("2026-11-25T12:00:00.000Z"),
+            instant("2026-11-25T11:00:00.000Z"),
+            instant("2026-11-25T12:00:00.000Z"),
             job.event_types(),
         )
         .await
@@ -185,12 +185,12 @@ async fn writes_under_a_lease_taken_over_are_refused() {
     let bucket = PendingBucket {
         property_id: "p".into(),
         period_key: "2026-11-25T11:00:00Z".into(),
-        start: at("2026-11-25T11:00:00.000Z"),
-        end: at("2026-11-25T12:00:00.000Z"),
+        start: instant("2026-11-25T11:00:00.000Z"),
+        end: instant("2026-11-25T12:00:00.000Z"),
     };
     let rows = job.compute("p", &bucket.period_key, &stored, &HashMap::new());
     let write = [(bucket, rows)];
-    let now = at("2026-11-25T12:30:00.000Z");
+    let now = instant("2026-11-25T12:30:00.000Z");
     let holder = "host-a.elsewhere:1";
     let lease = crate::lease::JobLease::acquire(
         &storage,

@@ -15,7 +15,9 @@ mod values;
 
 pub(crate) use dialect::Dialect;
 pub(crate) use exec::{Db, Role, Tx};
-pub(crate) use values::{Param, Row, parse_time};
+#[cfg(test)]
+pub(crate) use values::parse_time;
+pub(crate) use values::{Param, Row};
 
 /// A statement with dialect-dependent parts, formatted once per dialect and kept: the
 /// arguments may use the dialect expression (`$d`) through any binding of it.
