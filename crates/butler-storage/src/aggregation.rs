@@ -732,7 +732,7 @@ impl Storage {
 /// A row of [`Storage::fetch_agg_events`]' SELECT; `None` for a type this version
 /// does not know.
 fn agg_event(r: &dyn Row) -> Result<Option<AggEvent>, StorageError> {
-    let Some(event_type) = EventType::parse(&r.text(1)?) else {
+    let Some(event_type) = EventType::parse(r.str(1)?) else {
         return Ok(None);
     };
     Ok(Some(AggEvent {

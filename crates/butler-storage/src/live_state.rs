@@ -103,55 +103,50 @@ pub struct PruneStep {
     pub next: Option<LiveKey>,
 }
 
-/// The statements of one prune window, in the dialect of a backend, which adds the
-/// horizon's update (and on PostgreSQL the lock) around them.
+/// The statements of one prune window (the same on both backends), which the prune
+/// wraps with the horizon's update and the lock.
 pub(crate) struct PruneSql {
     table: LiveTable,
-    dialect: Dialect,
-    /// Whether the window starts after a key (parameters 1 and 2) or at the start.
+    /// Whether the window starts after a key (`$1`, `$2`) or at the start.
     resumed: bool,
 }
 
 impl PruneSql {
-    pub(crate) fn new(table: LiveTable, dialect: Dialect, after: Option<&LiveKey>) -> PruneSql {
+    pub(crate) fn new(table: LiveTable, after: Option<&LiveKey>) -> PruneSql {
         PruneSql {
             table,
-            dialect,
             resumed: after.is_some(),
         }
     }
 
-    /// Keys `> (p1, p2)`, or every key (`p1`, `p2` bound to NULL) at the start.
+    /// Keys `> ($1, $2)`, or every key (`$1`, `$2` bound to NULL) at the start.
     fn from(&self) -> String {
-        let (p1, p2) = (self.dialect.param(1), self.dialect.param(2));
         if self.resumed {
-            format!("(property_id, {}) > ({p1}, {p2})", self.table.key_column())
+            format!("(property_id, {}) > ($1, $2)", self.table.key_column())
         } else {
-            format!("CAST({p1} AS TEXT) IS NULL AND CAST({p2} AS TEXT) IS NULL")
+            "CAST($1 AS TEXT) IS NULL AND CAST($2 AS TEXT) IS NULL".to_owned()
         }
     }
 
-    /// The window's last key: the key `p3` places after its start (after, offset).
+    /// The window's last key: the key `$3` places after its start (after, offset).
     pub(crate) fn window_end(&self) -> String {
         let (name, key) = (self.table.name(), self.table.key_column());
         format!(
             "SELECT property_id, {key} FROM {name} WHERE {from} \
-             ORDER BY property_id, {key} LIMIT 1 OFFSET {p3}",
+             ORDER BY property_id, {key} LIMIT 1 OFFSET $3",
             from = self.from(),
-            p3 = self.dialect.param(3)
         )
     }
 
     /// Deletes the window's rows that can no longer count and whose latest event is
-    /// older than `p5` (after, last key or NULLs when the window runs to the end,
+    /// older than `$5` (after, last key or NULLs when the window runs to the end,
     /// cutoff).
     pub(crate) fn delete(&self, to_the_end: bool) -> String {
         let (name, key) = (self.table.name(), self.table.key_column());
-        let (p3, p4) = (self.dialect.param(3), self.dialect.param(4));
         let to = if to_the_end {
-            format!("CAST({p3} AS TEXT) IS NULL AND CAST({p4} AS TEXT) IS NULL")
+            "CAST($3 AS TEXT) IS NULL AND CAST($4 AS TEXT) IS NULL".to_owned()
         } else {
-            format!("(property_id, {key}) <= ({p3}, {p4})")
+            format!("(property_id, {key}) <= ($3, $4)")
         };
         let finished = match self.table {
             LiveTable::Conversations => "NOT active",
@@ -159,9 +154,8 @@ impl PruneSql {
             LiveTable::Tasks => "completed",
         };
         format!(
-            "DELETE FROM {name} WHERE {from} AND {to} AND {finished} AND last_timestamp < {p5}",
+            "DELETE FROM {name} WHERE {from} AND {to} AND {finished} AND last_timestamp < $5",
             from = self.from(),
-            p5 = self.dialect.param(5)
         )
     }
 }
@@ -234,7 +228,7 @@ impl Storage {
         after: Option<&LiveKey>,
         window: u32,
     ) -> Result<PruneStep, StorageError> {
-        let sql = PruneSql::new(table, self.backend.dialect(), after);
+        let sql = PruneSql::new(table, after);
         let cutoff = EventTime::from_datetime(&cutoff);
         let (after_property, after_key) = after.cloned().unzip();
         let (after_property, after_key) = (after_property.as_deref(), after_key.as_deref());

@@ -291,7 +291,7 @@ impl Storage {
 
 /// A row of the window's tallies; `None` for a type this version does not know.
 fn tally(r: &dyn Row) -> Result<Option<Tally>, StorageError> {
-    let Some(event_type) = EventType::parse(&r.text(0)?) else {
+    let Some(event_type) = EventType::parse(r.str(0)?) else {
         return Ok(None);
     };
     Ok(Some(Tally {

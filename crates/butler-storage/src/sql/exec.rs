@@ -176,20 +176,20 @@ impl Db {
                     .await
             }
             Db::Sqlite(db) => {
-                let mut rows = sqlite_query(sql, params).fetch(db.writer(role));
-                let mut out = Vec::new();
-                while let Some(row) = rows.try_next().await? {
-                    out.push(map(&row)?);
-                }
-                Ok(out)
+                sqlite_query(sql, params)
+                    .fetch(db.writer(role))
+                    .map_err(StorageError::from)
+                    .and_then(|row| std::future::ready(map(&row)))
+                    .try_collect()
+                    .await
             }
             Db::Postgres(db) => {
-                let mut rows = pg_query(sql, params).fetch(&db.pool);
-                let mut out = Vec::new();
-                while let Some(row) = rows.try_next().await? {
-                    out.push(map(&row)?);
-                }
-                Ok(out)
+                pg_query(sql, params)
+                    .fetch(&db.pool)
+                    .map_err(StorageError::from)
+                    .and_then(|row| std::future::ready(map(&row)))
+                    .try_collect()
+                    .await
             }
         }
     }
@@ -253,20 +253,14 @@ impl Tx {
         map: impl FnOnce(&dyn Row) -> Result<T, StorageError>,
     ) -> Result<Option<T>, StorageError> {
         match self {
-            Tx::Sqlite(tx) => match sqlite_query(sql.into(), params)
-                .fetch_optional(&mut **tx)
-                .await?
-            {
-                Some(row) => map(&row).map(Some),
-                None => Ok(None),
-            },
-            Tx::Postgres(tx) => match pg_query(sql.into(), params)
-                .fetch_optional(&mut **tx)
-                .await?
-            {
-                Some(row) => map(&row).map(Some),
-                None => Ok(None),
-            },
+            Tx::Sqlite(tx) => {
+                let row = sqlite_query(sql.into(), params).fetch_optional(&mut **tx);
+                row.await?.map(|row| map(&row)).transpose()
+            }
+            Tx::Postgres(tx) => {
+                let row = pg_query(sql.into(), params).fetch_optional(&mut **tx);
+                row.await?.map(|row| map(&row)).transpose()
+            }
         }
     }
 

@@ -63,6 +63,8 @@ pub(crate) fn parse_time(text: &str) -> Result<EventTime, StorageError> {
 pub(crate) trait Row {
     /// Text.
     fn text(&self, i: usize) -> Result<String, StorageError>;
+    /// Text borrowed from the row, for a value read and dropped at once.
+    fn str(&self, i: usize) -> Result<&str, StorageError>;
     /// Text or NULL.
     fn opt_text(&self, i: usize) -> Result<Option<String>, StorageError>;
     /// An integer.
@@ -93,6 +95,9 @@ pub(crate) trait Row {
 macro_rules! sqlx_row_columns {
     () => {
         fn text(&self, i: usize) -> Result<String, StorageError> {
+            Ok(sqlx::Row::try_get(self, i)?)
+        }
+        fn str(&self, i: usize) -> Result<&str, StorageError> {
             Ok(sqlx::Row::try_get(self, i)?)
         }
         fn opt_text(&self, i: usize) -> Result<Option<String>, StorageError> {
@@ -137,6 +142,15 @@ impl Row for rusqlite::Row<'_> {
     fn text(&self, i: usize) -> Result<String, StorageError> {
         Ok(self.get(i)?)
     }
+    fn str(&self, i: usize) -> Result<&str, StorageError> {
+        self.get_ref(i)?.as_str().map_err(|e| {
+            StorageError::Sqlite(rusqlite::Error::FromSqlConversionFailure(
+                i,
+                rusqlite::types::Type::Text,
+                Box::new(e),
+            ))
+        })
+    }
     fn opt_text(&self, i: usize) -> Result<Option<String>, StorageError> {
         Ok(self.get(i)?)
     }
@@ -155,16 +169,7 @@ impl Row for rusqlite::Row<'_> {
     fn opt_time(&self, i: usize) -> Result<Option<EventTime>, StorageError> {
         match self.get_ref(i)? {
             rusqlite::types::ValueRef::Null => Ok(None),
-            value => {
-                let text = value.as_str().map_err(|e| {
-                    StorageError::Sqlite(rusqlite::Error::FromSqlConversionFailure(
-                        i,
-                        rusqlite::types::Type::Text,
-                        Box::new(e),
-                    ))
-                })?;
-                parse_time(text).map(Some)
-            }
+            _ => parse_time(self.str(i)?).map(Some),
         }
     }
 }
