@@ -250,15 +250,26 @@ mod tests {
         assert_eq!(Job::all().len(), tables::AGG_TABLES.len());
     }
 
-    /// Every default schedule is a cron expression.
+    /// Every default schedule is the contract's (§3), and a cron expression.
     #[test]
-    fn every_default_schedule_parses() {
-        for job in Job::all() {
-            assert!(
-                job.default_schedule().parse::<croner::Cron>().is_ok(),
-                "{}",
-                job.name()
-            );
+    fn default_schedules_are_the_contracts() {
+        let schedules: Vec<(&str, &str)> = Job::all()
+            .map(|job| (job.name(), job.default_schedule()))
+            .collect();
+        assert_eq!(
+            schedules,
+            [
+                ("hourly_message_counts", "0 * * * *"),
+                ("hourly_response_times", "5 * * * *"),
+                ("daily_conversation_metrics", "0 1 * * *"),
+                ("daily_staff_performance", "0 1 * * *"),
+                ("daily_intent_distribution", "0 1 * * *"),
+                ("weekly_satisfaction_trends", "0 2 * * 1"),
+                ("monthly_summary", "0 3 1 * *"),
+            ]
+        );
+        for (job, schedule) in schedules {
+            assert!(schedule.parse::<croner::Cron>().is_ok(), "{job}");
         }
     }
 }

@@ -400,23 +400,33 @@ mod tests {
 
     #[test]
     fn aggregate_prints_a_line_per_run_or_one_json_object() {
-        let first = Job::all().next().expect("a job");
-        let runs = Runs(vec![RunReport {
-            job: first,
-            periods_recomputed: 24,
-            rows_written: 480,
-            ms: 12,
-        }]);
-        let name = first.name();
+        let mut jobs = Job::all();
+        let (first, second) = (jobs.next().expect("a job"), jobs.next().expect("two jobs"));
+        let runs = Runs(vec![
+            RunReport {
+                job: first,
+                periods_recomputed: 24,
+                rows_written: 480,
+                ms: 12,
+            },
+            RunReport {
+                job: second,
+                periods_recomputed: 1,
+                rows_written: 3,
+                ms: 5,
+            },
+        ]);
         assert_eq!(
             render(false, &runs),
-            format!("{name:<28}     24 periods recomputed      480 rows written      12 ms\n")
+            concat!(
+                "hourly_message_counts            24 periods recomputed      480 rows written      12 ms\n",
+                "hourly_response_times             1 periods recomputed        3 rows written       5 ms\n"
+            )
         );
         assert_eq!(
             render(true, &runs),
-            format!(
-                "{{\"runs\":[{{\"job\":\"{name}\",\"ms\":12,\"periodsRecomputed\":24,\"rowsWritten\":480}}]}}\n"
-            )
+            "{\"runs\":[{\"job\":\"hourly_message_counts\",\"ms\":12,\"periodsRecomputed\":24,\"rowsWritten\":480},\
+             {\"job\":\"hourly_response_times\",\"ms\":5,\"periodsRecomputed\":1,\"rowsWritten\":3}]}\n"
         );
     }
 
@@ -431,7 +441,13 @@ mod tests {
         assert!(render(false, &matching).ends_with("start the pipeline\n"));
         assert!(matching.check_counts().is_ok());
         let short = Copied(vec![table(3, 2)]);
-        assert!(!render(false, &short).contains("every table copied"));
+        assert_eq!(
+            render(false, &short),
+            concat!(
+                "table                                  sqlite     postgres\n",
+                "analytics_events                            3            2\n"
+            )
+        );
         assert_eq!(
             render(true, &short),
             "{\"tables\":[{\"postgres\":2,\"sqlite\":3,\"table\":\"analytics_events\"}]}\n"

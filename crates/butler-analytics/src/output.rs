@@ -28,12 +28,13 @@ pub trait Output {
 /// # Errors
 /// When stdout cannot be written (a closed pipe).
 pub fn print(json: bool, result: &impl Output) -> anyhow::Result<()> {
-    let mut out = std::io::stdout().lock();
-    if json {
-        result.json(&mut out)
-    } else {
-        result.text(&mut out)
-    }
+    write(json, result, &mut std::io::stdout().lock())
+}
+
+/// Writes `result` to `out` in the form `json` picks: [`print`] on stdout, the tests
+/// into a buffer, through the same choice.
+fn write(json: bool, result: &impl Output, out: &mut dyn Write) -> anyhow::Result<()> {
+    if json { result.json(out) } else { result.text(out) }
 }
 
 /// Writes `value` as one line of compact JSON, the usual `--json` form of a result.
@@ -49,11 +50,6 @@ pub fn json_line(out: &mut dyn Write, value: &serde_json::Value) -> anyhow::Resu
 #[cfg(test)]
 pub(crate) fn render(json: bool, result: &impl Output) -> String {
     let mut out = Vec::new();
-    let written = if json {
-        result.json(&mut out)
-    } else {
-        result.text(&mut out)
-    };
-    written.expect("writing to a Vec cannot fail");
+    write(json, result, &mut out).expect("writing to a Vec cannot fail");
     String::from_utf8(out).expect("the forms are UTF-8")
 }

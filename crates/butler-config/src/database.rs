@@ -113,7 +113,11 @@ mod tests {
         let pg = of(Some("postgresql://u:pw@h/db")).unwrap();
         assert_eq!(pg.key(), "storage.url");
         assert_eq!(pg.to_string(), "postgresql://u:***@h/db");
+        let pg = of(Some("postgres://u:pw@h/db")).unwrap();
+        assert!(matches!(pg, Database::Postgres { .. }), "{pg:?}");
+        assert_eq!(pg.to_string(), "postgres://u:***@h/db");
         assert_eq!(of(None).unwrap().key(), "storage.path");
+        assert_eq!(of(Some("sqlite:")).unwrap().key(), "storage.url");
         for bad in ["mysql://db/a", "postgres:/h/db", "postgresfoo://h/db"] {
             let err = of(Some(bad)).unwrap_err();
             assert!(

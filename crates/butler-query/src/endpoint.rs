@@ -217,6 +217,17 @@ mod tests {
                     .map(|_| format!("{}_property", endpoint.name()))
             );
         }
+        assert_eq!(
+            Endpoint::ALL.map(Endpoint::name),
+            [
+                "dashboard",
+                "report",
+                "timeseries",
+                "metrics",
+                "admin_aggregate",
+                "admin_status",
+            ]
+        );
         let scoped: Vec<_> = Endpoint::ALL
             .iter()
             .filter_map(|e| e.scoped_subject())

@@ -418,16 +418,26 @@ async fn postgres_answers_as_sqlite_does() {
             .await
             .unwrap();
     }
-    assert_eq!(
-        sqlite
+    for storage in both {
+        // Closed by 11-23: the buckets ending on the 21st, 22nd and 23rd, in order.
+        let closed = storage
             .closed_pending_buckets("daily_staff_performance", at("2026-11-23T00:00:00.000Z"))
             .await
-            .unwrap(),
-        postgres
-            .closed_pending_buckets("daily_staff_performance", at("2026-11-23T00:00:00.000Z"))
-            .await
-            .unwrap()
-    );
+            .unwrap();
+        assert_eq!(closed, pending[..3]);
+        let staff = storage.job_statuses().await.unwrap();
+        let staff = staff
+            .iter()
+            .find(|j| j.job == "daily_staff_performance")
+            .unwrap();
+        assert_eq!(staff.last_run_at.as_deref(), Some("2026-11-24T00:00:01.250Z"));
+        assert_eq!(staff.last_success_at, staff.last_run_at);
+        assert_eq!(staff.pending_buckets, 4);
+        assert_eq!(
+            storage.job_dirty_seq("daily_staff_performance").await.unwrap(),
+            7
+        );
+    }
     let status = |s: Vec<crate::aggregation::JobStatus>| -> Vec<String> {
         s.iter().map(|j| format!("{j:?}")).collect()
     };
