@@ -34,7 +34,11 @@ pub fn print(json: bool, result: &impl Output) -> anyhow::Result<()> {
 /// Writes `result` to `out` in the form `json` picks: [`print`] on stdout, the tests
 /// into a buffer, through the same choice.
 fn write(json: bool, result: &impl Output, out: &mut dyn Write) -> anyhow::Result<()> {
-    if json { result.json(out) } else { result.text(out) }
+    if json {
+        result.json(out)
+    } else {
+        result.text(out)
+    }
 }
 
 /// Writes `value` as one line of compact JSON, the usual `--json` form of a result.

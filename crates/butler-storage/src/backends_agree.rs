@@ -430,11 +430,17 @@ async fn postgres_answers_as_sqlite_does() {
             .iter()
             .find(|j| j.job == "daily_staff_performance")
             .unwrap();
-        assert_eq!(staff.last_run_at.as_deref(), Some("2026-11-24T00:00:01.250Z"));
+        assert_eq!(
+            staff.last_run_at.as_deref(),
+            Some("2026-11-24T00:00:01.250Z")
+        );
         assert_eq!(staff.last_success_at, staff.last_run_at);
         assert_eq!(staff.pending_buckets, 4);
         assert_eq!(
-            storage.job_dirty_seq("daily_staff_performance").await.unwrap(),
+            storage
+                .job_dirty_seq("daily_staff_performance")
+                .await
+                .unwrap(),
             7
         );
     }
