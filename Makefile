@@ -31,6 +31,7 @@ lint: ## Check formatting and clippy warnings
 test: lint ## Lint, then every test against Debian's nats-server on SQLite (end-to-end on the release binary), the end-to-end tests again on PostgreSQL, then both against a current nats-server (installs what is missing)
 	@echo "== nats-server: $$(scripts/ensure-nats-server.sh)"
 	scripts/ensure-test-tools.sh
+	@echo "== hotel clients (nats-py, nats.js): $$(scripts/hotel-clients.sh)"
 	@echo "== PostgreSQL: $$(scripts/ensure-postgres.sh)"
 	$(CARGO) build -p butler-analytics -p butler-bench
 	$(CARGO) build --release -p butler-analytics

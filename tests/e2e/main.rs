@@ -14,6 +14,7 @@ mod dead_letters;
 mod deploy;
 mod faults;
 mod helpers;
+mod hotel_clients;
 mod ingest;
 mod leases;
 mod operations;

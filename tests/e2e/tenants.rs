@@ -363,26 +363,31 @@ async fn a_time_series_holds_what_is_not_materialized_yet_as_partial_points() {
     assert_eq!(series(&client, daily).await, vec![(today, true, 2.0)]);
 }
 
+/// The live page under the shipped `deploy/nats/permissions.conf`, the pipeline
+/// connecting as its `analytics` user: it follows the figures without a reload, shows
+/// them as a manager reads them, and tells an unknown property as such.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_live_page_follows_the_dashboard_without_a_reload() {
-    let nats = NatsServer::start();
-    let mut app = App::start(
-        &nats.url(),
-        &format!(
-            "http:\n  live_pages: true\ningest:\n  flush_interval_ms: 200\ndashboard:\n  push_interval_ms: 200\n{}",
-            zones()
-        ),
-    );
-    let js = nats.jetstream().await;
-    publish_all(&js, received("hotel_a", "page", 2)).await;
-    let bucket = dashboard_bucket(&nats).await;
-    wait_until(WAIT, "hotel A's live dashboard", || async {
-        let Ok(Some(value)) = bucket.get("hotel_a").await else {
-            return false;
-        };
-        serde_json::from_slice::<Value>(&value).unwrap()["today"]["messagesReceived"] == 2
-    })
-    .await;
+    let nats = crate::hotel_clients::shipped_server();
+    let mut app = crate::hotel_clients::pipeline(&nats, "http:\n  live_pages: true\n");
+    let producer = crate::hotel_clients::producer(&nats).await;
+    let at = (chrono::Utc::now() - chrono::Duration::seconds(1))
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    let conversation = |t: &str, id: &str, extra: Value| {
+        let mut data = json!({"channel": "sms", "conversationId": "page-c1"});
+        data.as_object_mut()
+            .unwrap()
+            .extend(extra.as_object().unwrap().clone());
+        ev_of("hotel_a", t, id, &at, data)
+    };
+    let mut events = received("hotel_a", "page", 2);
+    events.push(conversation("conversation.started", "page-s", json!({})));
+    events.push(conversation(
+        "response.time_recorded",
+        "page-r",
+        json!({"durationMs": 34467}),
+    ));
+    publish_all(&producer, events).await;
 
     // One self-contained page: nothing to fetch from elsewhere.
     let (status, page) = app.get("/live/hotel_a").unwrap();
@@ -398,11 +403,26 @@ async fn the_live_page_follows_the_dashboard_without_a_reload() {
         app.metrics_port().unwrap()
     );
     let mut browser = crate::helpers::Browser::open(&url);
-    let received_now = "document.getElementById('messagesReceived').textContent";
-    browser.wait_for(received_now, &json!("2"));
+    let text = |id: &str| format!("document.getElementById('{id}').textContent");
+    browser.wait_for(&text("messagesReceived"), &json!("2"));
+    // Durations in seconds and minutes; a change only where yesterday had figures;
+    // the satisfaction score beside its change; labels that say what they count.
+    browser.wait_for(&text("avgResponseTime"), &json!("34 s"));
+    browser.wait_for(&text("conversationsStarted"), &json!("1"));
+    browser.wait_for(&text("conversationsChange"), &json!("no data yesterday"));
+    browser.wait_for(&text("responseTimeChange"), &json!("no data yesterday"));
+    browser.wait_for(&text("satisfaction"), &json!("no ratings"));
+    browser.wait_for(&text("activeConversations"), &json!("1"));
     browser.eval("window.samePage = 'yes'");
-    publish_all(&js, received("hotel_a", "page-more", 3)).await;
-    browser.wait_for(received_now, &json!("5"));
+    let mut more = received("hotel_a", "page-more", 3);
+    more.push(conversation(
+        "satisfaction.rating_received",
+        "page-rating",
+        json!({"value": 4}),
+    ));
+    publish_all(&producer, more).await;
+    browser.wait_for(&text("messagesReceived"), &json!("5"));
+    browser.wait_for(&text("satisfaction"), &json!("4 / 5"));
     assert_eq!(
         browser.eval("window.samePage"),
         json!("yes"),
@@ -413,9 +433,34 @@ async fn the_live_page_follows_the_dashboard_without_a_reload() {
         "[...document.querySelectorAll('#chart rect[data-series=today]')].reduce((n, r) => n + Number(r.dataset.count), 0)",
         &json!(5),
     );
+    // The status line keeps ticking with the heartbeat while the figures stand still.
+    browser.wait_for(
+        &format!("{}.startsWith('live · figures as of ')", text("status")),
+        &json!(true),
+    );
+    let heard = "window.heardBefore = state.heard";
+    browser.eval(heard);
+    browser.wait_for("state.heard > window.heardBefore", &json!(true));
     let shot = browser.screenshot("live-page.png");
     println!("screenshot: {}", shot.display());
     assert!(std::fs::metadata(&shot).unwrap().len() > 1000);
-    // An open page does not hold the shutdown up.
+
+    // A property without figures is told as such after a short wait.
+    browser.eval("location.assign('/live/no_such_hotel')");
+    browser.wait_for(
+        &format!(
+            "{}.startsWith('no figures for “no_such_hotel”')",
+            text("status")
+        ),
+        &json!(true),
+    );
+    // An open page does not hold the shutdown up; the page then says the connection
+    // is lost.
+    browser.eval("location.assign('/live/hotel_a')");
+    browser.wait_for(&text("messagesReceived"), &json!("5"));
     assert!(app.terminate().success());
+    browser.wait_for(
+        &format!("{}.startsWith('connection lost')", text("status")),
+        &json!(true),
+    );
 }

@@ -343,6 +343,7 @@ impl Parts<'_> {
                 zones: config.zones(),
                 aggregation: control,
                 js: async_nats::jetstream::new(self.nats.clone()),
+                nats: self.nats.clone(),
                 bucket: config.dashboard.kv_bucket.clone(),
             }));
         }
@@ -415,6 +416,7 @@ fn live_dashboards(
         storage: storage.clone(),
         zones: config.zones(),
         js: async_nats::jetstream::new(nats.clone()),
+        nats: nats.clone(),
         settings: LiveSettings {
             bucket: config.dashboard.kv_bucket.clone(),
             push_interval: std::time::Duration::from_millis(config.dashboard.push_interval_ms),

@@ -149,6 +149,7 @@ async fn live_events(
             Ok::<_, Infallible>(match update {
                 FeedUpdate::Waiting => Event::default().event("waiting").data("{}"),
                 FeedUpdate::Dashboard(json) => Event::default().event("dashboard").data(json),
+                FeedUpdate::Heartbeat(json) => Event::default().event("heartbeat").data(json),
             })
         })
         .take_until(state.closing.cancelled_owned());

@@ -75,6 +75,36 @@ pub struct DashboardMetrics {
     pub as_of: String,
 }
 
+/// Today so far and yesterday up to the same local clock time: the two windows the
+/// dashboard compares.
+async fn today_and_yesterday(
+    storage: &Storage,
+    tz: Tz,
+    property: &str,
+    now: DateTime<Utc>,
+) -> Result<(Window, Window), QueryError> {
+    let local_now = now.with_timezone(&tz);
+    let today = local_now.date_naive();
+    let yesterday = today - Days::new(1);
+    let today_start = start_of_local_date(tz, today);
+    let yesterday_start = start_of_local_date(tz, yesterday);
+    let yesterday_same_time =
+        local_instant(tz, yesterday, local_now.time()).clamp(yesterday_start, today_start);
+    Ok(tokio::try_join!(
+        Window::read(storage, property, today_start, now),
+        Window::read(storage, property, yesterday_start, yesterday_same_time),
+    )?)
+}
+
+/// The mean response time; `None` over no responses.
+fn response_ms(w: &Window) -> Option<f64> {
+    w.mean_duration_ms(T::ResponseTimeRecorded)
+}
+
+fn started(w: &Window) -> i64 {
+    w.count(T::ConversationStarted)
+}
+
 /// Computes the dashboard of `property` as of `now`.
 ///
 /// # Errors
@@ -85,22 +115,13 @@ pub async fn compute(
     property: &str,
     now: DateTime<Utc>,
 ) -> Result<DashboardMetrics, QueryError> {
-    let local_now = now.with_timezone(&tz);
-    let today = local_now.date_naive();
-    let yesterday = today - Days::new(1);
-    let today_start = start_of_local_date(tz, today);
-    let yesterday_start = start_of_local_date(tz, yesterday);
-    let yesterday_same_time =
-        local_instant(tz, yesterday, local_now.time()).clamp(yesterday_start, today_start);
-    let (t, y, live) = tokio::try_join!(
-        Window::read(storage, property, today_start, now),
-        Window::read(storage, property, yesterday_start, yesterday_same_time),
-        storage.live_counts(property),
-    )?;
+    let ((t, y), live) =
+        tokio::try_join!(today_and_yesterday(storage, tz, property, now), async {
+            Ok(storage.live_counts(property).await?)
+        },)?;
     // A mean over no events counts as 0 (CONTRACT §4).
-    let response = |w: &Window| w.mean_duration_ms(T::ResponseTimeRecorded).unwrap_or(0.0);
+    let response = |w: &Window| response_ms(w).unwrap_or(0.0);
     let rating = |w: &Window| w.ratings().mean().unwrap_or(0.0);
-    let started = |w: &Window| w.count(T::ConversationStarted);
     Ok(DashboardMetrics {
         today: Today {
             conversations_active: live.active_conversations,
@@ -119,6 +140,52 @@ pub async fn compute(
         staff_online: live.staff_online,
         pending_tasks: live.pending_tasks,
         as_of: now.to_rfc3339_opts(SecondsFormat::Millis, true),
+    })
+}
+
+/// One side of the dashboard's comparison, with "none" kept apart from zero: what the
+/// live page needs to show a score beside its change, and "no data" where a change
+/// has nothing to compare with.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+#[serde(rename_all = "camelCase")]
+pub struct ComparedDay {
+    /// `conversation.started`.
+    pub conversations_started: i64,
+    /// Mean `durationMs` of `response.time_recorded`; `None` when there was none.
+    pub avg_response_time_ms: Option<f64>,
+    /// Mean rating (1–5); `None` when there was none.
+    pub satisfaction: Option<f64>,
+}
+
+/// The figures behind [`Comparison`]: today so far and yesterday up to the same
+/// local clock time.
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct ComparedDays {
+    /// Today so far.
+    pub today: ComparedDay,
+    /// Yesterday up to the same local clock time.
+    pub yesterday: ComparedDay,
+}
+
+/// The figures behind the comparison of `property`'s dashboard as of `now`.
+///
+/// # Errors
+/// `internal` when the database fails.
+pub async fn compared_days(
+    storage: &Storage,
+    tz: Tz,
+    property: &str,
+    now: DateTime<Utc>,
+) -> Result<ComparedDays, QueryError> {
+    let (t, y) = today_and_yesterday(storage, tz, property, now).await?;
+    let day = |w: &Window| ComparedDay {
+        conversations_started: started(w),
+        avg_response_time_ms: response_ms(w),
+        satisfaction: w.ratings().mean(),
+    };
+    Ok(ComparedDays {
+        today: day(&t),
+        yesterday: day(&y),
     })
 }
 

@@ -1,6 +1,7 @@
 //! Live dashboards (CONTRACT §7): each active property's dashboard kept in a JetStream
-//! key-value bucket, key = propertyId, so a hotel's screen watches one key instead of
-//! polling.
+//! key-value bucket, key = propertyId, so a screen watches one key instead of polling;
+//! each value written is also published on the property's live subject
+//! ([`live_subject`]), which a hotel's client follows with a plain subscribe.
 //!
 //! Commits mark their properties pending ([`PendingProperties`]); every
 //! `push_interval` the pending ones are written once each, however many commits marked
@@ -30,7 +31,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::QueryError;
 use crate::dashboard::compute;
-use crate::scoped::is_subject_token;
+use crate::scoped::{is_subject_token, live_subject};
 
 /// How long a key outlives its last write: properties quiet for longer than the two
 /// local days they are refreshed for drop out of the bucket.
@@ -157,6 +158,14 @@ pub enum LiveError {
         /// What the server or client said.
         reason: String,
     },
+    /// The live subject could not be subscribed to.
+    #[error("live subject {subject}: {reason}")]
+    Subject {
+        /// The subject.
+        subject: String,
+        /// What the server or client said.
+        reason: String,
+    },
     /// The dashboard could not be computed.
     #[error("dashboard: {0}")]
     Dashboard(#[from] QueryError),
@@ -179,6 +188,8 @@ pub struct LiveDashboards {
     pub zones: Zones,
     /// The NATS connection the bucket is reached through.
     pub js: jetstream::Context,
+    /// The same connection, for the live subjects.
+    pub nats: async_nats::Client,
     /// The `dashboard` section.
     pub settings: LiveSettings,
     /// What commits marked.
@@ -325,9 +336,17 @@ impl LiveDashboards {
                     entry.revision
                 }
             };
-            let body = serde_json::to_vec(&value).map_err(|e| failed(e.to_string()))?;
-            match bucket.update(property, body.into(), revision).await {
-                Ok(_) => return Ok(Outcome::Written),
+            let body =
+                bytes::Bytes::from(serde_json::to_vec(&value).map_err(|e| failed(e.to_string()))?);
+            match bucket.update(property, body.clone(), revision).await {
+                Ok(_) => {
+                    // Core NATS: a follower that misses a value (disconnected at that
+                    // moment) gets the next one, or asks for the current figures.
+                    if let Err(err) = self.nats.publish(live_subject(property), body).await {
+                        tracing::warn!(property, error = %err, "live dashboard written but not published on its live subject");
+                    }
+                    return Ok(Outcome::Written);
+                }
                 Err(err) if err.kind() == kv::UpdateErrorKind::WrongLastRevision => {}
                 Err(err) => return Err(failed(err.to_string())),
             }
@@ -377,7 +396,7 @@ pub async fn open_bucket(
 }
 
 /// A stored value's `asOf`.
-fn as_of(value: &Value) -> Option<DateTime<Utc>> {
+pub(crate) fn as_of(value: &Value) -> Option<DateTime<Utc>> {
     let text = value.get("asOf")?.as_str()?;
     DateTime::parse_from_rfc3339(text)
         .ok()

@@ -1,37 +1,51 @@
 //! The live page (`GET /live/<propertyId>`, `http.live_pages`): one self-contained
-//! HTML page, and the feed it follows — server-sent events, each a change of the
-//! property's key in the live dashboard bucket with today's and yesterday's messages
-//! per local hour.
+//! HTML page, and the feed it follows — server-sent events: the property's current
+//! live dashboard, then each new one published on its live subject, each with the
+//! figures behind its comparison and today's and yesterday's messages per local hour,
+//! and a heartbeat so the page knows the connection is alive while figures stand still.
 //!
 //! Server-sent events rather than the page as a NATS WebSocket client: the browser
 //! needs no NATS credentials, the NATS server no WebSocket listener, and the page
-//! reaches exactly one key through the pipeline's own HTTP port, which any reverse
-//! proxy with authentication can front.
+//! reaches exactly one property through the pipeline's own HTTP port, which any
+//! reverse proxy with authentication can front. The feed reads the bucket once (a
+//! direct get) and then plainly subscribes: no consumer to create, so it works under
+//! the pipeline's least-privilege permissions.
 
 use std::sync::Arc;
+use std::time::Duration;
 
-use async_nats::jetstream::{self, kv};
+use async_nats::jetstream;
 use butler_events::Zones;
 use butler_events::calendar::start_of_local_date;
 use butler_storage::Storage;
-use chrono::{Days, Timelike, Utc};
+use chrono::{DateTime, Days, SecondsFormat, Timelike, Utc};
 use futures_util::{Stream, StreamExt};
 use serde::Serialize;
+use serde_json::Value;
 
 use crate::admin::AggregationControl;
-use crate::live::LiveError;
+use crate::dashboard::compared_days;
+use crate::live::{LiveError, as_of};
+use crate::scoped::live_subject;
 use crate::timeseries::{TimeseriesRequest, timeseries};
 
 /// The page, served as it is: no build step, nothing fetched from elsewhere.
 pub const PAGE_HTML: &str = include_str!("live_page.html");
 
+/// How often the feed says it is alive when no new figures come; the page counts a
+/// connection silent for three of these as lost.
+pub const HEARTBEAT: Duration = Duration::from_secs(5);
+
 /// One update of the feed.
 #[derive(Debug, Clone, PartialEq)]
 pub enum FeedUpdate {
-    /// The property has no live dashboard yet.
+    /// The property has no live dashboard: no events in the last three days.
     Waiting,
-    /// A new value: `{"dashboard": …, "hours": {"today": [24], "yesterday": [24]}}`.
+    /// A new value: `{"dashboard": …, "days": {"today": …, "yesterday": …}, "hours":
+    /// {"today": [24], "yesterday": [24]}}`.
     Dashboard(String),
+    /// The server is alive: `{"serverTime": …}`.
+    Heartbeat(String),
 }
 
 /// Messages (received and sent) per local hour of today and yesterday.
@@ -43,7 +57,8 @@ pub struct HourlyMessages {
     pub yesterday: [f64; 24],
 }
 
-/// What the feed reads: the bucket for the dashboards, the database for the hours.
+/// What the feed reads: the bucket and the live subjects for the dashboards, the
+/// database for the figures around them.
 pub struct LiveFeed {
     /// The database.
     pub storage: Storage,
@@ -53,20 +68,43 @@ pub struct LiveFeed {
     pub aggregation: Arc<dyn AggregationControl>,
     /// The NATS connection the bucket is reached through.
     pub js: jetstream::Context,
+    /// The same connection, for the live subjects.
+    pub nats: async_nats::Client,
     /// `dashboard.kv_bucket`.
     pub bucket: String,
 }
 
+/// A feed being followed.
+struct Following {
+    feed: Arc<LiveFeed>,
+    property: String,
+    first: Option<FeedUpdate>,
+    values: async_nats::Subscriber,
+    heartbeat: tokio::time::Interval,
+    newest: Option<DateTime<Utc>>,
+}
+
 impl LiveFeed {
-    /// The updates of `property`'s key: its current value (or [`FeedUpdate::Waiting`]
-    /// when it has none yet), then each new one, until the watch ends.
+    /// The updates of `property`: its current value (or [`FeedUpdate::Waiting`] when it
+    /// has none), then each newer one and a heartbeat every [`HEARTBEAT`], until the
+    /// subscription ends.
     ///
     /// # Errors
-    /// When the bucket cannot be opened or watched.
+    /// When the live subject cannot be subscribed to or the bucket cannot be read.
     pub async fn follow(
         self: Arc<Self>,
         property: String,
     ) -> Result<impl Stream<Item = FeedUpdate> + Send + 'static, LiveError> {
+        let subject = live_subject(&property);
+        // Subscribed before the current value is read, so no value falls between.
+        let values =
+            self.nats
+                .subscribe(subject.clone())
+                .await
+                .map_err(|e| LiveError::Subject {
+                    subject,
+                    reason: e.to_string(),
+                })?;
         let failed = |reason: String| LiveError::Bucket {
             bucket: self.bucket.clone(),
             reason,
@@ -79,28 +117,40 @@ impl LiveFeed {
         let current = store
             .get(&property)
             .await
-            .map_err(|e| failed(e.to_string()))?;
-        let watch = store
-            .watch_with_history(&property)
-            .await
-            .map_err(|e| failed(e.to_string()))?;
-        let first = current.is_none().then_some(FeedUpdate::Waiting);
-        let feed = self.clone();
-        let updates = watch.filter_map(move |entry| {
-            let (feed, property) = (feed.clone(), property.clone());
-            async move {
-                let entry = entry.ok()?;
-                if entry.operation != kv::Operation::Put {
-                    return None;
-                }
-                let dashboard: serde_json::Value = serde_json::from_slice(&entry.value).ok()?;
-                let hours = feed.hourly_messages(&property).await;
-                Some(FeedUpdate::Dashboard(
-                    serde_json::json!({ "dashboard": dashboard, "hours": hours }).to_string(),
-                ))
-            }
-        });
-        Ok(futures_util::stream::iter(first).chain(updates))
+            .map_err(|e| failed(e.to_string()))?
+            .and_then(|value| serde_json::from_slice::<Value>(&value).ok());
+        let newest = current.as_ref().and_then(as_of);
+        let first = match current {
+            Some(dashboard) => self.update(&property, dashboard).await,
+            None => FeedUpdate::Waiting,
+        };
+        let mut heartbeat = tokio::time::interval(HEARTBEAT);
+        heartbeat.reset();
+        let following = Following {
+            feed: self,
+            property,
+            first: Some(first),
+            values,
+            heartbeat,
+            newest,
+        };
+        Ok(futures_util::stream::unfold(following, next_update))
+    }
+
+    /// A dashboard with the figures the page shows around it.
+    async fn update(&self, property: &str, dashboard: Value) -> FeedUpdate {
+        let tz = self.zones.of(property);
+        let at = as_of(&dashboard).unwrap_or_else(Utc::now);
+        let (hours, days) = tokio::join!(
+            self.hourly_messages(property),
+            compared_days(&self.storage, tz, property, at),
+        );
+        let days = days
+            .map_err(|e| tracing::debug!(property, error = %e, "live page: days not read"))
+            .ok();
+        FeedUpdate::Dashboard(
+            serde_json::json!({ "dashboard": dashboard, "days": days, "hours": hours }).to_string(),
+        )
     }
 
     /// Today's and yesterday's messages per local hour, from the real-time hourly
@@ -143,5 +193,35 @@ impl LiveFeed {
             }
         }
         Some(hours)
+    }
+}
+
+/// The next update of a followed feed: the first value, a newer value from the live
+/// subject (an older one, crossed with the first read, is dropped), or a heartbeat.
+async fn next_update(mut following: Following) -> Option<(FeedUpdate, Following)> {
+    if let Some(first) = following.first.take() {
+        return Some((first, following));
+    }
+    loop {
+        tokio::select! {
+            message = following.values.next() => {
+                let message = message?;
+                let Ok(dashboard) = serde_json::from_slice::<Value>(&message.payload) else {
+                    continue;
+                };
+                let at = as_of(&dashboard);
+                if at <= following.newest {
+                    continue;
+                }
+                following.newest = at;
+                let update = following.feed.update(&following.property, dashboard).await;
+                return Some((update, following));
+            }
+            _ = following.heartbeat.tick() => {
+                let now = Utc::now().to_rfc3339_opts(SecondsFormat::Millis, true);
+                let beat = serde_json::json!({ "serverTime": now }).to_string();
+                return Some((FeedUpdate::Heartbeat(beat), following));
+            }
+        }
     }
 }

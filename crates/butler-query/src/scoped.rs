@@ -19,6 +19,14 @@ pub fn is_subject_token(property: &str) -> bool {
         && !property.ends_with('/')
 }
 
+/// Where each value of a property's live dashboard is also published (core NATS, the
+/// same JSON as the key-value bucket's): a hotel's client follows its dashboard with a
+/// plain subscribe, which its permissions can grant without revealing other
+/// properties (CONTRACT §7).
+pub fn live_subject(property: &str) -> String {
+    format!("analytics.live.dashboard.{property}")
+}
+
 /// The request body of a scoped subject, made the unscoped endpoint's: `propertyId`
 /// set to `property` when absent.
 ///

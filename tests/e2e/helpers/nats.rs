@@ -19,6 +19,9 @@ pub struct NatsServer {
     config: Option<String>,
     /// Extra command-line options.
     args: Vec<String>,
+    /// The server process's environment variables, e.g. passwords a config file
+    /// refers to as `$NAME`.
+    env: Vec<(String, String)>,
 }
 
 fn server_bin() -> PathBuf {
@@ -51,6 +54,23 @@ impl NatsServer {
         NatsServer::start_on(0, config, &[])
     }
 
+    /// [`NatsServer::start_with`] with environment variables for the server process.
+    pub fn start_with_env(config: &str, env: &[(&str, &str)]) -> NatsServer {
+        let mut server = NatsServer {
+            child: None,
+            port: 0,
+            store: tempfile::tempdir().unwrap(),
+            config: Some(config.to_owned()),
+            args: Vec::new(),
+            env: env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
+        };
+        server.spawn();
+        server
+    }
+
     /// Starts a server on `port` with extra configuration lines and command-line
     /// options.
     pub fn start_on(port: u16, config: Option<&str>, args: &[String]) -> NatsServer {
@@ -60,6 +80,7 @@ impl NatsServer {
             store: tempfile::tempdir().unwrap(),
             config: config.map(str::to_owned),
             args: args.to_vec(),
+            env: Vec::new(),
         };
         server.spawn();
         server
@@ -68,6 +89,7 @@ impl NatsServer {
     fn spawn(&mut self) {
         let bin = server_bin();
         let mut cmd = Command::new(&bin);
+        cmd.envs(self.env.iter().map(|(k, v)| (k, v)));
         if let Some(extra) = &self.config {
             let path = self.store.path().join("server.conf");
             std::fs::write(&path, extra).unwrap();

@@ -1,0 +1,473 @@
+//! A hotel's developer (CONTRACT §7): under the shipped `deploy/nats/permissions.conf`
+//! itself — passwords from the server's environment, hotel B added the way README
+//! tells an operator to — each standard client asks for its dashboard, follows each
+//! new value on its live subject, and is refused, with a permissions violation rather
+//! than a timeout, everything that would show it another hotel: async-nats here,
+//! nats-py and nats.js through README's own examples and a probe script.
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use futures_util::StreamExt;
+use serde_json::Value;
+
+use crate::helpers::{App, NatsServer, publish_all, request, wait_until};
+use crate::security::refused_to;
+use crate::tenants::{received, zones};
+
+/// README's async-nats example, compiled and run as it is shown.
+#[path = "../../examples/hotel-dashboard/dashboard.rs"]
+mod example;
+
+const WAIT: Duration = Duration::from_secs(60);
+
+/// Each user's password, as the server's environment gives it.
+const PASSWORDS: [(&str, &str); 6] = [
+    ("ANALYTICS_PASSWORD", "pw-analytics"),
+    ("PRODUCER_PASSWORD", "pw-producer"),
+    ("READER_PASSWORD", "pw-reader"),
+    ("OPERATOR_PASSWORD", "pw-operator"),
+    ("HOTEL_A_PASSWORD", "pw-hotel-a"),
+    ("HOTEL_B_PASSWORD", "pw-hotel-b"),
+];
+
+fn password(user: &str) -> &'static str {
+    let variable = format!("{}_PASSWORD", user.to_uppercase());
+    PASSWORDS
+        .iter()
+        .find(|(v, _)| *v == variable)
+        .map(|(_, p)| *p)
+        .unwrap()
+}
+
+fn repository() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
+}
+
+/// The shipped permissions file with hotel B added as README says: the `hotel_a`
+/// block copied, `hotel_a` replaced by `hotel_b` and `HOTEL_A` by `HOTEL_B`.
+pub(crate) fn shipped_permissions() -> String {
+    let conf = std::fs::read_to_string(repository().join("deploy/nats/permissions.conf")).unwrap();
+    let start = conf
+        .find("    {\n      # A hotel's own client: the template.")
+        .expect("the hotel template in permissions.conf");
+    let end = start + conf[start..].find("\n    }\n").unwrap() + "\n    }\n".len();
+    let hotel_b = conf[start..end]
+        .replace("hotel_a", "hotel_b")
+        .replace("HOTEL_A", "HOTEL_B");
+    format!("{}{hotel_b}{}", &conf[..end], &conf[end..])
+}
+
+/// nats-server under the shipped permissions.
+pub(crate) fn shipped_server() -> NatsServer {
+    NatsServer::start_with_env(&shipped_permissions(), &PASSWORDS)
+}
+
+/// The pipeline as the `analytics` user, otherwise in its default configuration.
+pub(crate) fn pipeline(nats: &NatsServer, extra: &str) -> App {
+    App::start(
+        &nats.url(),
+        &format!(
+            "nats:\n  user: analytics\n  password: {}\n{extra}{}",
+            password("analytics"),
+            zones()
+        ),
+    )
+}
+
+/// JetStream as the `producer` user, which publishes events.
+pub(crate) async fn producer(nats: &NatsServer) -> async_nats::jetstream::Context {
+    async_nats::jetstream::new(connect(nats, "producer").await.0)
+}
+
+/// A client of `user`, with the inbox prefix its permissions name for a hotel, and
+/// the server's complaints to it (permission violations).
+async fn connect(
+    nats: &NatsServer,
+    user: &str,
+) -> (
+    async_nats::Client,
+    tokio::sync::mpsc::UnboundedReceiver<String>,
+) {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let mut options =
+        async_nats::ConnectOptions::with_user_and_password(user.into(), password(user).into())
+            .event_callback(move |event| {
+                let tx = tx.clone();
+                async move {
+                    if let async_nats::Event::ServerError(e) = event {
+                        let _ = tx.send(e.to_string());
+                    }
+                }
+            });
+    if user.starts_with("hotel_") {
+        options = options.custom_inbox_prefix(format!("_INBOX_{user}"));
+    }
+    (options.connect(nats.url()).await.unwrap(), rx)
+}
+
+/// The next value whose `today.messagesReceived` is `n`; panics after [`WAIT`], or on
+/// a value with more (another property's, or figures going back).
+async fn value_with(values: &mut tokio::sync::mpsc::UnboundedReceiver<Value>, n: i64) -> Value {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let value = tokio::time::timeout_at(deadline.into(), values.recv())
+            .await
+            .unwrap_or_else(|_| panic!("no value with {n} messages"))
+            .expect("the example stopped");
+        let received = value["today"]["messagesReceived"].as_i64().unwrap();
+        assert!(received <= n, "{value} while waiting for {n} messages");
+        if received == n {
+            return value;
+        }
+    }
+}
+
+/// README's async-nats example following `hotel`'s dashboard: each value it shows.
+fn follow(nats: &NatsServer, hotel: &'static str) -> tokio::sync::mpsc::UnboundedReceiver<Value> {
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+    let url = nats.url();
+    tokio::spawn(async move {
+        let shown = example::follow_dashboard(&url, hotel, password(hotel), |value| {
+            let _ = tx.send(value);
+        })
+        .await;
+        if let Err(e) = shown {
+            panic!("{hotel}: {e}");
+        }
+    });
+    rx
+}
+
+/// `property`'s dashboard as of `as_of`, asked on its scoped subject (a reply for
+/// another `asOf`, such as a cached one of a moment ago, cannot answer it).
+async fn dashboard(client: &async_nats::Client, property: &str, as_of: &str) -> Value {
+    let body = serde_json::json!({ "asOf": as_of }).to_string();
+    let reply = request(
+        client,
+        &format!("analytics.query.dashboard.{property}"),
+        body,
+    )
+    .await;
+    serde_json::from_slice(&reply.payload).unwrap()
+}
+
+fn now() -> String {
+    chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// Every live dashboard write took at most `seconds` from the commit, as the
+/// pipeline's lag histogram says; returns how many there were.
+fn writes_within(app: &App, seconds: &str) -> f64 {
+    let count = app.metric("butler_analytics_live_dashboard_lag_seconds_count");
+    let within = app.metric(&format!(
+        "butler_analytics_live_dashboard_lag_seconds_bucket{{le=\"{seconds}\"}}"
+    ));
+    assert_eq!(
+        within, count,
+        "live dashboard writes later than {seconds} s"
+    );
+    count
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_async_nats_a_hotel_follows_its_live_subject_and_sees_no_other_hotel() {
+    let nats = shipped_server();
+    let app = pipeline(&nats, "");
+    let producer = producer(&nats).await;
+    let (hotel_a, mut refusals) = connect(&nats, "hotel_a").await;
+    let (reader, _) = connect(&nats, "reader").await;
+    let mut every_live = reader
+        .subscribe("analytics.live.dashboard.>")
+        .await
+        .unwrap();
+    let mut a_live = follow(&nats, "hotel_a");
+    let mut b_live = follow(&nats, "hotel_b");
+    // The current figures first: none yet.
+    assert_eq!(
+        value_with(&mut a_live, 0).await["today"]["messagesReceived"],
+        0
+    );
+    value_with(&mut b_live, 0).await;
+
+    let mut events = received("hotel_a", "a", 2);
+    events.extend(received("hotel_b", "b", 3));
+    publish_all(&producer, events).await;
+    let first = value_with(&mut a_live, 2).await;
+    value_with(&mut b_live, 3).await;
+    // Each commit's new figures arrive as they are written.
+    publish_all(&producer, received("hotel_a", "a-more", 3)).await;
+    let second = value_with(&mut a_live, 5).await;
+    assert!(
+        second["asOf"].as_str() > first["asOf"].as_str(),
+        "{first} then {second}"
+    );
+    // A request on its scoped subject as of the same instant: the same figures.
+    let asked = dashboard(&hotel_a, "hotel_a", second["asOf"].as_str().unwrap()).await;
+    assert_eq!(asked, second);
+    assert!(writes_within(&app, "2") >= 3.0);
+
+    // A trusted reader follows every property, and reads and watches the bucket.
+    let mut seen = std::collections::BTreeSet::new();
+    while seen.len() < 2 {
+        let message = tokio::time::timeout(WAIT, every_live.next())
+            .await
+            .unwrap()
+            .unwrap();
+        seen.insert(message.subject.to_string());
+    }
+    let bucket = async_nats::jetstream::new(reader.clone())
+        .get_key_value("butler_dashboard")
+        .await
+        .unwrap();
+    let stored: Value =
+        serde_json::from_slice(&bucket.get("hotel_a").await.unwrap().unwrap()).unwrap();
+    assert_eq!(stored["today"]["messagesReceived"], 5);
+    let mut watch = bucket.watch_with_history("hotel_b").await.unwrap();
+    let watched = tokio::time::timeout(WAIT, watch.next())
+        .await
+        .unwrap()
+        .unwrap()
+        .unwrap();
+    let watched: Value = serde_json::from_slice(&watched.value).unwrap();
+    assert_eq!(watched["today"]["messagesReceived"], 3);
+
+    // Hotel A is refused hotel B's subjects, the unscoped and admin ones, and the
+    // bucket, whose stream info would list every property's id.
+    for subject in [
+        "analytics.query.dashboard.hotel_b",
+        "analytics.query.timeseries.hotel_b",
+        "analytics.query.report.hotel_b",
+        "analytics.query.dashboard",
+        "analytics.admin.status",
+        "$JS.API.INFO",
+        "$JS.API.STREAM.INFO.KV_butler_dashboard",
+        "$JS.API.DIRECT.GET.KV_butler_dashboard.$KV.butler_dashboard.hotel_a",
+        "$JS.API.CONSUMER.CREATE.KV_butler_dashboard",
+    ] {
+        hotel_a
+            .publish(subject, Bytes::from_static(b"{}"))
+            .await
+            .unwrap();
+        refused_to(&mut refusals, subject).await;
+    }
+    for subject in [
+        "analytics.live.dashboard.hotel_b",
+        "analytics.live.dashboard.>",
+        "_INBOX.>",
+    ] {
+        let _ = hotel_a.subscribe(subject).await.unwrap();
+        refused_to(&mut refusals, subject).await;
+    }
+    let bucket = tokio::time::timeout(
+        Duration::from_secs(10),
+        async_nats::jetstream::new(hotel_a.clone()).get_key_value("butler_dashboard"),
+    )
+    .await;
+    assert!(!matches!(bucket, Ok(Ok(_))), "hotel A opened the bucket");
+    // Hotel A's follower only ever saw its own figures: B's never reach it.
+    publish_all(&producer, received("hotel_b", "b-more", 1)).await;
+    value_with(&mut b_live, 4).await;
+    publish_all(&producer, received("hotel_a", "a-last", 1)).await;
+    value_with(&mut a_live, 6).await;
+}
+
+/// The NATS clients of other languages: `target/hotel-clients` as
+/// `scripts/hotel-clients.sh` installs it (which `make test` runs), installed now when
+/// missing.
+fn hotel_clients() -> PathBuf {
+    let out = Command::new(repository().join("scripts/hotel-clients.sh"))
+        .current_dir(repository())
+        .stderr(Stdio::inherit())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "scripts/hotel-clients.sh failed");
+    PathBuf::from(String::from_utf8(out.stdout).unwrap().trim())
+}
+
+/// A client script of another language.
+#[derive(Clone, Copy, Debug)]
+enum Language {
+    Python,
+    JavaScript,
+}
+
+impl Language {
+    /// The command running `script` (relative to the repository) as `user`.
+    fn command(self, clients: &Path, script: &str, nats: &NatsServer, user: &str) -> Command {
+        let mut command = match self {
+            Language::Python => Command::new(clients.join("py/bin/python")),
+            Language::JavaScript => {
+                let mut node = Command::new("node");
+                node.env("NODE_PATH", clients.join("js/node_modules"));
+                node
+            }
+        };
+        let script = match self {
+            Language::Python => format!("{script}.py"),
+            Language::JavaScript => format!("{script}.js"),
+        };
+        command
+            .arg(repository().join(script))
+            .env("NATS_URL", nats.url())
+            .env("NATS_USER", user)
+            .env("NATS_PASSWORD", password(user))
+            .env("NATS_INBOX_PREFIX", format!("_INBOX_{user}"))
+            .env("PROPERTY_ID", user)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit());
+        command
+    }
+}
+
+/// A running client script and the JSON lines it prints.
+struct Script {
+    child: Child,
+    lines: mpsc::Receiver<Value>,
+}
+
+impl Script {
+    fn spawn(mut command: Command) -> Script {
+        let mut child = command.spawn().unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let value = serde_json::from_str(&line)
+                    .unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
+                if tx.send(value).is_err() {
+                    return;
+                }
+            }
+        });
+        Script { child, lines }
+    }
+
+    /// The next line that `wanted` accepts; panics after [`WAIT`] or at the end.
+    fn next(&self, what: &str, wanted: impl Fn(&Value) -> bool) -> Value {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.lines.recv_timeout(left) {
+                Ok(line) if wanted(&line) => return line,
+                Ok(_) => {}
+                Err(e) => panic!("{what}: {e}"),
+            }
+        }
+    }
+
+    /// Every line, until the script exits.
+    fn all(mut self) -> Vec<Value> {
+        let status = self.child.wait().unwrap();
+        assert!(status.success(), "{status}");
+        self.lines.try_iter().collect()
+    }
+}
+
+impl Drop for Script {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// README's example of `language` follows hotel A's dashboard, and the probe finds
+/// each thing hotel A must not see refused as a permissions violation.
+async fn hotel_client_of_another_language(language: Language) {
+    let clients = hotel_clients();
+    let nats = shipped_server();
+    let _app = pipeline(&nats, "");
+    let producer = producer(&nats).await;
+    let (reader, _) = connect(&nats, "reader").await;
+    let mut events = received("hotel_a", "a", 2);
+    events.extend(received("hotel_b", "b", 3));
+    publish_all(&producer, events).await;
+    wait_until(WAIT, "hotel A's two messages", || async {
+        dashboard(&reader, "hotel_a", &now()).await["today"]["messagesReceived"] == 2
+    })
+    .await;
+
+    let example = Script::spawn(language.command(
+        &clients,
+        "examples/hotel-dashboard/dashboard",
+        &nats,
+        "hotel_a",
+    ));
+    let current = example.next("the current dashboard", |line| {
+        line.get("current").is_some()
+    });
+    assert_eq!(
+        current["current"]["today"]["messagesReceived"], 2,
+        "{current}"
+    );
+    publish_all(&producer, received("hotel_a", "a-more", 3)).await;
+    let live = example.next("a live value with five messages", |line| {
+        line["live"]["today"]["messagesReceived"] == 5
+    });
+    assert!(live["live"]["asOf"].as_str() > current["current"]["asOf"].as_str());
+    drop(example);
+
+    let forbidden = [
+        "request:analytics.query.dashboard.hotel_b",
+        "request:analytics.query.timeseries.hotel_b",
+        "request:analytics.query.report.hotel_b",
+        "request:analytics.query.dashboard",
+        "request:analytics.admin.status",
+        "request:$JS.API.STREAM.INFO.KV_butler_dashboard",
+        "subscribe:analytics.live.dashboard.hotel_b",
+        "subscribe:analytics.live.dashboard.>",
+        "subscribe:_INBOX.>",
+        "kv:butler_dashboard/hotel_b",
+    ];
+    let mut probe = language.command(&clients, "tests/clients/probe", &nats, "hotel_a");
+    probe
+        .arg("request:analytics.query.timeseries.hotel_a")
+        .args(forbidden);
+    let outcomes = Script::spawn(probe).all();
+    assert_eq!(outcomes.len(), forbidden.len() + 1, "{outcomes:?}");
+    let own = &outcomes[0];
+    assert_eq!(own["outcome"], "answered", "{own}");
+    let series: Value = serde_json::from_str(own["detail"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        series["error"]["code"], "bad_request",
+        "asked without a metric: {series}"
+    );
+    for (attempt, outcome) in forbidden.iter().zip(&outcomes[1..]) {
+        assert_eq!(outcome["try"], *attempt);
+        assert_eq!(
+            outcome["outcome"], "permissions violation",
+            "{language:?}: {outcome}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_nats_py_a_hotel_follows_its_live_subject_and_sees_no_other_hotel() {
+    hotel_client_of_another_language(Language::Python).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_nats_js_a_hotel_follows_its_live_subject_and_sees_no_other_hotel() {
+    hotel_client_of_another_language(Language::JavaScript).await;
+}
+
+/// README shows the examples as they are tested.
+#[test]
+fn readme_shows_the_tested_examples() {
+    let readme = std::fs::read_to_string(repository().join("README.md")).unwrap();
+    for example in [
+        "examples/hotel-dashboard/dashboard.py",
+        "examples/hotel-dashboard/dashboard.js",
+        "examples/hotel-dashboard/dashboard.rs",
+    ] {
+        let code = std::fs::read_to_string(repository().join(example)).unwrap();
+        assert!(
+            readme.contains(code.trim()),
+            "README lacks {example} as it is"
+        );
+    }
+}
