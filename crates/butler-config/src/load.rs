@@ -286,14 +286,12 @@ fn check_ingest(i: &IngestConfig, n: &NatsConfig) -> Result<(), ConfigError> {
     if !(1..=100_000).contains(&i.batch_size) {
         return Err(invalid("ingest.batch_size", "must be between 1 and 100000"));
     }
-    if let Some(max_batch) = i.max_batch
-        && !(i.batch_size..=100_000).contains(&max_batch)
-    {
+    if !(i.batch_size..=100_000).contains(&i.max_batch) {
         return Err(invalid(
             "ingest.max_batch",
             format!(
-                "must be between ingest.batch_size ({}) and 100000",
-                i.batch_size
+                "is {} and must be between ingest.batch_size ({}) and 100000 (default 10000: a batch_size above it needs a max_batch as large)",
+                i.max_batch, i.batch_size
             ),
         ));
     }

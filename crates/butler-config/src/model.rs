@@ -155,14 +155,13 @@ impl Default for StorageConfig {
 pub struct IngestConfig {
     /// Run the consumer at all (the seed's `collection.enabled`).
     pub enabled: bool,
-    /// Most events in one commit (more only with `max_batch`): a batch this large is
-    /// handed to the writer at once.
+    /// Events per commit while the writer keeps up: a batch this large is handed to
+    /// the writer at once.
     pub batch_size: usize,
-    /// Group commit, off unless set: while the writer is busy, the next batch keeps
-    /// growing up to this many events, so a backlog is written in fewer, larger
-    /// commits. Unset, `batch_size` is the most events in one commit, as the contract
-    /// says.
-    pub max_batch: Option<usize>,
+    /// Group commit: while the writer is busy, the next batch keeps growing up to
+    /// this many events, so a backlog is written in fewer, larger commits. Equal to
+    /// `batch_size`, a commit never holds more than `batch_size`.
+    pub max_batch: usize,
     /// Longest an event waits before its batch is handed to the writer (under light
     /// traffic, for its commit).
     pub flush_interval_ms: u64,
@@ -177,7 +176,7 @@ impl Default for IngestConfig {
         IngestConfig {
             enabled: true,
             batch_size: 1000,
-            max_batch: None,
+            max_batch: 10_000,
             flush_interval_ms: 1000,
             channels: ["whatsapp", "sms", "email", "webchat"]
                 .map(String::from)

@@ -7,9 +7,9 @@
 //! **writer** commits each batch in one transaction through [`butler_storage`]
 //! (SQLite or PostgreSQL, whichever `storage` names) and hands its messages to the
 //! **acker**, which acks them, in commit order, while the next batch commits. A
-//! one-slot channel joins the reader to the writer. With `ingest.max_batch` set (group
-//! commit), while the writer is busy and the slot full the next batch keeps growing up
-//! to it, so a backlog is written in fewer, larger commits and light traffic in small
+//! one-slot channel joins the reader to the writer. Group commit (`ingest.max_batch`,
+//! 10000 by default): while the writer is busy and the slot full the next batch keeps
+//! growing up to it, so a backlog is written in fewer, larger commits and light traffic in small
 //! ones. The events in hand are bounded by one batch being committed, one in the slot
 //! and one growing. Beside them, [`jetstream::watch_lag`] publishes the consumer's
 //! backlog as gauges.

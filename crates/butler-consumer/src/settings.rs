@@ -22,8 +22,7 @@ pub struct ConsumerSettings {
     pub consumer: String,
     /// The usual events in one commit.
     pub batch_size: usize,
-    /// Most events in one commit, reached while the writer is busy: `batch_size`
-    /// unless `ingest.max_batch` turns group commit on.
+    /// Most events in one commit, reached while the writer is busy (group commit).
     pub max_batch: usize,
     /// Longest an event waits for its commit.
     pub flush_interval: Duration,
@@ -62,7 +61,7 @@ impl ConsumerSettings {
             stream_replicas: config.nats.stream_replicas,
             consumer: config.nats.consumer.clone(),
             batch_size: config.ingest.batch_size,
-            max_batch: config.ingest.max_batch.unwrap_or(config.ingest.batch_size),
+            max_batch: config.ingest.max_batch,
             flush_interval: Duration::from_millis(config.ingest.flush_interval_ms),
             ack_wait: Duration::from_millis(config.nats.ack_wait_ms),
             max_ack_pending: config.nats.max_ack_pending,
@@ -88,14 +87,14 @@ pub fn validation_rules(config: &Config) -> ValidationRules {
 mod tests {
     use super::*;
 
-    /// By default a commit holds at most `batch_size` events (CONTRACT §5); only
-    /// `ingest.max_batch` lets a backlog go in larger ones.
+    /// Group commit is on by default (CONTRACT §5: `max_batch: 10000`); `max_batch`
+    /// equal to `batch_size` turns it off.
     #[test]
-    fn group_commit_is_off_unless_max_batch_is_set() {
+    fn group_commit_is_on_by_default() {
         let mut config = Config::default();
         config.ingest.batch_size = 700;
+        assert_eq!(ConsumerSettings::from_config(&config).max_batch, 10_000);
+        config.ingest.max_batch = 700;
         assert_eq!(ConsumerSettings::from_config(&config).max_batch, 700);
-        config.ingest.max_batch = Some(5_000);
-        assert_eq!(ConsumerSettings::from_config(&config).max_batch, 5_000);
     }
 }
