@@ -123,6 +123,46 @@ fn a_database_password_reaches_no_output() {
     );
 }
 
+/// Passwords planted in every URL-bearing key — a NATS URL's user info and token, a
+/// database URL's `password` query parameter — reach no output of any command.
+#[test]
+fn no_password_in_a_url_reaches_any_output() {
+    let nats = "nats://analytics:s3cret-nats-pw@127.0.0.1:1,nats://s3cret-nats-token@127.0.0.1:2";
+    let database = "postgres://127.0.0.1:1/analytics?user=butler&password=s3cret-db-pw";
+    let env = [
+        ("BUTLER_ANALYTICS__NATS__URL", nats),
+        ("BUTLER_ANALYTICS__STORAGE__URL", database),
+    ];
+    let (code, out, err) = run_with("", &["check-config"], &env);
+    assert_eq!(code, Some(0), "{err}");
+    assert!(
+        out.contains("nats://analytics:***@127.0.0.1:1,nats://***@127.0.0.1:2")
+            && out.contains("postgres://127.0.0.1:1/analytics?user=butler&password=***"),
+        "{out}"
+    );
+    let event = r#"{"id":"e1","eventType":"message.received","timestamp":"2026-12-07T10:00:00Z","propertyId":"p","channel":"sms"}"#;
+    for args in [
+        &["check-config"][..],
+        &["check-config", "--json"],
+        &["migrate"],
+        &["publish", "message.received", event],
+        &["status"],
+        &["query", "dashboard", "--property", "p"],
+    ] {
+        let (_, out, err) = run_with("", args, &env);
+        assert!(
+            !(err.contains("Usage:") || out.is_empty() && err.is_empty()),
+            "{args:?} did not run:\n{out}\n{err}"
+        );
+        for secret in ["s3cret-nats-pw", "s3cret-nats-token", "s3cret-db-pw"] {
+            assert!(
+                !out.contains(secret) && !err.contains(secret),
+                "{args:?} printed {secret}:\n{out}\n{err}"
+            );
+        }
+    }
+}
+
 #[test]
 fn the_config_option_is_also_accepted_after_the_subcommand() {
     let dir = tempfile::tempdir().unwrap();

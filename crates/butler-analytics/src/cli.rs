@@ -16,7 +16,7 @@ fn one_of(values: impl IntoIterator<Item = &'static str>) -> PossibleValuesParse
 }
 
 /// Butler Analytics: consumes Jack The Butler's analytics events from NATS JetStream
-/// into SQLite, rolls them up, and answers dashboard queries over NATS.
+/// into SQLite or PostgreSQL, rolls them up, and answers dashboard queries over NATS.
 #[derive(Debug, Parser)]
 #[command(name = "butler-analytics", version, propagate_version = true)]
 #[command(

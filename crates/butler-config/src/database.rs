@@ -8,7 +8,7 @@
 use std::fmt;
 use std::path::{Path, PathBuf};
 
-use crate::{ConfigError, DatabaseUrl};
+use crate::{ConfigError, SecretUrl};
 
 /// The database `storage` names. It lives in this crate, which has no IO and few
 /// dependencies, so that the binary parses it here and `butler-storage` opens it as
@@ -26,7 +26,7 @@ pub enum Database {
     /// A PostgreSQL database (CONTRACT §6).
     Postgres {
         /// `postgres://user:password@host:port/db?…`; its password never prints.
-        url: DatabaseUrl,
+        url: SecretUrl,
     },
 }
 
@@ -37,7 +37,7 @@ impl Database {
     ///
     /// # Errors
     /// [`ConfigError::Invalid`] naming `storage.url` for any other scheme.
-    pub fn of(url: Option<&DatabaseUrl>, path: &Path) -> Result<Database, ConfigError> {
+    pub fn of(url: Option<&SecretUrl>, path: &Path) -> Result<Database, ConfigError> {
         let Some(url) = url else {
             return Ok(Database::Sqlite {
                 path: path.to_owned(),
@@ -94,7 +94,7 @@ mod tests {
     use super::*;
 
     fn of(url: Option<&str>) -> Result<Database, String> {
-        Database::of(url.map(DatabaseUrl::from).as_ref(), Path::new("/d/a.db"))
+        Database::of(url.map(SecretUrl::from).as_ref(), Path::new("/d/a.db"))
             .map_err(|e| e.to_string())
     }
 

@@ -7,8 +7,8 @@
 //! - [`model`]: the typed [`Config`] and its defaults;
 //! - [`load`]: reading the file, applying environment overrides, checking values;
 //! - [`database`]: [`Database`], which database `storage` names, read by one rule;
-//! - [`secret`]: [`Secret`], a string that never prints, and [`DatabaseUrl`], whose
-//!   password never prints.
+//! - [`secret`]: [`Secret`], a string that never prints, and [`SecretUrl`], a URL
+//!   (`nats.url`, `storage.url`) whose credentials never print.
 
 pub mod database;
 pub mod load;
@@ -18,4 +18,4 @@ pub mod secret;
 pub use database::Database;
 pub use load::{ConfigError, ENV_PREFIX, load, load_from_str};
 pub use model::*;
-pub use secret::{DatabaseUrl, Secret};
+pub use secret::{Secret, SecretUrl};

@@ -207,7 +207,7 @@ fn check_nats(n: &NatsConfig) -> Result<(), ConfigError> {
 /// `nats.url`: one or more server URLs of a NATS scheme. A URL's credentials are left
 /// out of the message.
 fn check_nats_servers(n: &NatsConfig) -> Result<(), ConfigError> {
-    non_empty("nats.url", &n.url)?;
+    non_empty("nats.url", n.url.expose())?;
     for server in n.servers() {
         let scheme_ok = ["nats://", "tls://", "ws://", "wss://"]
             .iter()

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use serde::{Deserialize, Serialize};
 
-use crate::{ConfigError, Database, DatabaseUrl, Secret};
+use crate::{ConfigError, Database, Secret, SecretUrl};
 
 /// The whole configuration. Every section and key is optional; unknown keys are
 /// refused so that a typo does not silently fall back to a default.
@@ -41,8 +41,8 @@ pub struct Config {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NatsConfig {
-    /// Server URL(s), comma-separated for a cluster.
-    pub url: String,
+    /// Server URL(s), comma-separated for a cluster; credentials in it never print.
+    pub url: SecretUrl,
     /// Events are published on `<subject_prefix>.<eventType>`.
     pub subject_prefix: String,
     /// The JetStream stream holding the events.
@@ -79,6 +79,7 @@ impl NatsConfig {
     /// knows several, so that it reaches another when one is down.
     pub fn servers(&self) -> Vec<&str> {
         self.url
+            .expose()
             .split(',')
             .map(str::trim)
             .filter(|s| !s.is_empty())
@@ -128,7 +129,7 @@ pub struct StorageConfig {
     /// Which database: absent or `sqlite:` for the SQLite file at `path`,
     /// `sqlite:<file>` for another file, `postgres://user:password@host:port/db` for
     /// PostgreSQL (CONTRACT §6).
-    pub url: Option<DatabaseUrl>,
+    pub url: Option<SecretUrl>,
     /// The SQLite database file; its directory is created when missing.
     pub path: PathBuf,
     /// How long a write waits for another process's lock before retrying.

@@ -16,7 +16,7 @@ fn error(yaml: &str, vars: &[(&str, &str)]) -> String {
 #[test]
 fn no_file_gives_the_contract_defaults() {
     let c = load(None, env(&[])).unwrap();
-    assert_eq!(c.nats.url, "nats://127.0.0.1:4222");
+    assert_eq!(c.nats.url.expose(), "nats://127.0.0.1:4222");
     assert_eq!(c.nats.subject_prefix, "butler.events");
     assert_eq!(c.nats.stream, "BUTLER_EVENTS");
     assert_eq!(c.nats.consumer, "analytics-pipeline");
@@ -171,7 +171,7 @@ fn environment_overrides_any_key() {
         ]),
     )
     .unwrap();
-    assert_eq!(c.nats.url, "nats://env:4222");
+    assert_eq!(c.nats.url.expose(), "nats://env:4222");
     assert_eq!(c.storage.path.to_str(), Some("/tmp/x.db"));
     assert_eq!(c.aggregation.timezone, "Asia/Kolkata");
     assert_eq!(c.ingest.batch_size, 250);

@@ -9,7 +9,7 @@ mod ingest;
 use std::str::FromStr;
 use std::time::Duration;
 
-use butler_config::DatabaseUrl;
+use butler_config::SecretUrl;
 use sqlx::ConnectOptions;
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 
@@ -29,7 +29,7 @@ pub(crate) struct PgDb {
 impl PgDb {
     /// Connects to the database and applies pending migrations.
     pub(crate) async fn open(
-        url: &DatabaseUrl,
+        url: &SecretUrl,
         options: &StorageOptions,
     ) -> Result<PgDb, StorageError> {
         let display = url.redacted();
