@@ -1,5 +1,6 @@
-// Tries each "request:<subject>", "subscribe:<subject>" or "kv:<bucket>/<key>" given as
-// an argument with nats.js's ordinary API, as user NATS_USER (inbox prefix
+// Tries each "request:<subject>", "subscribe:<subject>", "kv:<bucket>/<key>" (get) or
+// "watch:<bucket>/<key>" (the first value a watch gives) given as an argument with
+// nats.js's ordinary API, as user NATS_USER (inbox prefix
 // NATS_INBOX_PREFIX), and prints one JSON line each: {"try", "outcome", "detail"}, the
 // outcome "answered", "permissions violation", "timeout" or "error".
 const { connect, ErrorCode } = require("nats");
@@ -25,11 +26,20 @@ const outcomeOf = (e) =>
           nc.subscribe(target, { callback: (err) => err && reject(err) });
           nc.flush().then(() => setTimeout(() => resolve("subscribed"), 2000));
         });
-      } else if (op === "kv") {
+      } else if (op === "kv" || op === "watch") {
         const [bucket, key] = target.split("/");
         const kv = await nc.jetstream().views.kv(bucket, { bindOnly: true });
-        const entry = await kv.get(key);
-        detail = entry ? entry.string() : "no such key";
+        if (op === "kv") {
+          const entry = await kv.get(key);
+          detail = entry ? entry.string() : "no such key";
+        } else {
+          const watch = await kv.watch({ key });
+          for await (const entry of watch) {
+            detail = entry.string();
+            break;
+          }
+          watch.stop();
+        }
       }
     } catch (e) {
       outcome = outcomeOf(e);

@@ -1,5 +1,6 @@
-# Tries each "request:<subject>", "subscribe:<subject>" or "kv:<bucket>/<key>" given as an
-# argument with nats-py's ordinary API, as user NATS_USER (inbox prefix
+# Tries each "request:<subject>", "subscribe:<subject>", "kv:<bucket>/<key>" (get) or
+# "watch:<bucket>/<key>" (the first value a watch gives) given as an argument with
+# nats-py's ordinary API, as user NATS_USER (inbox prefix
 # NATS_INBOX_PREFIX), and prints one JSON line each: {"try", "outcome", "detail"}, the
 # outcome "answered", "permissions violation", "timeout" or "error".
 import asyncio, json, os, sys
@@ -43,7 +44,7 @@ async def main():
                 await nc.flush()
                 refused = await violation(target)
                 outcome, detail = ("permissions violation", refused) if refused else ("answered", "subscribed")
-            elif op == "kv":
+            elif op in ("kv", "watch"):
                 bucket, key = target.split("/", 1)
                 js = nc.jetstream()
                 task = asyncio.ensure_future(js.key_value(bucket))
@@ -51,9 +52,16 @@ async def main():
                 if refused:
                     outcome, detail = "permissions violation", refused
                     task.cancel()
-                else:
+                elif op == "kv":
                     entry = await (await task).get(key)
                     detail = entry.value.decode()
+                else:
+                    watcher = await (await task).watch(key)
+                    entry = None
+                    while entry is None or entry.value is None:
+                        entry = await watcher.updates(timeout=5)
+                    detail = entry.value.decode()
+                    await watcher.stop()
         except nats.errors.TimeoutError as e:
             outcome, detail = "timeout", str(e)
         except Exception as e:

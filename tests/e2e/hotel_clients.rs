@@ -110,37 +110,57 @@ async fn connect(
     (options.connect(nats.url()).await.unwrap(), rx)
 }
 
-/// The next value whose `today.messagesReceived` is `n`; panics after [`WAIT`], or on
-/// a value with more (another property's, or figures going back).
-async fn value_with(values: &mut tokio::sync::mpsc::UnboundedReceiver<Value>, n: i64) -> Value {
-    let deadline = Instant::now() + WAIT;
-    loop {
-        let value = tokio::time::timeout_at(deadline.into(), values.recv())
-            .await
-            .unwrap_or_else(|_| panic!("no value with {n} messages"))
-            .expect("the example stopped");
-        let received = value["today"]["messagesReceived"].as_i64().unwrap();
-        assert!(received <= n, "{value} while waiting for {n} messages");
-        if received == n {
-            return value;
-        }
-    }
+/// What README's async-nats example shows of one hotel's dashboard.
+struct Follower {
+    values: tokio::sync::mpsc::UnboundedReceiver<Value>,
+    /// Every `today.messagesReceived` the hotel's own figures take in the test: any
+    /// other is another property's.
+    own: &'static [i64],
+    last: i64,
 }
 
-/// README's async-nats example following `hotel`'s dashboard: each value it shows.
-fn follow(nats: &NatsServer, hotel: &'static str) -> tokio::sync::mpsc::UnboundedReceiver<Value> {
-    let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
-    let url = nats.url();
-    tokio::spawn(async move {
-        let shown = example::follow_dashboard(&url, hotel, password(hotel), |value| {
-            let _ = tx.send(value);
-        })
-        .await;
-        if let Err(e) = shown {
-            panic!("{hotel}: {e}");
+impl Follower {
+    /// README's async-nats example following `hotel`'s dashboard.
+    fn start(nats: &NatsServer, hotel: &'static str, own: &'static [i64]) -> Follower {
+        let (tx, values) = tokio::sync::mpsc::unbounded_channel();
+        let url = nats.url();
+        tokio::spawn(async move {
+            let shown = example::follow_dashboard(&url, hotel, password(hotel), |value| {
+                let _ = tx.send(value);
+            })
+            .await;
+            if let Err(e) = shown {
+                panic!("{hotel}: {e}");
+            }
+        });
+        Follower {
+            values,
+            own,
+            last: 0,
         }
-    });
-    rx
+    }
+
+    /// The next value whose `today.messagesReceived` is `n`; panics after [`WAIT`],
+    /// on another property's figures, or on figures going back.
+    async fn value_with(&mut self, n: i64) -> Value {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let value = tokio::time::timeout_at(deadline.into(), self.values.recv())
+                .await
+                .unwrap_or_else(|_| panic!("no value with {n} messages"))
+                .expect("the example stopped");
+            let received = value["today"]["messagesReceived"].as_i64().unwrap();
+            assert!(
+                self.own.contains(&received) && received >= self.last,
+                "{value} after {} messages",
+                self.last
+            );
+            self.last = received;
+            if received == n {
+                return value;
+            }
+        }
+    }
 }
 
 /// `property`'s dashboard as of `as_of`, asked on its scoped subject (a reply for
@@ -154,6 +174,20 @@ async fn dashboard(client: &async_nats::Client, property: &str, as_of: &str) -> 
     )
     .await;
     serde_json::from_slice(&reply.payload).unwrap()
+}
+
+/// `value` with every number a float, for comparing JSON printed by different
+/// languages.
+fn as_floats(value: &Value) -> Value {
+    match value {
+        Value::Number(n) => serde_json::json!(n.as_f64()),
+        Value::Array(items) => items.iter().map(as_floats).collect(),
+        Value::Object(fields) => fields
+            .iter()
+            .map(|(k, v)| (k.clone(), as_floats(v)))
+            .collect(),
+        other => other.clone(),
+    }
 }
 
 fn now() -> String {
@@ -185,23 +219,20 @@ async fn with_async_nats_a_hotel_follows_its_live_subject_and_sees_no_other_hote
         .subscribe("analytics.live.dashboard.>")
         .await
         .unwrap();
-    let mut a_live = follow(&nats, "hotel_a");
-    let mut b_live = follow(&nats, "hotel_b");
+    let mut a_live = Follower::start(&nats, "hotel_a", &[0, 2, 5, 6]);
+    let mut b_live = Follower::start(&nats, "hotel_b", &[0, 3, 4]);
     // The current figures first: none yet.
-    assert_eq!(
-        value_with(&mut a_live, 0).await["today"]["messagesReceived"],
-        0
-    );
-    value_with(&mut b_live, 0).await;
+    a_live.value_with(0).await;
+    b_live.value_with(0).await;
 
     let mut events = received("hotel_a", "a", 2);
     events.extend(received("hotel_b", "b", 3));
     publish_all(&producer, events).await;
-    let first = value_with(&mut a_live, 2).await;
-    value_with(&mut b_live, 3).await;
+    let first = a_live.value_with(2).await;
+    b_live.value_with(3).await;
     // Each commit's new figures arrive as they are written.
     publish_all(&producer, received("hotel_a", "a-more", 3)).await;
-    let second = value_with(&mut a_live, 5).await;
+    let second = a_live.value_with(5).await;
     assert!(
         second["asOf"].as_str() > first["asOf"].as_str(),
         "{first} then {second}"
@@ -209,6 +240,12 @@ async fn with_async_nats_a_hotel_follows_its_live_subject_and_sees_no_other_hote
     // A request on its scoped subject as of the same instant: the same figures.
     let asked = dashboard(&hotel_a, "hotel_a", second["asOf"].as_str().unwrap()).await;
     assert_eq!(asked, second);
+    // A plain request gets the newest value, not the reply cached when the example
+    // first asked (no messages then).
+    let plain = request(&hotel_a, "analytics.query.dashboard.hotel_a", "{}").await;
+    let plain: Value = serde_json::from_slice(&plain.payload).unwrap();
+    assert_eq!(plain["today"], second["today"], "{plain}");
+    assert!(plain["asOf"].as_str() >= second["asOf"].as_str(), "{plain}");
     assert!(writes_within(&app, "2") >= 3.0);
 
     // A trusted reader follows every property, and reads and watches the bucket.
@@ -220,6 +257,15 @@ async fn with_async_nats_a_hotel_follows_its_live_subject_and_sees_no_other_hote
             .unwrap();
         seen.insert(message.subject.to_string());
     }
+    assert_eq!(
+        seen,
+        [
+            "analytics.live.dashboard.hotel_a",
+            "analytics.live.dashboard.hotel_b"
+        ]
+        .map(String::from)
+        .into()
+    );
     let bucket = async_nats::jetstream::new(reader.clone())
         .get_key_value("butler_dashboard")
         .await
@@ -236,8 +282,8 @@ async fn with_async_nats_a_hotel_follows_its_live_subject_and_sees_no_other_hote
     let watched: Value = serde_json::from_slice(&watched.value).unwrap();
     assert_eq!(watched["today"]["messagesReceived"], 3);
 
-    // Hotel A is refused hotel B's subjects, the unscoped and admin ones, and the
-    // bucket, whose stream info would list every property's id.
+    // Hotel A is refused hotel B's subjects, the unscoped and admin ones, and every
+    // way into the bucket, whose stream info would list every property's id.
     for subject in [
         "analytics.query.dashboard.hotel_b",
         "analytics.query.timeseries.hotel_b",
@@ -246,8 +292,12 @@ async fn with_async_nats_a_hotel_follows_its_live_subject_and_sees_no_other_hote
         "analytics.admin.status",
         "$JS.API.INFO",
         "$JS.API.STREAM.INFO.KV_butler_dashboard",
+        "$JS.API.STREAM.MSG.GET.KV_butler_dashboard",
         "$JS.API.DIRECT.GET.KV_butler_dashboard.$KV.butler_dashboard.hotel_a",
+        "$JS.API.DIRECT.GET.KV_butler_dashboard.$KV.butler_dashboard.hotel_b",
         "$JS.API.CONSUMER.CREATE.KV_butler_dashboard",
+        "$JS.API.CONSUMER.CREATE.KV_butler_dashboard.w.$KV.butler_dashboard.hotel_a",
+        "$KV.butler_dashboard.hotel_b",
     ] {
         hotel_a
             .publish(subject, Bytes::from_static(b"{}"))
@@ -258,22 +308,17 @@ async fn with_async_nats_a_hotel_follows_its_live_subject_and_sees_no_other_hote
     for subject in [
         "analytics.live.dashboard.hotel_b",
         "analytics.live.dashboard.>",
+        "$KV.butler_dashboard.>",
         "_INBOX.>",
     ] {
         let _ = hotel_a.subscribe(subject).await.unwrap();
         refused_to(&mut refusals, subject).await;
     }
-    let bucket = tokio::time::timeout(
-        Duration::from_secs(10),
-        async_nats::jetstream::new(hotel_a.clone()).get_key_value("butler_dashboard"),
-    )
-    .await;
-    assert!(!matches!(bucket, Ok(Ok(_))), "hotel A opened the bucket");
     // Hotel A's follower only ever saw its own figures: B's never reach it.
     publish_all(&producer, received("hotel_b", "b-more", 1)).await;
-    value_with(&mut b_live, 4).await;
+    b_live.value_with(4).await;
     publish_all(&producer, received("hotel_a", "a-last", 1)).await;
-    value_with(&mut a_live, 6).await;
+    a_live.value_with(6).await;
 }
 
 /// The NATS clients of other languages: `target/hotel-clients` as
@@ -316,7 +361,14 @@ impl Language {
             .env("NATS_URL", nats.url())
             .env("NATS_USER", user)
             .env("NATS_PASSWORD", password(user))
-            .env("NATS_INBOX_PREFIX", format!("_INBOX_{user}"))
+            .env(
+                "NATS_INBOX_PREFIX",
+                if user.starts_with("hotel_") {
+                    format!("_INBOX_{user}")
+                } else {
+                    "_INBOX".to_owned()
+                },
+            )
             .env("PROPERTY_ID", user)
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
@@ -362,9 +414,10 @@ impl Script {
 
     /// Every line, until the script exits.
     fn all(mut self) -> Vec<Value> {
+        let lines = self.lines.iter().collect();
         let status = self.child.wait().unwrap();
         assert!(status.success(), "{status}");
-        self.lines.try_iter().collect()
+        lines
     }
 }
 
@@ -391,26 +444,53 @@ async fn hotel_client_of_another_language(language: Language) {
     })
     .await;
 
+    // What the pipeline publishes on hotel A's live subject, as a trusted reader hears it.
+    let mut published = reader
+        .subscribe("analytics.live.dashboard.hotel_a")
+        .await
+        .unwrap();
+
     let example = Script::spawn(language.command(
         &clients,
         "examples/hotel-dashboard/dashboard",
         &nats,
         "hotel_a",
     ));
+    // Every line is hotel A's: two messages, then five.
+    let own = |line: &Value, key: &str| {
+        let n = line[key]["today"]["messagesReceived"].as_i64();
+        assert!(matches!(n, Some(2 | 5)), "{line}");
+        n
+    };
     let current = example.next("the current dashboard", |line| {
-        line.get("current").is_some()
+        line.get("current").is_some() && own(line, "current") == Some(2)
     });
-    assert_eq!(
-        current["current"]["today"]["messagesReceived"], 2,
-        "{current}"
-    );
     publish_all(&producer, received("hotel_a", "a-more", 3)).await;
     let live = example.next("a live value with five messages", |line| {
-        line["live"]["today"]["messagesReceived"] == 5
+        line.get("live").is_some() && own(line, "live") == Some(5)
     });
     assert!(live["live"]["asOf"].as_str() > current["current"]["asOf"].as_str());
+    // It is the value published on the live subject.
+    loop {
+        let message = tokio::time::timeout(WAIT, published.next())
+            .await
+            .expect("the live value on hotel A's subject")
+            .unwrap();
+        let value: Value = serde_json::from_slice(&message.payload).unwrap();
+        if value["asOf"] == live["live"]["asOf"] {
+            // JavaScript prints 0.0 as 0: compare numbers as numbers.
+            assert_eq!(as_floats(&value), as_floats(&live["live"]));
+            break;
+        }
+    }
     drop(example);
 
+    // Hotel A: its own subjects answer; everything that would show another hotel is
+    // refused with a permissions violation, not a timeout.
+    let allowed = [
+        "request:analytics.query.timeseries.hotel_a",
+        "subscribe:analytics.live.dashboard.hotel_a",
+    ];
     let forbidden = [
         "request:analytics.query.dashboard.hotel_b",
         "request:analytics.query.timeseries.hotel_b",
@@ -418,30 +498,65 @@ async fn hotel_client_of_another_language(language: Language) {
         "request:analytics.query.dashboard",
         "request:analytics.admin.status",
         "request:$JS.API.STREAM.INFO.KV_butler_dashboard",
+        "request:$JS.API.STREAM.MSG.GET.KV_butler_dashboard",
+        "request:$JS.API.DIRECT.GET.KV_butler_dashboard.$KV.butler_dashboard.hotel_b",
+        "request:$KV.butler_dashboard.hotel_b",
         "subscribe:analytics.live.dashboard.hotel_b",
         "subscribe:analytics.live.dashboard.>",
+        "subscribe:$KV.butler_dashboard.>",
         "subscribe:_INBOX.>",
         "kv:butler_dashboard/hotel_b",
     ];
     let mut probe = language.command(&clients, "tests/clients/probe", &nats, "hotel_a");
-    probe
-        .arg("request:analytics.query.timeseries.hotel_a")
-        .args(forbidden);
+    probe.args(allowed).args(forbidden);
     let outcomes = Script::spawn(probe).all();
-    assert_eq!(outcomes.len(), forbidden.len() + 1, "{outcomes:?}");
-    let own = &outcomes[0];
-    assert_eq!(own["outcome"], "answered", "{own}");
-    let series: Value = serde_json::from_str(own["detail"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        outcomes.len(),
+        allowed.len() + forbidden.len(),
+        "{outcomes:?}"
+    );
+    for (attempt, outcome) in allowed.iter().zip(&outcomes) {
+        assert_eq!(outcome["try"], *attempt);
+        assert_eq!(outcome["outcome"], "answered", "{language:?}: {outcome}");
+    }
+    let series: Value = serde_json::from_str(outcomes[0]["detail"].as_str().unwrap()).unwrap();
     assert_eq!(
         series["error"]["code"], "bad_request",
         "asked without a metric: {series}"
     );
-    for (attempt, outcome) in forbidden.iter().zip(&outcomes[1..]) {
+    for (attempt, outcome) in forbidden.iter().zip(&outcomes[allowed.len()..]) {
         assert_eq!(outcome["try"], *attempt);
         assert_eq!(
             outcome["outcome"], "permissions violation",
             "{language:?}: {outcome}"
         );
+        let detail = outcome["detail"].as_str().unwrap().to_lowercase();
+        let refused = match attempt.split_once(':').unwrap() {
+            // Opening the bucket asks the JetStream API first.
+            ("kv", _) => "$js.api.".to_owned(),
+            (_, subject) => subject.to_lowercase(),
+        };
+        assert!(
+            detail.contains("permissions violation") && detail.contains(&refused),
+            "{language:?}: {outcome}"
+        );
+    }
+
+    // The trusted reader reads and watches the bucket, and follows every property.
+    let mut probe = language.command(&clients, "tests/clients/probe", &nats, "reader");
+    probe.args([
+        "kv:butler_dashboard/hotel_a",
+        "watch:butler_dashboard/hotel_b",
+        "subscribe:analytics.live.dashboard.>",
+    ]);
+    let outcomes = Script::spawn(probe).all();
+    assert_eq!(outcomes.len(), 3, "{outcomes:?}");
+    for outcome in &outcomes {
+        assert_eq!(outcome["outcome"], "answered", "{language:?}: {outcome}");
+    }
+    for (outcome, messages) in outcomes.iter().zip([5, 3]) {
+        let value: Value = serde_json::from_str(outcome["detail"].as_str().unwrap()).unwrap();
+        assert_eq!(value["today"]["messagesReceived"], messages, "{outcome}");
     }
 }
 
@@ -470,4 +585,46 @@ fn readme_shows_the_tested_examples() {
             "README lacks {example} as it is"
         );
     }
+}
+
+/// README's first event, published with `butler-analytics publish` as the kit's
+/// `producer`; as a user without the grant, the error says what the server refused.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_producer_publishes_with_the_cli_and_a_refusal_is_named() {
+    let nats = shipped_server();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.yaml");
+    std::fs::write(&config, format!("nats:\n  url: {}\n", nats.url())).unwrap();
+    let event = r#"{"id":"evt_hello_1","propertyId":"prop_lisbon_01","channel":"whatsapp","conversationId":"conv_1"}"#;
+    let as_user = |user: &'static str| {
+        [
+            ("BUTLER_ANALYTICS__NATS__USER", user),
+            ("BUTLER_ANALYTICS__NATS__PASSWORD", password(user)),
+        ]
+    };
+    // The stream is the pipeline's to create.
+    let _app = pipeline(&nats, "");
+    let out = crate::helpers::cli(
+        &config,
+        &["publish", "message.received", event],
+        &as_user("producer"),
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success()
+            && stdout.contains("butler.events.message.received\tstream BUTLER_EVENTS seq 1"),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = crate::helpers::cli(
+        &config,
+        &["publish", "message.received", event],
+        &as_user("reader"),
+    );
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success());
+    assert!(
+        stderr.contains("the server said") && stderr.contains("Permissions Violation"),
+        "{stderr}"
+    );
 }

@@ -177,10 +177,12 @@ async fn a_dashboard_is_served_from_the_cache_within_its_ttl() {
     const TTL: Duration = Duration::from_secs(10);
     let nats = NatsServer::start();
     // The property's today is hours away from its midnight, whenever the test runs.
+    // Without live dashboards, whose every new value replaces the cached reply (the
+    // hotel-client tests show that): here the TTL alone decides.
     let app = App::start(
         &nats.url(),
         &format!(
-            "cache:\n  ttl_ms: {}\naggregation:\n  property_timezones: {{p_dash: {}}}\n",
+            "dashboard:\n  live: false\ncache:\n  ttl_ms: {}\naggregation:\n  property_timezones: {{p_dash: {}}}\n",
             TTL.as_millis(),
             crate::helpers::midday_zone()
         ),

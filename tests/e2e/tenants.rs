@@ -433,14 +433,25 @@ async fn the_live_page_follows_the_dashboard_without_a_reload() {
         "[...document.querySelectorAll('#chart rect[data-series=today]')].reduce((n, r) => n + Number(r.dataset.count), 0)",
         &json!(5),
     );
-    // The status line keeps ticking with the heartbeat while the figures stand still.
+    // The server's heartbeat keeps the status line current while the figures stand
+    // still.
     browser.wait_for(
-        &format!("{}.startsWith('live · figures as of ')", text("status")),
+        &format!(
+            "{}.startsWith('live · figures current, last changed ')",
+            text("status")
+        ),
         &json!(true),
     );
-    let heard = "window.heardBefore = state.heard";
-    browser.eval(heard);
-    browser.wait_for("state.heard > window.heardBefore", &json!(true));
+    browser.eval("window.beatsBefore = state.beats");
+    browser.wait_for("state.beats >= window.beatsBefore + 2", &json!(true));
+    assert_eq!(browser.eval(&text("messagesReceived")), json!("5"));
+    // Nothing was fetched from elsewhere.
+    assert_eq!(
+        browser.eval(
+            "performance.getEntriesByType('resource').every(e => e.name.startsWith(location.origin + '/'))"
+        ),
+        json!(true)
+    );
     let shot = browser.screenshot("live-page.png");
     println!("screenshot: {}", shot.display());
     assert!(std::fs::metadata(&shot).unwrap().len() > 1000);

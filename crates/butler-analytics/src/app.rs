@@ -102,6 +102,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let metrics_addr = listener.local_addr()?;
 
     let tasks = TaskTracker::new();
+    let dashboard_cache = butler_query::dashboard::DashboardCache::new(
+        config
+            .cache
+            .enabled
+            .then(|| Duration::from_millis(config.cache.ttl_ms)),
+    );
     let parts = Parts {
         config: &config,
         storage: &storage,
@@ -109,6 +115,7 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         registry: &registry,
         tasks: &tasks,
         shutdown: &shutdown,
+        dashboard_cache: &dashboard_cache,
     };
     let (consumer, ingest_metrics) = parts.consumer()?.unzip();
     let (aggregator, aggregator_metrics) = parts.aggregator()?;
@@ -183,7 +190,8 @@ type ConsumerTask = JoinHandle<Result<(), ConsumerError>>;
 type QueryTask = JoinHandle<Result<(), async_nats::Error>>;
 
 /// What every part is built from: the config, the database, the NATS connection, the
-/// metrics registry, the tracker the parts' tasks run on, and the shutdown token.
+/// metrics registry, the tracker the parts' tasks run on, the shutdown token, and the
+/// dashboard replies the live writer refreshes and the query service answers from.
 struct Parts<'a> {
     config: &'a Config,
     storage: &'a Storage,
@@ -191,6 +199,7 @@ struct Parts<'a> {
     registry: &'a Registry,
     tasks: &'a TaskTracker,
     shutdown: &'a CancellationToken,
+    dashboard_cache: &'a butler_query::dashboard::DashboardCache,
 }
 
 impl Parts<'_> {
@@ -204,14 +213,7 @@ impl Parts<'_> {
         let metrics = IngestMetrics::register(self.registry)?;
         let mut settings = ConsumerSettings::from_config(config);
         if config.dashboard.live {
-            settings.on_commit = Some(live_dashboards(
-                config,
-                self.storage,
-                self.nats,
-                self.registry,
-                self.tasks,
-                self.shutdown,
-            )?);
+            settings.on_commit = Some(live_dashboards(self)?);
         }
         let handle = self.tasks.spawn(butler_consumer::run(
             self.nats.clone(),
@@ -260,12 +262,7 @@ impl Parts<'_> {
             instance: instance.to_owned(),
             aggregation: control.clone(),
             metrics: butler_query::QueryMetrics::register(self.registry)?,
-            dashboard_cache: butler_query::dashboard::DashboardCache::new(
-                config
-                    .cache
-                    .enabled
-                    .then(|| Duration::from_millis(config.cache.ttl_ms)),
-            ),
+            dashboard_cache: self.dashboard_cache.clone(),
             reports: crate::reports::report_settings(config, report_objects.cloned()),
             client: self.nats.clone(),
             errors: butler_query::service::ErrorCounts::default(),
@@ -402,21 +399,24 @@ impl Running {
 
 /// Starts the live dashboards' writer beside the consumer whose commits it follows,
 /// and returns the hook the consumer tells its commits to.
-fn live_dashboards(
-    config: &Config,
-    storage: &Storage,
-    nats: &async_nats::Client,
-    registry: &Registry,
-    tasks: &TaskTracker,
-    shutdown: &CancellationToken,
-) -> anyhow::Result<butler_consumer::CommitHook> {
+fn live_dashboards(parts: &Parts<'_>) -> anyhow::Result<butler_consumer::CommitHook> {
     use butler_query::live::{LiveDashboards, LiveMetrics, LiveSettings, PendingProperties};
+    let Parts {
+        config,
+        storage,
+        nats,
+        registry,
+        tasks,
+        shutdown,
+        dashboard_cache,
+    } = *parts;
     let pending = PendingProperties::default();
     let writer = LiveDashboards {
         storage: storage.clone(),
         zones: config.zones(),
         js: async_nats::jetstream::new(nats.clone()),
         nats: nats.clone(),
+        cache: dashboard_cache.clone(),
         settings: LiveSettings {
             bucket: config.dashboard.kv_bucket.clone(),
             push_interval: std::time::Duration::from_millis(config.dashboard.push_interval_ms),

@@ -21,8 +21,8 @@ async fn request(
     let client = crate::nats::connect(&config.nats, "butler-analytics client").await?;
     let reply = tokio::time::timeout(Duration::from_secs(60), client.request(subject.to_owned(), Bytes::from(body.to_string())))
         .await
-        .with_context(|| format!("no answer on {subject} within 60 s: is `butler-analytics run` up with service.query on?"))?
-        .with_context(|| format!("no answer on {subject}: is `butler-analytics run` up with service.query on?"))?;
+        .with_context(|| crate::nats::no_answer(format!("no answer on {subject} within 60 s: is `butler-analytics run` up with service.query on?")))?
+        .with_context(|| crate::nats::no_answer(format!("no answer on {subject}: is `butler-analytics run` up with service.query on?")))?;
     if let Some(code) = reply
         .headers
         .as_ref()

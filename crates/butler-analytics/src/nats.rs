@@ -1,10 +1,23 @@
 //! The NATS connection, from the `nats` config section.
 
+use std::sync::Mutex;
 use std::time::Duration;
 
 use anyhow::Context;
 use async_nats::{ConnectOptions, Event, ServerAddr};
 use butler_config::NatsConfig;
+
+/// The last error the server sent this process, such as a permissions violation: a
+/// request that then times out says why instead of blaming the network.
+static LAST_SERVER_ERROR: Mutex<Option<String>> = Mutex::new(None);
+
+/// Why a request to NATS got no answer: the server's last complaint, or `otherwise`.
+pub fn no_answer(otherwise: String) -> String {
+    match LAST_SERVER_ERROR.lock().ok().and_then(|e| e.clone()) {
+        Some(complaint) => format!("{otherwise}; the server said: {complaint}"),
+        None => otherwise,
+    }
+}
 
 /// Connects with the configured credentials and TLS, to any of the servers of
 /// `nats.url` (and those a cluster announces), moving to another when one goes away.
@@ -25,7 +38,12 @@ pub async fn connect(config: &NatsConfig, name: &str) -> anyhow::Result<async_na
             match event {
                 Event::Connected => tracing::info!("connected to nats"),
                 Event::Disconnected => tracing::warn!("disconnected from nats; reconnecting"),
-                Event::ServerError(err) => tracing::warn!(error = %err, "nats server error"),
+                Event::ServerError(err) => {
+                    if let Ok(mut last) = LAST_SERVER_ERROR.lock() {
+                        *last = Some(err.to_string());
+                    }
+                    tracing::warn!(error = %err, "nats server error");
+                }
                 Event::ClientError(err) => tracing::warn!(error = %err, "nats client error"),
                 other => tracing::debug!(event = %other, "nats event"),
             }

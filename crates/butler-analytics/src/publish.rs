@@ -46,8 +46,18 @@ pub async fn publish(config: &Config, args: &PublishArgs) -> anyhow::Result<()> 
         butler_consumer::jetstream::ensure_stream(&js, &settings),
     )
     .await
-    .with_context(|| format!("no answer from NATS at {} within 10 s", config.nats.url))?
-    .map_err(|e| anyhow::anyhow!("stream {}: {e}", settings.stream))?;
+    .with_context(|| {
+        crate::nats::no_answer(format!(
+            "no answer from NATS at {} within 10 s",
+            config.nats.url
+        ))
+    })?
+    .map_err(|e| {
+        anyhow::anyhow!(crate::nats::no_answer(format!(
+            "stream {}: {e}",
+            settings.stream
+        )))
+    })?;
     let mut stored = Vec::new();
     for (subject, payload) in messages {
         let ack = js
@@ -55,7 +65,9 @@ pub async fn publish(config: &Config, args: &PublishArgs) -> anyhow::Result<()> 
             .await
             .with_context(|| format!("publishing on {subject}"))?
             .await
-            .with_context(|| format!("the stream did not store the message on {subject}"))?;
+            .with_context(|| {
+                crate::nats::no_answer(format!("the stream did not store the message on {subject}"))
+            })?;
         if args.json {
             stored.push(serde_json::json!({
                 "subject": subject,

@@ -199,6 +199,21 @@ pub struct DashboardCache {
 }
 
 impl DashboardCache {
+    /// Keeps `dashboard` as the reply to a request for `property` without `asOf`,
+    /// unless a reply computed later is there already.
+    pub async fn offer(&self, property: &str, dashboard: DashboardMetrics) {
+        let Some(cache) = &self.cache else {
+            return;
+        };
+        let key = (property.to_owned(), None);
+        if let Some(kept) = cache.get(&key).await
+            && kept.as_of >= dashboard.as_of
+        {
+            return;
+        }
+        cache.insert(key, Arc::new(dashboard)).await;
+    }
+
     /// A cache keeping replies for `ttl`; `None` disables caching.
     pub fn new(ttl: Option<Duration>) -> DashboardCache {
         DashboardCache {

@@ -30,7 +30,7 @@ use tokio::time::{Instant, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
 use crate::QueryError;
-use crate::dashboard::compute;
+use crate::dashboard::{DashboardCache, compute};
 use crate::scoped::{is_subject_token, live_subject};
 
 /// How long a key outlives its last write: properties quiet for longer than the two
@@ -190,6 +190,10 @@ pub struct LiveDashboards {
     pub js: jetstream::Context,
     /// The same connection, for the live subjects.
     pub nats: async_nats::Client,
+    /// The query service's dashboard replies: each value written becomes the reply
+    /// to a request without `asOf`, so a client that asks, then follows the live
+    /// subject, never starts from older figures than the bucket holds.
+    pub cache: DashboardCache,
     /// The `dashboard` section.
     pub settings: LiveSettings,
     /// What commits marked.
@@ -314,6 +318,7 @@ impl LiveDashboards {
                 .unwrap_or_else(|_| Utc::now());
             let dashboard = compute(&self.storage, self.zones.of(property), property, now).await?;
             let value = serde_json::to_value(&dashboard).map_err(|e| failed(e.to_string()))?;
+            self.cache.offer(property, dashboard).await;
             let revision = match current {
                 None => 0,
                 Some(entry) => {
