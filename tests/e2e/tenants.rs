@@ -368,7 +368,7 @@ async fn a_time_series_holds_what_is_not_materialized_yet_as_partial_points() {
 /// them as a manager reads them, and tells an unknown property as such.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_live_page_follows_the_dashboard_without_a_reload() {
-    let nats = crate::hotel_clients::shipped_server();
+    let mut nats = crate::hotel_clients::shipped_server();
     let mut app = crate::hotel_clients::pipeline(&nats, "http:\n  live_pages: true\n");
     let producer = crate::hotel_clients::producer(&nats).await;
     let at = (chrono::Utc::now() - chrono::Duration::seconds(1))
@@ -455,6 +455,21 @@ async fn the_live_page_follows_the_dashboard_without_a_reload() {
     let shot = browser.screenshot("live-page.png");
     println!("screenshot: {}", shot.display());
     assert!(std::fs::metadata(&shot).unwrap().len() > 1000);
+
+    // With NATS gone, a page opened now is refused (503): it says so, and keeps
+    // trying until NATS is back.
+    nats.kill();
+    browser.eval("location.reload()");
+    browser.wait_for(
+        &format!("{}.startsWith('connection lost')", text("status")),
+        &json!(true),
+    );
+    nats.restart();
+    browser.wait_for(&text("messagesReceived"), &json!("5"));
+    browser.wait_for(
+        &format!("{}.startsWith('live · ')", text("status")),
+        &json!(true),
+    );
 
     // A property without figures is told as such after a short wait.
     browser.eval("location.assign('/live/no_such_hotel')");
