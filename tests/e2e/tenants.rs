@@ -397,6 +397,9 @@ async fn the_live_page_follows_the_dashboard_without_a_reload() {
         "{page}"
     );
     assert_eq!(app.get("/live/a.b").unwrap().0, 400);
+    // The start-up line says the pages are on, in plain text (the log is a file).
+    assert!(app.log().contains(" live_pages=true"), "{}", app.log());
+    assert!(!app.log().contains('\u{1b}'), "colour codes in a log file");
 
     let url = format!(
         "http://127.0.0.1:{}/live/hotel_a",

@@ -136,6 +136,8 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         consumer = consumer.is_some(),
         aggregator = aggregator.is_some(),
         query = query.is_some(),
+        live_dashboards = config.dashboard.live && consumer.is_some(),
+        live_pages = config.http.live_pages,
         "butler-analytics running"
     );
 

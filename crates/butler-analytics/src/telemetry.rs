@@ -1,9 +1,9 @@
-//! Logging: human-readable by default, JSON lines with `LOG_FORMAT=json`, filtered by
+//! Logging: human-readable by default (coloured on a terminal only), JSON lines with `LOG_FORMAT=json`, filtered by
 //! `RUST_LOG` (default `info` for `run`, `warn` for the one-shot commands, whose output
 //! is their answer). Every line names this process's instance, so the logs of several
 //! instances can be told apart once collected together.
 
-use std::io::Write;
+use std::io::{IsTerminal, Write};
 use std::sync::Arc;
 
 use tracing_subscriber::EnvFilter;
@@ -15,8 +15,10 @@ pub fn init(default_level: &str, instance: &str) {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
     let json = std::env::var("LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
+    // Colours only on a terminal: a journal or a log file gets plain text.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_writer(InstanceLines::new(instance, json));
     // A second init (tests) keeps the first subscriber.
     let _ = if json {
