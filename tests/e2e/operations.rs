@@ -647,3 +647,23 @@ async fn cleanup_prunes_finished_live_state_and_the_counts_stay_exact() {
     .await;
     assert_eq!(counts().await, (Some(1), Some(0), Some(0)));
 }
+
+/// Without `service.instance` the instance is the host name as gethostname(2) gives it
+/// (`uname -n`): read from uname(2), which the shipped unit's `ProcSubset=pid` leaves
+/// alone, not from `/proc/sys/kernel/hostname`, which it hides.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_instance_is_the_host_name_by_default() {
+    let nats = NatsServer::start();
+    let app = App::start(&nats.url(), "");
+    let out = std::process::Command::new("uname")
+        .arg("-n")
+        .output()
+        .unwrap();
+    let host = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert!(!host.is_empty());
+    let log = app.log();
+    assert!(
+        log.contains(&format!("[{host}] ")) && log.contains(&format!(" instance={host} ")),
+        "{log}"
+    );
+}

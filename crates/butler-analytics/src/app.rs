@@ -434,11 +434,21 @@ fn live_dashboards(parts: &Parts<'_>) -> anyhow::Result<butler_consumer::CommitH
     )))
 }
 
-/// This process's name among the instances: `service.instance`, else the host name.
+/// This process's name among the instances: `service.instance`, else the host name,
+/// from uname(2) as gethostname(2) reads it (the shipped systemd unit's
+/// `ProcSubset=pid` hides `/proc/sys/kernel/hostname`).
 pub fn instance_name(config: &Config) -> String {
     if config.service.instance.is_empty() {
-        std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map_or_else(|_| "localhost".into(), |h| h.trim().to_owned())
+        let host = rustix::system::uname()
+            .nodename()
+            .to_string_lossy()
+            .trim()
+            .to_owned();
+        if host.is_empty() {
+            "localhost".into()
+        } else {
+            host
+        }
     } else {
         config.service.instance.clone()
     }
