@@ -232,3 +232,63 @@ fn a_cluster_is_several_comma_separated_servers() {
     assert!(e.contains("nats.url") && e.contains("b:80"), "{e}");
     assert!(!e.contains("secret"), "{e}");
 }
+
+/// Every key of the config model appears in `config.example.yaml` (commented out when
+/// it has no default), in its section.
+#[test]
+fn the_shipped_example_config_names_every_key() {
+    let example = include_str!("../../../../config.example.yaml");
+    let model = serde_json::to_value(crate::Config::default()).unwrap();
+    let mut paths = Vec::new();
+    leaf_paths(&model, &mut Vec::new(), &mut paths);
+    assert!(paths.len() > 40, "{paths:?}");
+    let missing: Vec<String> = paths
+        .iter()
+        .filter(|path| {
+            !section_of(example, &path[0]).is_some_and(|block| names(&block, path.last().unwrap()))
+        })
+        .map(|path| path.join("."))
+        .collect();
+    assert!(missing.is_empty(), "config.example.yaml lacks {missing:?}");
+}
+
+/// The key paths of `value`'s leaves (an empty map is a leaf: its keys are the user's).
+fn leaf_paths(value: &serde_json::Value, path: &mut Vec<String>, out: &mut Vec<Vec<String>>) {
+    match value.as_object() {
+        Some(fields) if !fields.is_empty() => {
+            for (key, field) in fields {
+                path.push(key.clone());
+                leaf_paths(field, path, out);
+                path.pop();
+            }
+        }
+        _ => out.push(path.clone()),
+    }
+}
+
+/// The lines of a top-level section of a YAML text.
+fn section_of(yaml: &str, section: &str) -> Option<String> {
+    let mut lines = yaml.lines().skip_while(|line| {
+        !line
+            .strip_prefix(section)
+            .is_some_and(|rest| rest.starts_with(':'))
+    });
+    let header = lines.next()?;
+    let body = lines.take_while(|line| !line.starts_with(|c: char| c.is_ascii_alphabetic()));
+    Some(
+        std::iter::once(header)
+            .chain(body)
+            .collect::<Vec<_>>()
+            .join("\n"),
+    )
+}
+
+/// Whether a section's text names `key`, set or commented out.
+fn names(block: &str, key: &str) -> bool {
+    block.lines().any(|line| {
+        line.trim_start()
+            .trim_start_matches('#')
+            .trim_start()
+            .starts_with(&format!("{key}:"))
+    })
+}
