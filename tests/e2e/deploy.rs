@@ -499,6 +499,30 @@ async fn metrics_say_which_build_runs_and_what_the_process_uses() {
         "{build}"
     );
     assert!(!build.contains("git_sha=\"\""), "{build}");
+    // `--version` names the same commit, and the build date.
+    let sha = build
+        .split("git_sha=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap();
+    let out = std::process::Command::new(crate::helpers::pipeline_bin())
+        .arg("--version")
+        .output()
+        .unwrap();
+    let version = String::from_utf8(out.stdout).unwrap();
+    let prefix = format!(
+        "butler-analytics {} ({sha}, built ",
+        env!("CARGO_PKG_VERSION")
+    );
+    let date = version
+        .trim()
+        .strip_prefix(&prefix)
+        .and_then(|rest| rest.strip_suffix(')'))
+        .unwrap_or_else(|| panic!("{version}"));
+    assert!(
+        chrono::NaiveDate::parse_from_str(date, "%Y-%m-%d").is_ok(),
+        "{version}"
+    );
     assert!(body.contains("\nprocess_cpu_seconds_total{"), "{body}");
     for metric in [
         "process_start_time_seconds",

@@ -18,7 +18,18 @@ fn one_of(values: impl IntoIterator<Item = &'static str>) -> PossibleValuesParse
 /// Butler Analytics: consumes Jack The Butler's analytics events from NATS JetStream
 /// into SQLite or PostgreSQL, rolls them up, and answers dashboard queries over NATS.
 #[derive(Debug, Parser)]
-#[command(name = "butler-analytics", version, propagate_version = true)]
+#[command(
+    name = "butler-analytics",
+    version = concat!(
+        env!("CARGO_PKG_VERSION"),
+        " (",
+        env!("BUTLER_GIT_SHA"),
+        ", built ",
+        env!("BUTLER_BUILD_DATE"),
+        ")"
+    ),
+    propagate_version = true
+)]
 #[command(
     after_help = "Every config key can also be set by an environment variable: \
 BUTLER_ANALYTICS__ then the key path in upper case joined by __, e.g. \
