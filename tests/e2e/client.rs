@@ -367,6 +367,45 @@ fn completions_are_scripts_the_shells_accept() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
+    // Past the first word: bash's completion function, called as bash calls it
+    // (command, word being completed, previous word), offers what clap knows.
+    let complete = |words: &[&str]| -> Vec<String> {
+        let quoted: Vec<String> = words.iter().map(|w| format!("'{w}'")).collect();
+        let out = std::process::Command::new("bash")
+            .arg("-c")
+            .arg(format!(
+                "source {script} && COMP_WORDS=({words}) && COMP_CWORD={cword} && \
+                 _butler__analytics butler-analytics '{cur}' '{prev}' && printf '%s\\n' \"${{COMPREPLY[@]}}\"",
+                script = script.display(),
+                words = quoted.join(" "),
+                cword = words.len() - 1,
+                cur = words[words.len() - 1],
+                prev = words[words.len() - 2],
+            ))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .map(str::to_owned)
+            .collect()
+    };
+    assert_eq!(complete(&["butler-analytics", "dead-l"]), ["dead-letters"]);
+    assert_eq!(
+        complete(&["butler-analytics", "query", "dash"]),
+        ["dashboard"]
+    );
+    let jobs = complete(&["butler-analytics", "aggregate", "--job", ""]);
+    assert!(
+        jobs.contains(&"weekly_satisfaction_trends".to_owned()) && jobs.contains(&"all".to_owned()),
+        "{jobs:?}"
+    );
+    let options = complete(&["butler-analytics", "aggregate", "--"]);
+    assert!(options.contains(&"--from".to_owned()), "{options:?}");
     for (shell, check) in [("zsh", "-n"), ("fish", "--no-execute")] {
         let text = stdout(&offline(&["completions", shell]));
         assert!(text.contains("butler-analytics"), "{shell}");

@@ -268,12 +268,17 @@ impl Output for ConfigShown<'_> {
 /// definitions that parse the command line.
 fn completions(shell: clap_complete::Shell) {
     let mut command = <crate::cli::Cli as clap::CommandFactory>::command();
-    clap_complete::generate(
-        shell,
-        &mut command,
-        "butler-analytics",
-        &mut std::io::stdout(),
-    );
+    let mut script = Vec::new();
+    clap_complete::generate(shell, &mut command, "butler-analytics", &mut script);
+    let mut script = String::from_utf8_lossy(&script).into_owned();
+    if shell == clap_complete::Shell::Bash {
+        // clap_complete's bash script spells the hyphenated program name two ways:
+        // the words it reads set `butler__analytics…`, the options it offers are
+        // under `butler__subcmd__analytics…`, so nothing past the first word
+        // completes (clap-rs/clap#6421). One spelling makes them meet.
+        script = script.replace("butler__subcmd__analytics", "butler__analytics");
+    }
+    print!("{script}");
 }
 
 /// `migrate-data`: copies the SQLite database into PostgreSQL, table by table, with a
