@@ -345,6 +345,28 @@ fn closed_sets_are_listed_and_checked_by_the_command_line() {
         "p",
     ]);
     assert_eq!(out.status.code(), Some(2));
+    let out = offline(&[
+        "query",
+        "timeseries",
+        "--granularity",
+        "hour",
+        "--metric",
+        "message_counts.count",
+        "--from",
+        "2026-11-01",
+        "--to",
+        "2026-11-02",
+        "--property",
+        "p",
+        "--dimension",
+        "chanel",
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert!(
+        err.contains("chanel") && err.contains("channel, direction, staff_id, intent"),
+        "{err}"
+    );
 }
 
 /// `completions` prints scripts the shells accept.

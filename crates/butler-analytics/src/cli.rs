@@ -199,8 +199,8 @@ pub struct TimeseriesArgs {
     /// The property.
     #[arg(long)]
     pub property: String,
-    /// Group by this dimension (repeatable): channel, direction, staff_id, intent.
-    #[arg(long = "dimension")]
+    /// Group by this dimension (repeatable); the metric's own are in `query metrics`.
+    #[arg(long = "dimension", value_parser = one_of(butler_query::catalogue::all_dimensions()))]
     pub dimensions: Vec<String>,
     /// Print the JSON reply.
     #[arg(long)]

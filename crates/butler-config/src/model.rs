@@ -372,7 +372,26 @@ pub struct HttpConfig {
 #[serde(deny_unknown_fields, default)]
 pub struct MetricsConfig {
     /// Address to listen on; port 0 picks a free one.
+    #[serde(deserialize_with = "listen_address")]
     pub listen: SocketAddr,
+}
+
+/// An IP address and port, or `localhost:<port>`; anything else is refused with an
+/// example of what is meant.
+fn listen_address<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SocketAddr, D::Error> {
+    let text = String::deserialize(d)?;
+    if let Ok(address) = text.trim().parse() {
+        return Ok(address);
+    }
+    if let Some(port) = text.trim().strip_prefix("localhost:")
+        && let Ok(port) = port.parse::<u16>()
+    {
+        return Ok(SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    Err(serde::de::Error::custom(format!(
+        "{text:?} is not an address to listen on: an IP address and a port, e.g. \
+         127.0.0.1:9464, 0.0.0.0:9464 or [::]:9464 (or localhost:9464)"
+    )))
 }
 
 impl Default for MetricsConfig {

@@ -67,6 +67,18 @@ pub fn all() -> &'static [Metric] {
 /// Parses a request's granularity.
 ///
 /// # Errors
+/// Every dimension some metric may be grouped by, once each, in the tables' order:
+/// what a client can offer before it knows the metric.
+pub fn all_dimensions() -> Vec<&'static str> {
+    let mut all: Vec<&'static str> = Vec::new();
+    for dimension in AGG_TABLES.iter().flat_map(|t| t.dimensions.iter().copied()) {
+        if !all.contains(&dimension) {
+            all.push(dimension);
+        }
+    }
+    all
+}
+
 /// `bad_request` naming the accepted values.
 pub fn parse_granularity(name: &str) -> Result<Granularity, QueryError> {
     Granularity::parse(name).ok_or_else(|| {

@@ -292,3 +292,24 @@ fn names(block: &str, key: &str) -> bool {
             .starts_with(&format!("{key}:"))
     })
 }
+
+#[test]
+fn the_listen_address_takes_localhost_and_says_what_it_wants() {
+    let c = load_from_str("t.yaml", "metrics:\n  listen: localhost:9000\n", env(&[])).unwrap();
+    assert_eq!(c.metrics.listen.to_string(), "127.0.0.1:9000");
+    let c = load_from_str("t.yaml", "metrics:\n  listen: \"[::]:9464\"\n", env(&[])).unwrap();
+    assert_eq!(c.metrics.listen.to_string(), "[::]:9464");
+    let e = error("metrics:\n  listen: example.org:9464\n", &[]);
+    assert!(
+        e.contains("metrics.listen") && e.contains("e.g. 127.0.0.1:9464"),
+        "{e}"
+    );
+    let e = error(
+        "",
+        &[("BUTLER_ANALYTICS__METRICS__LISTEN", "localhost:99999")],
+    );
+    assert!(
+        e.contains("metrics.listen") && e.contains("e.g. 127.0.0.1:9464"),
+        "{e}"
+    );
+}
