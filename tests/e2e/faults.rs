@@ -406,3 +406,65 @@ impl Snapshot {
         }
     }
 }
+
+/// SIGTERM while the commit of the batch in hand cannot go through (another writer
+/// holds the database and never lets go): the process exits once `shutdown.grace_s`
+/// has passed, leaving that batch unacked and unstored, and the next process stores
+/// every event once, hour tallies included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_commit_held_past_the_shutdown_grace_is_left_to_the_next_process() {
+    let nats = NatsServer::start();
+    let js = nats.jetstream().await;
+    let mut app = App::start(
+        &nats.url(),
+        "shutdown:\n  grace_s: 1\nnats:\n  ack_wait_ms: 2000\ningest:\n  batch_size: 100\n",
+    );
+    publish_all(&js, message_events("g", 1000)).await;
+    wait_until(WAIT, "the first thousand stored", || async {
+        app.event_count().await == 1000
+    })
+    .await;
+    let mut lock = app.hold_commits().await;
+    publish_all(&js, message_events("h", 500)).await;
+    wait_until(WAIT, "messages fetched and held uncommitted", || async {
+        consumer_info(&js).await.delivered.stream_sequence > 1000
+    })
+    .await;
+    app.signal(libc::SIGTERM);
+    // The lock is never released while the process runs: only the grace ends it.
+    let status = app.wait_exit(libc::SIGTERM);
+    let log = app.log();
+    assert!(
+        log.contains("uncommitted batch after shutdown.grace_s") && log.contains("grace_s=1"),
+        "{log}"
+    );
+    assert_eq!(status.code(), Some(0), "{log}");
+    lock.release().await;
+    assert_eq!(
+        app.event_count().await,
+        1000,
+        "the held batch was not stored"
+    );
+    let info = consumer_info(&js).await;
+    assert!(
+        info.num_ack_pending > 0,
+        "the held batch is unacked: {info:?}"
+    );
+
+    app.restart();
+    wait_until(WAIT, "every event stored", || async {
+        app.event_count().await == 1500
+    })
+    .await;
+    let expected: HashSet<String> = (0..1000)
+        .map(|i| format!("g-{i:06}"))
+        .chain((0..500).map(|i| format!("h-{i:06}")))
+        .collect();
+    assert_eq!(stored_ids(&app).await, expected);
+    let db = app.db().await;
+    let tallied = db
+        .count("SELECT CAST(sum(events) AS BIGINT) FROM event_tallies_hour")
+        .await;
+    db.close().await;
+    assert_eq!(tallied, 1500, "each event tallied once");
+}

@@ -149,7 +149,9 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         server,
         http_shutdown,
     };
-    running.stop(&tasks, &nats, &storage).await
+    running
+        .stop(&tasks, &nats, &storage, Duration::from_secs(config.shutdown.grace_s))
+        .await
 }
 
 /// A registry whose every metric carries this instance's name (Prometheus keeps
@@ -363,13 +365,16 @@ struct Running {
 
 impl Running {
     /// Waits for the parts (the consumer commits and acks what it holds), then stops
-    /// the HTTP endpoint, drains NATS and closes the database. The consumer's failure,
-    /// if any, is the result; the others are logged.
+    /// the HTTP endpoint, drains NATS and closes the database, waiting at most `grace`
+    /// for connections still busy (a commit abandoned at the end of the grace, blocked
+    /// on a lock). The consumer's failure, if any, is the result; the others are
+    /// logged.
     async fn stop(
         self,
         tasks: &TaskTracker,
         nats: &async_nats::Client,
         storage: &Storage,
+        grace: Duration,
     ) -> anyhow::Result<()> {
         tracing::info!("shutting down: committing and acking the events in hand");
         tasks.wait().await;
@@ -393,7 +398,11 @@ impl Running {
         if let Err(err) = nats.drain().await {
             tracing::debug!(error = %err, "nats drain");
         }
-        storage.close().await;
+        if tokio::time::timeout(grace, storage.close()).await.is_err() {
+            tracing::warn!(
+                "database connections still busy after shutdown.grace_s; exiting anyway (the database rolls back what they held)"
+            );
+        }
         tracing::info!("stopped");
         consumer_result
     }

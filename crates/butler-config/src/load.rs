@@ -176,7 +176,14 @@ fn check(c: &Config) -> Result<(), ConfigError> {
     check_aggregation(&c.aggregation)?;
     check_retention(&c.retention)?;
     check_reports(&c.reports)?;
-    check_dashboard(&c.dashboard)
+    check_dashboard(&c.dashboard)?;
+    if c.shutdown.grace_s > 3600 {
+        return Err(invalid(
+            "shutdown.grace_s",
+            "must be at most 3600 (seconds)",
+        ));
+    }
+    Ok(())
 }
 
 fn non_empty(key: &str, v: &str) -> Result<(), ConfigError> {

@@ -35,6 +35,8 @@ pub struct Config {
     pub http: HttpConfig,
     /// Which parts this process runs.
     pub service: ServiceConfig,
+    /// How the process stops.
+    pub shutdown: ShutdownConfig,
 }
 
 /// NATS connection, stream and durable consumer.
@@ -399,6 +401,22 @@ impl Default for MetricsConfig {
         MetricsConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
         }
+    }
+}
+
+/// How the process stops.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ShutdownConfig {
+    /// Seconds the batches in hand may still take to commit once SIGTERM or SIGINT
+    /// came; past it a batch stays unacked and is redelivered to the next process.
+    /// Keep it below the service manager's stop timeout (the shipped unit: 60 s).
+    pub grace_s: u64,
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        ShutdownConfig { grace_s: 10 }
     }
 }
 

@@ -28,6 +28,8 @@ pub struct ConsumerSettings {
     pub flush_interval: Duration,
     /// Server-side redelivery timeout.
     pub ack_wait: Duration,
+    /// How long commits may go on once shutdown has begun (`shutdown.grace_s`).
+    pub shutdown_grace: Duration,
     /// Most unacked messages across all processes.
     pub max_ack_pending: i64,
     /// How a message is judged.
@@ -64,6 +66,7 @@ impl ConsumerSettings {
             max_batch: config.ingest.max_batch,
             flush_interval: Duration::from_millis(config.ingest.flush_interval_ms),
             ack_wait: Duration::from_millis(config.nats.ack_wait_ms),
+            shutdown_grace: Duration::from_secs(config.shutdown.grace_s),
             max_ack_pending: config.nats.max_ack_pending,
             rules: validation_rules(config),
             on_commit: None,

@@ -11,10 +11,25 @@ use tokio_util::sync::CancellationToken;
 use crate::reader::PreparedBatch;
 use crate::{ConsumerSettings, IngestMetrics};
 
-/// How long a failing commit keeps being retried once shutdown has begun. After it
-/// the batch is left unacked: the server redelivers it to the next process.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
+
+/// How long commits may go on once shutdown has begun (`shutdown.grace_s`): a commit
+/// failing or hanging past it (a database gone, a lock held) is abandoned and its batch
+/// left unacked, for the server to redeliver to the next process.
+struct Grace {
+    length: Duration,
+    ends_at: std::sync::OnceLock<Instant>,
+}
+
+impl Grace {
+    /// Returns when the grace is over: never before shutdown, then `length` after its
+    /// start.
+    async fn over(&self, shutdown: &CancellationToken) {
+        shutdown.cancelled().await;
+        let ends_at = *self.ends_at.get_or_init(|| Instant::now() + self.length);
+        tokio::time::sleep_until(ends_at).await;
+    }
+}
 
 /// Commits and acks batches until the reader closes the channel.
 pub async fn run(
@@ -28,9 +43,14 @@ pub async fn run(
     // batch's acks are still being sent.
     let (to_acker, acks) = tokio::sync::mpsc::channel(4);
     let acker = tokio::spawn(ack_committed(acks, metrics.clone()));
+    let grace = Grace {
+        length: settings.shutdown_grace,
+        ends_at: std::sync::OnceLock::new(),
+    };
     while let Some(mut batch) = inbox.recv().await {
         let started = Instant::now();
-        let Some(outcome) = commit(&storage, &batch, &settings, &metrics, &shutdown).await else {
+        let Some(outcome) = commit(&storage, &batch, &settings, &metrics, &shutdown, &grace).await
+        else {
             continue;
         };
         let commit_time = started.elapsed();
@@ -109,33 +129,33 @@ async fn commit(
     settings: &ConsumerSettings,
     metrics: &IngestMetrics,
     shutdown: &CancellationToken,
+    grace: &Grace,
 ) -> Option<BatchOutcome> {
     let mut backoff = Duration::from_millis(50);
     let mut last_progress = Instant::now();
-    let mut give_up_at: Option<Instant> = None;
+    let give_up = || {
+        tracing::warn!(
+            messages = batch.messages.len(),
+            grace_s = grace.length.as_secs(),
+            "shutting down with an uncommitted batch after shutdown.grace_s; it stays unacked and will be redelivered"
+        );
+        None
+    };
     loop {
-        let err = match storage
-            .commit_shared_batch(batch.events.clone(), batch.dead_letters.clone())
-            .await
-        {
-            Ok(outcome) => return Some(outcome),
-            Err(err) => err,
+        let attempt = storage.commit_shared_batch(batch.events.clone(), batch.dead_letters.clone());
+        let err = tokio::select! {
+            biased;
+            result = attempt => match result {
+                Ok(outcome) => return Some(outcome),
+                Err(err) => err,
+            },
+            () = grace.over(shutdown) => return give_up(),
         };
         metrics.commit_retried();
         if err.is_busy() {
             tracing::info!(error = %err, messages = batch.messages.len(), "database busy; retrying the commit");
         } else {
             tracing::error!(error = %err, messages = batch.messages.len(), retry_in_ms = backoff.as_millis() as u64, "commit failed; nothing acked, retrying");
-        }
-        if shutdown.is_cancelled() {
-            let deadline = *give_up_at.get_or_insert_with(|| Instant::now() + SHUTDOWN_GRACE);
-            if Instant::now() >= deadline {
-                tracing::warn!(
-                    messages = batch.messages.len(),
-                    "shutting down with an uncommitted batch; it stays unacked and will be redelivered"
-                );
-                return None;
-            }
         }
         if last_progress.elapsed() >= settings.ack_wait / 2 {
             for msg in &batch.messages {
@@ -144,7 +164,10 @@ async fn commit(
             }
             last_progress = Instant::now();
         }
-        tokio::time::sleep(backoff).await;
+        tokio::select! {
+            () = tokio::time::sleep(backoff) => {}
+            () = grace.over(shutdown) => return give_up(),
+        }
         backoff = (backoff * 2).min(MAX_BACKOFF);
     }
 }

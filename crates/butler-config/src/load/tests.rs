@@ -105,6 +105,7 @@ fn bad_values_are_refused_by_key() {
             "ingest.max_batch",
         ),
         ("ingest:\n  max_batch: 200000\n", "ingest.max_batch"),
+        ("shutdown:\n  grace_s: 86400\n", "shutdown.grace_s"),
         (
             "ingest:\n  flush_interval_ms: -5\n",
             "ingest.flush_interval_ms",
