@@ -82,17 +82,25 @@ fn promtool_accepts_the_deploy_config_and_alert_rules() {
     }
 }
 
-/// Every alert rule has a unit test (`alerts.test.yml`) that fires it on its situation
-/// and keeps it silent otherwise, on series labelled as a scrape stores them.
+/// Every alert rule has a unit test (`alerts.test.yml`, and `alerts.long.test.yml` for
+/// those that wait days) that fires it on its situation and keeps it silent otherwise,
+/// on series labelled as a scrape stores them.
 #[test]
 fn every_alert_fires_on_its_situation_and_only_then() {
     let rules = std::fs::read_to_string(deploy("prometheus/alerts.yml")).unwrap();
-    let tests = std::fs::read_to_string(deploy("prometheus/alerts.test.yml")).unwrap();
+    let files = [
+        "prometheus/alerts.test.yml",
+        "prometheus/alerts.long.test.yml",
+    ];
+    let tests: String = files
+        .iter()
+        .map(|f| std::fs::read_to_string(deploy(f)).unwrap())
+        .collect();
     let alerts: Vec<&str> = rules
         .lines()
         .filter_map(|l| l.trim().strip_prefix("- alert: "))
         .collect();
-    assert_eq!(alerts.len(), 7, "{alerts:?}");
+    assert_eq!(alerts.len(), 12, "{alerts:?}");
     for alert in &alerts {
         let fires = tests
             .matches(&format!(
@@ -109,7 +117,7 @@ fn every_alert_fires_on_its_situation_and_only_then() {
     }
     let out = Command::new(tool("promtool"))
         .args(["test", "rules"])
-        .arg(deploy("prometheus/alerts.test.yml"))
+        .args(files.map(deploy))
         .output()
         .unwrap();
     assert!(

@@ -150,7 +150,12 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         http_shutdown,
     };
     running
-        .stop(&tasks, &nats, &storage, Duration::from_secs(config.shutdown.grace_s))
+        .stop(
+            &tasks,
+            &nats,
+            &storage,
+            Duration::from_secs(config.shutdown.grace_s),
+        )
         .await
 }
 
