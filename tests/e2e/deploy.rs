@@ -218,7 +218,7 @@ async fn a_real_prometheus_scrapes_the_pipeline_and_every_dashboard_query_is_val
     let loaded = rules["data"]["groups"][0]["rules"]
         .as_array()
         .map_or(0, Vec::len);
-    assert_eq!(loaded, 7, "the deploy alert rules are loaded");
+    assert_eq!(loaded, 12, "the deploy alert rules are loaded");
     let firing: Vec<Value> = rules["data"]["groups"][0]["rules"]
         .as_array()
         .unwrap()
@@ -232,9 +232,22 @@ async fn a_real_prometheus_scrapes_the_pipeline_and_every_dashboard_query_is_val
     let dashboard: Value =
         serde_json::from_slice(&std::fs::read(deploy("grafana/butler-analytics.json")).unwrap())
             .unwrap();
-    let mut exprs = 0;
+    let (mut exprs, mut answered) = (0, 0);
     // The data source is a variable, so the dashboard imports into any Grafana.
     assert_eq!(dashboard["templating"]["list"][0]["type"], "datasource");
+    // So is the instance: its values are the scraped pipelines' `instance` labels, and
+    // every query keeps to the chosen ones (here, the one scraped).
+    let instance = &dashboard["templating"]["list"][1];
+    assert_eq!(instance["name"], "instance");
+    assert_eq!(
+        instance["definition"],
+        "label_values(butler_analytics_build_info, instance)"
+    );
+    let build = query("butler_analytics_build_info").unwrap_or_default();
+    let scraped = build["data"]["result"][0]["metric"]["instance"]
+        .as_str()
+        .unwrap_or_else(|| panic!("no instance label: {build}"))
+        .to_owned();
     for panel in dashboard["panels"].as_array().unwrap() {
         assert_eq!(
             panel["datasource"]["uid"], "${datasource}",
@@ -243,12 +256,25 @@ async fn a_real_prometheus_scrapes_the_pipeline_and_every_dashboard_query_is_val
         );
         for target in panel["targets"].as_array().unwrap() {
             let expr = target["expr"].as_str().unwrap();
-            let reply = query(expr).unwrap_or_default();
+            assert!(expr.contains(r#"instance=~"$instance""#), "{expr}");
+            let expr = expr.replace("$instance", &scraped);
+            let reply = query(&expr).unwrap_or_default();
             assert_eq!(reply["status"], "success", "{expr}: {reply}");
             exprs += 1;
+            if reply["data"]["result"]
+                .as_array()
+                .is_some_and(|r| !r.is_empty())
+            {
+                answered += 1;
+            }
         }
     }
     assert!(exprs >= 10);
+    // The instance filter keeps the scraped pipeline's series.
+    assert!(
+        answered >= 5,
+        "{answered} of {exprs} queries returned series"
+    );
 }
 
 /// The business dashboard over the aggregate tables on PostgreSQL: its property list
