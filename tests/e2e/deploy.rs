@@ -473,6 +473,105 @@ fn docker_compose_accepts_the_compose_file() {
     }
 }
 
+/// The services of the compose file, as `docker-compose config` renders it, that run
+/// with `profiles` on (docker-compose 1.29 renders them all, with their profiles).
+fn compose_services(profiles: &[&str]) -> serde_json::Map<String, Value> {
+    let mut command = Command::new("docker-compose");
+    command.arg("-f").arg(deploy("../docker-compose.yml"));
+    for profile in profiles {
+        command.args(["--profile", profile]);
+    }
+    let out = command
+        .arg("config")
+        .output()
+        .expect("docker-compose is missing: make test installs Debian's docker-compose");
+    assert!(
+        out.status.success(),
+        "{profiles:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let config: Value = serde_saphyr::from_str(&String::from_utf8_lossy(&out.stdout)).unwrap();
+    config["services"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .filter(|(_, service)| {
+            service["profiles"].as_array().is_none_or(|theirs| {
+                theirs
+                    .iter()
+                    .any(|p| profiles.contains(&p.as_str().unwrap_or_default()))
+            })
+        })
+        .map(|(name, service)| (name.clone(), service.clone()))
+        .collect()
+}
+
+/// Each profile of the compose file: every service has a healthcheck (the pipeline's
+/// is the image's HEALTHCHECK), everything waits for its dependencies to be healthy,
+/// PostgreSQL publishes no port outside the `dev` profile, and the cluster's services
+/// named on the command line (with Prometheus and Grafana) pull in no single-node one.
+#[test]
+fn every_compose_service_is_checked_for_health_and_each_profile_keeps_to_itself() {
+    let dockerfile = std::fs::read_to_string(deploy("Dockerfile")).unwrap();
+    assert!(dockerfile.contains("\nHEALTHCHECK "));
+    for profiles in [&[][..], &["postgres"], &["cluster"], &["postgres", "dev"]] {
+        let services = compose_services(profiles);
+        for (name, service) in &services {
+            let built_here = service["build"]["dockerfile"] == "deploy/Dockerfile";
+            assert!(
+                built_here || service["healthcheck"]["test"].is_array(),
+                "{profiles:?}: {name} has no healthcheck"
+            );
+            if let Some(dependencies) = service["depends_on"].as_object() {
+                for (dependency, how) in dependencies {
+                    assert_eq!(
+                        how["condition"], "service_healthy",
+                        "{profiles:?}: {name} on {dependency}"
+                    );
+                }
+            }
+        }
+        if let Some(postgres) = services.get("postgres") {
+            assert!(postgres["ports"].is_null(), "{profiles:?}: {postgres}");
+        }
+        assert_eq!(
+            services.contains_key("postgres-port"),
+            profiles.contains(&"dev"),
+            "{profiles:?}"
+        );
+    }
+    let services = compose_services(&["cluster"]);
+    let mut started: Vec<String> = [
+        "nats-1",
+        "nats-2",
+        "nats-3",
+        "postgres",
+        "pipeline-1",
+        "pipeline-2",
+        "prometheus",
+        "grafana",
+    ]
+    .map(String::from)
+    .to_vec();
+    let mut i = 0;
+    while i < started.len() {
+        if let Some(dependencies) = services[&started[i]]["depends_on"].as_object() {
+            for dependency in dependencies.keys() {
+                if !started.contains(dependency) {
+                    started.push(dependency.clone());
+                }
+            }
+        }
+        i += 1;
+    }
+    assert_eq!(
+        started.len(),
+        8,
+        "the cluster also starts {:?}",
+        &started[8..]
+    );
+}
+
 /// The image's HEALTHCHECK, run as Docker would (on the pipeline's metrics port):
 /// healthy while `/readyz` is 200, unhealthy once NATS is gone, healthy once it is back.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
