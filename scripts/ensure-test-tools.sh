@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what the test suite needs besides Rust, nats-server and PostgreSQL: Debian's
 # prometheus package (prometheus and promtool) and docker-compose (which checks the
-# compose file without a Docker engine), for the deploy-kit tests. Prints what to
+# compose file without a Docker engine), for the deploy-kit tests; chromium, for the
+# live page; npm (with Node.js), for the nats.js hotel client. Prints what to
 # install when apt is not available.
 set -euo pipefail
 missing=()
@@ -11,6 +12,7 @@ if ! { [ -x /usr/bin/promtool ] && [ -x /usr/bin/prometheus ]; } \
 fi
 if ! command -v docker-compose >/dev/null 2>&1; then missing+=(docker-compose); fi
 if ! command -v chromium >/dev/null 2>&1 && [ -z "${CHROMIUM_BIN:-}" ]; then missing+=(chromium); fi
+if ! { command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; }; then missing+=(nodejs npm); fi
 if [ ${#missing[@]} -eq 0 ]; then exit 0; fi
 if command -v apt-get >/dev/null 2>&1; then
   sudo=""
