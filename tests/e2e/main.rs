@@ -18,6 +18,7 @@ mod hotel_clients;
 mod ingest;
 mod leases;
 mod operations;
+mod operator_tools;
 mod postgres;
 mod query;
 mod report;

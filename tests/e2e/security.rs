@@ -61,7 +61,7 @@ async fn token_authentication() {
 
 /// `deploy/nats/permissions.conf` as shipped, each user's password set: the pipeline's
 /// to `password`, the others' to `<user>-pw`.
-fn permissions_conf(password: &str) -> String {
+pub(crate) fn permissions_conf(password: &str) -> String {
     let conf = std::fs::read_to_string(
         Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/nats/permissions.conf"),
     )

@@ -63,6 +63,15 @@ pub enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Check the deployment without changing it: the config, then NATS with the
+    /// configured credentials, the stream and consumer, the subjects the pipeline
+    /// subscribes to, the buckets, the database, the report folder and the metrics
+    /// address; one line each, exit status 2 when any fails.
+    Validate {
+        /// One JSON object (`{"checks": [{check, outcome, detail}]}`) instead of lines.
+        #[arg(long)]
+        json: bool,
+    },
     /// Recompute aggregate tables now (backfill): every bucket of the job that overlaps
     /// [--from, --to), for every property with events there.
     #[command(
@@ -124,6 +133,16 @@ the CSV with --format csv."
         /// The shell.
         shell: clap_complete::Shell,
     },
+    /// Follow the events arriving on the stream, each judged by the pipeline's rules
+    /// (a rejected one with its dead-letter reason), until --limit or Ctrl-C. Reads
+    /// with an ordered consumer of its own: the pipeline's messages are not taken.
+    #[command(
+        after_help = "Examples:\n  butler-analytics tap\n  butler-analytics tap --property \
+prop_lisbon_01 --type message.received --limit 20\n  butler-analytics tap --last 100 --json\n\n\
+Under the shipped permissions, run it as the operator user \
+(BUTLER_ANALYTICS__NATS__USER=operator BUTLER_ANALYTICS__NATS__PASSWORD=…)."
+    )]
+    Tap(TapArgs),
     /// Publish events to the stream by hand: one event, or a JSON-lines file.
     #[command(after_help = "Examples:\n  butler-analytics publish message.received \
 '{\"propertyId\":\"prop_lisbon_01\",\"channel\":\"whatsapp\"}'\n  \
@@ -259,6 +278,28 @@ pub struct AggregateArgs {
     #[arg(long, value_name = "SECONDS", default_value_t = 60)]
     pub wait: u64,
     /// One JSON object, as `analytics.admin.aggregate` answers, instead of lines.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `tap` options.
+#[derive(Debug, Clone, Args)]
+pub struct TapArgs {
+    /// Only this property's messages (a rejected message counts when its payload
+    /// names the property).
+    #[arg(long)]
+    pub property: Option<String>,
+    /// Only this event type's subject.
+    #[arg(long = "type", value_name = "TYPE", value_parser = one_of(butler_events::EventType::ALL.map(butler_events::EventType::as_str)))]
+    pub event_type: Option<String>,
+    /// Stop after this many messages shown.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Start this many messages back in the stream instead of with the next one.
+    #[arg(long, value_name = "N")]
+    pub last: Option<u64>,
+    /// One JSON object per message (`outcome` valid or rejected, with the event's
+    /// fields or the dead-letter reason).
     #[arg(long)]
     pub json: bool,
 }

@@ -6,6 +6,7 @@
 //! list|replay`; `status`, `publish`, `query` and `report` in modules of their own.
 
 mod dead_letters;
+pub mod validate;
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -33,7 +34,16 @@ pub async fn dispatch(command: Command, config: Config) -> anyhow::Result<()> {
         Command::Backup { file, json } => print(json, &backup(&config, file).await?),
         Command::Cleanup { json } => print(json, &cleanup(&config).await?),
         Command::CheckConfig { json } => check_config(&config, json),
+        Command::Validate { json } => {
+            let validation = validate::validate(&config).await;
+            print(json, &validation)?;
+            match validation.failures() {
+                0 => Ok(()),
+                n => Err(validate::ValidationFailed(n).into()),
+            }
+        }
         Command::Publish(args) => crate::publish::publish(&config, &args).await,
+        Command::Tap(args) => crate::tap::tap(&config, &args).await,
         Command::MigrateData(args) => {
             let copied = migrate_data(config, &args).await?;
             print(args.json, &copied)?;

@@ -28,4 +28,5 @@ pub mod progress;
 pub mod publish;
 pub mod reports;
 pub mod status;
+pub mod tap;
 pub mod telemetry;

@@ -44,6 +44,11 @@ fn main() -> ExitCode {
                 .is_some()
             {
                 ExitCode::from(3)
+            } else if err
+                .downcast_ref::<commands::validate::ValidationFailed>()
+                .is_some()
+            {
+                ExitCode::from(2)
             } else {
                 ExitCode::FAILURE
             }

@@ -220,18 +220,39 @@ fn check_nats_servers(n: &NatsConfig) -> Result<(), ConfigError> {
             .iter()
             .any(|s| server.starts_with(s))
             || !server.contains("://");
+        let shown = server.split('@').next_back().unwrap_or(server);
         if !scheme_ok || server.contains(char::is_whitespace) {
             return Err(invalid(
                 "nats.url",
                 format!(
-                    "{:?} is not a NATS server URL (nats://host:port, tls://, ws://, wss://; \
-                     several separated by commas)",
-                    server.split('@').next_back().unwrap_or(server)
+                    "{shown:?} is not a NATS server URL (nats://host:port, tls://, ws://, wss://; \
+                     several separated by commas)"
                 ),
+            ));
+        }
+        if let Some(port) = server_port(server)
+            && !matches!(port.parse::<u16>(), Ok(1..))
+        {
+            return Err(invalid(
+                "nats.url",
+                format!("{shown:?}: the port must be a number from 1 to 65535"),
             ));
         }
     }
     Ok(())
+}
+
+/// The port of a server URL as written (`nats://u:p@h:4222/` → `4222`), or `None` when
+/// the URL names none and the scheme's default applies.
+fn server_port(server: &str) -> Option<&str> {
+    let rest = server.split_once("://").map_or(server, |(_, rest)| rest);
+    let authority = rest.split(['/', '?']).next().unwrap_or(rest);
+    let host_port = authority.rsplit('@').next().unwrap_or(authority);
+    let after_host = match host_port.strip_prefix('[') {
+        Some(v6) => v6.split_once(']').map_or("", |(_, after)| after),
+        None => host_port,
+    };
+    after_host.rsplit_once(':').map(|(_, port)| port)
 }
 
 /// `nats.subject_prefix`, `nats.stream` and `nats.consumer`: names the server takes
@@ -278,7 +299,28 @@ fn check_nats_auth(n: &NatsConfig) -> Result<(), ConfigError> {
     {
         return Err(invalid("nats.tls", "cert_file and key_file go together"));
     }
+    let tls = n.tls.as_ref();
+    for (key, file) in [
+        ("nats.creds_file", n.creds_file.as_ref()),
+        ("nats.tls.ca_file", tls.and_then(|t| t.ca_file.as_ref())),
+        ("nats.tls.cert_file", tls.and_then(|t| t.cert_file.as_ref())),
+        ("nats.tls.key_file", tls.and_then(|t| t.key_file.as_ref())),
+    ] {
+        if let Some(file) = file {
+            readable_file(key, file)?;
+        }
+    }
     Ok(())
+}
+
+/// A file the pipeline reads at start-up: refused now rather than at the first
+/// connection, where the failure would look like the server's.
+fn readable_file(key: &str, file: &Path) -> Result<(), ConfigError> {
+    match std::fs::metadata(file) {
+        Ok(meta) if meta.is_file() => Ok(()),
+        Ok(_) => Err(invalid(key, format!("{} is not a file", file.display()))),
+        Err(e) => Err(invalid(key, format!("cannot read {}: {e}", file.display()))),
+    }
 }
 
 /// `storage`: a file name, and a URL that names a database ([`crate::Database::of`]).

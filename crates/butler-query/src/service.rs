@@ -101,6 +101,23 @@ fn routes() -> impl Iterator<Item = Route> {
     })
 }
 
+/// Every subject the running service subscribes to: its endpoints' and discovery's
+/// (`$SRV.PING|INFO|STATS`, alone, by name and by id, the id being `*` here), so that
+/// `validate` asks the server for the same grants the service will need.
+pub fn subscribed_subjects() -> Vec<String> {
+    let discovery = ["PING", "INFO", "STATS"].into_iter().flat_map(|verb| {
+        [
+            format!("$SRV.{verb}"),
+            format!("$SRV.{verb}.{SERVICE_NAME}"),
+            format!("$SRV.{verb}.{SERVICE_NAME}.*"),
+        ]
+    });
+    routes()
+        .map(|route| route.subject.to_owned())
+        .chain(discovery)
+        .collect()
+}
+
 /// Registers the service and answers requests until `shutdown`; requests run
 /// concurrently, each on its own task.
 ///

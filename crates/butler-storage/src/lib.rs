@@ -25,6 +25,7 @@
 //! - [`tallies`]: running counts kept by ingest, so dashboard and report windows
 //!   read hours and minutes instead of every raw event;
 //! - [`health`]: writability, size and backups, each backend answering its own way;
+//! - [`probe`]: what `validate` reads of a database without creating or migrating it;
 //! - [`transfer`]: copying a SQLite database into PostgreSQL;
 //! - `sqlite`, `postgres` (internal): opening each (connections, settings,
 //!   migrations) and its ingest.
@@ -38,6 +39,7 @@ pub mod health;
 pub mod ingest;
 pub mod live_state;
 mod postgres;
+pub mod probe;
 pub mod queries;
 pub mod report_schedules;
 pub mod retention;

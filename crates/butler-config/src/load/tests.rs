@@ -314,3 +314,64 @@ fn the_listen_address_takes_localhost_and_says_what_it_wants() {
         "{e}"
     );
 }
+
+#[test]
+fn a_port_out_of_range_is_refused_and_a_missing_port_takes_the_default() {
+    for url in [
+        "nats://127.0.0.1:99999",
+        "nats://h:0",
+        "nats://user:secret@h:4x22",
+        "nats://a:4222,tls://[::1]:70000",
+    ] {
+        let e = error(&format!("nats:\n  url: '{url}'\n"), &[]);
+        assert!(e.contains("nats.url") && e.contains("port"), "{url}: {e}");
+        assert!(!e.contains("secret"), "{e}");
+    }
+    for url in [
+        "nats://h",
+        "h:4222",
+        "nats://user:p:w@h:4222/",
+        "tls://[::1]:4222",
+        "wss://[::1]",
+    ] {
+        let loaded = load_from_str("t.yaml", &format!("nats:\n  url: '{url}'\n"), env(&[]));
+        assert!(loaded.is_ok(), "{url}: {:?}", loaded.err());
+    }
+}
+
+#[test]
+fn credential_and_certificate_files_must_exist() {
+    let dir = std::env::temp_dir().join(format!("butler-config-files-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let present = dir.join("present.pem");
+    std::fs::write(&present, "x").unwrap();
+    let missing = dir.join("missing.pem");
+    let (p, m) = (present.display(), missing.display());
+    for (yaml, key) in [
+        (format!("nats:\n  creds_file: {m}\n"), "nats.creds_file"),
+        (
+            format!("nats:\n  tls:\n    ca_file: {m}\n"),
+            "nats.tls.ca_file",
+        ),
+        (
+            format!("nats:\n  tls:\n    cert_file: {m}\n    key_file: {p}\n"),
+            "nats.tls.cert_file",
+        ),
+        (
+            format!("nats:\n  tls:\n    cert_file: {p}\n    key_file: {m}\n"),
+            "nats.tls.key_file",
+        ),
+        (
+            format!("nats:\n  creds_file: {}\n", dir.display()),
+            "nats.creds_file",
+        ),
+    ] {
+        let e = error(&yaml, &[]);
+        assert!(e.starts_with(&format!("config key `{key}`")), "{yaml}: {e}");
+    }
+    let all_present = format!(
+        "nats:\n  creds_file: {p}\n  tls:\n    ca_file: {p}\n    cert_file: {p}\n    key_file: {p}\n"
+    );
+    assert!(load_from_str("t.yaml", &all_present, env(&[])).is_ok());
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -7,6 +7,7 @@
 //! the storage interface runs).
 
 mod connection;
+pub(crate) use connection::MIGRATOR;
 mod ingest_writer;
 pub(crate) mod row_readers;
 
