@@ -218,7 +218,7 @@ async fn a_real_prometheus_scrapes_the_pipeline_and_every_dashboard_query_is_val
     let loaded = rules["data"]["groups"][0]["rules"]
         .as_array()
         .map_or(0, Vec::len);
-    assert_eq!(loaded, 12, "the deploy alert rules are loaded");
+    assert_eq!(loaded, 13, "the deploy alert rules are loaded");
     let firing: Vec<Value> = rules["data"]["groups"][0]["rules"]
         .as_array()
         .unwrap()

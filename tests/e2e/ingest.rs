@@ -350,3 +350,70 @@ async fn a_backlog_is_committed_in_batches_up_to_max_batch() {
         "a batch above max_batch"
     );
 }
+
+/// `butler_analytics_freshness_seconds`: each new event once at its commit, from its
+/// own timestamp; each live dashboard value written from the earliest timestamp among
+/// the events it shows for the first time.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn freshness_is_measured_from_each_events_own_timestamp() {
+    let nats = NatsServer::start();
+    let app = App::start(&nats.url(), "dashboard:\n  push_interval_ms: 100\n");
+    let js = nats.jetstream().await;
+    let event = |id: &str, age: chrono::Duration| {
+        let at = (Utc::now() - age).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+        let payload =
+            json!({"id": id, "propertyId": "prop_fresh", "channel": "sms", "timestamp": at});
+        (
+            "butler.events.message.received".to_owned(),
+            serde_json::to_vec(&payload).unwrap(),
+        )
+    };
+    let series = |stage: &str, le: Option<&str>| {
+        let name = match le {
+            Some(le) => {
+                format!(r#"butler_analytics_freshness_seconds_bucket{{stage="{stage}",le="{le}"}}"#)
+            }
+            None => format!(r#"butler_analytics_freshness_seconds_count{{stage="{stage}"}}"#),
+        };
+        app.metric(&name)
+    };
+
+    // A fresh event: committed and shown within seconds.
+    publish_all(&js, vec![event("fresh-1", chrono::Duration::zero())]).await;
+    wait_until(WAIT, "its dashboard value written", || async {
+        series("dashboard", None) == 1.0
+    })
+    .await;
+    assert_eq!(series("committed", None), 1.0);
+    assert_eq!(series("committed", Some("5")), 1.0);
+    assert_eq!(series("dashboard", Some("5")), 1.0);
+
+    // Two events two hours old, and the fresh one again (a duplicate): two more
+    // commits observed, both between one and six hours; the value that first shows
+    // them, from the earlier of the two.
+    publish_all(
+        &js,
+        vec![
+            event("late-1", chrono::Duration::minutes(130)),
+            event("late-2", chrono::Duration::minutes(121)),
+            event("fresh-1", chrono::Duration::zero()),
+        ],
+    )
+    .await;
+    wait_until(WAIT, "the late events committed and shown", || async {
+        series("committed", None) == 3.0 && series("dashboard", None) >= 2.0
+    })
+    .await;
+    assert_eq!(series("committed", Some("3600")), 1.0);
+    assert_eq!(series("committed", Some("21600")), 3.0);
+    assert_eq!(series("dashboard", Some("3600")), 1.0);
+    assert_eq!(
+        series("dashboard", Some("21600")),
+        series("dashboard", None)
+    );
+    let dashboard_sum = app.metric(r#"butler_analytics_freshness_seconds_sum{stage="dashboard"}"#);
+    assert!(
+        dashboard_sum >= 130.0 * 60.0,
+        "the later value counts from the earliest event (130 minutes): {dashboard_sum} s in all"
+    );
+}

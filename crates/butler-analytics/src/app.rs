@@ -219,10 +219,11 @@ impl Parts<'_> {
         if !(config.service.consumer && config.ingest.enabled) {
             return Ok(None);
         }
-        let metrics = IngestMetrics::register(self.registry)?;
+        let freshness = butler_events::registry::Freshness::register(self.registry)?;
+        let metrics = IngestMetrics::register(self.registry, &freshness)?;
         let mut settings = ConsumerSettings::from_config(config);
         if config.dashboard.live {
-            settings.on_commit = Some(live_dashboards(self)?);
+            settings.on_commit = Some(live_dashboards(self, &freshness)?);
         }
         let handle = self.tasks.spawn(butler_consumer::run(
             self.nats.clone(),
@@ -415,7 +416,10 @@ impl Running {
 
 /// Starts the live dashboards' writer beside the consumer whose commits it follows,
 /// and returns the hook the consumer tells its commits to.
-fn live_dashboards(parts: &Parts<'_>) -> anyhow::Result<butler_consumer::CommitHook> {
+fn live_dashboards(
+    parts: &Parts<'_>,
+    freshness: &butler_events::registry::Freshness,
+) -> anyhow::Result<butler_consumer::CommitHook> {
     use butler_query::live::{LiveDashboards, LiveMetrics, LiveSettings, PendingProperties};
     let Parts {
         config,
@@ -440,7 +444,7 @@ fn live_dashboards(parts: &Parts<'_>) -> anyhow::Result<butler_consumer::CommitH
             replicas: config.nats.stream_replicas,
         },
         pending: pending.clone(),
-        metrics: LiveMetrics::register(registry)?,
+        metrics: LiveMetrics::register(registry, freshness)?,
     };
     tasks.spawn(writer.run(shutdown.clone()));
     Ok(butler_consumer::CommitHook(std::sync::Arc::new(

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use butler_events::registry::register;
-use butler_events::{EventType, RejectReason};
+use butler_events::{EventTime, EventType, RejectReason};
 use butler_storage::CommitPhases;
 use prometheus::{
     Counter, CounterVec, Gauge, Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge,
@@ -29,6 +29,7 @@ pub struct IngestMetrics {
     ack_pending: IntGauge,
     last_commit: Gauge,
     consuming: IntGauge,
+    freshness: Histogram,
 }
 
 /// Counts of one batch, by event type (in [`EventType::ALL`] order) and by rejection
@@ -71,7 +72,11 @@ impl IngestMetrics {
     ///
     /// # Errors
     /// When a metric of the same name is already registered.
-    pub fn register(registry: &Registry) -> prometheus::Result<IngestMetrics> {
+    /// `freshness` is the shared metric's `committed` series.
+    pub fn register(
+        registry: &Registry,
+        freshness: &butler_events::registry::Freshness,
+    ) -> prometheus::Result<IngestMetrics> {
         let received = counter_vec(
             registry,
             "butler_analytics_events_received_total",
@@ -196,6 +201,7 @@ impl IngestMetrics {
                     "1 while subscribed to the durable consumer (the stream and consumer exist).",
                 )?,
             )?,
+            freshness: freshness.committed(),
         })
     }
 
@@ -227,6 +233,15 @@ impl IngestMetrics {
         self.commit_seconds.observe(commit.as_secs_f64());
         self.last_commit
             .set(chrono::Utc::now().timestamp_millis() as f64 / 1000.0);
+    }
+
+    /// Records how long after its own timestamp each newly stored event was committed.
+    pub fn record_freshness(&self, timestamps: impl Iterator<Item = EventTime>) {
+        let now = chrono::Utc::now();
+        for timestamp in timestamps {
+            self.freshness
+                .observe(butler_events::registry::seconds_since(timestamp, now));
+        }
     }
 
     /// Records a failed commit that will be retried.

@@ -39,13 +39,14 @@ pub struct ConsumerSettings {
 }
 
 /// Called after each commit with the properties of its new events (sorted, each
-/// once), so views derived from the events (the live dashboards) follow commits
-/// without polling the database. It must return quickly: it runs on the writer.
+/// once, with the earliest timestamp among its new events), so views derived from the
+/// events (the live dashboards) follow commits without polling the database, and can
+/// say how fresh they are. It must return quickly: it runs on the writer.
 #[derive(Clone)]
 pub struct CommitHook(pub Arc<CommittedProperties>);
 
 /// The function behind a [`CommitHook`].
-pub type CommittedProperties = dyn Fn(&[&str]) + Send + Sync;
+pub type CommittedProperties = dyn Fn(&[(&str, butler_events::EventTime)]) + Send + Sync;
 
 impl std::fmt::Debug for CommitHook {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {

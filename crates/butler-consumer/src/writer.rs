@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use async_nats::jetstream::AckKind;
+use butler_events::EventTime;
 use butler_storage::{BatchOutcome, Storage};
 use tokio::sync::mpsc::Receiver;
 use tokio::time::Instant;
@@ -77,16 +78,22 @@ pub async fn run(
             commit_time,
             &outcome.phases,
         );
-        if let Some(hook) = &settings.on_commit {
-            let mut properties: Vec<&str> = batch
+        let new_events = || {
+            batch
                 .events
                 .iter()
                 .zip(&outcome.inserted)
                 .filter(|(_, new)| **new)
-                .map(|(event, _)| event.property_id.as_str())
+                .map(|(event, _)| event)
+        };
+        metrics.record_freshness(new_events().map(|event| event.timestamp));
+        if let Some(hook) = &settings.on_commit {
+            // Each property once, with the earliest timestamp of its new events.
+            let mut properties: Vec<(&str, EventTime)> = new_events()
+                .map(|event| (event.property_id.as_str(), event.timestamp))
                 .collect();
             properties.sort_unstable();
-            properties.dedup();
+            properties.dedup_by(|later, first| later.0 == first.0);
             if !properties.is_empty() {
                 (hook.0)(&properties);
             }

@@ -20,7 +20,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_nats::jetstream::{self, kv};
-use butler_events::Zones;
+use butler_events::{EventTime, Zones};
 use butler_storage::Storage;
 use chrono::{DateTime, DurationRound, Utc};
 use futures_util::StreamExt;
@@ -58,36 +58,69 @@ pub struct LiveSettings {
 }
 
 /// Properties with committed events whose dashboards are not written yet, each with
-/// its earliest such commit (for the lag metric). Shared by the consumer's commit hook
-/// and the writer.
+/// its earliest such commit (for the lag metric) and the earliest timestamp of those
+/// events (for freshness). Shared by the consumer's commit hook and the writer.
 #[derive(Debug, Clone, Default)]
-pub struct PendingProperties(Arc<Mutex<HashMap<String, Instant>>>);
+pub struct PendingProperties(Arc<Mutex<HashMap<String, Due>>>);
+
+/// Why a property's dashboard is due, and since when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Due {
+    /// The earliest commit not yet shown.
+    since: Instant,
+    /// The earliest timestamp among the events not yet shown; none when the property
+    /// is due only for the periodic refresh.
+    earliest_event: Option<EventTime>,
+}
+
+impl Due {
+    /// The two dues of one property as one: the earlier of each.
+    fn merge(self, other: Due) -> Due {
+        Due {
+            since: self.since.min(other.since),
+            earliest_event: match (self.earliest_event, other.earliest_event) {
+                (Some(a), Some(b)) => Some(a.min(b)),
+                (a, b) => a.or(b),
+            },
+        }
+    }
+}
 
 impl PendingProperties {
-    /// Marks `properties` as committed just now. Ids that cannot be a key are left
-    /// out: they have no live dashboard.
-    pub fn mark(&self, properties: &[&str]) {
+    /// Marks `properties` as committed just now, each with the earliest timestamp of
+    /// its new events. Ids that cannot be a key are left out: they have no live
+    /// dashboard.
+    pub fn mark(&self, properties: &[(&str, EventTime)]) {
         let now = Instant::now();
         if let Ok(mut pending) = self.0.lock() {
-            for property in properties {
-                if is_subject_token(property) && !pending.contains_key(*property) {
-                    pending.insert((*property).to_owned(), now);
+            for (property, earliest) in properties {
+                if is_subject_token(property) {
+                    let due = Due {
+                        since: now,
+                        earliest_event: Some(*earliest),
+                    };
+                    pending
+                        .entry((*property).to_owned())
+                        .and_modify(|d| *d = d.merge(due))
+                        .or_insert(due);
                 }
             }
         }
     }
 
-    fn take(&self) -> HashMap<String, Instant> {
+    fn take(&self) -> HashMap<String, Due> {
         self.0
             .lock()
             .map(|mut pending| std::mem::take(&mut *pending))
             .unwrap_or_default()
     }
 
-    fn put_back(&self, property: String, since: Instant) {
+    fn put_back(&self, property: String, due: Due) {
         if let Ok(mut pending) = self.0.lock() {
-            let at = pending.entry(property).or_insert(since);
-            *at = (*at).min(since);
+            pending
+                .entry(property)
+                .and_modify(|d| *d = d.merge(due))
+                .or_insert(due);
         }
     }
 }
@@ -99,14 +132,19 @@ pub struct LiveMetrics {
     skipped: IntCounterVec,
     failures: IntCounter,
     lag: Histogram,
+    freshness: Histogram,
 }
 
 impl LiveMetrics {
-    /// Creates the metrics in `registry`.
+    /// Creates the metrics in `registry`; `freshness` is the shared metric's
+    /// `dashboard` series.
     ///
     /// # Errors
     /// When a metric of the same name is already registered.
-    pub fn register(registry: &Registry) -> prometheus::Result<LiveMetrics> {
+    pub fn register(
+        registry: &Registry,
+        freshness: &butler_events::registry::Freshness,
+    ) -> prometheus::Result<LiveMetrics> {
         let writes = IntCounter::new(
             "butler_analytics_live_dashboard_writes_total",
             "Live dashboard values written to the key-value bucket.",
@@ -143,6 +181,7 @@ impl LiveMetrics {
             skipped,
             failures,
             lag,
+            freshness: freshness.dashboard(),
         })
     }
 }
@@ -237,7 +276,7 @@ impl LiveDashboards {
 
     /// Properties with events in the last two local days (whole UTC hours overlapping
     /// the last 50 hours), due now.
-    async fn active_properties(&self) -> HashMap<String, Instant> {
+    async fn active_properties(&self) -> HashMap<String, Due> {
         let now = Utc::now();
         match self
             .storage
@@ -247,7 +286,13 @@ impl LiveDashboards {
             Ok(properties) => properties
                 .into_iter()
                 .filter(|p| is_subject_token(p))
-                .map(|p| (p, Instant::now()))
+                .map(|p| {
+                    let due = Due {
+                        since: Instant::now(),
+                        earliest_event: None,
+                    };
+                    (p, due)
+                })
                 .collect(),
             Err(err) => {
                 tracing::warn!(error = %err, "live dashboards: listing active properties failed");
@@ -257,7 +302,7 @@ impl LiveDashboards {
     }
 
     /// Writes each due property once; a failed one is marked pending again.
-    async fn write_all(&self, store: &mut Option<kv::Store>, due: HashMap<String, Instant>) {
+    async fn write_all(&self, store: &mut Option<kv::Store>, due: HashMap<String, Due>) {
         let bucket = match store {
             Some(bucket) => bucket.clone(),
             None => match open_bucket(&self.js, &self.settings).await {
@@ -265,8 +310,8 @@ impl LiveDashboards {
                 Err(err) => {
                     tracing::warn!(error = %err, "live dashboards: bucket not available; retrying at the next push");
                     self.metrics.failures.inc();
-                    for (property, since) in due {
-                        self.pending.put_back(property, since);
+                    for (property, due) in due {
+                        self.pending.put_back(property, due);
                     }
                     return;
                 }
@@ -274,13 +319,18 @@ impl LiveDashboards {
         };
         let bucket = &bucket;
         futures_util::stream::iter(due)
-            .for_each_concurrent(CONCURRENT_WRITES, |(property, since)| async move {
+            .for_each_concurrent(CONCURRENT_WRITES, |(property, due)| async move {
                 match self.write_one(bucket, &property).await {
                     Ok(outcome) => {
                         let reason = match outcome {
                             Outcome::Written => {
                                 self.metrics.writes.inc();
-                                self.metrics.lag.observe(since.elapsed().as_secs_f64());
+                                self.metrics.lag.observe(due.since.elapsed().as_secs_f64());
+                                if let Some(earliest) = due.earliest_event {
+                                    self.metrics.freshness.observe(
+                                        butler_events::registry::seconds_since(earliest, Utc::now()),
+                                    );
+                                }
                                 return;
                             }
                             Outcome::Unchanged => "unchanged",
@@ -292,7 +342,7 @@ impl LiveDashboards {
                     Err(err) => {
                         tracing::warn!(property = %property, error = %err, "live dashboard not written; retrying at the next push");
                         self.metrics.failures.inc();
-                        self.pending.put_back(property, since);
+                        self.pending.put_back(property, due);
                     }
                 }
             })
@@ -438,15 +488,24 @@ mod tests {
     }
 
     #[test]
-    fn pending_properties_keep_their_earliest_commit() {
+    fn pending_properties_keep_their_earliest_commit_and_event() {
         let pending = PendingProperties::default();
-        pending.mark(&["a", "b", "bad.id", "a"]);
+        let at = EventTime::from_millis;
+        pending.mark(&[("a", at(5_000)), ("b", at(1_000)), ("bad.id", at(0))]);
+        pending.mark(&[("a", at(2_000))]);
         let first = pending.take();
         assert_eq!(first.len(), 2);
+        assert_eq!(first["a"].earliest_event, Some(at(2_000)));
+        assert_eq!(first["b"].earliest_event, Some(at(1_000)));
         assert!(pending.take().is_empty());
         let earlier = first["a"];
-        pending.mark(&["a"]);
+        pending.mark(&[("a", at(9_000))]);
         pending.put_back("a".into(), earlier);
         assert_eq!(pending.take()["a"], earlier);
+        let refresh = Due {
+            since: earlier.since,
+            earliest_event: None,
+        };
+        assert_eq!(refresh.merge(earlier).earliest_event, Some(at(2_000)));
     }
 }
