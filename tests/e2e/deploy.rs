@@ -100,7 +100,7 @@ fn every_alert_fires_on_its_situation_and_only_then() {
         .lines()
         .filter_map(|l| l.trim().strip_prefix("- alert: "))
         .collect();
-    assert_eq!(alerts.len(), 12, "{alerts:?}");
+    assert_eq!(alerts.len(), 13, "{alerts:?}");
     for alert in &alerts {
         let fires = tests
             .matches(&format!(

@@ -357,7 +357,14 @@ async fn a_backlog_is_committed_in_batches_up_to_max_batch() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn freshness_is_measured_from_each_events_own_timestamp() {
     let nats = NatsServer::start();
-    let app = App::start(&nats.url(), "dashboard:\n  push_interval_ms: 100\n");
+    // About noon in the default zone, so that events two hours old are of today.
+    let app = App::start(
+        &nats.url(),
+        &format!(
+            "aggregation:\n  timezone: {}\ndashboard:\n  push_interval_ms: 100\n",
+            crate::helpers::midday_zone()
+        ),
+    );
     let js = nats.jetstream().await;
     let event = |id: &str, age: chrono::Duration| {
         let at = (Utc::now() - age).to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
@@ -378,15 +385,15 @@ async fn freshness_is_measured_from_each_events_own_timestamp() {
         app.metric(&name)
     };
 
-    // A fresh event: committed and shown within seconds.
+    // A fresh event: committed and shown within half a minute.
     publish_all(&js, vec![event("fresh-1", chrono::Duration::zero())]).await;
     wait_until(WAIT, "its dashboard value written", || async {
         series("dashboard", None) == 1.0
     })
     .await;
     assert_eq!(series("committed", None), 1.0);
-    assert_eq!(series("committed", Some("5")), 1.0);
-    assert_eq!(series("dashboard", Some("5")), 1.0);
+    assert_eq!(series("committed", Some("30")), 1.0);
+    assert_eq!(series("dashboard", Some("30")), 1.0);
 
     // Two events two hours old, and the fresh one again (a duplicate): two more
     // commits observed, both between one and six hours; the value that first shows
@@ -411,9 +418,32 @@ async fn freshness_is_measured_from_each_events_own_timestamp() {
         series("dashboard", Some("21600")),
         series("dashboard", None)
     );
+    let shown = series("dashboard", None);
     let dashboard_sum = app.metric(r#"butler_analytics_freshness_seconds_sum{stage="dashboard"}"#);
     assert!(
         dashboard_sum >= 130.0 * 60.0,
         "the later value counts from the earliest event (130 minutes): {dashboard_sum} s in all"
+    );
+
+    // An event of three days ago with a fresh one: both committed; the value written
+    // shows the fresh one only, and counts from it, not from the old one.
+    publish_all(
+        &js,
+        vec![
+            event("old-1", chrono::Duration::days(3)),
+            event("fresh-2", chrono::Duration::zero()),
+        ],
+    )
+    .await;
+    wait_until(WAIT, "the fresh one shown", || async {
+        series("committed", None) == 5.0 && series("dashboard", None) > shown
+    })
+    .await;
+    assert_eq!(series("committed", Some("21600")), 4.0);
+    assert_eq!(series("committed", Some("+Inf")), 5.0);
+    assert_eq!(
+        series("dashboard", Some("30")) - 1.0,
+        series("dashboard", None) - shown,
+        "the values written since, within 30 s of the fresh event"
     );
 }

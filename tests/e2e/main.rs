@@ -21,6 +21,7 @@ mod operations;
 mod operator_tools;
 mod postgres;
 mod query;
+mod reload;
 mod report;
 mod scale_out;
 mod security;

@@ -9,7 +9,7 @@ use butler_storage::{Storage, StorageError};
 use chrono::{DateTime, Duration, Utc};
 
 /// Days each class keeps (the `retention` config section).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RetentionDays {
     /// `retention.raw_events`.
     pub raw_events: u32,

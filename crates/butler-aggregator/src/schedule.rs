@@ -203,16 +203,28 @@ pub async fn run_task(
     busy_until
 }
 
+/// The schedules and the retention they apply, replaced as a whole when the config
+/// is reloaded.
+#[derive(Debug, Clone)]
+pub struct SchedulePlan {
+    /// Every task's schedule.
+    pub schedules: Vec<Scheduled>,
+    /// Days each table keeps, for the retention task.
+    pub retention_days: RetentionDays,
+}
+
 /// Makes up what was missed while the process was down (every job once: each one
 /// recomputes the closed buckets that received events since its last run), then runs
-/// every task on its schedule until `shutdown`. A run in progress finishes first.
+/// every task on the plan's schedules until `shutdown`. A new plan sent on `plans`
+/// (a reload) takes over once the runs in progress have finished; a run in progress
+/// also finishes before shutdown.
 pub async fn run(
     aggregator: Aggregator,
-    schedules: Vec<Scheduled>,
-    retention_days: RetentionDays,
+    mut plans: tokio::sync::watch::Receiver<SchedulePlan>,
     metrics: AggregatorMetrics,
     shutdown: CancellationToken,
 ) {
+    let retention_days = plans.borrow_and_update().retention_days;
     let mut loops = tokio::task::JoinSet::new();
     for job in Job::all() {
         if shutdown.is_cancelled() {
@@ -257,25 +269,68 @@ pub async fn run(
             });
         }
     }
-    let timezone = aggregator.settings().zones.default_zone();
-    for scheduled in schedules {
-        let aggregator = aggregator.clone();
-        let metrics = metrics.clone();
-        let shutdown = shutdown.clone();
-        loops.spawn(async move {
-            loop {
-                let Some(next) = scheduled.next_after(Utc::now(), timezone) else {
-                    tracing::warn!(task = scheduled.task.name(), schedule = %scheduled.expression, "schedule has no next occurrence");
-                    return;
-                };
-                if !sleep_until_wall_clock(next, &shutdown).await {
-                    return;
-                }
-                run_task(&aggregator, scheduled.task, Trigger::Schedule, retention_days, &metrics).await;
-            }
-        });
+    let mut reloadable = true;
+    loop {
+        let plan = plans.borrow_and_update().clone();
+        // The loops of this plan stop sleeping when it is replaced or at shutdown; a
+        // run in progress is not interrupted.
+        let this_plan = shutdown.child_token();
+        let mut scheduled_loops = tokio::task::JoinSet::new();
+        for scheduled in plan.schedules {
+            scheduled_loops.spawn(run_on_schedule(
+                aggregator.clone(),
+                scheduled,
+                plan.retention_days,
+                metrics.clone(),
+                this_plan.clone(),
+            ));
+        }
+        let replaced = reloadable
+            && tokio::select! {
+                () = shutdown.cancelled() => false,
+                changed = plans.changed() => changed.is_ok(),
+            };
+        if !replaced && !shutdown.is_cancelled() {
+            // No more plans will come: this one runs until shutdown.
+            reloadable = false;
+            shutdown.cancelled().await;
+        }
+        this_plan.cancel();
+        while scheduled_loops.join_next().await.is_some() {}
+        if shutdown.is_cancelled() {
+            break;
+        }
+        tracing::info!("aggregation schedules and retention reloaded");
     }
     while loops.join_next().await.is_some() {}
+}
+
+/// Runs one task at each time of its schedule until `stop`.
+async fn run_on_schedule(
+    aggregator: Aggregator,
+    scheduled: Scheduled,
+    retention_days: RetentionDays,
+    metrics: AggregatorMetrics,
+    stop: CancellationToken,
+) {
+    let timezone = aggregator.settings().zones.default_zone();
+    loop {
+        let Some(next) = scheduled.next_after(Utc::now(), timezone) else {
+            tracing::warn!(task = scheduled.task.name(), schedule = %scheduled.expression, "schedule has no next occurrence");
+            return;
+        };
+        if !sleep_until_wall_clock(next, &stop).await {
+            return;
+        }
+        run_task(
+            &aggregator,
+            scheduled.task,
+            Trigger::Schedule,
+            retention_days,
+            &metrics,
+        )
+        .await;
+    }
 }
 
 #[cfg(test)]

@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use butler_aggregator::retention::RetentionDays;
-use butler_aggregator::schedule::Scheduled;
+use butler_aggregator::schedule::{SchedulePlan, Scheduled};
 use butler_aggregator::{AggregateError, Aggregator, AggregatorSettings, Job, RunReport, Trigger};
 use butler_config::Config;
 use butler_query::admin::{AggregationControl, ControlError, JobState, LeaseState, RunSummary};
@@ -48,6 +48,17 @@ pub fn retention_days(config: &Config) -> RetentionDays {
 pub fn schedules(config: &Config) -> anyhow::Result<Vec<Scheduled>> {
     butler_aggregator::schedule::plan(&config.aggregation.schedules)
         .map_err(|(key, message)| anyhow::anyhow!("config key `{key}`: {message}"))
+}
+
+/// The schedules and retention of the config, as the aggregation loop runs them.
+///
+/// # Errors
+/// A bad cron expression, naming its key.
+pub fn schedule_plan(config: &Config) -> anyhow::Result<SchedulePlan> {
+    Ok(SchedulePlan {
+        schedules: schedules(config)?,
+        retention_days: retention_days(config),
+    })
 }
 
 /// Checks every cron expression of the config (`aggregation.schedules`,
@@ -178,8 +189,8 @@ pub async fn run_due(
 pub struct AdminControl {
     /// Runs the backfills.
     pub aggregator: Aggregator,
-    /// Each job's schedule as configured, for the status reply.
-    pub schedules: Vec<Scheduled>,
+    /// Each job's schedule as configured (and reloaded), for the status reply.
+    pub plans: tokio::sync::watch::Receiver<SchedulePlan>,
 }
 
 impl AggregationControl for AdminControl {
@@ -251,6 +262,8 @@ impl AggregationControl for AdminControl {
                     JobState {
                         job: job.name().to_owned(),
                         schedule: self
+                            .plans
+                            .borrow()
                             .schedules
                             .iter()
                             .find(|s| s.task.name() == job.name())

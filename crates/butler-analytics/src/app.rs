@@ -8,7 +8,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use butler_aggregator::schedule::Scheduled;
 use butler_aggregator::{Aggregator, AggregatorMetrics};
 use butler_config::Config;
 use butler_consumer::{ConsumerError, ConsumerSettings, IngestMetrics};
@@ -91,8 +90,13 @@ async fn open_storage_waiting(
 /// # Errors
 /// Start-up failures (database, metrics address); a part that fails while running
 /// is reported after the others have stopped.
-pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<()> {
-    let schedules = crate::aggregation::schedules(&config)?;
+pub async fn run(
+    config: Config,
+    reload: crate::reload::ReloadSource,
+    shutdown: CancellationToken,
+) -> anyhow::Result<()> {
+    let (plans, plan_updates) =
+        tokio::sync::watch::channel(crate::aggregation::schedule_plan(&config)?);
     let report_schedules = crate::reports::report_schedules(&config)?;
     let storage = open_storage_waiting(&config, &shutdown).await?;
     let instance = instance_name(&config);
@@ -102,12 +106,10 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
     let metrics_addr = listener.local_addr()?;
 
     let tasks = TaskTracker::new();
-    let dashboard_cache = butler_query::dashboard::DashboardCache::new(
-        config
-            .cache
-            .enabled
-            .then(|| Duration::from_millis(config.cache.ttl_ms)),
-    );
+    let dashboard_cache =
+        butler_query::dashboard::DashboardCache::new(crate::reload::cache_ttl(&config));
+    let (live_intervals, live_interval_updates) =
+        tokio::sync::watch::channel(crate::reload::live_intervals(&config));
     let parts = Parts {
         config: &config,
         storage: &storage,
@@ -116,18 +118,28 @@ pub async fn run(config: Config, shutdown: CancellationToken) -> anyhow::Result<
         tasks: &tasks,
         shutdown: &shutdown,
         dashboard_cache: &dashboard_cache,
+        live_intervals: &live_interval_updates,
     };
     let (consumer, ingest_metrics) = parts.consumer()?.unzip();
     let (aggregator, aggregator_metrics) = parts.aggregator()?;
     let report_objects = parts.report_objects();
     let control: Arc<dyn AggregationControl> = Arc::new(crate::aggregation::AdminControl {
         aggregator: aggregator.clone(),
-        schedules: schedules.clone(),
+        plans: plan_updates.clone(),
     });
     let query = parts.query_service(&instance, &control, report_objects.as_ref())?;
     parts.scheduled_reports(report_schedules, report_objects.as_ref());
-    let aggregator = parts.aggregation_schedule(aggregator, aggregator_metrics, schedules);
+    let aggregator = parts.aggregation_schedule(aggregator, aggregator_metrics, plan_updates);
     let (server, http_shutdown) = parts.http(listener, ingest_metrics, control)?;
+    let reloads = crate::reload::Reloader {
+        running: config.clone(),
+        source: reload,
+        plans,
+        dashboard_cache: dashboard_cache.clone(),
+        live_intervals,
+        metrics: crate::reload::ReloadMetrics::register(&registry)?,
+    };
+    tasks.spawn(reloads.run(shutdown.clone()));
     tasks.close();
     tracing::info!(
         instance = %instance,
@@ -209,6 +221,7 @@ struct Parts<'a> {
     tasks: &'a TaskTracker,
     shutdown: &'a CancellationToken,
     dashboard_cache: &'a butler_query::dashboard::DashboardCache,
+    live_intervals: &'a tokio::sync::watch::Receiver<butler_query::live::LiveIntervals>,
 }
 
 impl Parts<'_> {
@@ -310,7 +323,7 @@ impl Parts<'_> {
         &self,
         aggregator: Aggregator,
         metrics: AggregatorMetrics,
-        schedules: Vec<Scheduled>,
+        plans: tokio::sync::watch::Receiver<butler_aggregator::schedule::SchedulePlan>,
     ) -> Option<JoinHandle<()>> {
         let config = self.config;
         if !(config.service.aggregator && config.aggregation.enabled) {
@@ -318,8 +331,7 @@ impl Parts<'_> {
         }
         Some(self.tasks.spawn(butler_aggregator::schedule::run(
             aggregator,
-            schedules,
-            crate::aggregation::retention_days(config),
+            plans,
             metrics,
             self.shutdown.clone(),
         )))
@@ -429,6 +441,7 @@ fn live_dashboards(
         tasks,
         shutdown,
         dashboard_cache,
+        live_intervals,
     } = *parts;
     let pending = PendingProperties::default();
     let writer = LiveDashboards {
@@ -439,8 +452,7 @@ fn live_dashboards(
         cache: dashboard_cache.clone(),
         settings: LiveSettings {
             bucket: config.dashboard.kv_bucket.clone(),
-            push_interval: std::time::Duration::from_millis(config.dashboard.push_interval_ms),
-            refresh: std::time::Duration::from_secs(config.dashboard.refresh_s),
+            intervals: live_intervals.clone(),
             replicas: config.nats.stream_replicas,
         },
         pending: pending.clone(),

@@ -49,8 +49,14 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the pipeline (consumer, metrics endpoint, and whatever else `service` enables)
-    /// until SIGINT or SIGTERM.
-    Run,
+    /// until SIGINT or SIGTERM. SIGHUP reloads the configuration: schedules, retention,
+    /// the cache and the live dashboards' intervals take effect at once; other changed
+    /// keys are named in a warning and wait for a restart; a bad file is refused.
+    Run {
+        /// Also reload whenever the config file changes.
+        #[arg(long)]
+        watch_config: bool,
+    },
     /// Create or upgrade the database schema, then exit.
     Migrate {
         /// One JSON object (`{"database", "upToDate"}`) instead of a line.
@@ -296,7 +302,7 @@ pub struct TapArgs {
     #[arg(long)]
     pub limit: Option<usize>,
     /// Start this many messages back in the stream instead of with the next one.
-    #[arg(long, value_name = "N")]
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub last: Option<u64>,
     /// One JSON object per message (`outcome` valid or rejected, with the event's
     /// fields or the dead-letter reason).

@@ -26,9 +26,19 @@ use crate::output::{Output, json_line, print};
 ///
 /// # Errors
 /// Whatever stopped it, with context for the operator.
-pub async fn dispatch(command: Command, config: Config) -> anyhow::Result<()> {
+pub async fn dispatch(
+    command: Command,
+    config: Config,
+    config_path: Option<PathBuf>,
+) -> anyhow::Result<()> {
     match command {
-        Command::Run => run(config).await,
+        Command::Run { watch_config } => {
+            let reload = crate::reload::ReloadSource {
+                path: config_path,
+                watch: watch_config,
+            };
+            run(config, reload).await
+        }
         Command::Migrate { json } => print(json, &migrate(&config).await?),
         Command::Aggregate(args) => print(args.json, &aggregate(&config, &args).await?),
         Command::Backup { file, json } => print(json, &backup(&config, file).await?),
@@ -74,9 +84,9 @@ pub async fn dispatch(command: Command, config: Config) -> anyhow::Result<()> {
 }
 
 /// `run`: the pipeline until SIGINT or SIGTERM.
-async fn run(config: Config) -> anyhow::Result<()> {
+async fn run(config: Config, reload: crate::reload::ReloadSource) -> anyhow::Result<()> {
     let shutdown = app::shutdown_on_signals()?;
-    app::run(config, shutdown).await
+    app::run(config, reload, shutdown).await
 }
 
 /// `migrate`: opening the storage applies the migrations.

@@ -26,6 +26,7 @@ pub mod nats;
 pub mod output;
 pub mod progress;
 pub mod publish;
+pub mod reload;
 pub mod reports;
 pub mod status;
 pub mod tap;

@@ -8,7 +8,7 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let cli = cli::Cli::parse();
-    let level = if matches!(cli.command, cli::Command::Run) {
+    let level = if matches!(cli.command, cli::Command::Run { .. }) {
         "info"
     } else {
         "warn"
@@ -35,7 +35,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(commands::dispatch(cli.command, config)) {
+    match runtime.block_on(commands::dispatch(cli.command, config, cli.config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("error: {err:#}");

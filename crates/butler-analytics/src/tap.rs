@@ -23,7 +23,22 @@ use crate::cli::TapArgs;
 /// NATS unreachable, the stream missing, or the consumer refused (the message says
 /// which grant the user lacks).
 pub async fn tap(config: &Config, args: &TapArgs) -> anyhow::Result<()> {
-    let client = crate::nats::connect(&config.nats, "butler-analytics tap").await?;
+    // The first connection fails at once, naming the servers, rather than retrying
+    // in the background as the pipeline does; later drops reconnect.
+    let client = crate::nats::options(&config.nats)
+        .await?
+        .name("butler-analytics tap")
+        .connection_timeout(Duration::from_secs(5))
+        .max_reconnects(None)
+        .connect(crate::nats::servers(&config.nats)?)
+        .await
+        .map_err(|e| {
+            let servers: Vec<&str> = n_servers(config);
+            anyhow::anyhow!(
+                "config key `nats.url`: cannot connect to {}: {e}",
+                servers.join(", ")
+            )
+        })?;
     let mut js = async_nats::jetstream::new(client.clone());
     js.set_timeout(Duration::from_secs(5));
     let n = &config.nats;
@@ -97,6 +112,16 @@ pub async fn tap(config: &Config, args: &TapArgs) -> anyhow::Result<()> {
         shown += 1;
     }
     Ok(())
+}
+
+/// The servers of `nats.url` as they may be shown: without credentials.
+fn n_servers(config: &Config) -> Vec<&str> {
+    config
+        .nats
+        .servers()
+        .into_iter()
+        .map(|s| s.split('@').next_back().unwrap_or(s))
+        .collect()
 }
 
 /// One message as the pipeline would judge it now: the event it stores, or the

@@ -36,17 +36,20 @@ pub struct ConsumerSettings {
     pub rules: ValidationRules,
     /// Told, after each commit, the properties it gave new events.
     pub on_commit: Option<CommitHook>,
+    /// The zone of each property's local days, for what is on today's figures.
+    pub zones: butler_events::Zones,
 }
 
 /// Called after each commit with the properties of its new events (sorted, each
-/// once, with the earliest timestamp among its new events), so views derived from the
+/// once, with the earliest timestamp among its new events of the property's current
+/// local day, if any), so views derived from the
 /// events (the live dashboards) follow commits without polling the database, and can
 /// say how fresh they are. It must return quickly: it runs on the writer.
 #[derive(Clone)]
 pub struct CommitHook(pub Arc<CommittedProperties>);
 
 /// The function behind a [`CommitHook`].
-pub type CommittedProperties = dyn Fn(&[(&str, butler_events::EventTime)]) + Send + Sync;
+pub type CommittedProperties = dyn Fn(&[(&str, Option<butler_events::EventTime>)]) + Send + Sync;
 
 impl std::fmt::Debug for CommitHook {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -71,6 +74,7 @@ impl ConsumerSettings {
             max_ack_pending: config.nats.max_ack_pending,
             rules: validation_rules(config),
             on_commit: None,
+            zones: config.zones(),
         }
     }
 }

@@ -88,12 +88,7 @@ pub async fn run(
         };
         metrics.record_freshness(new_events().map(|event| event.timestamp));
         if let Some(hook) = &settings.on_commit {
-            // Each property once, with the earliest timestamp of its new events.
-            let mut properties: Vec<(&str, EventTime)> = new_events()
-                .map(|event| (event.property_id.as_str(), event.timestamp))
-                .collect();
-            properties.sort_unstable();
-            properties.dedup_by(|later, first| later.0 == first.0);
+            let properties = committed_properties(new_events(), &settings.zones);
             if !properties.is_empty() {
                 (hook.0)(&properties);
             }
@@ -176,5 +171,70 @@ async fn commit(
             () = grace.over(shutdown) => return give_up(),
         }
         backoff = (backoff * 2).min(MAX_BACKOFF);
+    }
+}
+
+/// Each property of `events` once, with the earliest timestamp among its events of
+/// the property's current local day: the events today's live figures show, so a
+/// value written for them says how fresh it is (an event of an earlier day changes no
+/// live figure, and would make a fresh one's delay look like its own).
+fn committed_properties<'a>(
+    events: impl Iterator<Item = &'a butler_events::Event>,
+    zones: &butler_events::Zones,
+) -> Vec<(&'a str, Option<EventTime>)> {
+    let mut all: Vec<(&str, EventTime)> = events
+        .map(|event| (event.property_id.as_str(), event.timestamp))
+        .collect();
+    all.sort_unstable();
+    let now = chrono::Utc::now();
+    all.chunk_by(|a, b| a.0 == b.0)
+        .map(|same_property| {
+            let property = same_property[0].0;
+            let zone = zones.of(property);
+            let today = butler_events::calendar::start_of_local_date(
+                zone,
+                now.with_timezone(&zone).date_naive(),
+            );
+            let today = EventTime::from_datetime(&today);
+            let shown = same_property.iter().map(|(_, t)| *t).find(|t| *t >= today);
+            (property, shown)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use butler_events::{Event, EventTime, EventType, Zones};
+
+    #[test]
+    fn each_property_once_with_its_earliest_event_of_today() {
+        let now = chrono::Utc::now();
+        let zone = Zones::default().default_zone();
+        let midnight = butler_events::calendar::start_of_local_date(
+            zone,
+            now.with_timezone(&zone).date_naive(),
+        );
+        let at = |t: chrono::DateTime<chrono::Utc>| EventTime::from_datetime(&t);
+        let event = |property: &str, t| {
+            Event::new(
+                format!("e{property}{t:?}"),
+                EventType::MessageReceived,
+                at(t),
+                property,
+            )
+        };
+        let yesterday = midnight - chrono::Duration::minutes(1);
+        let events = [
+            event("b", now),
+            event("a", yesterday),
+            event("a", now),
+            event("a", midnight),
+            event("c", yesterday),
+        ];
+        let properties = super::committed_properties(events.iter(), &Zones::default());
+        assert_eq!(
+            properties,
+            [("a", Some(at(midnight))), ("b", Some(at(now))), ("c", None)]
+        );
     }
 }

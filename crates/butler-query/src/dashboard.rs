@@ -192,17 +192,21 @@ pub async fn compared_days(
 /// A cache key: the property and the `asOf` asked, if any.
 type CacheKey = (String, Option<String>);
 
-/// Dashboard replies by (property, asOf), each served for the configured TTL.
+/// The cache itself, built for one TTL.
+type Replies = moka::future::Cache<CacheKey, Arc<DashboardMetrics>>;
+
+/// Dashboard replies by (property, asOf), each served for the configured TTL. Every
+/// clone shares one cache, which a config reload replaces ([`DashboardCache::set_ttl`]).
 #[derive(Clone)]
 pub struct DashboardCache {
-    cache: Option<moka::future::Cache<CacheKey, Arc<DashboardMetrics>>>,
+    cache: Arc<std::sync::RwLock<Option<Replies>>>,
 }
 
 impl DashboardCache {
     /// Keeps `dashboard` as the reply to a request for `property` without `asOf`,
     /// unless a reply computed later is there already.
     pub async fn offer(&self, property: &str, dashboard: DashboardMetrics) {
-        let Some(cache) = &self.cache else {
+        let Some(cache) = self.current() else {
             return;
         };
         let key = (property.to_owned(), None);
@@ -217,13 +221,30 @@ impl DashboardCache {
     /// A cache keeping replies for `ttl`; `None` disables caching.
     pub fn new(ttl: Option<Duration>) -> DashboardCache {
         DashboardCache {
-            cache: ttl.map(|ttl| {
-                moka::future::Cache::builder()
-                    .max_capacity(10_000)
-                    .time_to_live(ttl)
-                    .build()
-            }),
+            cache: Arc::new(std::sync::RwLock::new(Self::build(ttl))),
         }
+    }
+
+    /// Keeps replies for `ttl` from now on (`None`: caching off). The replies kept so
+    /// far are dropped: each was kept for the old TTL.
+    pub fn set_ttl(&self, ttl: Option<Duration>) {
+        if let Ok(mut cache) = self.cache.write() {
+            *cache = Self::build(ttl);
+        }
+    }
+
+    fn build(ttl: Option<Duration>) -> Option<Replies> {
+        ttl.map(|ttl| {
+            moka::future::Cache::builder()
+                .max_capacity(10_000)
+                .time_to_live(ttl)
+                .build()
+        })
+    }
+
+    /// The cache as it is now (a handle sharing its entries), or `None` when off.
+    fn current(&self) -> Option<Replies> {
+        self.cache.read().ok().and_then(|cache| cache.clone())
     }
 }
 
@@ -247,7 +268,7 @@ pub async fn dashboard(
             .map_err(|_| QueryError::BadRequest(format!("asOf {t:?} is not an RFC 3339 time")))?,
     };
     let tz = zones.of(&request.property_id);
-    let Some(cache) = &cache.cache else {
+    let Some(cache) = cache.current() else {
         return Ok(Arc::new(
             compute(storage, tz, &request.property_id, now).await?,
         ));
@@ -321,6 +342,23 @@ mod tests {
                 .unwrap()
         };
         assert_eq!((count("miss"), count("hit")), (1.0, 15.0));
+
+        // A reload turning the cache off: every clone computes each request again.
+        let shared = cache.clone();
+        shared.set_ttl(None);
+        let _ = ask().await;
+        let _ = ask().await;
+        assert_eq!(
+            (count("miss"), count("hit")),
+            (1.0, 15.0),
+            "no cache, no count"
+        );
+        assert!(cache.current().is_none());
+        // And on again, with a new TTL: a miss, then a hit.
+        shared.set_ttl(Some(Duration::from_secs(5)));
+        let _ = ask().await;
+        let _ = ask().await;
+        assert_eq!((count("miss"), count("hit")), (2.0, 16.0));
         storage.close().await;
     }
 }

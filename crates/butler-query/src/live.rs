@@ -49,12 +49,19 @@ const WRITE_ATTEMPTS: usize = 5;
 pub struct LiveSettings {
     /// The bucket.
     pub bucket: String,
-    /// Longest a commit waits before its properties are written.
-    pub push_interval: Duration,
-    /// How often active properties are rewritten.
-    pub refresh: Duration,
+    /// The two intervals, replaced when the config is reloaded.
+    pub intervals: tokio::sync::watch::Receiver<LiveIntervals>,
     /// Replicas of the bucket when it is created.
     pub replicas: usize,
+}
+
+/// How often the writer writes, the part of its settings a reload may change.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LiveIntervals {
+    /// Longest a commit waits before its properties are written.
+    pub push: Duration,
+    /// How often active properties are rewritten.
+    pub refresh: Duration,
 }
 
 /// Properties with committed events whose dashboards are not written yet, each with
@@ -88,16 +95,16 @@ impl Due {
 
 impl PendingProperties {
     /// Marks `properties` as committed just now, each with the earliest timestamp of
-    /// its new events. Ids that cannot be a key are left out: they have no live
-    /// dashboard.
-    pub fn mark(&self, properties: &[(&str, EventTime)]) {
+    /// its new recent events, if any. Ids that cannot be a key are left out: they have
+    /// no live dashboard.
+    pub fn mark(&self, properties: &[(&str, Option<EventTime>)]) {
         let now = Instant::now();
         if let Ok(mut pending) = self.0.lock() {
             for (property, earliest) in properties {
                 if is_subject_token(property) {
                     let due = Due {
                         since: now,
-                        earliest_event: Some(*earliest),
+                        earliest_event: *earliest,
                     };
                     pending
                         .entry((*property).to_owned())
@@ -254,13 +261,29 @@ impl LiveDashboards {
                 None
             }
         };
-        let mut push = tokio::time::interval(self.settings.push_interval);
-        push.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        let mut refresh = tokio::time::interval(self.settings.refresh);
-        refresh.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        let mut reloads = self.settings.intervals.clone();
+        let ticking = |every: Duration| {
+            let mut interval = tokio::time::interval(every);
+            interval.set_missed_tick_behavior(MissedTickBehavior::Delay);
+            interval
+        };
+        let intervals = *reloads.borrow_and_update();
+        let (mut push, mut refresh) = (ticking(intervals.push), ticking(intervals.refresh));
+        let mut reloadable = true;
         loop {
             let due = tokio::select! {
                 () = shutdown.cancelled() => break,
+                changed = reloads.changed(), if reloadable => {
+                    if changed.is_err() {
+                        reloadable = false;
+                        continue;
+                    }
+                    let intervals = *reloads.borrow_and_update();
+                    push = ticking(intervals.push);
+                    refresh = ticking(intervals.refresh);
+                    tracing::info!(push_ms = intervals.push.as_millis() as u64, refresh_s = intervals.refresh.as_secs(), "live dashboard intervals reloaded");
+                    continue;
+                }
                 _ = push.tick() => self.pending.take(),
                 _ = refresh.tick() => self.active_properties().await,
             };
@@ -491,15 +514,20 @@ mod tests {
     fn pending_properties_keep_their_earliest_commit_and_event() {
         let pending = PendingProperties::default();
         let at = EventTime::from_millis;
-        pending.mark(&[("a", at(5_000)), ("b", at(1_000)), ("bad.id", at(0))]);
-        pending.mark(&[("a", at(2_000))]);
+        pending.mark(&[
+            ("a", Some(at(2_000))),
+            ("b", Some(at(1_000))),
+            ("bad.id", Some(at(0))),
+        ]);
+        // A later commit keeps the earlier timestamp and the earlier commit.
+        pending.mark(&[("a", Some(at(5_000))), ("b", None)]);
         let first = pending.take();
         assert_eq!(first.len(), 2);
         assert_eq!(first["a"].earliest_event, Some(at(2_000)));
         assert_eq!(first["b"].earliest_event, Some(at(1_000)));
         assert!(pending.take().is_empty());
         let earlier = first["a"];
-        pending.mark(&[("a", at(9_000))]);
+        pending.mark(&[("a", Some(at(9_000)))]);
         pending.put_back("a".into(), earlier);
         assert_eq!(pending.take()["a"], earlier);
         let refresh = Due {
@@ -507,5 +535,7 @@ mod tests {
             earliest_event: None,
         };
         assert_eq!(refresh.merge(earlier).earliest_event, Some(at(2_000)));
+        assert_eq!(earlier.merge(refresh).earliest_event, Some(at(2_000)));
+        assert_eq!(refresh.merge(refresh).earliest_event, None);
     }
 }

@@ -48,6 +48,8 @@ pub struct App {
     postgres: Option<TempPostgres>,
     /// Environment variables the process starts with, besides `RUST_LOG`.
     env: Vec<(String, String)>,
+    /// Flags after `run`, e.g. `--watch-config`.
+    run_flags: Vec<String>,
 }
 
 impl App {
@@ -97,6 +99,7 @@ impl App {
             dir,
             postgres,
             env: Vec::new(),
+            run_flags: Vec::new(),
         }
     }
 
@@ -104,6 +107,11 @@ impl App {
     pub fn restart(&mut self) {
         self.spawn();
         self.wait_ready();
+    }
+
+    /// Adds a flag of `run` for the next starts, e.g. `--watch-config`.
+    pub fn add_run_flag(&mut self, flag: &str) {
+        self.run_flags.push(flag.to_owned());
     }
 
     /// Sets an environment variable for the next starts, e.g. `LOG_FORMAT=json`.
@@ -123,6 +131,7 @@ impl App {
             .arg("--config")
             .arg(self.config_path())
             .arg("run")
+            .args(&self.run_flags)
             .env("RUST_LOG", "info")
             .envs(self.env.iter().map(|(k, v)| (k, v)))
             .stdout(Stdio::null())

@@ -250,10 +250,22 @@ async fn connect(
             }
         });
     let servers = crate::nats::servers(&config.nats)?;
-    options
-        .connect(servers)
-        .await
-        .map_err(|e| anyhow::anyhow!("config key `nats.url`: cannot connect: {e}"))
+    let tried = config
+        .nats
+        .servers()
+        .iter()
+        .map(|s| s.split('@').next_back().unwrap_or(s).to_owned())
+        .collect::<Vec<_>>()
+        .join(", ");
+    options.connect(servers).await.map_err(|e| {
+        if e.kind() == async_nats::ConnectErrorKind::AuthorizationViolation {
+            anyhow::anyhow!(
+                "{tried} refused the credentials (nats.user and nats.password, nats.token, nats.nkey_seed or nats.creds_file): {e}"
+            )
+        } else {
+            anyhow::anyhow!("config key `nats.url`: cannot connect to {tried}: {e}")
+        }
+    })
 }
 
 /// The stream as `nats.stream` names it, holding the event subjects, and the durable
@@ -281,7 +293,10 @@ async fn check_stream_and_consumer(
                 v.push(
                     "consumer",
                     Outcome::Ok,
-                    format!("{} created with the stream", n.consumer),
+                    format!(
+                        "{} absent; the pipeline creates it with the stream",
+                        n.consumer
+                    ),
                 );
             } else {
                 v.push(
@@ -581,15 +596,25 @@ fn check_reports_folder(config: &Config, v: &mut Validation) {
     }
 }
 
-/// The metrics address: free, or held (by a pipeline already running here).
+/// The metrics address: free, or held by a pipeline already running here (it answers
+/// `/healthz` as the pipeline does); held by anything else, `run` would fail.
 fn check_metrics_address(config: &Config, v: &mut Validation) {
     let listen = config.metrics.listen;
     match TcpListener::bind(listen) {
-        Ok(_) => v.push("metrics", Outcome::Ok, format!("{listen} free (metrics.listen)")),
+        Ok(_) => v.push(
+            "metrics",
+            Outcome::Ok,
+            format!("{listen} free (metrics.listen)"),
+        ),
+        Err(e) if e.kind() == std::io::ErrorKind::AddrInUse && is_pipeline(listen) => v.push(
+            "metrics",
+            Outcome::Ok,
+            format!("{listen} held by the pipeline running here (metrics.listen)"),
+        ),
         Err(e) if e.kind() == std::io::ErrorKind::AddrInUse => v.push(
             "metrics",
-            Outcome::Warn,
-            format!("{listen} in use: a pipeline running here holds it, or another program does (metrics.listen)"),
+            Outcome::Fail,
+            format!("config key `metrics.listen`: {listen} is held by another program"),
         ),
         Err(e) => v.push(
             "metrics",
@@ -597,6 +622,29 @@ fn check_metrics_address(config: &Config, v: &mut Validation) {
             format!("config key `metrics.listen`: cannot listen on {listen}: {e}"),
         ),
     }
+}
+
+/// Whether what listens on `listen` answers `GET /healthz` as this pipeline does
+/// (`ok`, from a server that names itself butler-analytics in `/metrics`).
+fn is_pipeline(listen: std::net::SocketAddr) -> bool {
+    use std::io::Read;
+    let mut addr = listen;
+    if addr.ip().is_unspecified() {
+        addr.set_ip(std::net::Ipv4Addr::LOCALHOST.into());
+    }
+    let get = |path: &str| -> Option<String> {
+        let timeout = Duration::from_secs(2);
+        let mut stream = std::net::TcpStream::connect_timeout(&addr, timeout).ok()?;
+        stream.set_read_timeout(Some(timeout)).ok()?;
+        stream
+            .write_all(format!("GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").as_bytes())
+            .ok()?;
+        let mut reply = String::new();
+        let _ = stream.take(1 << 20).read_to_string(&mut reply);
+        reply.starts_with("HTTP/1.").then_some(reply)
+    };
+    get("/healthz").is_some_and(|r| r.contains(" 200 "))
+        && get("/metrics").is_some_and(|r| r.contains("butler_analytics_build_info"))
 }
 
 #[cfg(test)]
