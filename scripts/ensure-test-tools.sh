@@ -2,8 +2,9 @@
 # Installs what the test suite needs besides Rust, nats-server and PostgreSQL: Debian's
 # prometheus package (prometheus and promtool) and docker-compose (which checks the
 # compose file without a Docker engine), for the deploy-kit tests; chromium, for the
-# live page; npm (with Node.js), for the nats.js hotel client. Prints what to
-# install when apt is not available.
+# live page; npm (with Node.js), for the nats.js hotel client; zsh and fish, whose
+# completion scripts are driven by the tests. Prints what to install when apt is not
+# available.
 set -euo pipefail
 missing=()
 if ! { [ -x /usr/bin/promtool ] && [ -x /usr/bin/prometheus ]; } \
@@ -13,6 +14,9 @@ fi
 if ! command -v docker-compose >/dev/null 2>&1; then missing+=(docker-compose); fi
 if ! command -v chromium >/dev/null 2>&1 && [ -z "${CHROMIUM_BIN:-}" ]; then missing+=(chromium); fi
 if ! { command -v node >/dev/null 2>&1 && command -v npm >/dev/null 2>&1; }; then missing+=(nodejs npm); fi
+for shell in zsh fish; do
+  if ! command -v "$shell" >/dev/null 2>&1; then missing+=("$shell"); fi
+done
 if [ ${#missing[@]} -eq 0 ]; then exit 0; fi
 if command -v apt-get >/dev/null 2>&1; then
   sudo=""

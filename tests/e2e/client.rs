@@ -369,6 +369,23 @@ fn closed_sets_are_listed_and_checked_by_the_command_line() {
     );
 }
 
+/// The lines `shell args…` prints; it must succeed.
+fn shell_lines(shell: &str, args: &[&str]) -> Vec<String> {
+    let out = std::process::Command::new(shell)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("{shell} is needed (make test installs it): {e}"));
+    assert!(
+        out.status.success(),
+        "{shell}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(str::to_owned)
+        .collect()
+}
+
 /// `completions` prints scripts the shells accept.
 #[test]
 fn completions_are_scripts_the_shells_accept() {
@@ -393,28 +410,21 @@ fn completions_are_scripts_the_shells_accept() {
     // (command, word being completed, previous word), offers what clap knows.
     let complete = |words: &[&str]| -> Vec<String> {
         let quoted: Vec<String> = words.iter().map(|w| format!("'{w}'")).collect();
-        let out = std::process::Command::new("bash")
-            .arg("-c")
-            .arg(format!(
-                "source {script} && COMP_WORDS=({words}) && COMP_CWORD={cword} && \
+        shell_lines(
+            "bash",
+            &[
+                "-c",
+                &format!(
+                    "source {script} && COMP_WORDS=({words}) && COMP_CWORD={cword} && \
                  _butler__analytics butler-analytics '{cur}' '{prev}' && printf '%s\\n' \"${{COMPREPLY[@]}}\"",
-                script = script.display(),
-                words = quoted.join(" "),
-                cword = words.len() - 1,
-                cur = words[words.len() - 1],
-                prev = words[words.len() - 2],
-            ))
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        String::from_utf8_lossy(&out.stdout)
-            .lines()
-            .map(str::to_owned)
-            .collect()
+                    script = script.display(),
+                    words = quoted.join(" "),
+                    cword = words.len() - 1,
+                    cur = words[words.len() - 1],
+                    prev = words[words.len() - 2],
+                ),
+            ],
+        )
     };
     assert_eq!(complete(&["butler-analytics", "dead-l"]), ["dead-letters"]);
     assert_eq!(
@@ -433,19 +443,30 @@ fn completions_are_scripts_the_shells_accept() {
         assert!(text.contains("butler-analytics"), "{shell}");
         let path = dir.path().join(format!("completion.{shell}"));
         std::fs::write(&path, text).unwrap();
-        // Checked by the shell itself where it is installed.
-        if let Ok(out) = std::process::Command::new(shell)
-            .arg(check)
-            .arg(&path)
-            .output()
-        {
-            assert!(
-                out.status.success(),
-                "{shell}: {}",
-                String::from_utf8_lossy(&out.stderr)
-            );
-        }
+        // Checked by the shell itself (make test installs both).
+        shell_lines(shell, &[check, &path.to_string_lossy()]);
     }
+    // fish, asked as it asks when TAB is pressed: the candidates past the first word.
+    let fish_complete = |line: &str| -> Vec<String> {
+        let script = dir.path().join("completion.fish");
+        let command = format!("source {}; complete -C '{line}'", script.display());
+        shell_lines("fish", &["--no-config", "-c", &command])
+            .into_iter()
+            .map(|l| l.split('\t').next().unwrap_or(&l).to_owned())
+            .collect()
+    };
+    let jobs = fish_complete("butler-analytics aggregate --job ");
+    assert!(
+        jobs.contains(&"weekly_satisfaction_trends".to_owned()) && jobs.contains(&"all".to_owned()),
+        "{jobs:?}"
+    );
+    assert!(
+        fish_complete("butler-analytics dead-l").contains(&"dead-letters".to_owned()),
+        "{:?}",
+        fish_complete("butler-analytics dead-l")
+    );
+    let types = fish_complete("butler-analytics tap --type message.");
+    assert!(types.contains(&"message.received".to_owned()), "{types:?}");
 }
 
 /// Reports whose fire times passed while no pipeline ran are made up at the next

@@ -177,3 +177,30 @@ fn the_config_option_is_also_accepted_after_the_subcommand() {
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("batch_size: 321"));
 }
+
+/// Found only at start, a setting that cannot work is a bad configuration too: exit
+/// code 2, naming the key.
+#[test]
+fn an_address_in_use_or_an_unusable_database_path_exits_2_naming_the_key() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = taken.local_addr().unwrap();
+    let (code, _, err) = run_with(
+        &format!("nats:\n  url: nats://127.0.0.1:1\nmetrics:\n  listen: {addr}\n"),
+        &["run"],
+        &[],
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("metrics.listen"), "{err}");
+    let file = tempfile::NamedTempFile::new().unwrap();
+    let under_a_file = file.path().join("a.db");
+    let (code, _, err) = run_with(
+        "",
+        &["migrate"],
+        &[(
+            "BUTLER_ANALYTICS__STORAGE__PATH",
+            &under_a_file.to_string_lossy(),
+        )],
+    );
+    assert_eq!(code, Some(2), "{err}");
+    assert!(err.contains("storage.path"), "{err}");
+}

@@ -126,11 +126,33 @@ async fn sighup_applies_what_it_can_names_the_rest_and_refuses_a_bad_file() {
     .await;
     assert_eq!(running_schedule(&client).await, EVERY_SECOND);
 
+    // Quieter logs: `log.level: warn` silences the INFO line of each run.
+    rewrite(
+        &app,
+        &format!("{}log:\n  level: warn\n", hourly_schedule(EVERY_SECOND)),
+    );
+    app.signal(libc::SIGHUP);
+    wait_until(WAIT, "the log level reloaded", || async {
+        reloads(&app, "applied") == 2.0
+    })
+    .await;
+    let logged = app.log().matches("aggregation run").count();
+    let before = runs(&app);
+    wait_until(WAIT, "two more runs", || async {
+        runs(&app) >= before + 2.0
+    })
+    .await;
+    assert_eq!(
+        app.log().matches("aggregation run").count(),
+        logged,
+        "INFO lines written after log.level: warn"
+    );
+
     // Back to yearly: the every-second loop stops, and every event was stored once.
     rewrite(&app, &hourly_schedule(YEARLY));
     app.signal(libc::SIGHUP);
-    wait_until(WAIT, "the second reload applied", || async {
-        reloads(&app, "applied") == 2.0
+    wait_until(WAIT, "the last reload applied", || async {
+        reloads(&app, "applied") == 3.0
     })
     .await;
     assert_eq!(running_schedule(&client).await, YEARLY);

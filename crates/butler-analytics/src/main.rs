@@ -20,7 +20,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    telemetry::init(level, &butler_analytics::app::instance_name(&config));
+    telemetry::init(
+        level,
+        config.log.level.as_deref(),
+        &butler_analytics::app::instance_name(&config),
+    );
     if let Err(err) = butler_analytics::aggregation::check_schedules(&config) {
         eprintln!("error: {err:#}");
         return ExitCode::from(2);
@@ -47,6 +51,9 @@ fn main() -> ExitCode {
             } else if err
                 .downcast_ref::<commands::validate::ValidationFailed>()
                 .is_some()
+                // A setting found at start not to work (an address in use, a database
+                // path that cannot be created) is a bad configuration like any other.
+                || err.to_string().starts_with("config key `")
             {
                 ExitCode::from(2)
             } else {

@@ -1,8 +1,8 @@
 //! Reloading the configuration without a restart: on SIGHUP, or when the file changes
 //! with `run --watch-config`. The new file is loaded and checked as at start; a bad one
 //! is refused and the running configuration kept. Of a good one, the keys the running
-//! parts can take over — the aggregation schedules, retention, the dashboard cache and
-//! the live dashboards' intervals — take effect at once, without dropping a batch or
+//! parts can take over — the aggregation schedules, retention, the dashboard cache,
+//! the live dashboards' intervals and the log level — take effect at once, without dropping a batch or
 //! interrupting a running job; the others (NATS, storage, ingest, …) are named in a
 //! warning and keep their running values until a restart.
 
@@ -23,12 +23,13 @@ const WATCH_EVERY: Duration = Duration::from_secs(2);
 
 /// The keys a reload applies to the running process (a key, or a section ending in
 /// `.`); every other key needs a restart.
-pub const RELOADABLE: [&str; 5] = [
+pub const RELOADABLE: [&str; 6] = [
     "aggregation.schedules.",
     "retention.",
     "cache.",
     "dashboard.push_interval_ms",
     "dashboard.refresh_s",
+    "log.level",
 ];
 
 /// Where a reload reads the configuration from.
@@ -176,6 +177,11 @@ impl Reloader {
             *intervals = new;
             modified
         });
+        if merged.log != self.running.log
+            && let Err(err) = crate::telemetry::set_level("info", merged.log.level.as_deref())
+        {
+            tracing::warn!(error = %err, "log.level not applied");
+        }
         self.running = merged;
         self.metrics.applied.inc();
         tracing::info!(trigger = why, applied = %join(&applied), "configuration reloaded");
@@ -208,6 +214,7 @@ fn with_reloadable_keys(running: &Config, new: &Config) -> Config {
     merged.cache = new.cache.clone();
     merged.dashboard.push_interval_ms = new.dashboard.push_interval_ms;
     merged.dashboard.refresh_s = new.dashboard.refresh_s;
+    merged.log = new.log.clone();
     merged
 }
 
@@ -288,7 +295,7 @@ mod tests {
             "nats:\n  url: nats://u:old@h:4222\naggregation:\n  schedules:\n    hourly_message_counts: '5 * * * *'\n",
         );
         let new = config(
-            "nats:\n  url: nats://u:new@h:4222\ningest:\n  batch_size: 500\naggregation:\n  schedules:\n    hourly_message_counts: '* * * * * *'\nretention:\n  raw_events: 30\ncache:\n  ttl_ms: 5000\ndashboard:\n  refresh_s: 5\n",
+            "nats:\n  url: nats://u:new@h:4222\ningest:\n  batch_size: 500\naggregation:\n  schedules:\n    hourly_message_counts: '* * * * * *'\nretention:\n  raw_events: 30\ncache:\n  ttl_ms: 5000\ndashboard:\n  refresh_s: 5\nlog:\n  level: warn\n",
         );
         let changed = changed_keys(&running, &new);
         assert_eq!(
@@ -298,6 +305,7 @@ mod tests {
                 "cache.ttl_ms",
                 "dashboard.refresh_s",
                 "ingest.batch_size",
+                "log.level",
                 "nats.url",
                 "retention.raw_events",
             ]
@@ -310,6 +318,7 @@ mod tests {
         assert_eq!(merged.retention.raw_events, 30);
         assert_eq!(merged.cache.ttl_ms, 5000);
         assert_eq!(merged.dashboard.refresh_s, 5);
+        assert_eq!(merged.log.level.as_deref(), Some("warn"));
         assert_eq!(
             merged.aggregation.schedules["hourly_message_counts"],
             "* * * * * *"

@@ -9,11 +9,20 @@ use std::sync::Arc;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::fmt::MakeWriter;
 
+/// Changes the filter of the installed subscriber; set once by [`init`].
+type SetFilter = Box<dyn Fn(EnvFilter) -> Result<(), String> + Send + Sync>;
+
+/// How a reload reaches the subscriber's filter.
+static SET_FILTER: std::sync::OnceLock<SetFilter> = std::sync::OnceLock::new();
+
 /// Installs the global subscriber; logs go to stderr so that command output on stdout
-/// stays clean for scripts.
-pub fn init(default_level: &str, instance: &str) {
-    let filter =
-        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level));
+/// stays clean for scripts. The filter is `log.level` when set, else `RUST_LOG`, else
+/// `default_level`.
+pub fn init(default_level: &str, configured: Option<&str>, instance: &str) {
+    let filter = match configured {
+        Some(level) => EnvFilter::new(level),
+        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level)),
+    };
     let json = std::env::var("LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
     // Colours only on a terminal: a journal or a log file gets plain text.
     let builder = tracing_subscriber::fmt()
@@ -21,11 +30,37 @@ pub fn init(default_level: &str, instance: &str) {
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(InstanceLines::new(instance, json));
     // A second init (tests) keeps the first subscriber.
-    let _ = if json {
-        builder.json().try_init()
+    let installed = if json {
+        let builder = builder.json().with_filter_reloading();
+        let handle = builder.reload_handle();
+        builder.try_init().map(|()| reloader(handle))
     } else {
-        builder.try_init()
+        let builder = builder.with_filter_reloading();
+        let handle = builder.reload_handle();
+        builder.try_init().map(|()| reloader(handle))
     };
+    if let Ok(set) = installed {
+        let _ = SET_FILTER.set(set);
+    }
+}
+
+fn reloader<S: 'static>(handle: tracing_subscriber::reload::Handle<EnvFilter, S>) -> SetFilter {
+    Box::new(move |filter| handle.reload(filter).map_err(|e| e.to_string()))
+}
+
+/// Applies a reloaded `log.level`: absent, `RUST_LOG` or `default_level` as at start.
+///
+/// # Errors
+/// When the subscriber is gone or was not installed by [`init`].
+pub fn set_level(default_level: &str, configured: Option<&str>) -> Result<(), String> {
+    let filter = match configured {
+        Some(level) => EnvFilter::new(level),
+        None => EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(default_level)),
+    };
+    match SET_FILTER.get() {
+        Some(set) => set(filter),
+        None => Err("no reloadable log subscriber".into()),
+    }
 }
 
 /// Stderr, with the instance written into each log line: a leading

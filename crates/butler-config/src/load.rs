@@ -177,6 +177,9 @@ fn check(c: &Config) -> Result<(), ConfigError> {
     check_retention(&c.retention)?;
     check_reports(&c.reports)?;
     check_dashboard(&c.dashboard)?;
+    if let Some(level) = &c.log.level {
+        check_log_level(level)?;
+    }
     if c.shutdown.grace_s > 3600 {
         return Err(invalid(
             "shutdown.grace_s",
@@ -440,6 +443,34 @@ fn check_dashboard(d: &DashboardConfig) -> Result<(), ConfigError> {
         ));
     }
     Ok(())
+}
+
+/// `log.level`: directives separated by commas, each a level or `target=level`.
+fn check_log_level(level: &str) -> Result<(), ConfigError> {
+    const LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+    let ok = |directive: &str| {
+        let level = directive.rsplit('=').next().unwrap_or(directive).trim();
+        let target_ok = match directive.split_once('=') {
+            Some((target, _)) => {
+                !target.is_empty()
+                    && target
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == ':' || c == '-')
+            }
+            None => true,
+        };
+        target_ok && LEVELS.contains(&level.to_ascii_lowercase().as_str())
+    };
+    if level.split(',').all(|d| ok(d.trim())) {
+        Ok(())
+    } else {
+        Err(invalid(
+            "log.level",
+            format!(
+                "{level:?} is not a level (off, error, warn, info, debug, trace) or directives such as info,butler_analytics=debug"
+            ),
+        ))
+    }
 }
 
 /// A JetStream bucket name: letters, digits, `_` and `-`.

@@ -37,6 +37,8 @@ pub struct Config {
     pub service: ServiceConfig,
     /// How the process stops.
     pub shutdown: ShutdownConfig,
+    /// What the process logs.
+    pub log: LogConfig,
 }
 
 /// NATS connection, stream and durable consumer.
@@ -402,6 +404,16 @@ impl Default for MetricsConfig {
             listen: SocketAddr::from(([127, 0, 0, 1], 9464)),
         }
     }
+}
+
+/// What the process logs.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// The level, or `RUST_LOG`-style directives (`info,butler_analytics=debug`); a
+    /// reload applies it. Absent: `RUST_LOG`, else `info` for `run` and `warn` for
+    /// the one-shot commands.
+    pub level: Option<String>,
 }
 
 /// How the process stops.

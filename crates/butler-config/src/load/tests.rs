@@ -140,6 +140,9 @@ fn bad_values_are_refused_by_key() {
         ("dashboard:\n  live: maybe\n", "dashboard.live"),
         ("http:\n  live_pages: 3\n", "http.live_pages"),
         ("nats:\n  ack_wait_ms: 1500\n", "nats.ack_wait_ms"),
+        ("log:\n  level: loud\n", "log.level"),
+        ("log:\n  level: 'info,=debug'\n", "log.level"),
+        ("log:\n  level: 'info,sqlx=chatty'\n", "log.level"),
     ] {
         let e = error(yaml, &[]);
         assert!(e.contains(key), "{yaml}: {e}");
@@ -379,4 +382,17 @@ fn credential_and_certificate_files_must_exist() {
     );
     assert!(load_from_str("t.yaml", &all_present, env(&[])).is_ok());
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn a_log_level_takes_a_level_or_directives() {
+    for level in [
+        "debug",
+        "WARN",
+        "info,butler_analytics=debug",
+        "warn, sqlx::query=info",
+    ] {
+        let loaded = load_from_str("t.yaml", &format!("log:\n  level: '{level}'\n"), env(&[]));
+        assert!(loaded.is_ok(), "{level}: {:?}", loaded.err());
+    }
 }
