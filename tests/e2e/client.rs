@@ -465,6 +465,39 @@ fn completions_are_scripts_the_shells_accept() {
         "{:?}",
         fish_complete("butler-analytics dead-l")
     );
+    // zsh, the same way: its completion function run by compinit in a terminal.
+    let zsh_complete = |line: &str| -> Vec<String> {
+        let script =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("shells/zsh-complete.zsh");
+        let functions = dir.path().join("zsh-functions");
+        std::fs::create_dir_all(&functions).unwrap();
+        std::fs::copy(
+            dir.path().join("completion.zsh"),
+            functions.join("_butler-analytics"),
+        )
+        .unwrap();
+        let mut lines = shell_lines(
+            "zsh",
+            &[
+                "-f",
+                &script.to_string_lossy(),
+                &functions.to_string_lossy(),
+                line,
+            ],
+        );
+        lines.sort();
+        lines.dedup();
+        lines
+    };
+    let jobs = zsh_complete("butler-analytics aggregate --job ");
+    assert!(
+        jobs.contains(&"weekly_satisfaction_trends".to_owned()) && jobs.contains(&"all".to_owned()),
+        "{jobs:?}"
+    );
+    assert_eq!(zsh_complete("butler-analytics dead-l"), ["dead-letters"]);
+    assert_eq!(zsh_complete("butler-analytics query dash"), ["dashboard"]);
+    let types = zsh_complete("butler-analytics tap --type message.");
+    assert!(types.contains(&"message.received".to_owned()), "{types:?}");
     let types = fish_complete("butler-analytics tap --type message.");
     assert!(types.contains(&"message.received".to_owned()), "{types:?}");
 }

@@ -698,3 +698,58 @@ async fn the_instance_is_the_host_name_by_default() {
         "{log}"
     );
 }
+
+/// Under the shipped systemd unit, `ProcSubset=pid` hides `/proc/sys`, where the host
+/// name is also read from: the unit's /proc is made here the way systemd makes it (a
+/// mount namespace with /proc mounted `subset=pid`; this machine's PID 1 is not
+/// systemd, so `systemd-run` cannot), and the instance is still the host name.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_instance_is_the_host_name_under_the_units_proc_subset() {
+    let nats = NatsServer::start();
+    let app = App::prepare(&nats.url(), "", None);
+    let host = String::from_utf8(
+        std::process::Command::new("uname")
+            .arg("-n")
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap()
+    .trim()
+    .to_owned();
+    let log = tempfile::NamedTempFile::new().unwrap();
+    let script = format!(
+        "mount -t proc -o subset=pid proc /proc && test ! -e /proc/sys/kernel/hostname && \
+         exec {bin} --config {config} run",
+        bin = crate::helpers::pipeline_bin().display(),
+        config = app.config_path().display(),
+    );
+    let mut unit = std::process::Command::new("unshare")
+        .args([
+            "--mount",
+            "--pid",
+            "--fork",
+            "--mount-proc",
+            "--kill-child=SIGTERM",
+        ])
+        .args(["sh", "-c", &script])
+        .env("RUST_LOG", "info")
+        .stdout(std::process::Stdio::null())
+        .stderr(log.reopen().unwrap())
+        .spawn()
+        .expect("unshare (util-linux) runs the pipeline as the unit would");
+    let logged = || std::fs::read_to_string(log.path()).unwrap_or_default();
+    wait_until(
+        WAIT,
+        "the pipeline running under ProcSubset=pid",
+        || async { logged().contains("butler-analytics running") },
+    )
+    .await;
+    let _ = unit.kill();
+    let _ = unit.wait();
+    let text = logged();
+    assert!(
+        text.contains(&format!("[{host}] ")) && text.contains(&format!(" instance={host} ")),
+        "{text}"
+    );
+}
