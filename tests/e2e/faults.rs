@@ -32,12 +32,17 @@ async fn kill_9_mid_ingest_then_restart_stores_exactly_50000() {
         app.event_count().await >= 1000
     })
     .await;
-    // The rest arrives while another writer holds the pipeline back; the kill follows
-    // the lock's release at once, while well over a thousand commits remain to do.
+    // The rest arrives while another writer holds the pipeline's commits back, so
+    // batches are delivered and cannot be acked; the kill comes then, whatever the
+    // machine's speed, and the lock goes with it.
     let mut lock = app.hold_commits().await;
     publish_all(&js, all[20_000..].to_vec()).await;
-    lock.release().await;
+    wait_until(WAIT, "deliveries waiting on the held commit", || async {
+        consumer_info(&js).await.num_ack_pending > 0
+    })
+    .await;
     app.kill9();
+    lock.release().await;
     let at_kill = app.event_count().await;
     assert!(
         at_kill < 50_000,
