@@ -16,9 +16,12 @@ const PROPERTIES: [(&str, Tz); 3] = [
     ("p_ny", chrono_tz::America::New_York),
     ("p_kol", chrono_tz::Asia::Kolkata),
 ];
-const TYPES: [&str; 14] = [
+const TYPES: [&str; 21] = [
     "message.received",
     "message.sent",
+    "message.delivered",
+    "message.read",
+    "message.failed",
     "conversation.started",
     "conversation.resolved",
     "conversation.escalated",
@@ -26,11 +29,15 @@ const TYPES: [&str; 14] = [
     "response.ai_generated",
     "response.staff_sent",
     "task.created",
+    "task.assigned",
     "task.completed",
+    "task.sla_breached",
     "intent.classified",
     "intent.action_taken",
+    "intent.confidence_low",
     "satisfaction.survey_sent",
     "satisfaction.rating_received",
+    "satisfaction.feedback_received",
 ];
 const INTENTS: [&str; 7] = [
     "late_checkout",
@@ -56,6 +63,8 @@ pub(crate) struct Ev {
     pub(crate) value: Option<f64>,
     /// `metadata.intent`: a string, or (for escalations) sometimes a number.
     intent: Option<Value>,
+    /// `taskId`, of most task events.
+    task: Option<String>,
 }
 
 /// Events over 2026-10-30 .. 2026-11-03 UTC: New York leaves DST on 1 November.
@@ -87,17 +96,20 @@ pub(crate) fn dataset(n: usize) -> Vec<Ev> {
                 _ => None,
             };
             let intent = match event_type {
-                "intent.classified" | "intent.action_taken" => {
+                "intent.classified" | "intent.action_taken" | "intent.confidence_low" => {
                     Some(Value::from(INTENTS[rng.below(7) as usize]))
                 }
-                "conversation.escalated" => match rng.below(3) {
+                "conversation.escalated" | "satisfaction.feedback_received" => match rng.below(3) {
                     0 => Some(Value::from(INTENTS[rng.below(7) as usize])),
                     1 => Some(Value::from(7)),
                     _ => None,
                 },
                 _ => None,
             };
+            let task = (event_type.starts_with("task.") && rng.below(8) != 0)
+                .then(|| format!("t{}", rng.below(40)));
             Ev {
+                task,
                 id: format!("a{i:05}"),
                 event_type,
                 property,
@@ -146,6 +158,9 @@ pub(crate) fn payload(e: &Ev) -> Vec<u8> {
     }
     if let Some(i) = &e.intent {
         o.insert("metadata".into(), json!({ "intent": i }));
+    }
+    if let Some(t) = &e.task {
+        o.insert("taskId".into(), t.clone().into());
     }
     serde_json::to_vec(&v).unwrap()
 }
@@ -424,7 +439,11 @@ fn reference_intents(events: &[Ev]) -> Rows {
     for e in events {
         let counted = matches!(
             e.event_type,
-            "intent.classified" | "intent.action_taken" | "conversation.escalated"
+            "intent.classified"
+                | "intent.action_taken"
+                | "conversation.escalated"
+                | "intent.confidence_low"
+                | "satisfaction.feedback_received"
         );
         if let (true, Some(i)) = (counted, intent_str(e)) {
             groups
@@ -449,17 +468,16 @@ fn reference_intents(events: &[Ev]) -> Rows {
                 .iter()
                 .filter(|e| e.event_type == "intent.action_taken")
                 .count();
-            let esc = evs
-                .iter()
-                .filter(|e| e.event_type == "conversation.escalated")
-                .count();
+            let of_type = |t: &str| evs.iter().filter(|e| e.event_type == t).count();
             (
                 k,
                 vec![
                     json!(classified.len()),
                     mean(&conf),
                     json!(actions),
-                    json!(esc),
+                    json!(of_type("conversation.escalated")),
+                    json!(of_type("intent.confidence_low")),
+                    json!(of_type("satisfaction.feedback_received")),
                 ],
             )
         })
@@ -468,10 +486,9 @@ fn reference_intents(events: &[Ev]) -> Rows {
 
 fn reference_satisfaction(events: &[Ev]) -> Rows {
     let mut groups: BTreeMap<Vec<String>, Vec<&Ev>> = BTreeMap::new();
-    for e in events
-        .iter()
-        .filter(|e| e.event_type.starts_with("satisfaction."))
-    {
+    for e in events.iter().filter(|e| {
+        e.event_type == "satisfaction.survey_sent" || e.event_type == "satisfaction.rating_received"
+    }) {
         groups
             .entry(vec![
                 iso_monday(e.property, e.ts_ms),
@@ -502,6 +519,101 @@ fn reference_satisfaction(events: &[Ev]) -> Rows {
             let mut row = vec![json!(surveys), json!(ratings.len())];
             row.extend((1..=5).map(|r| json!(n(f64::from(r)))));
             row.extend([mean(&ratings), nps]);
+            (k, row)
+        })
+        .collect()
+}
+
+/// `agg_channel_delivery_daily` holds what [`reference_channel_delivery`] counts.
+async fn assert_channel_delivery_is_the_reference(app: &App, events: &[Ev]) {
+    let got = table_values(
+        app,
+        "SELECT period_date, property_id, channel, sent, delivered, read, failed \
+         FROM agg_channel_delivery_daily",
+        3,
+    )
+    .await;
+    assert_rows_eq(
+        &got,
+        &reference_channel_delivery(events),
+        "agg_channel_delivery_daily",
+    );
+}
+
+/// §8's delivery counts: each `message.sent|delivered|read|failed` of a local day,
+/// by channel.
+fn reference_channel_delivery(events: &[Ev]) -> Rows {
+    let types = [
+        "message.sent",
+        "message.delivered",
+        "message.read",
+        "message.failed",
+    ];
+    let mut rows: Rows = BTreeMap::new();
+    for e in events {
+        let Some(i) = types.iter().position(|t| *t == e.event_type) else {
+            continue;
+        };
+        let key = vec![
+            local_day(e.property, e.ts_ms),
+            e.property.to_owned(),
+            channel(e),
+        ];
+        let row = rows.entry(key).or_insert_with(|| vec![json!(0); 4]);
+        row[i] = json!(row[i].as_i64().unwrap() + 1);
+    }
+    rows
+}
+
+/// §8's task performance per local day: the four counts, and each completion timed
+/// from its task's earliest creation (any day) when that is at or before it.
+fn reference_task_performance(events: &[Ev]) -> Rows {
+    let mut created: HashMap<(&str, &str), i64> = HashMap::new();
+    for e in events.iter().filter(|e| e.event_type == "task.created") {
+        if let Some(t) = &e.task {
+            let at = created.entry((e.property, t)).or_insert(e.ts_ms);
+            *at = (*at).min(e.ts_ms);
+        }
+    }
+    let types = [
+        "task.created",
+        "task.assigned",
+        "task.completed",
+        "task.sla_breached",
+    ];
+    let mut days: BTreeMap<Vec<String>, ([i64; 4], Vec<i64>)> = BTreeMap::new();
+    for e in events {
+        let Some(i) = types.iter().position(|t| *t == e.event_type) else {
+            continue;
+        };
+        let day = days
+            .entry(vec![local_day(e.property, e.ts_ms), e.property.to_owned()])
+            .or_default();
+        day.0[i] += 1;
+        if e.event_type == "task.completed"
+            && let Some(&at) = e
+                .task
+                .as_ref()
+                .and_then(|t| created.get(&(e.property, t.as_str())))
+            && at <= e.ts_ms
+        {
+            day.1.push(e.ts_ms - at);
+        }
+    }
+    let minutes = |ms: i64| (ms as f64 / 60_000.0).round() as i64;
+    days.into_iter()
+        .map(|(k, (counts, mut ms))| {
+            ms.sort_unstable();
+            let mean = (!ms.is_empty()).then(|| {
+                (ms.iter().sum::<i64>() as f64 / ms.len() as f64 / 60_000.0).round() as i64
+            });
+            let mut row: Vec<Value> = counts.iter().map(|c| json!(c)).collect();
+            row.extend([
+                json!(ms.len()),
+                json!(mean),
+                json!(rank(&ms, 50).map(minutes)),
+                json!(rank(&ms, 95).map(minutes)),
+            ]);
             (k, row)
         })
         .collect()
@@ -655,6 +767,8 @@ pub(crate) async fn aggregate_tables_of(db: TestDb) -> Vec<(&'static str, Vec<Ve
         "agg_conversation_metrics_daily",
         "agg_staff_performance_daily",
         "agg_intent_distribution_daily",
+        "agg_channel_delivery_daily",
+        "agg_task_performance_daily",
         "agg_satisfaction_weekly",
         "agg_monthly_summary",
     ] {
@@ -776,7 +890,7 @@ async fn backfilled_tables_equal_an_independent_reference_and_reruns_change_noth
     let got = table_values(
         &app,
         "SELECT period_date, property_id, intent, count, avg_confidence, action_taken_count, \
-         escalated_count FROM agg_intent_distribution_daily",
+         escalated_count, low_confidence_count, feedback_count FROM agg_intent_distribution_daily",
         3,
     )
     .await;
@@ -797,6 +911,21 @@ async fn backfilled_tables_equal_an_independent_reference_and_reruns_change_noth
         &reference_satisfaction(&events),
         "agg_satisfaction_weekly",
     );
+    assert_channel_delivery_is_the_reference(&app, &events).await;
+    let got = table_values(
+        &app,
+        "SELECT period_date, property_id, tasks_created, tasks_assigned, tasks_completed, \
+         sla_breached, completions_timed, avg_completion_minutes, p50_completion_minutes, \
+         p95_completion_minutes FROM agg_task_performance_daily",
+        2,
+    )
+    .await;
+    let want = reference_task_performance(&events);
+    assert!(
+        want.values().any(|row| row[4].as_i64() > Some(1)),
+        "completions timed: {want:?}"
+    );
+    assert_rows_eq(&got, &want, "agg_task_performance_daily");
     let got = table_values(
         &app,
         "SELECT period_month, property_id, total_conversations, total_messages, total_tasks, \
@@ -818,6 +947,51 @@ async fn backfilled_tables_equal_an_independent_reference_and_reruns_change_noth
         "a rerun changes nothing"
     );
     app.restart();
+}
+
+/// A job new to a database, as after an upgrade whose migration adds its table, has
+/// no dirty-hours cursor: its first run as the schedule makes it computes every hour
+/// whose raw events are still kept, while the other jobs, already caught up, find
+/// nothing to do.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_job_new_to_a_database_computes_the_past_still_kept() {
+    let nats = NatsServer::start();
+    let app = App::start(&nats.url(), &config());
+    let js = nats.jetstream().await;
+    let events = dataset(1500);
+    publish_dataset(&js, &events).await;
+    wait_until(WAIT, "stored", || async { app.event_count().await == 1500 }).await;
+    let due = |job: &str| {
+        let out = cli(
+            &app.config_path(),
+            &["aggregate", "--job", job, "--due"],
+            &[],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    due("all");
+    // Before the upgrade: no table rows and no cursor for the new job.
+    let db = app.db().await;
+    for sql in [
+        "DELETE FROM agg_channel_delivery_daily",
+        "DELETE FROM agg_job_state WHERE job = 'daily_channel_delivery'",
+        "DELETE FROM agg_pending_buckets WHERE job = 'daily_channel_delivery'",
+    ] {
+        db.execute(sql).await;
+    }
+    let before = aggregate_tables_of(db).await;
+    due("all");
+    let after = aggregate_tables(&app).await;
+    for ((table, rows_before), (_, rows_after)) in before.iter().zip(&after) {
+        if *table != "agg_channel_delivery_daily" {
+            assert_eq!(rows_after, rows_before, "{table} recomputed");
+        }
+    }
+    assert_channel_delivery_is_the_reference(&app, &events).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

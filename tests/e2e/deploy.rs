@@ -363,6 +363,42 @@ async fn every_business_dashboard_query_returns_rows_on_postgres() {
                     assert_eq!(row["nps"].as_f64(), want, "NPS of {row:?}");
                 }
             }
+            if panel["title"].as_str().unwrap().starts_with("Delivery") {
+                // Each day's and channel's rates divide its summed counts.
+                let counts = db
+                    .rows(
+                        "SELECT channel, CAST(sum(sent) AS BIGINT), CAST(sum(delivered) AS BIGINT), \
+                         CAST(sum(failed) AS BIGINT) FROM agg_channel_delivery_daily \
+                         WHERE property_id = 'p_utc' GROUP BY period_date, channel \
+                         ORDER BY period_date, channel",
+                    )
+                    .await;
+                let rate = |n: &Value, d: &Value| {
+                    let d = d.as_i64().unwrap();
+                    (d > 0).then(|| n.as_i64().unwrap() as f64 / d as f64)
+                };
+                let mut want: Vec<String> = Vec::new();
+                for c in &counts {
+                    for (what, numerator) in [("delivered", &c[2]), ("failed", &c[3])] {
+                        let metric = format!("{} {what}", c[0].as_str().unwrap());
+                        want.push(format!("{metric} {:?}", rate(numerator, &c[1])));
+                    }
+                }
+                let mut shown: Vec<String> = rows
+                    .iter()
+                    .map(|r| {
+                        format!(
+                            "{} {:?}",
+                            r["metric"].as_str().unwrap(),
+                            r["value"].as_f64()
+                        )
+                    })
+                    .collect();
+                want.sort();
+                shown.sort();
+                assert_eq!(shown, want);
+                assert!(want.iter().any(|w| w.contains("Some(")), "{want:?}");
+            }
             if panel["title"].as_str().unwrap().starts_with("Escalation") {
                 let counts = db
                     .rows(
@@ -381,7 +417,7 @@ async fn every_business_dashboard_query_returns_rows_on_postgres() {
             }
         }
     }
-    assert_eq!(panels, 5);
+    assert_eq!(panels, 6);
     db.close().await;
 }
 
@@ -465,7 +501,7 @@ fn docker_compose_accepts_the_compose_file() {
         for key in [
             "BUTLER_ANALYTICS__NATS__URL: nats://nats-1:4222,nats://nats-2:4222,nats://nats-3:4222",
             "BUTLER_ANALYTICS__NATS__STREAM_REPLICAS: '3'",
-            "BUTLER_ANALYTICS__STORAGE__URL: postgres://butler:butler@postgres:5432/analytics",
+            "BUTLER_ANALYTICS__STORAGE__URL: postgres://butler@postgres:5432/analytics",
         ] {
             assert!(block.contains(key), "{name} lacks {key}: {block}");
         }
@@ -476,8 +512,23 @@ fn docker_compose_accepts_the_compose_file() {
 /// The services of the compose file, as `docker-compose config` renders it, that run
 /// with `profiles` on (docker-compose 1.29 renders them all, with their profiles).
 fn compose_services(profiles: &[&str]) -> serde_json::Map<String, Value> {
+    compose_services_with(profiles, &[])
+}
+
+/// [`compose_services`] with `env` set for the interpolation (and every other
+/// `BUTLER_` variable of the caller's environment unset).
+fn compose_services_with(
+    profiles: &[&str],
+    env: &[(&str, &str)],
+) -> serde_json::Map<String, Value> {
     let mut command = Command::new("docker-compose");
     command.arg("-f").arg(deploy("../docker-compose.yml"));
+    for (key, _) in std::env::vars() {
+        if key.starts_with("BUTLER_") {
+            command.env_remove(key);
+        }
+    }
+    command.envs(env.iter().copied());
     for profile in profiles {
         command.args(["--profile", profile]);
     }
@@ -504,6 +555,56 @@ fn compose_services(profiles: &[&str]) -> serde_json::Map<String, Value> {
         })
         .map(|(name, service)| (name.clone(), service.clone()))
         .collect()
+}
+
+/// The database password has no default in any profile: without
+/// `BUTLER_POSTGRES_PASSWORD` PostgreSQL gets none (and its image refuses to create
+/// the database); with it, the password reaches PostgreSQL, Grafana's datasource and
+/// each pipeline as `PGPASSWORD`, and no URL carries it.
+#[test]
+fn the_database_password_has_no_default_and_stays_out_of_urls() {
+    for profiles in [&["postgres"][..], &["cluster"], &["postgres", "dev"]] {
+        for password in [None, Some("Xy7-compose")] {
+            let env: Vec<(&str, &str)> = password
+                .map(|p| ("BUTLER_POSTGRES_PASSWORD", p))
+                .into_iter()
+                .collect();
+            let services = compose_services_with(profiles, &env);
+            let expected = password.unwrap_or("");
+            let environment = |name: &str| services[name]["environment"].clone();
+            assert_eq!(
+                environment("postgres")["POSTGRES_PASSWORD"],
+                expected,
+                "{profiles:?}"
+            );
+            assert_eq!(
+                environment("grafana")["BUTLER_POSTGRES_PASSWORD"],
+                expected,
+                "{profiles:?}"
+            );
+            let pipelines: Vec<&String> = services
+                .keys()
+                .filter(|name| name.starts_with("pipeline") || *name == "butler-analytics")
+                .collect();
+            assert!(!pipelines.is_empty(), "{profiles:?}");
+            for name in pipelines {
+                let environment = environment(name);
+                assert_eq!(environment["PGPASSWORD"], expected, "{profiles:?} {name}");
+                let url = environment["BUTLER_ANALYTICS__STORAGE__URL"]
+                    .as_str()
+                    .unwrap();
+                assert!(!url.contains(":butler@"), "{profiles:?} {name}: {url}");
+            }
+            let rendered = Value::Object(services).to_string();
+            if let Some(password) = password {
+                assert_eq!(
+                    rendered.matches(password).count(),
+                    if profiles.contains(&"cluster") { 5 } else { 3 },
+                    "{profiles:?}: {rendered}"
+                );
+            }
+        }
+    }
 }
 
 /// Each profile of the compose file: every service has a healthcheck (the pipeline's

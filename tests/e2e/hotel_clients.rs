@@ -112,7 +112,8 @@ async fn connect(
 
 /// What README's async-nats example shows of one hotel's dashboard.
 struct Follower {
-    values: tokio::sync::mpsc::UnboundedReceiver<Value>,
+    /// Each value, and when the example showed it.
+    values: tokio::sync::mpsc::UnboundedReceiver<(Instant, Value)>,
     /// Every `today.messagesReceived` the hotel's own figures take in the test: any
     /// other is another property's.
     own: &'static [i64],
@@ -126,7 +127,7 @@ impl Follower {
         let url = nats.url();
         tokio::spawn(async move {
             let shown = example::follow_dashboard(&url, hotel, password(hotel), |value| {
-                let _ = tx.send(value);
+                let _ = tx.send((Instant::now(), value));
             })
             .await;
             if let Err(e) = shown {
@@ -143,9 +144,14 @@ impl Follower {
     /// The next value whose `today.messagesReceived` is `n`; panics after [`WAIT`],
     /// on another property's figures, or on figures going back.
     async fn value_with(&mut self, n: i64) -> Value {
+        self.value_with_timed(n).await.0
+    }
+
+    /// [`Follower::value_with`], and when the example showed it.
+    async fn value_with_timed(&mut self, n: i64) -> (Value, Instant) {
         let deadline = Instant::now() + WAIT;
         loop {
-            let value = tokio::time::timeout_at(deadline.into(), self.values.recv())
+            let (at, value) = tokio::time::timeout_at(deadline.into(), self.values.recv())
                 .await
                 .unwrap_or_else(|_| panic!("no value with {n} messages"))
                 .expect("the example stopped");
@@ -157,7 +163,7 @@ impl Follower {
             );
             self.last = received;
             if received == n {
-                return value;
+                return (value, at);
             }
         }
     }
@@ -192,6 +198,15 @@ fn as_floats(value: &Value) -> Value {
 
 fn now() -> String {
     chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+}
+
+/// The moment `n` events are seen stored, waited for: no earlier than their commit.
+async fn committed_at(app: &App, n: i64) -> Instant {
+    wait_until(WAIT, "the events committed", || async {
+        app.event_count().await == n
+    })
+    .await;
+    Instant::now()
 }
 
 /// Every live dashboard write took at most `seconds` from the commit, as the
@@ -232,7 +247,13 @@ async fn with_async_nats_a_hotel_follows_its_live_subject_and_sees_no_other_hote
     b_live.value_with(3).await;
     // Each commit's new figures arrive as they are written.
     publish_all(&producer, received("hotel_a", "a-more", 3)).await;
-    let second = a_live.value_with(5).await;
+    let committed = committed_at(&app, 8).await;
+    let (second, arrived) = a_live.value_with_timed(5).await;
+    assert!(
+        arrived <= committed + Duration::from_secs(2),
+        "the live value came {:?} after the commit",
+        arrived - committed
+    );
     assert!(
         second["asOf"].as_str() > first["asOf"].as_str(),
         "{first} then {second}"
@@ -250,12 +271,16 @@ async fn with_async_nats_a_hotel_follows_its_live_subject_and_sees_no_other_hote
 
     // A trusted reader follows every property, and reads and watches the bucket.
     let mut seen = std::collections::BTreeSet::new();
-    while seen.len() < 2 {
+    let mut hotel_a_values = Vec::new();
+    while seen.len() < 2 || !hotel_a_values.contains(&second) {
         let message = tokio::time::timeout(WAIT, every_live.next())
             .await
             .unwrap()
             .unwrap();
         seen.insert(message.subject.to_string());
+        if message.subject.as_str() == "analytics.live.dashboard.hotel_a" {
+            hotel_a_values.push(serde_json::from_slice::<Value>(&message.payload).unwrap());
+        }
     }
     assert_eq!(
         seen,
@@ -273,6 +298,17 @@ async fn with_async_nats_a_hotel_follows_its_live_subject_and_sees_no_other_hote
     let stored: Value =
         serde_json::from_slice(&bucket.get("hotel_a").await.unwrap().unwrap()).unwrap();
     assert_eq!(stored["today"]["messagesReceived"], 5);
+    // What the bucket holds is what the live subject carried (or, if a refresh
+    // wrote a newer value meanwhile, carries next).
+    while !hotel_a_values.contains(&stored) {
+        let message = tokio::time::timeout(WAIT, every_live.next())
+            .await
+            .unwrap_or_else(|_| panic!("{stored} not among {hotel_a_values:?}"))
+            .unwrap();
+        if message.subject.as_str() == "analytics.live.dashboard.hotel_a" {
+            hotel_a_values.push(serde_json::from_slice::<Value>(&message.payload).unwrap());
+        }
+    }
     let mut watch = bucket.watch_with_history("hotel_b").await.unwrap();
     let watched = tokio::time::timeout(WAIT, watch.next())
         .await
@@ -379,7 +415,8 @@ impl Language {
 /// A running client script and the JSON lines it prints.
 struct Script {
     child: Child,
-    lines: mpsc::Receiver<Value>,
+    /// Each line, and when it was read.
+    lines: mpsc::Receiver<(Instant, Value)>,
 }
 
 impl Script {
@@ -391,7 +428,7 @@ impl Script {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
                 let value = serde_json::from_str(&line)
                     .unwrap_or_else(|e| panic!("not JSON ({e}): {line}"));
-                if tx.send(value).is_err() {
+                if tx.send((Instant::now(), value)).is_err() {
                     return;
                 }
             }
@@ -401,11 +438,16 @@ impl Script {
 
     /// The next line that `wanted` accepts; panics after [`WAIT`] or at the end.
     fn next(&self, what: &str, wanted: impl Fn(&Value) -> bool) -> Value {
+        self.next_timed(what, wanted).0
+    }
+
+    /// [`Script::next`], and when the script printed it.
+    fn next_timed(&self, what: &str, wanted: impl Fn(&Value) -> bool) -> (Value, Instant) {
         let deadline = Instant::now() + WAIT;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
-                Ok(line) if wanted(&line) => return line,
+                Ok((at, line)) if wanted(&line) => return (line, at),
                 Ok(_) => {}
                 Err(e) => panic!("{what}: {e}"),
             }
@@ -414,7 +456,7 @@ impl Script {
 
     /// Every line, until the script exits.
     fn all(mut self) -> Vec<Value> {
-        let lines = self.lines.iter().collect();
+        let lines = self.lines.iter().map(|(_, line)| line).collect();
         let status = self.child.wait().unwrap();
         assert!(status.success(), "{status}");
         lines
@@ -433,7 +475,7 @@ impl Drop for Script {
 async fn hotel_client_of_another_language(language: Language) {
     let clients = hotel_clients();
     let nats = shipped_server();
-    let _app = pipeline(&nats, "");
+    let app = pipeline(&nats, "");
     let producer = producer(&nats).await;
     let (reader, _) = connect(&nats, "reader").await;
     let mut events = received("hotel_a", "a", 2);
@@ -465,10 +507,33 @@ async fn hotel_client_of_another_language(language: Language) {
     let current = example.next("the current dashboard", |line| {
         line.get("current").is_some() && own(line, "current") == Some(2)
     });
+    // Hotel B's next figures are published while the example listens: they reach
+    // the reader, never hotel A's example (whose every line `own` checks).
+    let mut b_published = reader
+        .subscribe("analytics.live.dashboard.hotel_b")
+        .await
+        .unwrap();
+    publish_all(&producer, received("hotel_b", "b-more", 1)).await;
+    loop {
+        let message = tokio::time::timeout(WAIT, b_published.next())
+            .await
+            .expect("hotel B's new value")
+            .unwrap();
+        let value: Value = serde_json::from_slice(&message.payload).unwrap();
+        if value["today"]["messagesReceived"] == 4 {
+            break;
+        }
+    }
     publish_all(&producer, received("hotel_a", "a-more", 3)).await;
-    let live = example.next("a live value with five messages", |line| {
+    let committed = committed_at(&app, 9).await;
+    let (live, arrived) = example.next_timed("a live value with five messages", |line| {
         line.get("live").is_some() && own(line, "live") == Some(5)
     });
+    assert!(
+        arrived <= committed + Duration::from_secs(2),
+        "{language:?}: the live value came {:?} after the commit",
+        arrived - committed
+    );
     assert!(live["live"]["asOf"].as_str() > current["current"]["asOf"].as_str());
     // It is the value published on the live subject.
     loop {
@@ -489,6 +554,7 @@ async fn hotel_client_of_another_language(language: Language) {
     // refused with a permissions violation, not a timeout.
     let allowed = [
         "request:analytics.query.timeseries.hotel_a",
+        "request:analytics.query.report.hotel_a",
         "subscribe:analytics.live.dashboard.hotel_a",
     ];
     let forbidden = [
@@ -524,6 +590,11 @@ async fn hotel_client_of_another_language(language: Language) {
         series["error"]["code"], "bad_request",
         "asked without a metric: {series}"
     );
+    let report: Value = serde_json::from_str(outcomes[1]["detail"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        report["error"]["code"], "bad_request",
+        "asked without a type: {report}"
+    );
     for (attempt, outcome) in forbidden.iter().zip(&outcomes[allowed.len()..]) {
         assert_eq!(outcome["try"], *attempt);
         assert_eq!(
@@ -554,7 +625,7 @@ async fn hotel_client_of_another_language(language: Language) {
     for outcome in &outcomes {
         assert_eq!(outcome["outcome"], "answered", "{language:?}: {outcome}");
     }
-    for (outcome, messages) in outcomes.iter().zip([5, 3]) {
+    for (outcome, messages) in outcomes.iter().zip([5, 4]) {
         let value: Value = serde_json::from_str(outcome["detail"].as_str().unwrap()).unwrap();
         assert_eq!(value["today"]["messagesReceived"], messages, "{outcome}");
     }

@@ -6,8 +6,8 @@ use std::collections::HashSet;
 use std::time::Duration;
 
 use crate::helpers::{
-    App, Backend, CommitBlocker, NatsServer, PgServer, TestDb, backend, consumer_info, free_port,
-    message_events, publish_all, try_consumer_info, wait_until,
+    App, Backend, CommitBlocker, NatsServer, PgServer, TestDb, backend, cli, consumer_info,
+    free_port, message_events, publish_all, try_consumer_info, wait_until,
 };
 
 const WAIT: Duration = Duration::from_secs(120);
@@ -141,4 +141,68 @@ async fn a_postgres_not_there_at_start_is_waited_for_and_said() {
         stored(&url).await.len() == 10
     })
     .await;
+}
+
+/// The database password kept out of the config, as the compose file passes it: a
+/// `storage.url` that names none takes it from libpq's `PGPASSWORD` or a pgpass file
+/// (`PGPASSFILE`). A wrong one stops start-up naming the key, and is never printed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_database_password_comes_from_pgpassword_or_a_pgpass_file() {
+    if backend() != Backend::Postgres {
+        return;
+    }
+    let pg = PgServer::start_with_password("Ba4-secret");
+    pg.create_database("butler").await;
+    let url = pg.url("butler");
+    assert!(!url.contains("Ba4-secret"));
+    let nats = NatsServer::start();
+    let mut app = App::prepare(&nats.url(), &format!("storage:\n  url: {url}\n"), None);
+
+    let wrong = cli(
+        &app.config_path(),
+        &["migrate"],
+        &[("PGPASSWORD", "not-the-one")],
+    );
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&wrong.stdout),
+        String::from_utf8_lossy(&wrong.stderr)
+    );
+    assert!(!wrong.status.success(), "{said}");
+    assert!(said.contains("storage.url"), "{said}");
+    assert!(said.contains("password authentication failed"), "{said}");
+    assert!(!said.contains("not-the-one"), "{said}");
+
+    let pgpass = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(
+        pgpass.path(),
+        format!("127.0.0.1:{}:butler:postgres:Ba4-secret\n", pg.port),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        pgpass.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o600),
+    )
+    .unwrap();
+    let from_file = cli(
+        &app.config_path(),
+        &["migrate"],
+        &[("PGPASSFILE", &pgpass.path().display().to_string())],
+    );
+    assert!(
+        from_file.status.success(),
+        "{}",
+        String::from_utf8_lossy(&from_file.stderr)
+    );
+
+    app.set_env("PGPASSWORD", "Ba4-secret");
+    app.restart();
+    let js = nats.jetstream().await;
+    publish_all(&js, message_events("pw", 25)).await;
+    let admin = pg.url_with_password("butler");
+    wait_until(WAIT, "the events stored", || async {
+        stored(&admin).await.len() == 25
+    })
+    .await;
+    assert!(!app.log().contains("Ba4-secret"), "{}", app.log());
 }

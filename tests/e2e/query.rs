@@ -390,6 +390,52 @@ async fn time_series_at_every_granularity_match_the_events() {
         assert!((got[week] - v).abs() < 1e-9, "{week}: {} vs {v}", got[week]);
     }
 
+    // §8's derived rate: the day's summed deliveries over its summed sends, every
+    // channel together (not a mean of the channels' rates); null where none was sent.
+    let (code, reply) = ask(
+        &client,
+        "analytics.query.timeseries",
+        series("channel_delivery.delivery_rate", "day", json!([])),
+    )
+    .await;
+    assert_eq!(code, None, "{reply}");
+    let day = |ms: i64| utc(ms).format("%Y-%m-%d").to_string();
+    let sent = count_by(&day, &["message.sent"]);
+    let delivered = count_by(&day, &["message.delivered"]);
+    let any = count_by(
+        &day,
+        &[
+            "message.sent",
+            "message.delivered",
+            "message.read",
+            "message.failed",
+        ],
+    );
+    let want: BTreeMap<String, Option<f64>> = any
+        .keys()
+        .map(|d| {
+            let s = sent.get(d).copied().unwrap_or(0.0);
+            let v = delivered.get(d).copied().unwrap_or(0.0);
+            (d.clone(), (s > 0.0).then(|| v / s))
+        })
+        .collect();
+    let got: BTreeMap<String, Option<f64>> = reply["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| {
+            (
+                r["period"].as_str().unwrap().to_owned(),
+                r["value"].as_f64(),
+            )
+        })
+        .collect();
+    assert_eq!(got, want);
+    assert!(
+        want.values().any(|v| v.is_some_and(|v| v != 1.0)),
+        "{want:?}"
+    );
+
     // A percentile needs the dimension it is stored by.
     let (code, reply) = ask(
         &client,

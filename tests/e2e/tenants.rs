@@ -417,6 +417,10 @@ async fn the_live_page_follows_the_dashboard_without_a_reload() {
     browser.wait_for(&text("satisfaction"), &json!("no ratings"));
     browser.wait_for(&text("activeConversations"), &json!("1"));
     browser.eval("window.samePage = 'yes'");
+    let painted_before = (
+        browser.shot_of("messagesReceived"),
+        browser.shot_of("satisfaction"),
+    );
     let mut more = received("hotel_a", "page-more", 3);
     more.push(conversation(
         "satisfaction.rating_received",
@@ -426,6 +430,17 @@ async fn the_live_page_follows_the_dashboard_without_a_reload() {
     publish_all(&producer, more).await;
     browser.wait_for(&text("messagesReceived"), &json!("5"));
     browser.wait_for(&text("satisfaction"), &json!("4 / 5"));
+    // The new figures are painted, not only in the page's text.
+    assert_ne!(
+        browser.shot_of("messagesReceived"),
+        painted_before.0,
+        "messages received painted as before"
+    );
+    assert_ne!(
+        browser.shot_of("satisfaction"),
+        painted_before.1,
+        "satisfaction painted as before"
+    );
     assert_eq!(
         browser.eval("window.samePage"),
         json!("yes"),
@@ -445,8 +460,20 @@ async fn the_live_page_follows_the_dashboard_without_a_reload() {
         ),
         &json!(true),
     );
-    browser.eval("window.beatsBefore = state.beats");
-    browser.wait_for("state.beats >= window.beatsBefore + 2", &json!(true));
+    // Longer than the page waits before it calls the connection lost (three
+    // heartbeats) with no figure changing: the heartbeats alone keep it live.
+    browser.eval("window.beatsBefore = state.beats; window.stillSince = Date.now()");
+    browser.wait_for(
+        "state.beats >= window.beatsBefore + 4 && Date.now() - window.stillSince > 3 * HEARTBEAT_MS",
+        &json!(true),
+    );
+    let status = browser.eval(&text("status"));
+    let status = status.as_str().unwrap();
+    assert!(
+        status.starts_with("live · figures current, last changed ")
+            && status.contains(" · heard from the server "),
+        "{status}"
+    );
     assert_eq!(browser.eval(&text("messagesReceived")), json!("5"));
     // Nothing was fetched from elsewhere.
     assert_eq!(

@@ -1,4 +1,4 @@
-//! The seven jobs of the seed design, as one table of [`JobSpec`]s: the table each one
+//! The aggregation jobs — the seed design's seven and §8's — as one table of [`JobSpec`]s: the table each one
 //! writes (which gives its name and bucket width), its schedule, the event types it
 //! reads and the roll-up that computes it. Everything else reads [`JOBS`] through
 //! [`Job`], so adding a job is adding one entry here.
@@ -13,10 +13,24 @@ use butler_storage::tables::{self, AggTable, BucketRows};
 use crate::rollups;
 
 /// The rows of one bucket from its events: `(property, period key, events, earliest
-/// conversation starts)`. One signature for every job, so the runner calls a job
-/// without knowing which one it is; the earliest starts are empty unless the job's
-/// [`JobSpec::reads_earliest_starts`] asks for them.
+/// starts)`. One signature for every job, so the runner calls a job without knowing
+/// which one it is; the earliest starts are empty unless the job's
+/// [`JobSpec::starts`] asks for some.
 pub type Compute = fn(&str, &str, &[AggEvent], &HashMap<String, i64>) -> BucketRows;
+
+/// The earliest starts a job's roll-up reads from outside its bucket (any day still
+/// stored), keyed by id. Reading them costs a query per bucket, so only the jobs
+/// whose times need them ask.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Starts {
+    /// None.
+    Unread,
+    /// The earliest `conversation.started` of each conversation resolved in the
+    /// bucket without a duration.
+    OfConversations,
+    /// The earliest `task.created` of each task completed in the bucket.
+    OfTasks,
+}
 
 /// Everything that makes one aggregation job different from another. The job's name
 /// is not repeated here: it is the `job` of its table's declaration in
@@ -30,10 +44,8 @@ pub struct JobSpec {
     pub default_schedule: &'static str,
     /// The event types its table is computed from: the only raw events it reads.
     pub event_types: &'static [EventType],
-    /// Whether [`JobSpec::compute`] needs the earliest start of the conversations
-    /// resolved in a bucket without a duration. Reading them costs a query per
-    /// bucket, so only the job whose resolution times use them asks.
-    pub reads_earliest_starts: bool,
+    /// The earliest starts [`JobSpec::compute`] reads.
+    pub starts: Starts,
     /// The roll-up of one bucket (see [`Compute`]).
     pub compute: Compute,
 }
@@ -45,7 +57,7 @@ pub static JOBS: &[JobSpec] = &[
         table: &tables::MESSAGE_COUNTS_HOURLY,
         default_schedule: "0 * * * *",
         event_types: &[T::MessageReceived, T::MessageSent],
-        reads_earliest_starts: false,
+        starts: Starts::Unread,
         compute: |property, key, events, _| {
             BucketRows::of(rollups::message_counts(property, key, events))
         },
@@ -54,7 +66,7 @@ pub static JOBS: &[JobSpec] = &[
         table: &tables::RESPONSE_TIMES_HOURLY,
         default_schedule: "5 * * * *",
         event_types: &[T::ResponseTimeRecorded],
-        reads_earliest_starts: false,
+        starts: Starts::Unread,
         compute: |property, key, events, _| {
             BucketRows::of(rollups::response_times(property, key, events))
         },
@@ -69,7 +81,7 @@ pub static JOBS: &[JobSpec] = &[
             T::ResponseTimeRecorded,
             T::ResponseAiGenerated,
         ],
-        reads_earliest_starts: true,
+        starts: Starts::OfConversations,
         compute: |property, key, events, earliest_start| {
             BucketRows::of(rollups::conversation_metrics(
                 property,
@@ -88,7 +100,7 @@ pub static JOBS: &[JobSpec] = &[
             T::ResponseTimeRecorded,
             T::SatisfactionRatingReceived,
         ],
-        reads_earliest_starts: false,
+        starts: Starts::Unread,
         compute: |property, key, events, _| {
             BucketRows::of(rollups::staff_performance(property, key, events))
         },
@@ -100,17 +112,52 @@ pub static JOBS: &[JobSpec] = &[
             T::IntentClassified,
             T::IntentActionTaken,
             T::ConversationEscalated,
+            T::IntentConfidenceLow,
+            T::SatisfactionFeedbackReceived,
         ],
-        reads_earliest_starts: false,
+        starts: Starts::Unread,
         compute: |property, key, events, _| {
             BucketRows::of(rollups::intent_distribution(property, key, events))
+        },
+    },
+    JobSpec {
+        table: &tables::CHANNEL_DELIVERY_DAILY,
+        default_schedule: "0 1 * * *",
+        event_types: &[
+            T::MessageSent,
+            T::MessageDelivered,
+            T::MessageRead,
+            T::MessageFailed,
+        ],
+        starts: Starts::Unread,
+        compute: |property, key, events, _| {
+            BucketRows::of(rollups::channel_delivery(property, key, events))
+        },
+    },
+    JobSpec {
+        table: &tables::TASK_PERFORMANCE_DAILY,
+        default_schedule: "0 1 * * *",
+        event_types: &[
+            T::TaskCreated,
+            T::TaskAssigned,
+            T::TaskCompleted,
+            T::TaskSlaBreached,
+        ],
+        starts: Starts::OfTasks,
+        compute: |property, key, events, earliest_creation| {
+            BucketRows::of(rollups::task_performance(
+                property,
+                key,
+                events,
+                earliest_creation,
+            ))
         },
     },
     JobSpec {
         table: &tables::SATISFACTION_WEEKLY,
         default_schedule: "0 2 * * 1",
         event_types: &[T::SatisfactionSurveySent, T::SatisfactionRatingReceived],
-        reads_earliest_starts: false,
+        starts: Starts::Unread,
         compute: |property, key, events, _| {
             BucketRows::of(rollups::satisfaction(property, key, events))
         },
@@ -129,7 +176,7 @@ pub static JOBS: &[JobSpec] = &[
             T::ResponseTimeRecorded,
             T::IntentClassified,
         ],
-        reads_earliest_starts: false,
+        starts: Starts::Unread,
         compute: |property, key, events, _| {
             BucketRows::of(rollups::monthly_summary(property, key, events))
         },
@@ -190,13 +237,13 @@ impl Job {
         self.0.event_types
     }
 
-    /// Whether [`Job::compute`] needs the earliest conversation starts.
-    pub fn reads_earliest_starts(self) -> bool {
-        self.0.reads_earliest_starts
+    /// The earliest starts [`Job::compute`] reads.
+    pub fn starts(self) -> Starts {
+        self.0.starts
     }
 
-    /// The rows of one bucket. `earliest_start` is read only by a job whose
-    /// [`Job::reads_earliest_starts`] is true.
+    /// The rows of one bucket. `earliest_start` holds the starts [`Job::starts`]
+    /// names.
     pub fn compute(
         self,
         property: &str,
@@ -264,6 +311,8 @@ mod tests {
                 ("daily_conversation_metrics", "0 1 * * *"),
                 ("daily_staff_performance", "0 1 * * *"),
                 ("daily_intent_distribution", "0 1 * * *"),
+                ("daily_channel_delivery", "0 1 * * *"),
+                ("daily_task_performance", "0 1 * * *"),
                 ("weekly_satisfaction_trends", "0 2 * * 1"),
                 ("monthly_summary", "0 3 1 * *"),
             ]

@@ -1,10 +1,10 @@
 //! Butler analytics aggregator: rolls raw events up into the hourly, daily, weekly and
-//! monthly tables of CONTRACT §3, whole aligned buckets at a time (bucket boundaries
+//! monthly tables of CONTRACT §3 and §8, whole aligned buckets at a time (bucket boundaries
 //! are [`butler_events::calendar`]'s, the tables [`butler_storage::tables`]').
 //!
 //! Layout:
 //! - [`rollups`]: the definition of every aggregate column, as pure functions;
-//! - [`jobs`]: [`jobs::JOBS`], the table of the seven jobs of the seed design, and
+//! - [`jobs`]: [`jobs::JOBS`], the table of the jobs (the seed design's seven and §8's), and
 //!   [`Job`], a handle on one of them;
 //! - [`runner`]: [`Aggregator`], which runs them: late data in, closed buckets out;
 //! - [`lease`]: job leases renewed while a run goes on, so one process runs a job at

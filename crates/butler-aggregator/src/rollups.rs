@@ -10,8 +10,8 @@ use butler_events::EventType as T;
 use butler_events::formulas::{Ratings, ai_resolution_rate, mean, minutes, nearest_rank, round};
 use butler_storage::aggregation::AggEvent;
 use butler_storage::tables::{
-    ConversationMetricsRow, IntentDistributionRow, JsonText, MessageCountRow, MonthlySummaryRow,
-    ResponseTimeRow, SatisfactionRow, StaffPerformanceRow,
+    ChannelDeliveryRow, ConversationMetricsRow, IntentDistributionRow, JsonText, MessageCountRow,
+    MonthlySummaryRow, ResponseTimeRow, SatisfactionRow, StaffPerformanceRow, TaskPerformanceRow,
 };
 
 /// A null channel groups as `unknown`.
@@ -218,7 +218,8 @@ pub fn staff_performance(
         .collect()
 }
 
-/// `agg_intent_distribution_daily`.
+/// `agg_intent_distribution_daily`, with §8's knowledge gaps: an intent the assistant
+/// was unsure of has its row even on a day it was never classified.
 pub fn intent_distribution(
     property: &str,
     key: &str,
@@ -230,6 +231,8 @@ pub fn intent_distribution(
         confidences: Vec<f64>,
         actions: i64,
         escalations: i64,
+        low_confidence: i64,
+        feedback: i64,
     }
     let mut by_intent: BTreeMap<&str, Acc> = BTreeMap::new();
     for e in events {
@@ -244,6 +247,8 @@ pub fn intent_distribution(
             }
             T::IntentActionTaken => by_intent.entry(intent).or_default().actions += 1,
             T::ConversationEscalated => by_intent.entry(intent).or_default().escalations += 1,
+            T::IntentConfidenceLow => by_intent.entry(intent).or_default().low_confidence += 1,
+            T::SatisfactionFeedbackReceived => by_intent.entry(intent).or_default().feedback += 1,
             _ => {}
         }
     }
@@ -257,8 +262,86 @@ pub fn intent_distribution(
             avg_confidence: mean(acc.confidences.iter().copied()),
             action_taken_count: acc.actions,
             escalated_count: acc.escalations,
+            low_confidence_count: acc.low_confidence,
+            feedback_count: acc.feedback,
         })
         .collect()
+}
+
+/// `agg_channel_delivery_daily` (§8): each channel's messages sent, delivered, read
+/// and failed. The counts are of the day's events, not matched message to message.
+pub fn channel_delivery(property: &str, key: &str, events: &[AggEvent]) -> Vec<ChannelDeliveryRow> {
+    let mut by_channel: BTreeMap<&str, ChannelDeliveryRow> = BTreeMap::new();
+    for e in events {
+        let delivery = [
+            T::MessageSent,
+            T::MessageDelivered,
+            T::MessageRead,
+            T::MessageFailed,
+        ];
+        if !delivery.contains(&e.event_type) {
+            continue;
+        }
+        let row = by_channel
+            .entry(channel(e))
+            .or_insert_with(|| ChannelDeliveryRow {
+                period_date: key.to_owned(),
+                property_id: property.to_owned(),
+                channel: channel(e).to_owned(),
+                ..Default::default()
+            });
+        match e.event_type {
+            T::MessageSent => row.sent += 1,
+            T::MessageDelivered => row.delivered += 1,
+            T::MessageRead => row.read += 1,
+            _ => row.failed += 1,
+        }
+    }
+    by_channel.into_values().collect()
+}
+
+/// `agg_task_performance_daily` (§8). `earliest_creation` maps a taskId to the
+/// timestamp of its earliest stored `task.created` (any day, any channel): a
+/// completion is timed from it when it is at or before the completion; the
+/// completion's own durationMs is not used.
+pub fn task_performance(
+    property: &str,
+    key: &str,
+    events: &[AggEvent],
+    earliest_creation: &HashMap<String, i64>,
+) -> Vec<TaskPerformanceRow> {
+    let mut row = TaskPerformanceRow {
+        period_date: key.to_owned(),
+        property_id: property.to_owned(),
+        ..Default::default()
+    };
+    let mut completion_ms: Vec<i64> = Vec::new();
+    for e in events {
+        match e.event_type {
+            T::TaskCreated => row.tasks_created += 1,
+            T::TaskAssigned => row.tasks_assigned += 1,
+            T::TaskSlaBreached => row.sla_breached += 1,
+            T::TaskCompleted => {
+                row.tasks_completed += 1;
+                let created = e.task_id.as_ref().and_then(|t| earliest_creation.get(t));
+                if let Some(created) = created.filter(|c| **c <= e.timestamp_ms) {
+                    completion_ms.push(e.timestamp_ms - created);
+                }
+            }
+            _ => {}
+        }
+    }
+    if row.tasks_created + row.tasks_assigned + row.tasks_completed + row.sla_breached == 0 {
+        return Vec::new();
+    }
+    completion_ms.sort_unstable();
+    let whole_minutes = |ms: i64| round(minutes(ms as f64));
+    row.completions_timed = completion_ms.len() as i64;
+    row.avg_completion_minutes =
+        mean(completion_ms.iter().map(|v| *v as f64)).map(|m| round(minutes(m)));
+    row.p50_completion_minutes = nearest_rank(&completion_ms, 50).map(whole_minutes);
+    row.p95_completion_minutes = nearest_rank(&completion_ms, 95).map(whole_minutes);
+    vec![row]
 }
 
 /// `agg_satisfaction_weekly`.

@@ -5,13 +5,13 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::time::Instant;
 
 use butler_events::calendar::Bucket;
-use butler_events::{EventTime, Granularity, Zones};
-use butler_storage::aggregation::{JobRunRecord, Lease, PendingBucket};
+use butler_events::{EventTime, EventType, Granularity, Zones};
+use butler_storage::aggregation::{AggEvent, JobRunRecord, Lease, PendingBucket};
 use butler_storage::tables::BucketRows;
 use butler_storage::{Storage, StorageError};
 use chrono::{DateTime, Duration, Utc};
 
-use crate::jobs::Job;
+use crate::jobs::{Job, Starts};
 use crate::lease::JobLease;
 use crate::metrics::AggregatorMetrics;
 
@@ -383,21 +383,32 @@ impl Aggregator {
                 job.event_types(),
             )
             .await?;
-        let earliest = if job.reads_earliest_starts() {
-            let unresolved: BTreeSet<&str> = events
-                .iter()
-                .filter(|e| {
-                    e.event_type == butler_events::EventType::ConversationResolved
-                        && e.duration_ms.is_none()
-                })
-                .filter_map(|e| e.conversation_id.as_deref())
-                .collect();
-            let ids: Vec<&str> = unresolved.into_iter().collect();
-            self.storage
-                .earliest_conversation_starts(&bucket.property_id, &ids)
-                .await?
-        } else {
-            HashMap::new()
+        let ids = |wanted: fn(&AggEvent) -> Option<&str>| -> Vec<&str> {
+            let ids: BTreeSet<&str> = events.iter().filter_map(wanted).collect();
+            ids.into_iter().collect()
+        };
+        let earliest = match job.starts() {
+            Starts::Unread => HashMap::new(),
+            Starts::OfConversations => {
+                let ids = ids(|e| {
+                    let unresolved =
+                        e.event_type == EventType::ConversationResolved && e.duration_ms.is_none();
+                    e.conversation_id.as_deref().filter(|_| unresolved)
+                });
+                self.storage
+                    .earliest_conversation_starts(&bucket.property_id, &ids)
+                    .await?
+            }
+            Starts::OfTasks => {
+                let ids = ids(|e| {
+                    e.task_id
+                        .as_deref()
+                        .filter(|_| e.event_type == EventType::TaskCompleted)
+                });
+                self.storage
+                    .earliest_task_creations(&bucket.property_id, &ids)
+                    .await?
+            }
         };
         Ok(job.compute(&bucket.property_id, &bucket.period_key, &events, &earliest))
     }

@@ -761,6 +761,8 @@ impl Bench {
             "daily_conversation_metrics",
             "daily_staff_performance",
             "daily_intent_distribution",
+            "daily_channel_delivery",
+            "daily_task_performance",
         ] {
             println!("aggregation: {job} over {from}");
             let run = procs::aggregate(

@@ -1,7 +1,7 @@
-//! The metric catalogue: every numeric measure column of the aggregate tables, named
-//! `<table>.<column>` at its table's granularity, with how it combines across the
-//! dimensions a request leaves out — all read from the tables' declarations
-//! ([`butler_storage::tables`]).
+//! The metric catalogue: every numeric measure column of the aggregate tables and
+//! every rate derived from them, named `<table>.<column>` at its table's granularity,
+//! with how it combines across the dimensions a request leaves out — all read from
+//! the tables' declarations ([`butler_storage::tables`]).
 
 use std::sync::LazyLock;
 
@@ -46,15 +46,11 @@ static CATALOGUE: LazyLock<Vec<Metric>> = LazyLock::new(|| {
     AGG_TABLES
         .iter()
         .flat_map(|table| {
-            table
-                .measures
-                .iter()
-                .filter(|m| m.is_numeric())
-                .map(move |measure| Metric {
-                    name: format!("{}.{}", table.metric_prefix, measure.column),
-                    table,
-                    measure,
-                })
+            table.metrics().map(move |measure| Metric {
+                name: format!("{}.{}", table.metric_prefix, measure.column),
+                table,
+                measure,
+            })
         })
         .collect()
 });
@@ -274,6 +270,35 @@ mod tests {
             combine("satisfaction.rating_3", Granularity::Week),
             Combine::Sum
         );
+        // §8's derived rates: ratios of summed counts, at day granularity.
+        for (rate, numerator, denominator) in [
+            ("channel_delivery.delivery_rate", "delivered", "sent"),
+            ("channel_delivery.read_rate", "read", "delivered"),
+            ("channel_delivery.failure_rate", "failed", "sent"),
+        ] {
+            assert_eq!(
+                combine(rate, Granularity::Day),
+                Combine::RatioOfSums(numerator, denominator),
+                "{rate}"
+            );
+        }
+        assert_eq!(
+            combine("channel_delivery.sent", Granularity::Day),
+            Combine::Sum
+        );
+        assert_eq!(
+            combine("task_performance.sla_breach_rate", Granularity::Day),
+            Combine::RatioOfSums("sla_breached", "tasks_created")
+        );
+        assert_eq!(
+            combine("intent_distribution.low_confidence_rate", Granularity::Day),
+            Combine::RatioOfSums("low_confidence_count", "count")
+        );
+        // §8: the new averages are weighted by the counts they were taken over.
+        assert_eq!(
+            combine("task_performance.avg_completion_minutes", Granularity::Day),
+            Combine::WeightedBy("completions_timed")
+        );
     }
 
     /// Every percentile (`p50_…`) and every average whose weight its row does not
@@ -284,7 +309,8 @@ mod tests {
             let column = m.measure.column;
             let percentile = column.starts_with('p') && column[1..].starts_with(char::is_numeric);
             if percentile
-                || (column.starts_with("avg_") && column != "avg_ms" && column != "avg_rating")
+                || (column.starts_with("avg_")
+                    && !["avg_ms", "avg_rating", "avg_completion_minutes"].contains(&column))
             {
                 assert_eq!(m.measure.combine, Combine::NotCombinable, "{}", m.name);
                 assert_eq!(m.required_dimensions(), m.dimensions(), "{}", m.name);

@@ -32,6 +32,8 @@ pub struct AggEvent {
     pub duration_ms: Option<i64>,
     /// `metadata.intent` when it is a string.
     pub intent: Option<String>,
+    /// Task.
+    pub task_id: Option<String>,
 }
 
 /// A bucket waiting to be recomputed by one job.
@@ -156,7 +158,7 @@ impl Storage {
         let select = sql!(
             d,
             "SELECT id, event_type, \"timestamp\", channel, staff_id, conversation_id, value, \
-             duration_ms, {intent} FROM analytics_events{index} \
+             duration_ms, {intent}, task_id FROM analytics_events{index} \
              WHERE property_id = $1 AND \"timestamp\" >= $2 AND \"timestamp\" < $3 \
              AND event_type {types}",
             intent = d.metadata_text("intent"),
@@ -186,9 +188,6 @@ impl Storage {
         property_id: &str,
         conversation_ids: &[&str],
     ) -> Result<HashMap<String, i64>, StorageError> {
-        if conversation_ids.is_empty() {
-            return Ok(HashMap::new());
-        }
         let d = self.backend.dialect();
         let select = sql!(
             d,
@@ -197,14 +196,50 @@ impl Storage {
              AND conversation_id {ids} GROUP BY conversation_id",
             ids = d.in_list(2),
         );
-        let params = [Param::Text(property_id), Param::Texts(conversation_ids)];
-        let starts = self
+        self.earliest_by_id(select, property_id, conversation_ids)
+            .await
+    }
+
+    /// The earliest stored `task.created` of each task, in milliseconds.
+    ///
+    /// # Errors
+    /// Any database error.
+    pub async fn earliest_task_creations(
+        &self,
+        property_id: &str,
+        task_ids: &[&str],
+    ) -> Result<HashMap<String, i64>, StorageError> {
+        let d = self.backend.dialect();
+        let select = sql!(
+            d,
+            "SELECT task_id, min(\"timestamp\") FROM analytics_events{index} \
+             WHERE event_type = 'task.created' AND property_id = $1 \
+             AND task_id {ids} GROUP BY task_id",
+            index = d.indexed_by("idx_events_task_created"),
+            ids = d.in_list(2),
+        );
+        self.earliest_by_id(select, property_id, task_ids).await
+    }
+
+    /// Runs `select` (parameters: the property, then the ids; columns: an id and its
+    /// earliest timestamp) and maps each id to it in milliseconds.
+    async fn earliest_by_id(
+        &self,
+        select: &'static str,
+        property_id: &str,
+        ids: &[&str],
+    ) -> Result<HashMap<String, i64>, StorageError> {
+        if ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let params = [Param::Text(property_id), Param::Texts(ids)];
+        let earliest = self
             .backend
             .fetch(Role::Read, select, &params, |r| {
                 Ok((r.text(0)?, r.time(1)?.millis()))
             })
             .await?;
-        Ok(starts.into_iter().collect())
+        Ok(earliest.into_iter().collect())
     }
 
     /// Hours stamped dirty after change sequence `after`: `(property, hour start)`
@@ -745,6 +780,7 @@ fn agg_event(r: &dyn Row) -> Result<Option<AggEvent>, StorageError> {
         value: r.opt_real(6)?,
         duration_ms: r.opt_int(7)?,
         intent: r.opt_text(8)?,
+        task_id: r.opt_text(9)?,
     }))
 }
 

@@ -253,6 +253,24 @@ async fn postgres_answers_as_sqlite_does() {
                 .await
                 .unwrap()
         );
+        let tasks: Vec<String> = (0..30).map(|t| format!("t{t}")).collect();
+        let tasks: Vec<&str> = tasks.iter().map(String::as_str).collect();
+        let created = sqlite
+            .earliest_task_creations(property, &tasks)
+            .await
+            .unwrap();
+        assert_eq!(
+            created.is_empty(),
+            property == "nobody",
+            "tasks created at {property}"
+        );
+        assert_eq!(
+            created,
+            postgres
+                .earliest_task_creations(property, &tasks)
+                .await
+                .unwrap()
+        );
     }
     let dirty = |(mut hours, seq): (Vec<(String, String)>, i64)| {
         hours.sort();
@@ -338,7 +356,7 @@ async fn postgres_answers_as_sqlite_does() {
             Granularity::Month => (format!("{}-01", all[1]), format!("{}-01", all[4])),
             _ => (all[1].clone(), all[4].clone()),
         };
-        for measure in table.measures.iter().filter(|m| m.is_numeric()) {
+        for measure in table.metrics() {
             let dims: Vec<&[&str]> = if table.dimensions.is_empty() {
                 vec![&[]]
             } else {

@@ -85,6 +85,9 @@ pub(crate) fn components(table: &AggTable, measure: &Measure) -> Vec<String> {
             format!("sum(CASE WHEN {column} IS NOT NULL THEN {weight} END)"),
         ],
         Combine::Max | Combine::NotCombinable => vec![format!("max({column})")],
+        Combine::RatioOfSums(numerator, denominator) => {
+            vec![format!("sum({numerator})"), format!("sum({denominator})")]
+        }
         Combine::MeanOfRatings | Combine::NpsOfRatings => {
             debug_assert!(
                 RATING_COLUMNS
@@ -125,7 +128,11 @@ impl SeriesQuery<'_> {
                     })?,
             );
         }
-        let column = index(self.measure.column).ok_or_else(unknown_measure)?;
+        let column = match self.measure.combine {
+            // A rate has no column of its own: its parts are found below.
+            Combine::RatioOfSums(..) => usize::MAX,
+            _ => index(self.measure.column).ok_or_else(unknown_measure)?,
+        };
         let parts: Vec<(usize, Option<usize>)> = match self.measure.combine {
             Combine::Sum | Combine::Max | Combine::NotCombinable => vec![(column, None)],
             Combine::WeightedBy(weight) => {
@@ -133,6 +140,10 @@ impl SeriesQuery<'_> {
                 vec![(column, Some(weight)), (weight, Some(column))]
             }
             Combine::MeanOfRatings | Combine::NpsOfRatings => RATING_COLUMNS
+                .iter()
+                .map(|c| index(c).map(|i| (i, None)).ok_or_else(unknown_measure))
+                .collect::<Result<_, _>>()?,
+            Combine::RatioOfSums(numerator, denominator) => [numerator, denominator]
                 .iter()
                 .map(|c| index(c).map(|i| (i, None)).ok_or_else(unknown_measure))
                 .collect::<Result<_, _>>()?,
@@ -189,6 +200,11 @@ pub(crate) fn finish(combine: Combine, parts: &[Option<f64>]) -> Option<f64> {
             parts.first().copied().flatten()?,
             parts.get(1).copied().flatten()? as i64,
         ),
+        Combine::RatioOfSums(..) => {
+            let denominator = parts.get(1).copied().flatten()?;
+            (denominator > 0.0)
+                .then(|| parts.first().copied().flatten().unwrap_or(0.0) / denominator)
+        }
         Combine::MeanOfRatings | Combine::NpsOfRatings => {
             let mut ratings = Ratings::default();
             for (slot, part) in ratings.0.iter_mut().zip(parts) {
@@ -224,7 +240,7 @@ impl SeriesQuery<'_> {
     pub(crate) fn sql(&self, dialect: Dialect) -> Result<SeriesSql, SeriesError> {
         let table = self.table;
         let measure = self.measure;
-        if !measure.is_numeric() || table.find_measure(measure.column) != Some(measure) {
+        if !measure.is_numeric() || table.find_metric(measure.column) != Some(measure) {
             return Err(SeriesError::UnknownMeasure {
                 table: table.name,
                 column: measure.column,
@@ -422,6 +438,12 @@ mod tests {
             finish(Combine::WeightedBy("count"), &[Some(0.0), Some(0.0)]),
             None
         );
+        // A rate over rows (3 of 4, 0 of 6): 3 / 10, not the mean of 0.75 and 0.
+        let rate = Combine::RatioOfSums("delivered", "sent");
+        assert_eq!(finish(rate, &[Some(3.0), Some(10.0)]), Some(0.3));
+        assert_eq!(finish(rate, &[None, Some(10.0)]), Some(0.0));
+        assert_eq!(finish(rate, &[Some(2.0), Some(0.0)]), None);
+        assert_eq!(finish(rate, &[Some(2.0), None]), None);
         let ratings = [Some(1.0), Some(0.0), Some(1.0), Some(1.0), Some(2.0)];
         assert_eq!(
             finish(Combine::NpsOfRatings, &ratings),

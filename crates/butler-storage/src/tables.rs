@@ -24,6 +24,10 @@ pub enum Combine {
     MeanOfRatings,
     /// The NPS, recomputed from the `rating_1..rating_5` counts.
     NpsOfRatings,
+    /// A derived rate, never stored: the sum of the first count column over the sum
+    /// of the second, recomputed wherever rows combine (never an average of rates);
+    /// undefined over a zero denominator.
+    RatioOfSums(&'static str, &'static str),
     /// A percentile, or an average whose weight is not stored: only meaningful
     /// grouped by every dimension of its table.
     NotCombinable,
@@ -38,6 +42,7 @@ impl Combine {
             Combine::Max => "max",
             Combine::MeanOfRatings => "mean_of_rating_counts",
             Combine::NpsOfRatings => "nps_of_rating_counts",
+            Combine::RatioOfSums(..) => "ratio_of_sums",
             Combine::NotCombinable => "as_stored",
         }
     }
@@ -108,6 +113,9 @@ pub struct AggTable {
     pub dimensions: &'static [&'static str],
     /// The other columns, in table order.
     pub measures: &'static [Measure],
+    /// Rates derived from its count columns ([`Combine::RatioOfSums`]): metrics of
+    /// the catalogue, not columns.
+    pub rates: &'static [Measure],
 }
 
 impl AggTable {
@@ -130,6 +138,19 @@ impl AggTable {
     /// The measure `column`, if it is one.
     pub fn find_measure(&self, column: &str) -> Option<&'static Measure> {
         self.measures.iter().find(|m| m.column == column)
+    }
+
+    /// What a series may read of it: its numeric measures, then its derived rates.
+    pub fn metrics(&self) -> impl Iterator<Item = &'static Measure> {
+        self.measures
+            .iter()
+            .filter(|m| m.is_numeric())
+            .chain(self.rates.iter())
+    }
+
+    /// The metric named `name` (a numeric measure or a rate), if it is one.
+    pub fn find_metric(&self, name: &str) -> Option<&'static Measure> {
+        self.metrics().find(|m| m.column == name)
     }
 
     /// Every column, in table order: period, `property_id`, dimensions, measures.
@@ -244,6 +265,7 @@ macro_rules! aggregate_tables {
             $granularity:ident by $period:ident,
             dimensions [$($dimension:ident),*],
             measures { $($column:ident: $ty:ty => $combine:expr),* $(,)? }
+            $(rates { $($rate:ident = $numerator:ident / $denominator:ident),* $(,)? })?
         }
     )*) => {
         $(
@@ -270,6 +292,11 @@ macro_rules! aggregate_tables {
                     kind: <$ty as ColumnType>::KIND,
                     combine: $combine,
                 }),*],
+                rates: &[$($(Measure {
+                    column: stringify!($rate),
+                    kind: Kind::Real,
+                    combine: RatioOfSums(stringify!($numerator), stringify!($denominator)),
+                }),*)?],
             };
 
             impl AggRow for $Row {
@@ -285,7 +312,7 @@ macro_rules! aggregate_tables {
             }
         )*
 
-        /// Every aggregate table, in the order of the seed's jobs.
+        /// Every aggregate table, in the order of its job's schedule.
         pub static AGG_TABLES: &[&AggTable] = &[$(&$TABLE),*];
     };
 }
@@ -355,7 +382,7 @@ aggregate_tables! {
         }
     }
 
-    /// Daily intent distribution (seed).
+    /// Daily intent distribution (seed), with §8's knowledge gaps.
     INTENT_DISTRIBUTION_DAILY: IntentDistributionRow {
         table "agg_intent_distribution_daily", metric "intent_distribution",
         job "daily_intent_distribution",
@@ -366,6 +393,52 @@ aggregate_tables! {
             avg_confidence: Option<f64> => NotCombinable,
             action_taken_count: i64 => Sum,
             escalated_count: i64 => Sum,
+            low_confidence_count: i64 => Sum,
+            feedback_count: i64 => Sum,
+        }
+        rates {
+            low_confidence_rate = low_confidence_count / count,
+        }
+    }
+
+    /// Daily message delivery per channel (CONTRACT §8).
+    CHANNEL_DELIVERY_DAILY: ChannelDeliveryRow {
+        table "agg_channel_delivery_daily", metric "channel_delivery",
+        job "daily_channel_delivery",
+        Day by period_date,
+        dimensions [channel],
+        measures {
+            sent: i64 => Sum,
+            delivered: i64 => Sum,
+            read: i64 => Sum,
+            failed: i64 => Sum,
+        }
+        rates {
+            delivery_rate = delivered / sent,
+            read_rate = read / delivered,
+            failure_rate = failed / sent,
+        }
+    }
+
+    /// Daily task performance (CONTRACT §8): completion times from each task's
+    /// earliest creation.
+    TASK_PERFORMANCE_DAILY: TaskPerformanceRow {
+        table "agg_task_performance_daily", metric "task_performance",
+        job "daily_task_performance",
+        Day by period_date,
+        dimensions [],
+        measures {
+            tasks_created: i64 => Sum,
+            tasks_assigned: i64 => Sum,
+            tasks_completed: i64 => Sum,
+            sla_breached: i64 => Sum,
+            completions_timed: i64 => Sum,
+            avg_completion_minutes: Option<i64> => WeightedBy("completions_timed"),
+            p50_completion_minutes: Option<i64> => NotCombinable,
+            p95_completion_minutes: Option<i64> => NotCombinable,
+        }
+        rates {
+            sla_breach_rate = sla_breached / tasks_created,
         }
     }
 
@@ -432,6 +505,7 @@ const fn check(tables: &'static [&'static AggTable]) {
                         r += 1;
                     }
                 }
+                RatioOfSums(..) => panic!("a rate is not a column"),
                 Sum | Max | NotCombinable => {}
             }
             assert!(
@@ -439,6 +513,17 @@ const fn check(tables: &'static [&'static AggTable]) {
                 "a JSON column cannot be combined"
             );
             m += 1;
+        }
+        let mut r = 0;
+        while r < table.rates.len() {
+            if let RatioOfSums(numerator, denominator) = table.rates[r].combine {
+                assert!(
+                    matches!(table.measure(numerator).combine, Sum)
+                        && matches!(table.measure(denominator).combine, Sum),
+                    "a rate divides summed count columns"
+                );
+            }
+            r += 1;
         }
         t += 1;
     }

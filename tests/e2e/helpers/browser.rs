@@ -175,6 +175,28 @@ impl Browser {
         }
     }
 
+    /// A PNG of what the page paints inside the element with id `id`: two of them
+    /// differ exactly when something painted there changed.
+    pub fn shot_of(&mut self, id: &str) -> Vec<u8> {
+        let rect = self.eval(&format!(
+            "(r => ({{x: r.x, y: r.y, width: r.width, height: r.height}}))(document.getElementById('{id}').getBoundingClientRect())"
+        ));
+        assert!(
+            rect["width"].as_f64() > Some(0.0),
+            "{id} is not shown: {rect}"
+        );
+        let mut clip = rect;
+        clip["scale"] = json!(1);
+        let shot = self.call(
+            "Page.captureScreenshot",
+            json!({"format": "png", "clip": clip}),
+            true,
+        );
+        base64::engine::general_purpose::STANDARD
+            .decode(shot["data"].as_str().unwrap())
+            .unwrap()
+    }
+
     /// Saves a PNG of the page as `name` in `target/test-output`, and returns its path.
     pub fn screenshot(&mut self, name: &str) -> PathBuf {
         let shot = self.call("Page.captureScreenshot", json!({"format": "png"}), true);

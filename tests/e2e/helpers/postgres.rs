@@ -14,6 +14,8 @@ pub struct PgServer {
     bin: PathBuf,
     /// Its port on 127.0.0.1.
     pub port: u16,
+    /// The `postgres` user's password over TCP, when the cluster asks for one.
+    password: Option<String>,
 }
 
 fn bin_dir() -> PathBuf {
@@ -53,11 +55,22 @@ impl PgServer {
 
     /// [`PgServer::start`] on a given port.
     pub fn start_on(port: u16) -> PgServer {
+        PgServer::create(port, None)
+    }
+
+    /// A cluster whose TCP connections must give `password` (SCRAM), as a deployed
+    /// server asks.
+    pub fn start_with_password(password: &str) -> PgServer {
+        PgServer::create(super::free_port(), Some(password))
+    }
+
+    fn create(port: u16, password: Option<&str>) -> PgServer {
         let dir = tempfile::tempdir().unwrap();
         let server = PgServer {
             bin: bin_dir(),
             port,
             dir,
+            password: password.map(str::to_owned),
         };
         if is_root() {
             server.run(
@@ -66,18 +79,23 @@ impl PgServer {
                     .arg(server.dir.path()),
             );
         }
-        server.pg(
-            "initdb",
-            &[
-                "-D",
-                &server.data(),
-                "-U",
-                "postgres",
-                "--auth=trust",
-                "-E",
-                "UTF8",
-            ],
-        );
+        let data = server.data();
+        let mut initdb = vec!["-D", &data, "-U", "postgres", "-E", "UTF8"];
+        let password_file = server.dir.path().join("password");
+        let password_file = password_file.display().to_string();
+        match password {
+            None => initdb.push("--auth=trust"),
+            Some(password) => {
+                std::fs::write(&password_file, password).unwrap();
+                initdb.extend([
+                    "--auth-local=trust",
+                    "--auth-host=scram-sha-256",
+                    "--pwfile",
+                    &password_file,
+                ]);
+            }
+        }
+        server.pg("initdb", &initdb);
         server.start_again();
         server
     }
@@ -151,11 +169,23 @@ impl PgServer {
         format!("postgres://postgres@127.0.0.1:{}/{db}", self.port)
     }
 
+    /// [`PgServer::url`] with the password in it, if the cluster asks for one.
+    pub fn url_with_password(&self, db: &str) -> String {
+        match &self.password {
+            None => self.url(db),
+            Some(password) => format!(
+                "postgres://postgres:{password}@127.0.0.1:{}/{db}",
+                self.port
+            ),
+        }
+    }
+
     /// Creates database `name`.
     pub async fn create_database(&self, name: &str) {
-        let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&self.url("postgres"))
-            .await
-            .unwrap();
+        let mut conn =
+            <sqlx::PgConnection as sqlx::Connection>::connect(&self.url_with_password("postgres"))
+                .await
+                .unwrap();
         sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
             .execute(&mut conn)
             .await

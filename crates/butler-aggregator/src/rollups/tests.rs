@@ -15,6 +15,7 @@ fn ev(id: &str, t: EventType, ts: i64) -> AggEvent {
         value: None,
         duration_ms: None,
         intent: None,
+        task_id: None,
     }
 }
 
@@ -188,4 +189,160 @@ fn monthly_summary_json_columns() {
     assert_eq!(r.channel_breakdown.0, r#"{"sms":1,"unknown":1}"#);
     assert_eq!(r.total_conversations, 2);
     assert_eq!(r.ai_resolution_rate, None);
+}
+
+/// §8: a channel's sends, deliveries, reads and failures, each counted on its own
+/// day (a delivery without a send counts); a null channel groups as `unknown`; a day
+/// with none of them has no row.
+#[test]
+fn channel_delivery_counts_each_event_of_the_day() {
+    let on = |id: &str, t: EventType, channel: Option<&str>| {
+        let mut e = ev(id, t, 0);
+        e.channel = channel.map(str::to_owned);
+        e
+    };
+    let rows = channel_delivery(
+        "p",
+        "2026-11-24",
+        &[
+            on("1", EventType::MessageSent, Some("whatsapp")),
+            on("2", EventType::MessageSent, Some("whatsapp")),
+            on("3", EventType::MessageSent, Some("whatsapp")),
+            on("4", EventType::MessageDelivered, Some("whatsapp")),
+            on("5", EventType::MessageDelivered, Some("whatsapp")),
+            on("6", EventType::MessageRead, Some("whatsapp")),
+            on("7", EventType::MessageFailed, Some("whatsapp")),
+            on("8", EventType::MessageDelivered, Some("sms")),
+            on("9", EventType::MessageFailed, None),
+            on("10", EventType::MessageReceived, Some("email")),
+        ],
+    );
+    let got: Vec<_> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.period_date.as_str(),
+                r.channel.as_str(),
+                r.sent,
+                r.delivered,
+                r.read,
+                r.failed,
+            )
+        })
+        .collect();
+    assert_eq!(
+        got,
+        [
+            ("2026-11-24", "sms", 0, 1, 0, 0),
+            ("2026-11-24", "unknown", 0, 0, 0, 1),
+            ("2026-11-24", "whatsapp", 3, 2, 1, 1),
+        ]
+    );
+    let received = on("r", EventType::MessageReceived, Some("sms"));
+    assert!(channel_delivery("p", "d", &[received]).is_empty());
+}
+
+/// §8's knowledge gaps: low-confidence and feedback events count toward the intent
+/// their string `metadata.intent` names, and make its row on a day with no
+/// classification; one without a string intent counts nowhere.
+#[test]
+fn intent_gaps_count_by_intent_and_make_rows_of_their_own() {
+    let with_intent = |id: &str, t: EventType, intent: Option<&str>| {
+        let mut e = ev(id, t, 0);
+        e.intent = intent.map(str::to_owned);
+        e
+    };
+    let rows = intent_distribution(
+        "p",
+        "2026-11-24",
+        &[
+            with_intent("1", EventType::IntentClassified, Some("spa")),
+            with_intent("2", EventType::IntentConfidenceLow, Some("spa")),
+            with_intent("3", EventType::IntentConfidenceLow, Some("spa")),
+            with_intent("4", EventType::IntentConfidenceLow, Some("parking")),
+            with_intent(
+                "5",
+                EventType::SatisfactionFeedbackReceived,
+                Some("parking"),
+            ),
+            with_intent("6", EventType::SatisfactionFeedbackReceived, None),
+            with_intent("7", EventType::IntentConfidenceLow, None),
+        ],
+    );
+    let got: Vec<_> = rows
+        .iter()
+        .map(|r| {
+            (
+                r.intent.as_str(),
+                r.count,
+                r.low_confidence_count,
+                r.feedback_count,
+            )
+        })
+        .collect();
+    assert_eq!(got, [("parking", 0, 1, 1), ("spa", 1, 2, 0)]);
+}
+
+/// §8's task performance: each count of the day; a completion timed from its task's
+/// earliest creation (not its own durationMs), untimed without a creation at or
+/// before it; minutes rounded after the percentile.
+#[test]
+fn task_completions_are_timed_from_the_earliest_creation() {
+    let task = |id: &str, t: EventType, ts: i64, task: Option<&str>| AggEvent {
+        task_id: task.map(str::to_owned),
+        duration_ms: Some(1),
+        ..ev(id, t, ts)
+    };
+    let minute = 60_000;
+    let earliest: HashMap<String, i64> = [
+        ("t1".to_owned(), 0),
+        ("t2".to_owned(), 10 * minute),
+        ("t3".to_owned(), 500 * minute), // created after its completion
+    ]
+    .into();
+    let rows = task_performance(
+        "p",
+        "2026-11-24",
+        &[
+            task("1", EventType::TaskCreated, 0, Some("t1")),
+            task("2", EventType::TaskAssigned, minute, Some("t1")),
+            task(
+                "3",
+                EventType::TaskCompleted,
+                90 * minute + 29_999,
+                Some("t1"),
+            ),
+            task(
+                "4",
+                EventType::TaskCompleted,
+                40 * minute + 30_000,
+                Some("t2"),
+            ),
+            task("5", EventType::TaskCompleted, 100 * minute, Some("t3")),
+            task("6", EventType::TaskCompleted, 100 * minute, None),
+            task("7", EventType::TaskSlaBreached, 0, Some("t1")),
+            task("8", EventType::TaskSlaBreached, 0, Some("t2")),
+            task("9", EventType::TaskCreated, 0, None),
+        ],
+        &earliest,
+    );
+    // t1: 90.4998 min, t2: 30.5 min; the mean 60.49998 → 60; p50 30.5 → 31 (half
+    // away from zero), p95 90.4998 → 90.
+    let r = &rows[0];
+    assert_eq!(
+        (
+            r.tasks_created,
+            r.tasks_assigned,
+            r.tasks_completed,
+            r.sla_breached,
+            r.completions_timed,
+            r.avg_completion_minutes,
+            r.p50_completion_minutes,
+            r.p95_completion_minutes,
+        ),
+        (2, 1, 4, 2, 2, Some(60), Some(31), Some(90))
+    );
+    assert_eq!(rows.len(), 1);
+    let only_other = ev("x", EventType::StaffLogin, 0);
+    assert!(task_performance("p", "d", &[only_other], &HashMap::new()).is_empty());
 }
