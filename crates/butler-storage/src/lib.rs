@@ -50,6 +50,8 @@ pub mod tallies;
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 pub mod transfer;
+#[cfg(test)]
+mod upgrades;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
