@@ -43,7 +43,7 @@ async fn cli_and_admin_aggregate_give_the_same_tables() {
     assert_eq!(header(&reply, "Nats-Service-Error-Code"), None, "{reply:?}");
     let body: Value = serde_json::from_slice(&reply.payload).unwrap();
     let runs = body["runs"].as_array().unwrap();
-    assert_eq!(runs.len(), 9);
+    assert_eq!(runs.len(), 10);
     assert!(runs.iter().all(|r| r["job"].is_string()
         && r["periodsRecomputed"].is_u64()
         && r["rowsWritten"].is_u64()
@@ -76,7 +76,7 @@ async fn cli_and_admin_aggregate_give_the_same_tables() {
     let reply = request(&client, "analytics.admin.status", "{}").await;
     let status: Value = serde_json::from_slice(&reply.payload).unwrap();
     let jobs = status["jobs"].as_array().unwrap();
-    assert_eq!(jobs.len(), 9);
+    assert_eq!(jobs.len(), 10);
     let monthly = jobs.iter().find(|j| j["job"] == "monthly_summary").unwrap();
     assert_eq!(monthly["schedule"], "0 3 1 * *");
     assert!(

@@ -16,7 +16,7 @@ const PROPERTIES: [(&str, Tz); 3] = [
     ("p_ny", chrono_tz::America::New_York),
     ("p_kol", chrono_tz::Asia::Kolkata),
 ];
-const TYPES: [&str; 21] = [
+const TYPES: [&str; 24] = [
     "message.received",
     "message.sent",
     "message.delivered",
@@ -38,6 +38,9 @@ const TYPES: [&str; 21] = [
     "satisfaction.survey_sent",
     "satisfaction.rating_received",
     "satisfaction.feedback_received",
+    "staff.login",
+    "staff.logout",
+    "staff.status_changed",
 ];
 const INTENTS: [&str; 7] = [
     "late_checkout",
@@ -65,6 +68,8 @@ pub(crate) struct Ev {
     intent: Option<Value>,
     /// `taskId`, of most task events.
     task: Option<String>,
+    /// `metadata.status` of a status change: `available`, `busy` or a number.
+    status: Option<Value>,
 }
 
 /// Events over 2026-10-30 .. 2026-11-03 UTC: New York leaves DST on 1 November.
@@ -108,8 +113,14 @@ pub(crate) fn dataset(n: usize) -> Vec<Ev> {
             };
             let task = (event_type.starts_with("task.") && rng.below(8) != 0)
                 .then(|| format!("t{}", rng.below(40)));
+            let status = (event_type == "staff.status_changed").then(|| match rng.below(4) {
+                0 | 1 => Value::from("available"),
+                2 => Value::from("busy"),
+                _ => Value::from(3),
+            });
             Ev {
                 task,
+                status,
                 id: format!("a{i:05}"),
                 event_type,
                 property,
@@ -158,6 +169,9 @@ pub(crate) fn payload(e: &Ev) -> Vec<u8> {
     }
     if let Some(i) = &e.intent {
         o.insert("metadata".into(), json!({ "intent": i }));
+    }
+    if let Some(status) = &e.status {
+        o.insert("metadata".into(), json!({ "status": status }));
     }
     if let Some(t) = &e.task {
         o.insert("taskId".into(), t.clone().into());
@@ -273,16 +287,18 @@ fn reference_conversation_metrics(events: &[Ev]) -> BTreeMap<Key, Vec<Option<i64
     }
     let mut out = BTreeMap::new();
     for (key, evs) in buckets {
+        let property = key.1.as_str();
         let count = |t: &str| evs.iter().filter(|e| e.event_type == t).count() as i64;
+        // First responses as (timestamp, duration).
         let mut first: BTreeMap<&str, (i64, &str, i64)> = BTreeMap::new();
-        let mut firsts = Vec::new();
+        let mut first_pairs: Vec<(i64, i64)> = Vec::new();
         for e in evs
             .iter()
             .filter(|e| e.event_type == "response.time_recorded")
         {
             let d = e.duration_ms.unwrap();
             match &e.conversation {
-                None => firsts.push(d),
+                None => first_pairs.push((e.ts_ms, d)),
                 Some(c) => {
                     let cand = (e.ts_ms, e.id.as_str(), d);
                     let slot = first.entry(c).or_insert(cand);
@@ -292,19 +308,41 @@ fn reference_conversation_metrics(events: &[Ev]) -> BTreeMap<Key, Vec<Option<i64
                 }
             }
         }
-        firsts.extend(first.values().map(|v| v.2));
+        first_pairs.extend(first.values().map(|v| (v.0, v.2)));
+        let mut firsts: Vec<i64> = first_pairs.iter().map(|(_, d)| *d).collect();
         firsts.sort();
-        let mut resolutions: Vec<i64> = evs
+        let mut first_business: Vec<i64> = first_pairs
+            .iter()
+            .map(|(ts, d)| reference_business_ms(property, ts - d, *ts))
+            .collect();
+        first_business.sort();
+        // Timed resolutions as [from, to).
+        let resolution_spans: Vec<(i64, i64)> = evs
             .iter()
             .filter(|e| e.event_type == "conversation.resolved")
             .filter_map(|e| {
-                e.duration_ms.or_else(|| {
+                let from = e.duration_ms.map(|d| e.ts_ms - d).or_else(|| {
                     let s = *earliest_start.get(&(e.property, e.conversation.as_deref()?))?;
-                    (s <= e.ts_ms).then_some(e.ts_ms - s)
-                })
+                    (s <= e.ts_ms).then_some(s)
+                })?;
+                Some((from, e.ts_ms))
             })
             .collect();
+        let mut resolutions: Vec<i64> = resolution_spans.iter().map(|(a, b)| b - a).collect();
         resolutions.sort();
+        let resolution_business: Vec<i64> = resolution_spans
+            .iter()
+            .map(|(a, b)| reference_business_ms(property, *a, *b))
+            .collect();
+        let active: BTreeSet<&str> = evs
+            .iter()
+            .filter_map(|e| e.conversation.as_deref())
+            .collect();
+        let resolved_set: BTreeSet<&str> = evs
+            .iter()
+            .filter(|e| e.event_type == "conversation.resolved")
+            .filter_map(|e| e.conversation.as_deref())
+            .collect();
         let minutes = |ms: i64| (ms as f64 / 60_000.0).round() as i64;
         let ai: BTreeSet<&str> = evs
             .iter()
@@ -321,13 +359,16 @@ fn reference_conversation_metrics(events: &[Ev]) -> BTreeMap<Key, Vec<Option<i64
             count("conversation.resolved"),
             count("conversation.escalated"),
         );
-        if started + resolved + esc == 0 && firsts.is_empty() && ai.is_empty() {
+        if started + resolved + esc == 0 && firsts.is_empty() && ai.is_empty() && active.is_empty()
+        {
             continue;
         }
-        let resolution_avg = (!resolutions.is_empty()).then(|| {
-            (resolutions.iter().sum::<i64>() as f64 / resolutions.len() as f64 / 60_000.0).round()
-                as i64
-        });
+        let minutes_of_mean = |v: &[i64]| {
+            (!v.is_empty())
+                .then(|| (v.iter().sum::<i64>() as f64 / v.len() as f64 / 60_000.0).round() as i64)
+        };
+        let resolution_avg = minutes_of_mean(&resolutions);
+        let target = if property == "p_kol" { 40_000 } else { 20_000 };
         out.insert(
             key,
             vec![
@@ -342,10 +383,69 @@ fn reference_conversation_metrics(events: &[Ev]) -> BTreeMap<Key, Vec<Option<i64
                 rank(&resolutions, 95).map(minutes),
                 Some(ai.len() as i64),
                 Some(ai.intersection(&escalated).count() as i64),
+                Some(active.len() as i64),
+                Some(firsts.len() as i64),
+                avg(&first_business),
+                rank(&first_business, 50),
+                rank(&first_business, 95),
+                Some(first_business.iter().filter(|b| **b <= target).count() as i64),
+                Some(resolution_business.len() as i64),
+                minutes_of_mean(&resolution_business),
+                Some(
+                    ai.iter()
+                        .filter(|c| resolved_set.contains(*c) && !escalated.contains(*c))
+                        .count() as i64,
+                ),
             ],
         );
     }
     out
+}
+
+/// The business hours of [`config`], as the reference reads them: whether
+/// `property` is open at the local wall-clock time `local`.
+fn reference_open(property: &str, local: chrono::NaiveDateTime) -> bool {
+    use chrono::{Datelike, Timelike, Weekday};
+    let minute = local.hour() * 60 + local.minute();
+    match property {
+        // Its own schedule, `{}`: always open.
+        "p_kol" => true,
+        // Its own: nights, and the small hours of Sunday (New York's repeated hour).
+        "p_ny" => match local.weekday() {
+            Weekday::Sun => minute < 180,
+            _ => !(150..22 * 60).contains(&minute),
+        },
+        // The default: weekdays in two stretches, Saturday mornings, a holiday.
+        _ => {
+            if local.date() == chrono::NaiveDate::from_ymd_opt(2026, 11, 2).unwrap() {
+                return false;
+            }
+            match local.weekday() {
+                Weekday::Sat => (600..840).contains(&minute),
+                Weekday::Sun => false,
+                _ => (480..720).contains(&minute) || (780..1200).contains(&minute),
+            }
+        }
+    }
+}
+
+/// The business time of `[a, b)`: cut at whole minutes (where opening hours and
+/// offsets change), each piece open or not as its first instant's local clock says.
+fn reference_business_ms(property: &str, a: i64, b: i64) -> i64 {
+    let mut total = 0;
+    let mut t = a;
+    while t < b {
+        let next = ((t.div_euclid(60_000) + 1) * 60_000).min(b);
+        let local = DateTime::from_timestamp_millis(t)
+            .unwrap()
+            .with_timezone(&tz_of(property))
+            .naive_local();
+        if reference_open(property, local) {
+            total += next - t;
+        }
+        t = next;
+    }
+    total
 }
 
 fn mean(v: &[f64]) -> Value {
@@ -375,7 +475,7 @@ fn local_month(property: &str, ms: i64) -> String {
         .to_string()
 }
 
-fn intent_str(e: &Ev) -> Option<&str> {
+pub(crate) fn intent_str(e: &Ev) -> Option<&str> {
     e.intent.as_ref().and_then(Value::as_str)
 }
 
@@ -619,6 +719,85 @@ fn reference_task_performance(events: &[Ev]) -> Rows {
         .collect()
 }
 
+/// §8's presence over the local days of each property that [`backfill_week`]'s
+/// range overlaps: each staff member's events by timestamp then id, online after a
+/// login or a status `available`, offline after a logout or any other status, a
+/// stretch still online at the end running on (now is weeks later); online time per
+/// local day rounded to minutes, sessions the times the member went online that day.
+fn reference_staff_presence(events: &[Ev]) -> Rows {
+    let mut by_staff: BTreeMap<(&str, &str), Vec<&Ev>> = BTreeMap::new();
+    for e in events.iter().filter(|e| e.event_type.starts_with("staff.")) {
+        if let Some(s) = &e.staff {
+            by_staff.entry((e.property, s)).or_default().push(e);
+        }
+    }
+    let range = (
+        Utc.with_ymd_and_hms(2026, 10, 29, 0, 0, 0).unwrap(),
+        Utc.with_ymd_and_hms(2026, 11, 5, 0, 0, 0).unwrap(),
+    );
+    let mut rows: Rows = BTreeMap::new();
+    for ((property, staff), mut evs) in by_staff {
+        evs.sort_by(|a, b| (a.ts_ms, &a.id).cmp(&(b.ts_ms, &b.id)));
+        // Online stretches [from, to) and the instants each began.
+        let mut stretches: Vec<(i64, i64)> = Vec::new();
+        let mut since: Option<i64> = None;
+        for e in evs {
+            let online = match e.event_type {
+                "staff.login" => true,
+                "staff.logout" => false,
+                _ => e.status.as_ref().and_then(Value::as_str) == Some("available"),
+            };
+            match (online, since) {
+                (true, None) => since = Some(e.ts_ms),
+                (false, Some(from)) => {
+                    stretches.push((from, e.ts_ms));
+                    since = None;
+                }
+                _ => {}
+            }
+        }
+        if let Some(from) = since {
+            stretches.push((from, i64::MAX));
+        }
+        let tz = tz_of(property);
+        let mut date = range.0.with_timezone(&tz).date_naive();
+        loop {
+            let start = tz
+                .from_local_datetime(&date.and_hms_opt(0, 0, 0).unwrap())
+                .earliest()
+                .unwrap();
+            if start >= range.1 {
+                break;
+            }
+            let next = date.succ_opt().unwrap();
+            let end = tz
+                .from_local_datetime(&next.and_hms_opt(0, 0, 0).unwrap())
+                .earliest()
+                .unwrap();
+            let (a, b) = (start.timestamp_millis(), end.timestamp_millis());
+            let online: i64 = stretches
+                .iter()
+                .map(|(from, to)| ((*to).min(b) - (*from).max(a)).max(0))
+                .sum();
+            let sessions = stretches
+                .iter()
+                .filter(|(from, _)| a <= *from && *from < b)
+                .count();
+            if online > 0 || sessions > 0 {
+                rows.insert(
+                    vec![date.to_string(), property.to_owned(), staff.to_owned()],
+                    vec![
+                        json!((online as f64 / 60_000.0).round() as i64),
+                        json!(sessions),
+                    ],
+                );
+            }
+            date = next;
+        }
+    }
+    rows
+}
+
 fn reference_monthly(events: &[Ev]) -> Rows {
     let mut groups: BTreeMap<Vec<String>, Vec<&Ev>> = BTreeMap::new();
     for e in events {
@@ -769,6 +948,7 @@ pub(crate) async fn aggregate_tables_of(db: TestDb) -> Vec<(&'static str, Vec<Ve
         "agg_intent_distribution_daily",
         "agg_channel_delivery_daily",
         "agg_task_performance_daily",
+        "agg_staff_presence_daily",
         "agg_satisfaction_weekly",
         "agg_monthly_summary",
     ] {
@@ -809,10 +989,50 @@ pub(crate) fn backfill_week(config: &std::path::Path) {
     }
 }
 
+/// [`backfill_week`], then every job as the schedule would run it now (`--due`): the
+/// tables a pipeline that has run for a while holds, whatever ran before — staff
+/// presence then also has the days after the week, through yesterday, on which staff
+/// stayed online.
+pub(crate) fn settle(config: &std::path::Path) {
+    backfill_week(config);
+    let out = cli(config, &["aggregate", "--job", "all", "--due"], &[]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 pub(crate) fn config() -> String {
     "retention:\n  raw_events: 36500\naggregation:\n  property_timezones: {p_ny: America/New_York, p_kol: Asia/Kolkata}\nservice:\n  aggregator: false\n"
         .to_owned()
+        + BUSINESS_HOURS
 }
+
+/// The opening hours and targets [`reference_open`] and the reference's SLA read.
+const BUSINESS_HOURS: &str = "business_hours:
+  default:
+    mon: ['08:00-12:00', '13:00-20:00']
+    tue: ['08:00-12:00', '13:00-20:00']
+    wed: ['08:00-12:00', '13:00-20:00']
+    thu: ['08:00-12:00', '13:00-20:00']
+    fri: ['08:00-12:00', '13:00-20:00']
+    sat: ['10:00-14:00']
+    holidays: ['2026-11-02']
+  properties:
+    p_kol: {}
+    p_ny:
+      mon: ['00:00-02:30', '22:00-24:00']
+      tue: ['00:00-02:30', '22:00-24:00']
+      wed: ['00:00-02:30', '22:00-24:00']
+      thu: ['00:00-02:30', '22:00-24:00']
+      fri: ['00:00-02:30', '22:00-24:00']
+      sat: ['00:00-02:30', '22:00-24:00']
+      sun: ['00:00-03:00']
+sla:
+  first_response_ms: 20000
+  properties: {p_kol: 40000}
+";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backfilled_tables_equal_an_independent_reference_and_reruns_change_nothing() {
@@ -867,7 +1087,10 @@ async fn backfilled_tables_equal_an_independent_reference_and_reruns_change_noth
     let conversation_sql = "SELECT period_date, property_id, channel, conversations_started, conversations_resolved, \
          conversations_escalated, avg_first_response_ms, p50_first_response_ms, p95_first_response_ms, \
          avg_resolution_minutes, p50_resolution_minutes, p95_resolution_minutes, ai_handled_count, \
-         ai_escalated_count FROM agg_conversation_metrics_daily";
+         ai_escalated_count, conversations_active, first_responses, avg_first_response_business_ms, \
+         p50_first_response_business_ms, p95_first_response_business_ms, first_response_sla_met, \
+         resolutions_timed, avg_resolution_business_minutes, ai_resolved_count \
+         FROM agg_conversation_metrics_daily";
     let got = table(&app, conversation_sql, 3).await;
     assert_eq!(got, want, "agg_conversation_metrics_daily");
     assert!(
@@ -926,6 +1149,19 @@ async fn backfilled_tables_equal_an_independent_reference_and_reruns_change_noth
         "completions timed: {want:?}"
     );
     assert_rows_eq(&got, &want, "agg_task_performance_daily");
+    let got = table_values(
+        &app,
+        "SELECT period_date, property_id, staff_id, online_minutes, sessions \
+         FROM agg_staff_presence_daily",
+        3,
+    )
+    .await;
+    let want = reference_staff_presence(&events);
+    assert!(
+        want.values().any(|row| row[0] == json!(1440)),
+        "a day online throughout: {want:?}"
+    );
+    assert_rows_eq(&got, &want, "agg_staff_presence_daily");
     let got = table_values(
         &app,
         "SELECT period_month, property_id, total_conversations, total_messages, total_tasks, \

@@ -57,7 +57,7 @@ async fn the_command_line_client_prints_tables_and_json() {
     ));
     // The same shape as analytics.admin.aggregate's reply.
     let runs: Value = serde_json::from_str(&out).unwrap();
-    assert_eq!(runs["runs"].as_array().unwrap().len(), 9, "{runs}");
+    assert_eq!(runs["runs"].as_array().unwrap().len(), 10, "{runs}");
     assert!(
         runs["runs"]
             .as_array()

@@ -399,6 +399,30 @@ async fn every_business_dashboard_query_returns_rows_on_postgres() {
                 assert_eq!(shown, want);
                 assert!(want.iter().any(|w| w.contains("Some(")), "{want:?}");
             }
+            if panel["title"]
+                .as_str()
+                .unwrap()
+                .starts_with("First responses within")
+            {
+                // Each day's rate divides the day's summed counts, every channel
+                // together.
+                let counts = db
+                    .rows(
+                        "SELECT CAST(sum(first_response_sla_met) AS BIGINT), \
+                         CAST(sum(first_responses) AS BIGINT) FROM agg_conversation_metrics_daily \
+                         WHERE property_id = 'p_utc' GROUP BY period_date ORDER BY period_date",
+                    )
+                    .await;
+                assert_eq!(rows.len(), counts.len());
+                let mut defined = 0;
+                for (row, c) in rows.iter().zip(&counts) {
+                    let (met, firsts) = (c[0].as_i64().unwrap(), c[1].as_i64().unwrap());
+                    let want = (firsts > 0).then(|| met as f64 / firsts as f64);
+                    assert_eq!(row["first_response_sla_rate"].as_f64(), want, "{row:?}");
+                    defined += usize::from(want.is_some_and(|w| w > 0.0 && w < 1.0));
+                }
+                assert!(defined > 0, "{counts:?}");
+            }
             if panel["title"].as_str().unwrap().starts_with("Escalation") {
                 let counts = db
                     .rows(
@@ -417,7 +441,7 @@ async fn every_business_dashboard_query_returns_rows_on_postgres() {
             }
         }
     }
-    assert_eq!(panels, 6);
+    assert_eq!(panels, 10);
     db.close().await;
 }
 

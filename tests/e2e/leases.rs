@@ -178,7 +178,7 @@ async fn a_killed_holder_holds_its_job_up_for_a_moment_and_the_job_completes() {
                 "SELECT count(*) FROM agg_job_runs WHERE trigger = 'startup' AND error IS NULL",
             )
             .await
-                >= 7
+                >= 10
         },
     )
     .await;

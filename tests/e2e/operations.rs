@@ -429,7 +429,7 @@ async fn status_answers_with_the_pipeline_stopped() {
     };
     let s = status(&app);
     let jobs = s["jobs"].as_array().unwrap();
-    assert_eq!(jobs.len(), 9, "{s}");
+    assert_eq!(jobs.len(), 10, "{s}");
     assert!(
         jobs.iter()
             .all(|j| j["schedule"].is_string() && j["nextRunAt"].is_string()),
@@ -443,7 +443,7 @@ async fn status_answers_with_the_pipeline_stopped() {
     // NATS gone too: the database's part still answers, the lag says why it is missing.
     nats.kill();
     let s = status(&app);
-    assert_eq!(s["jobs"].as_array().unwrap().len(), 9);
+    assert_eq!(s["jobs"].as_array().unwrap().len(), 10);
     assert!(s["consumer"]["pending"].is_null(), "{s}");
     assert!(s["consumer"]["error"].is_string(), "{s}");
     let out = cli(&app.config_path(), &["status"], &[]);

@@ -182,3 +182,109 @@ async fn with_watch_config_a_changed_file_is_reloaded() {
     assert_eq!(running_schedule(&client).await, EVERY_SECOND);
     assert!(app.log().contains("the file changed"), "{}", app.log());
 }
+
+/// The daily conversation job run now over `day` by the running process, and its
+/// row of `p_sla`: first responses, those within the target, their mean business ms.
+async fn sla_figures(client: &async_nats::Client, app: &App, day: chrono::NaiveDate) -> Vec<i64> {
+    let body = serde_json::json!({
+        "job": "daily_conversation_metrics",
+        "from": day.to_string(),
+        "to": (day + chrono::Duration::days(1)).to_string(),
+    });
+    let reply = request(client, "analytics.admin.aggregate", body.to_string()).await;
+    let reply: Value = serde_json::from_slice(&reply.payload).unwrap();
+    assert_eq!(reply["runs"][0]["rowsWritten"], 1, "{reply}");
+    let db = app.db().await;
+    let row = db
+        .rows(
+            "SELECT CAST(first_responses AS BIGINT), CAST(first_response_sla_met AS BIGINT), \
+             CAST(avg_first_response_business_ms AS BIGINT) \
+             FROM agg_conversation_metrics_daily WHERE property_id = 'p_sla'",
+        )
+        .await;
+    db.close().await;
+    row[0].iter().map(|v| v.as_i64().unwrap()).collect()
+}
+
+/// §8's business hours and SLA targets reload into the next run of a running
+/// process: the same first responses meet a target once it is raised, and count no
+/// business time once the property is closed all week; a schedule with overlapping
+/// intervals is refused naming its key.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn business_hours_and_sla_reload_into_the_next_run() {
+    let nats = NatsServer::start();
+    let mut app = App::prepare(&nats.url(), "", None);
+    rewrite(&app, "sla:\n  first_response_ms: 1000\n");
+    app.restart();
+    let client = async_nats::connect(nats.url()).await.unwrap();
+    let js = nats.jetstream().await;
+    let yesterday = (chrono::Utc::now() - chrono::Duration::days(1)).date_naive();
+    let responses: Vec<(String, Vec<u8>)> = (1..=3)
+        .map(|i| {
+            let event = serde_json::json!({
+                "id": format!("sla-{i}"),
+                "propertyId": "p_sla",
+                "channel": "whatsapp",
+                "conversationId": format!("c{i}"),
+                "timestamp": format!("{yesterday}T12:0{i}:00Z"),
+                "durationMs": 5000,
+            });
+            (
+                "butler.events.response.time_recorded".to_owned(),
+                event.to_string().into_bytes(),
+            )
+        })
+        .collect();
+    publish_all(&js, responses).await;
+    wait_until(WAIT, "stored", || async { app.event_count().await == 3 }).await;
+    // Open around the clock, a 1 s target: 5 s responses miss it.
+    assert_eq!(sla_figures(&client, &app, yesterday).await, [3, 0, 5000]);
+
+    rewrite(&app, "sla:\n  first_response_ms: 10000\n");
+    app.signal(libc::SIGHUP);
+    wait_until(WAIT, "the SLA reloaded", || async {
+        reloads(&app, "applied") == 1.0
+    })
+    .await;
+    assert_eq!(sla_figures(&client, &app, yesterday).await, [3, 3, 5000]);
+
+    // Closed all week (a weekday named, with no interval): no business time, so even
+    // a 1 s target is met.
+    rewrite(
+        &app,
+        "sla:\n  first_response_ms: 1000\nbusiness_hours:\n  default:\n    mon: []\n",
+    );
+    app.signal(libc::SIGHUP);
+    wait_until(WAIT, "the business hours reloaded", || async {
+        reloads(&app, "applied") == 2.0
+    })
+    .await;
+    assert!(
+        app.log()
+            .lines()
+            .any(|l| l.contains("configuration reloaded")
+                && l.contains("business_hours.default.mon")
+                && l.contains("sla.first_response_ms")),
+        "{}",
+        app.log()
+    );
+    assert_eq!(sla_figures(&client, &app, yesterday).await, [3, 3, 0]);
+
+    rewrite(
+        &app,
+        "business_hours:\n  default:\n    tue: ['08:00-12:00', '11:00-13:00']\n",
+    );
+    app.signal(libc::SIGHUP);
+    wait_until(WAIT, "the reload refused", || async {
+        reloads(&app, "refused") == 1.0
+    })
+    .await;
+    assert!(
+        app.log()
+            .lines()
+            .any(|l| l.contains("reload refused") && l.contains("business_hours.default.tue")),
+        "{}",
+        app.log()
+    );
+    assert_eq!(sla_figures(&client, &app, yesterday).await, [3, 3, 0]);
+}

@@ -66,6 +66,7 @@ async fn reports_agree_with_the_aggregate_tables_in_json_and_csv() {
         "satisfaction",
         "topIntents",
         "channelBreakdown",
+        "operations",
     ] {
         assert!(sections.contains_key(s), "{s}");
     }
@@ -116,6 +117,97 @@ async fn reports_agree_with_the_aggregate_tables_in_json_and_csv() {
                             AND period_date >= '2026-10-30' AND period_date < '2026-11-03'")
     .await;
     assert_eq!(tasks, stored_tasks);
+
+    // §8's operations: the counts of the range's events (the whole dataset), the rates
+    // divided from them, the knowledge gaps ranked from the low-confidence events.
+    let ops = &sections["operations"];
+    let of_p_utc = || events.iter().filter(|e| e.property == "p_utc");
+    let of_type = |t: &str| of_p_utc().filter(|e| e.event_type == t).count() as i64;
+    let (sent, delivered, read, failed) = (
+        of_type("message.sent"),
+        of_type("message.delivered"),
+        of_type("message.read"),
+        of_type("message.failed"),
+    );
+    let (created, breached) = (of_type("task.created"), of_type("task.sla_breached"));
+    assert!(sent > 0 && delivered > 0 && created > 0, "{ops}");
+    for (label, want) in [
+        ("sent", json!(sent)),
+        ("delivered", json!(delivered)),
+        ("read", json!(read)),
+        ("failed", json!(failed)),
+        ("deliveryRate", json!(delivered as f64 / sent as f64)),
+        ("readRate", json!(read as f64 / delivered as f64)),
+        ("failureRate", json!(failed as f64 / sent as f64)),
+        ("tasksCreated", json!(created)),
+        ("tasksCompleted", json!(of_type("task.completed"))),
+        ("slaBreached", json!(breached)),
+        ("slaBreachRate", json!(breached as f64 / created as f64)),
+    ] {
+        // JSON parsing may round a fraction's last digit: compare fractions closely.
+        let same = match (ops[label].as_f64(), want.as_f64()) {
+            (Some(a), Some(b)) if want.is_f64() => (a - b).abs() <= 1e-12,
+            _ => ops[label] == want,
+        };
+        assert!(same, "{label}: {want} vs {ops}");
+    }
+    let mut low: std::collections::BTreeMap<&str, i64> = Default::default();
+    let mut classified: std::collections::BTreeMap<&str, i64> = Default::default();
+    for e in of_p_utc() {
+        match (e.event_type, crate::aggregation::intent_str(e)) {
+            ("intent.confidence_low", Some(i)) => *low.entry(i).or_default() += 1,
+            ("intent.classified", Some(i)) => *classified.entry(i).or_default() += 1,
+            _ => {}
+        }
+    }
+    let mut gaps: Vec<(&str, i64)> = low.into_iter().collect();
+    gaps.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    gaps.truncate(5);
+    let want: Vec<Value> = gaps
+        .iter()
+        .map(|(intent, n)| {
+            let c = classified.get(intent).copied().unwrap_or(0);
+            json!({"intent": intent, "lowConfidence": n, "classified": c,
+                   "lowConfidenceRate": (c > 0).then(|| *n as f64 / c as f64)})
+        })
+        .collect();
+    assert!(!want.is_empty());
+    let rounded = |gaps: &Value| -> Value {
+        gaps.as_array()
+            .unwrap()
+            .iter()
+            .map(|g| {
+                let mut g = g.clone();
+                g["lowConfidenceRate"] =
+                    json!(g["lowConfidenceRate"].as_f64().map(|r| (r * 1e9).round()));
+                g
+            })
+            .collect()
+    };
+    assert_eq!(rounded(&ops["knowledgeGaps"]), rounded(&json!(want)));
+    // Averages and per-staff figures: the sums of the table rows of the range.
+    let online = sum("SELECT CAST(coalesce(sum(online_minutes), 0) AS BIGINT) FROM agg_staff_presence_daily \
+                      WHERE property_id = 'p_utc' AND period_date >= '2026-10-30' AND period_date < '2026-11-03'")
+    .await;
+    let shown: i64 = ops["staffOnlineMinutes"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|v| v.as_i64().unwrap())
+        .sum();
+    assert!(online > 0);
+    assert_eq!(shown, online);
+    let (met, firsts) = (
+        sum("SELECT CAST(sum(first_response_sla_met) AS BIGINT) FROM agg_conversation_metrics_daily \
+             WHERE property_id = 'p_utc' AND period_date >= '2026-10-30' AND period_date < '2026-11-03'")
+        .await,
+        sum("SELECT CAST(sum(first_responses) AS BIGINT) FROM agg_conversation_metrics_daily \
+             WHERE property_id = 'p_utc' AND period_date >= '2026-10-30' AND period_date < '2026-11-03'")
+        .await,
+    );
+    let rate = ops["firstResponseSlaRate"].as_f64().unwrap();
+    assert!((rate - met as f64 / firsts as f64).abs() <= 1e-12, "{ops}");
+    assert!(ops["avgFirstResponseBusinessMs"].is_i64(), "{ops}");
 
     // The stored file is the reply.
     let file = reports
@@ -170,6 +262,26 @@ async fn reports_agree_with_the_aggregate_tables_in_json_and_csv() {
     assert_eq!(
         find("staff_performance", staff.0, "tasksCompleted"),
         Some(staff.1["tasksCompleted"].to_string())
+    );
+    assert_eq!(find("operations", "", "sent"), Some(sent.to_string()));
+    let gap = &ops["knowledgeGaps"][0];
+    assert_eq!(
+        find(
+            "operations",
+            gap["intent"].as_str().unwrap(),
+            "lowConfidence"
+        ),
+        Some(gap["lowConfidence"].to_string())
+    );
+    let (staff_id, minutes) = ops["staffOnlineMinutes"]
+        .as_object()
+        .unwrap()
+        .iter()
+        .next()
+        .unwrap();
+    assert_eq!(
+        find("operations", staff_id, "onlineMinutes"),
+        Some(minutes.to_string())
     );
     assert!(rows.iter().all(|r| r.len() == 4));
     assert!(

@@ -8,7 +8,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use serde_json::Value;
 
-use crate::aggregation::{Ev, aggregate_tables, backfill_week, config, dataset, payload};
+use crate::aggregation::{Ev, aggregate_tables, config, dataset, payload, settle};
 use crate::helpers::{
     App, NatsCluster, NatsServer, publish_all, request, try_consumer_info, wait_until,
 };
@@ -41,7 +41,7 @@ async fn undisturbed(events: &[Ev]) -> Tables {
     })
     .await;
     assert!(app.terminate().success());
-    backfill_week(&app.config_path());
+    settle(&app.config_path());
     aggregate_tables(&app).await
 }
 
@@ -142,7 +142,7 @@ async fn three_instances_one_killed_mid_ingest_store_each_event_once() {
     }
     let mut first = first;
     assert!(first.terminate().success());
-    backfill_week(&first.config_path());
+    settle(&first.config_path());
     assert_eq!(aggregate_tables(&first).await, undisturbed(&events).await);
 }
 
@@ -235,7 +235,7 @@ async fn the_stream_leader_killed_mid_ingest_loses_nothing() {
     cluster.servers[leader].restart();
     assert_each_event_once(&app, &events).await;
     assert!(app.terminate().success());
-    backfill_week(&app.config_path());
+    settle(&app.config_path());
     assert_eq!(aggregate_tables(&app).await, undisturbed(&events).await);
 }
 
@@ -271,7 +271,7 @@ async fn two_aggregators_due_at_once_run_each_job_one_at_a_time() {
             "SELECT count(DISTINCT job) FROM agg_job_runs WHERE trigger = 'startup' AND error IS NULL",
         )
         .await
-            == 7
+            == 10
     })
     .await;
     assert_eq!(
@@ -296,6 +296,7 @@ async fn two_aggregators_due_at_once_run_each_job_one_at_a_time() {
     db.close().await;
     assert!(one.terminate().success());
     assert!(two.terminate().success());
+    settle(&ingest.config_path());
     assert_eq!(aggregate_tables(&ingest).await, undisturbed(&events).await);
 }
 
@@ -354,6 +355,6 @@ async fn a_connection_cut_mid_commit_loses_nothing() {
     assert_each_event_once(&app, &events).await;
     assert!(app.log().contains("terminat"), "the cut is logged");
     assert!(app.terminate().success());
-    backfill_week(&app.config_path());
+    settle(&app.config_path());
     assert_eq!(aggregate_tables(&app).await, undisturbed(&events).await);
 }

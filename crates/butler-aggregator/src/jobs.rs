@@ -3,20 +3,47 @@
 //! reads and the roll-up that computes it. Everything else reads [`JOBS`] through
 //! [`Job`], so adding a job is adding one entry here.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use butler_events::EventType as T;
+use butler_events::business::BusinessRules;
 use butler_events::{EventType, Granularity};
 use butler_storage::aggregation::AggEvent;
 use butler_storage::tables::{self, AggTable, BucketRows};
+use chrono_tz::Tz;
 
 use crate::rollups;
 
-/// The rows of one bucket from its events: `(property, period key, events, earliest
-/// starts)`. One signature for every job, so the runner calls a job without knowing
-/// which one it is; the earliest starts are empty unless the job's
-/// [`JobSpec::starts`] asks for some.
-pub type Compute = fn(&str, &str, &[AggEvent], &HashMap<String, i64>) -> BucketRows;
+/// What a roll-up reads of one bucket: its property and period key, its events, the
+/// earliest starts its job asks for ([`JobSpec::starts`], else empty), the property's
+/// zone, and the business rules in force.
+#[derive(Debug, Clone, Copy)]
+pub struct BucketInput<'a> {
+    /// The property.
+    pub property: &'a str,
+    /// The period key.
+    pub key: &'a str,
+    /// The events of the bucket of the job's types.
+    pub events: &'a [AggEvent],
+    /// Earliest starts by id ([`Starts::OfConversations`], [`Starts::OfTasks`]).
+    pub earliest: &'a HashMap<String, i64>,
+    /// The staff online when the bucket began ([`Starts::OnlineStaff`]).
+    pub online_at_start: &'a BTreeSet<String>,
+    /// The bucket's first instant, in milliseconds since the epoch.
+    pub start_ms: i64,
+    /// The first instant after it.
+    pub end_ms: i64,
+    /// Now: an open bucket counts a state still in force up to here.
+    pub now_ms: i64,
+    /// The property's zone.
+    pub zone: Tz,
+    /// Business hours and SLA targets.
+    pub rules: &'a BusinessRules,
+}
+
+/// The rows of one bucket. One signature for every job, so the runner calls a job
+/// without knowing which one it is.
+pub type Compute = fn(&BucketInput<'_>) -> BucketRows;
 
 /// The earliest starts a job's roll-up reads from outside its bucket (any day still
 /// stored), keyed by id. Reading them costs a query per bucket, so only the jobs
@@ -30,6 +57,8 @@ pub enum Starts {
     OfConversations,
     /// The earliest `task.created` of each task completed in the bucket.
     OfTasks,
+    /// The staff online when the bucket began.
+    OnlineStaff,
 }
 
 /// Everything that makes one aggregation job different from another. The job's name
@@ -46,6 +75,10 @@ pub struct JobSpec {
     pub event_types: &'static [EventType],
     /// The earliest starts [`JobSpec::compute`] reads.
     pub starts: Starts,
+    /// Whether a bucket's rows depend on state carried in from before it (who was
+    /// online): then an event changes every later bucket too, and a bucket with no
+    /// events of its own still gets its rows.
+    pub carries_state: bool,
     /// The roll-up of one bucket (see [`Compute`]).
     pub compute: Compute,
 }
@@ -58,38 +91,25 @@ pub static JOBS: &[JobSpec] = &[
         default_schedule: "0 * * * *",
         event_types: &[T::MessageReceived, T::MessageSent],
         starts: Starts::Unread,
-        compute: |property, key, events, _| {
-            BucketRows::of(rollups::message_counts(property, key, events))
-        },
+        carries_state: false,
+        compute: |b| BucketRows::of(rollups::message_counts(b.property, b.key, b.events)),
     },
     JobSpec {
         table: &tables::RESPONSE_TIMES_HOURLY,
         default_schedule: "5 * * * *",
         event_types: &[T::ResponseTimeRecorded],
         starts: Starts::Unread,
-        compute: |property, key, events, _| {
-            BucketRows::of(rollups::response_times(property, key, events))
-        },
+        carries_state: false,
+        compute: |b| BucketRows::of(rollups::response_times(b.property, b.key, b.events)),
     },
     JobSpec {
         table: &tables::CONVERSATION_METRICS_DAILY,
         default_schedule: "0 1 * * *",
-        event_types: &[
-            T::ConversationStarted,
-            T::ConversationResolved,
-            T::ConversationEscalated,
-            T::ResponseTimeRecorded,
-            T::ResponseAiGenerated,
-        ],
+        // Every type: `conversations_active` counts the conversations any event names.
+        event_types: &EventType::ALL,
         starts: Starts::OfConversations,
-        compute: |property, key, events, earliest_start| {
-            BucketRows::of(rollups::conversation_metrics(
-                property,
-                key,
-                events,
-                earliest_start,
-            ))
-        },
+        carries_state: false,
+        compute: |b| BucketRows::of(rollups::conversation_metrics(b)),
     },
     JobSpec {
         table: &tables::STAFF_PERFORMANCE_DAILY,
@@ -101,9 +121,8 @@ pub static JOBS: &[JobSpec] = &[
             T::SatisfactionRatingReceived,
         ],
         starts: Starts::Unread,
-        compute: |property, key, events, _| {
-            BucketRows::of(rollups::staff_performance(property, key, events))
-        },
+        carries_state: false,
+        compute: |b| BucketRows::of(rollups::staff_performance(b.property, b.key, b.events)),
     },
     JobSpec {
         table: &tables::INTENT_DISTRIBUTION_DAILY,
@@ -116,9 +135,8 @@ pub static JOBS: &[JobSpec] = &[
             T::SatisfactionFeedbackReceived,
         ],
         starts: Starts::Unread,
-        compute: |property, key, events, _| {
-            BucketRows::of(rollups::intent_distribution(property, key, events))
-        },
+        carries_state: false,
+        compute: |b| BucketRows::of(rollups::intent_distribution(b.property, b.key, b.events)),
     },
     JobSpec {
         table: &tables::CHANNEL_DELIVERY_DAILY,
@@ -130,9 +148,8 @@ pub static JOBS: &[JobSpec] = &[
             T::MessageFailed,
         ],
         starts: Starts::Unread,
-        compute: |property, key, events, _| {
-            BucketRows::of(rollups::channel_delivery(property, key, events))
-        },
+        carries_state: false,
+        compute: |b| BucketRows::of(rollups::channel_delivery(b.property, b.key, b.events)),
     },
     JobSpec {
         table: &tables::TASK_PERFORMANCE_DAILY,
@@ -144,23 +161,28 @@ pub static JOBS: &[JobSpec] = &[
             T::TaskSlaBreached,
         ],
         starts: Starts::OfTasks,
-        compute: |property, key, events, earliest_creation| {
+        carries_state: false,
+        compute: |b| {
             BucketRows::of(rollups::task_performance(
-                property,
-                key,
-                events,
-                earliest_creation,
+                b.property, b.key, b.events, b.earliest,
             ))
         },
+    },
+    JobSpec {
+        table: &tables::STAFF_PRESENCE_DAILY,
+        default_schedule: "0 1 * * *",
+        event_types: &[T::StaffLogin, T::StaffLogout, T::StaffStatusChanged],
+        starts: Starts::OnlineStaff,
+        carries_state: true,
+        compute: |b| BucketRows::of(rollups::staff_presence(b)),
     },
     JobSpec {
         table: &tables::SATISFACTION_WEEKLY,
         default_schedule: "0 2 * * 1",
         event_types: &[T::SatisfactionSurveySent, T::SatisfactionRatingReceived],
         starts: Starts::Unread,
-        compute: |property, key, events, _| {
-            BucketRows::of(rollups::satisfaction(property, key, events))
-        },
+        carries_state: false,
+        compute: |b| BucketRows::of(rollups::satisfaction(b.property, b.key, b.events)),
     },
     JobSpec {
         table: &tables::MONTHLY_SUMMARY,
@@ -177,9 +199,8 @@ pub static JOBS: &[JobSpec] = &[
             T::IntentClassified,
         ],
         starts: Starts::Unread,
-        compute: |property, key, events, _| {
-            BucketRows::of(rollups::monthly_summary(property, key, events))
-        },
+        carries_state: false,
+        compute: |b| BucketRows::of(rollups::monthly_summary(b.property, b.key, b.events)),
     },
 ];
 
@@ -242,16 +263,15 @@ impl Job {
         self.0.starts
     }
 
-    /// The rows of one bucket. `earliest_start` holds the starts [`Job::starts`]
+    /// Whether its buckets carry state in from earlier ones ([`JobSpec::carries_state`]).
+    pub fn carries_state(self) -> bool {
+        self.0.carries_state
+    }
+
+    /// The rows of one bucket; `input.earliest` holds the starts [`Job::starts`]
     /// names.
-    pub fn compute(
-        self,
-        property: &str,
-        key: &str,
-        events: &[AggEvent],
-        earliest_start: &HashMap<String, i64>,
-    ) -> BucketRows {
-        (self.0.compute)(property, key, events, earliest_start)
+    pub fn compute(self, input: &BucketInput<'_>) -> BucketRows {
+        (self.0.compute)(input)
     }
 }
 
@@ -291,7 +311,18 @@ mod tests {
         for table in tables::AGG_TABLES {
             let job = Job::parse(table.job).unwrap();
             assert_eq!(job.table().name, table.name);
-            let rows = job.compute("p", "k", &[], &HashMap::new());
+            let rows = job.compute(&BucketInput {
+                property: "p",
+                key: "k",
+                events: &[],
+                earliest: &HashMap::new(),
+                online_at_start: &BTreeSet::new(),
+                start_ms: 0,
+                end_ms: 86_400_000,
+                now_ms: 86_400_000,
+                zone: chrono_tz::UTC,
+                rules: &BusinessRules::default(),
+            });
             assert_eq!(rows.table.name, table.name);
         }
         assert_eq!(Job::all().len(), tables::AGG_TABLES.len());
@@ -313,6 +344,7 @@ mod tests {
                 ("daily_intent_distribution", "0 1 * * *"),
                 ("daily_channel_delivery", "0 1 * * *"),
                 ("daily_task_performance", "0 1 * * *"),
+                ("daily_staff_presence", "0 1 * * *"),
                 ("weekly_satisfaction_trends", "0 2 * * 1"),
                 ("monthly_summary", "0 3 1 * *"),
             ]

@@ -11,6 +11,7 @@
 //!   a time and a dead one holds it up for one lease period at most;
 //! - [`schedule`]: cron schedules in the configured zone, and start-up catch-up;
 //! - [`retention`]: deleting what is past each table's retention;
+//! - [`rules`]: the business hours and SLA targets the jobs apply, [`SharedRules`];
 //! - [`metrics`]: the aggregation metrics, [`AggregatorMetrics`].
 
 pub mod jobs;
@@ -18,9 +19,11 @@ pub mod lease;
 pub mod metrics;
 pub mod retention;
 pub mod rollups;
+pub mod rules;
 pub mod runner;
 pub mod schedule;
 
 pub use jobs::Job;
 pub use metrics::AggregatorMetrics;
+pub use rules::SharedRules;
 pub use runner::{AggregateError, Aggregator, AggregatorSettings, RunReport, Trigger};

@@ -9,9 +9,12 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use butler_events::EventType as T;
 use butler_events::formulas::{Ratings, ai_resolution_rate, mean, minutes, nearest_rank, round};
 use butler_storage::aggregation::AggEvent;
+
+use crate::jobs::BucketInput;
 use butler_storage::tables::{
     ChannelDeliveryRow, ConversationMetricsRow, IntentDistributionRow, JsonText, MessageCountRow,
-    MonthlySummaryRow, ResponseTimeRow, SatisfactionRow, StaffPerformanceRow, TaskPerformanceRow,
+    MonthlySummaryRow, ResponseTimeRow, SatisfactionRow, StaffPerformanceRow, StaffPresenceRow,
+    TaskPerformanceRow,
 };
 
 /// A null channel groups as `unknown`.
@@ -69,57 +72,66 @@ pub fn response_times(property: &str, key: &str, events: &[AggEvent]) -> Vec<Res
         .collect()
 }
 
-/// `agg_conversation_metrics_daily`. `earliest_start` maps a conversationId to the
-/// timestamp of its earliest stored `conversation.started` (any day, any channel).
-pub fn conversation_metrics(
-    property: &str,
-    key: &str,
-    events: &[AggEvent],
-    earliest_start: &HashMap<String, i64>,
-) -> Vec<ConversationMetricsRow> {
+/// `agg_conversation_metrics_daily`, with §8's columns. `b.earliest` maps a
+/// conversationId to the timestamp of its earliest stored `conversation.started` (any
+/// day, any channel); business time is the property's schedule in its zone, as in
+/// force now.
+pub fn conversation_metrics(b: &BucketInput<'_>) -> Vec<ConversationMetricsRow> {
+    let schedule = b.rules.hours.of(b.property);
+    let target = b.rules.sla.first_response_ms(b.property);
+    let business = |from: i64, to: i64| schedule.business_ms(b.zone, from, to);
     let mut by_channel: BTreeMap<&str, Vec<&AggEvent>> = BTreeMap::new();
-    for e in events {
+    for e in b.events {
         by_channel.entry(channel(e)).or_default().push(e);
     }
     let mut rows = Vec::new();
     for (channel, events) in by_channel {
         let mut row = ConversationMetricsRow {
-            period_date: key.to_owned(),
-            property_id: property.to_owned(),
+            period_date: b.key.to_owned(),
+            property_id: b.property.to_owned(),
             channel: channel.to_owned(),
             ..Default::default()
         };
         // First response per conversation: earliest by (timestamp, id); an event
         // without a conversation stands for itself.
         let mut first: HashMap<&str, &AggEvent> = HashMap::new();
-        let mut first_ms: Vec<i64> = Vec::new();
-        let mut resolution_ms: Vec<i64> = Vec::new();
+        let mut first_responses: Vec<&AggEvent> = Vec::new();
+        // Each timed resolution as its interval [from, to).
+        let mut resolutions: Vec<(i64, i64)> = Vec::new();
+        let mut active: BTreeSet<&str> = BTreeSet::new();
         let mut ai_handled: BTreeSet<&str> = BTreeSet::new();
         let mut escalated: BTreeSet<&str> = BTreeSet::new();
+        let mut resolved: BTreeSet<&str> = BTreeSet::new();
         for e in &events {
+            active.extend(e.conversation_id.as_deref());
             match e.event_type {
                 T::ConversationStarted => row.conversations_started += 1,
                 T::ConversationEscalated => {
                     row.conversations_escalated += 1;
-                    if let Some(c) = &e.conversation_id {
-                        escalated.insert(c);
-                    }
+                    escalated.extend(e.conversation_id.as_deref());
                 }
                 T::ConversationResolved => {
                     row.conversations_resolved += 1;
+                    resolved.extend(e.conversation_id.as_deref());
                     let from_start = || {
                         let c = e.conversation_id.as_ref()?;
-                        let start = *earliest_start.get(c)?;
-                        (start <= e.timestamp_ms).then(|| e.timestamp_ms - start)
+                        let start = *b.earliest.get(c)?;
+                        (start <= e.timestamp_ms).then_some(start)
                     };
-                    if let Some(ms) = e.duration_ms.or_else(from_start) {
-                        resolution_ms.push(ms);
+                    let from = e
+                        .duration_ms
+                        .map(|ms| e.timestamp_ms - ms)
+                        .or_else(from_start);
+                    if let Some(from) = from {
+                        resolutions.push((from, e.timestamp_ms));
                     }
                 }
                 T::ResponseTimeRecorded => {
-                    let Some(ms) = e.duration_ms else { continue };
+                    if e.duration_ms.is_none() {
+                        continue;
+                    }
                     match &e.conversation_id {
-                        None => first_ms.push(ms),
+                        None => first_responses.push(e),
                         Some(c) => {
                             let slot = first.entry(c).or_insert(e);
                             if (e.timestamp_ms, &e.id) < (slot.timestamp_ms, &slot.id) {
@@ -128,32 +140,60 @@ pub fn conversation_metrics(
                         }
                     }
                 }
-                T::ResponseAiGenerated => {
-                    if let Some(c) = &e.conversation_id {
-                        ai_handled.insert(c);
-                    }
-                }
+                T::ResponseAiGenerated => ai_handled.extend(e.conversation_id.as_deref()),
                 _ => {}
             }
         }
-        first_ms.extend(first.values().filter_map(|e| e.duration_ms));
+        first_responses.extend(first.values());
+        let mut first_ms: Vec<i64> = first_responses
+            .iter()
+            .filter_map(|e| e.duration_ms)
+            .collect();
+        let mut first_business: Vec<i64> = first_responses
+            .iter()
+            .filter_map(|e| {
+                e.duration_ms
+                    .map(|ms| business(e.timestamp_ms - ms, e.timestamp_ms))
+            })
+            .collect();
+        let mut resolution_ms: Vec<i64> = resolutions.iter().map(|(from, to)| to - from).collect();
+        let resolution_business: Vec<i64> = resolutions
+            .iter()
+            .map(|(from, to)| business(*from, *to))
+            .collect();
         first_ms.sort_unstable();
+        first_business.sort_unstable();
         resolution_ms.sort_unstable();
-        row.avg_first_response_ms = mean(first_ms.iter().map(|v| *v as f64)).map(round);
+        let mean_of = |v: &[i64]| mean(v.iter().map(|x| *x as f64));
+        let whole_minutes = |ms: i64| round(minutes(ms as f64));
+        row.avg_first_response_ms = mean_of(&first_ms).map(round);
         row.p50_first_response_ms = nearest_rank(&first_ms, 50);
         row.p95_first_response_ms = nearest_rank(&first_ms, 95);
-        let whole_minutes = |ms: i64| round(minutes(ms as f64));
-        row.avg_resolution_minutes =
-            mean(resolution_ms.iter().map(|v| *v as f64)).map(|m| round(minutes(m)));
+        row.avg_resolution_minutes = mean_of(&resolution_ms).map(|m| round(minutes(m)));
         row.p50_resolution_minutes = nearest_rank(&resolution_ms, 50).map(whole_minutes);
         row.p95_resolution_minutes = nearest_rank(&resolution_ms, 95).map(whole_minutes);
         row.ai_handled_count = ai_handled.len() as i64;
         row.ai_escalated_count = ai_handled.intersection(&escalated).count() as i64;
+        row.conversations_active = active.len() as i64;
+        row.first_responses = first_ms.len() as i64;
+        row.avg_first_response_business_ms = mean_of(&first_business).map(round);
+        row.p50_first_response_business_ms = nearest_rank(&first_business, 50);
+        row.p95_first_response_business_ms = nearest_rank(&first_business, 95);
+        row.first_response_sla_met =
+            first_business.iter().filter(|ms| **ms <= target).count() as i64;
+        row.resolutions_timed = resolution_business.len() as i64;
+        row.avg_resolution_business_minutes =
+            mean_of(&resolution_business).map(|m| round(minutes(m)));
+        row.ai_resolved_count = ai_handled
+            .iter()
+            .filter(|c| resolved.contains(*c) && !escalated.contains(*c))
+            .count() as i64;
         let counts_something =
             row.conversations_started + row.conversations_resolved + row.conversations_escalated
                 > 0
-                || !first_ms.is_empty()
-                || row.ai_handled_count > 0;
+                || row.first_responses > 0
+                || row.ai_handled_count > 0
+                || row.conversations_active > 0;
         if counts_something {
             rows.push(row);
         }
@@ -342,6 +382,63 @@ pub fn task_performance(
     row.p50_completion_minutes = nearest_rank(&completion_ms, 50).map(whole_minutes);
     row.p95_completion_minutes = nearest_rank(&completion_ms, 95).map(whole_minutes);
     vec![row]
+}
+
+/// `agg_staff_presence_daily` (§8). Online is a state: a member goes online at a
+/// `staff.login` or a status change to `available` and offline at a `staff.logout` or
+/// any other status change (one rule with the live count,
+/// [`butler_events::event::staff_online_after`]); their events are taken by timestamp,
+/// then id, and one that does not change the state changes nothing. Online time is
+/// counted within the bucket (its own 23, 24 or 25 hours; a stretch still online up to
+/// the bucket's end or now, whichever is earlier), from the state the member had when
+/// it began (`b.online_at_start`), and rounded once to whole minutes; sessions are the
+/// times they went online in it. A row for each member with online time or a session.
+pub fn staff_presence(b: &BucketInput<'_>) -> Vec<StaffPresenceRow> {
+    let mut by_staff: BTreeMap<&str, Vec<&AggEvent>> = BTreeMap::new();
+    for staff in b.online_at_start {
+        by_staff.entry(staff).or_default();
+    }
+    for e in b.events {
+        if let Some(staff) = e.staff_id.as_deref() {
+            by_staff.entry(staff).or_default().push(e);
+        }
+    }
+    let until = b.end_ms.min(b.now_ms);
+    let mut rows = Vec::new();
+    for (staff, mut events) in by_staff {
+        events.sort_by(|x, y| (x.timestamp_ms, &x.id).cmp(&(y.timestamp_ms, &y.id)));
+        let mut online_since = b.online_at_start.contains(staff).then_some(b.start_ms);
+        let (mut online_ms, mut sessions) = (0, 0);
+        for e in events {
+            match (
+                butler_events::event::staff_online_after(e.event_type, e.status.as_deref()),
+                online_since,
+            ) {
+                (Some(true), None) => {
+                    online_since = Some(e.timestamp_ms);
+                    sessions += 1;
+                }
+                (Some(false), Some(since)) => {
+                    online_ms += e.timestamp_ms - since;
+                    online_since = None;
+                }
+                _ => {}
+            }
+        }
+        if let Some(since) = online_since {
+            online_ms += (until - since).max(0);
+        }
+        if online_ms > 0 || sessions > 0 {
+            rows.push(StaffPresenceRow {
+                period_date: b.key.to_owned(),
+                property_id: b.property.to_owned(),
+                staff_id: staff.to_owned(),
+                online_minutes: round(minutes(online_ms as f64)),
+                sessions,
+            });
+        }
+    }
+    rows
 }
 
 /// `agg_satisfaction_weekly`.

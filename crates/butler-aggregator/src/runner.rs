@@ -11,9 +11,10 @@ use butler_storage::tables::BucketRows;
 use butler_storage::{Storage, StorageError};
 use chrono::{DateTime, Duration, Utc};
 
-use crate::jobs::{Job, Starts};
+use crate::jobs::{BucketInput, Job, Starts};
 use crate::lease::JobLease;
 use crate::metrics::AggregatorMetrics;
+use crate::rules::SharedRules;
 
 /// Why a run failed.
 #[derive(Debug, thiserror::Error)]
@@ -50,6 +51,8 @@ pub struct AggregatorSettings {
     pub holder: String,
     /// How long a job lease lasts unless renewed (`aggregation.lease_ms`).
     pub lease_ttl: std::time::Duration,
+    /// `business_hours` and `sla`, replaced on a reload.
+    pub rules: SharedRules,
 }
 
 /// The outcome of one run, as `analytics.admin.aggregate` reports it.
@@ -112,11 +115,12 @@ pub struct Aggregator {
 }
 
 /// Buckets computed for real-time series, by (job, property, period key, the job's
-/// dirty-hours cursor, the latest change sequence among the bucket's dirty hours):
-/// a bucket's rows change only when new events stamp its hours with a new sequence,
-/// or when the job reads them (the cursor moves), so an entry stands until then and
-/// repeated requests do not recompute a day of events each time.
-type UnmaterializedCache = moka::future::Cache<(Job, String, String, i64, i64), BucketRows>;
+/// dirty-hours cursor, the latest change sequence among the bucket's dirty hours, the
+/// business rules' generation): a bucket's rows change only when new events stamp its
+/// hours with a new sequence, when the job reads them (the cursor moves), or when a
+/// reload replaces the rules, so an entry stands until then and repeated requests do
+/// not recompute a day of events each time.
+type UnmaterializedCache = moka::future::Cache<(Job, String, String, i64, i64, u64), BucketRows>;
 
 impl std::fmt::Debug for Aggregator {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -214,7 +218,7 @@ impl Aggregator {
         let lease = self.lease(job).await?;
         let started = Utc::now();
         let result = async {
-            self.queue_dirty(job, &lease).await?;
+            self.queue_dirty(job, &lease, now).await?;
             let closed = self
                 .storage
                 .closed_pending_buckets(job.name(), EventTime::from_datetime(&now))
@@ -306,14 +310,24 @@ impl Aggregator {
 
     /// Moves hours stamped dirty since the job's cursor into its queue, as the buckets
     /// that hold them.
-    async fn queue_dirty(&self, job: Job, lease: &JobLease) -> Result<(), AggregateError> {
+    async fn queue_dirty(
+        &self,
+        job: Job,
+        lease: &JobLease,
+        now: DateTime<Utc>,
+    ) -> Result<(), AggregateError> {
         let after = self.storage.job_dirty_seq(job.name()).await?;
         let (hours, max_seq) = self.storage.dirty_hours_after(after).await?;
-        if hours.is_empty() {
+        let carried = if job.carries_state() {
+            self.carried_buckets(job, &hours, now).await?
+        } else {
+            BTreeSet::new()
+        };
+        if hours.is_empty() && carried.is_empty() {
             return Ok(());
         }
         let granularity = job.granularity();
-        let mut buckets = BTreeSet::new();
+        let mut buckets = carried;
         for (property, hour) in &hours {
             let Ok(start) = DateTime::parse_from_rfc3339(hour) else {
                 continue;
@@ -350,6 +364,51 @@ impl Aggregator {
         Ok(())
     }
 
+    /// For a job whose buckets carry state in from earlier ones: the closed buckets
+    /// after each changed one (a late login changes every day the session covers),
+    /// and those closed since the job last succeeded for every property with a state
+    /// in force now (a day with no events of its own still has its rows), from the
+    /// bucket before that success on; none starting before the raw-event cutoff.
+    async fn carried_buckets(
+        &self,
+        job: Job,
+        hours: &[(String, String)],
+        now: DateTime<Utc>,
+    ) -> Result<BTreeSet<PendingBucket>, AggregateError> {
+        let granularity = job.granularity();
+        let cutoff = now - self.settings.raw_retention;
+        let last_success = self
+            .storage
+            .job_last_success(job.name())
+            .await?
+            .and_then(|t| DateTime::from_timestamp_millis(t.millis()));
+        let mut from: BTreeMap<String, DateTime<Utc>> = BTreeMap::new();
+        for (property, hour) in hours {
+            if let Ok(start) = DateTime::parse_from_rfc3339(hour) {
+                let start = start.with_timezone(&Utc);
+                let earliest = from.entry(property.clone()).or_insert(start);
+                *earliest = (*earliest).min(start);
+            }
+        }
+        if let Some(last) = last_success {
+            let since = last - margin(granularity);
+            for property in self.storage.properties_with_staff_online().await? {
+                let earliest = from.entry(property).or_insert(since);
+                *earliest = (*earliest).min(since);
+            }
+        }
+        let mut buckets = BTreeSet::new();
+        for (property, start) in from {
+            let tz = self.settings.zones.of(&property);
+            for b in granularity.buckets_overlapping(tz, start.max(cutoff), now) {
+                if b.end <= now && b.start >= cutoff {
+                    buckets.insert(pending(&property, &b));
+                }
+            }
+        }
+        Ok(buckets)
+    }
+
     /// Writes computed buckets under the run's lease.
     async fn write(
         &self,
@@ -373,6 +432,7 @@ impl Aggregator {
         &self,
         job: Job,
         bucket: &PendingBucket,
+        now: DateTime<Utc>,
     ) -> Result<BucketRows, AggregateError> {
         let events = self
             .storage
@@ -387,8 +447,16 @@ impl Aggregator {
             let ids: BTreeSet<&str> = events.iter().filter_map(wanted).collect();
             ids.into_iter().collect()
         };
+        let mut online_at_start = BTreeSet::new();
         let earliest = match job.starts() {
             Starts::Unread => HashMap::new(),
+            Starts::OnlineStaff => {
+                online_at_start = self
+                    .storage
+                    .staff_online_at(&bucket.property_id, bucket.start)
+                    .await?;
+                HashMap::new()
+            }
             Starts::OfConversations => {
                 let ids = ids(|e| {
                     let unresolved =
@@ -410,7 +478,19 @@ impl Aggregator {
                     .await?
             }
         };
-        Ok(job.compute(&bucket.property_id, &bucket.period_key, &events, &earliest))
+        let (_, rules) = self.settings.rules.get();
+        Ok(job.compute(&BucketInput {
+            property: &bucket.property_id,
+            key: &bucket.period_key,
+            events: &events,
+            earliest: &earliest,
+            online_at_start: &online_at_start,
+            start_ms: bucket.start.millis(),
+            end_ms: bucket.end.millis(),
+            now_ms: now.timestamp_millis(),
+            zone: self.settings.zones.of(&bucket.property_id),
+            rules: &rules,
+        }))
     }
 
     /// The buckets of `job` for `property` overlapping `[from, to)` that its table
@@ -468,12 +548,22 @@ impl Aggregator {
                 bucket.period_key.clone(),
                 waiting.cursor,
                 seq,
+                self.settings.rules.get().0,
             );
-            let rows = match self.unmaterialized.get(&key).await {
+            // A bucket that carries state in depends on the clock too (a stretch
+            // still online counts up to now): computed each time.
+            let cached = if job.carries_state() {
+                None
+            } else {
+                self.unmaterialized.get(&key).await
+            };
+            let rows = match cached {
                 Some(rows) => rows,
                 None => {
-                    let rows = self.compute(job, &bucket).await?;
-                    self.unmaterialized.insert(key, rows.clone()).await;
+                    let rows = self.compute(job, &bucket, now).await?;
+                    if !job.carries_state() {
+                        self.unmaterialized.insert(key, rows.clone()).await;
+                    }
                     rows
                 }
             };
@@ -508,7 +598,7 @@ impl Aggregator {
                 expired.push(bucket.clone());
                 continue;
             }
-            let rows = self.compute(job, bucket).await?;
+            let rows = self.compute(job, bucket, now).await?;
             report.rows_written += rows.len() as u64;
             report.periods_recomputed += 1;
             computed_rows += rows.len();

@@ -24,6 +24,7 @@ pub fn aggregator(storage: Storage, config: &Config) -> Aggregator {
             raw_retention: chrono::Duration::days(i64::from(config.retention.raw_events)),
             holder: butler_aggregator::lease::this_holder(),
             lease_ttl: std::time::Duration::from_millis(config.aggregation.lease_ms),
+            rules: butler_aggregator::SharedRules::new(config.business_rules()),
         },
     )
 }

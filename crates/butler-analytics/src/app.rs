@@ -122,6 +122,7 @@ pub async fn run(
     };
     let (consumer, ingest_metrics) = parts.consumer()?.unzip();
     let (aggregator, aggregator_metrics) = parts.aggregator()?;
+    let rules = aggregator.settings().rules.clone();
     let report_objects = parts.report_objects();
     let control: Arc<dyn AggregationControl> = Arc::new(crate::aggregation::AdminControl {
         aggregator: aggregator.clone(),
@@ -137,6 +138,7 @@ pub async fn run(
         plans,
         dashboard_cache: dashboard_cache.clone(),
         live_intervals,
+        rules,
         metrics: crate::reload::ReloadMetrics::register(&registry)?,
     };
     tasks.spawn(reloads.run(shutdown.clone()));

@@ -2,13 +2,15 @@
 //! with `run --watch-config`. The new file is loaded and checked as at start; a bad one
 //! is refused and the running configuration kept. Of a good one, the keys the running
 //! parts can take over — the aggregation schedules, retention, the dashboard cache,
-//! the live dashboards' intervals and the log level — take effect at once, without dropping a batch or
+//! the live dashboards' intervals, the log level, business hours and SLA targets —
+//! take effect at once, without dropping a batch or
 //! interrupting a running job; the others (NATS, storage, ingest, …) are named in a
 //! warning and keep their running values until a restart.
 
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
+use butler_aggregator::SharedRules;
 use butler_aggregator::schedule::SchedulePlan;
 use butler_config::Config;
 use butler_query::dashboard::DashboardCache;
@@ -23,13 +25,15 @@ const WATCH_EVERY: Duration = Duration::from_secs(2);
 
 /// The keys a reload applies to the running process (a key, or a section ending in
 /// `.`); every other key needs a restart.
-pub const RELOADABLE: [&str; 6] = [
+pub const RELOADABLE: [&str; 8] = [
     "aggregation.schedules.",
     "retention.",
     "cache.",
     "dashboard.push_interval_ms",
     "dashboard.refresh_s",
     "log.level",
+    "business_hours.",
+    "sla.",
 ];
 
 /// Where a reload reads the configuration from.
@@ -100,6 +104,8 @@ pub struct Reloader {
     pub dashboard_cache: DashboardCache,
     /// The live dashboards' intervals.
     pub live_intervals: watch::Sender<LiveIntervals>,
+    /// The business hours and SLA targets the jobs apply.
+    pub rules: SharedRules,
     /// Reloads applied and refused.
     pub metrics: ReloadMetrics,
 }
@@ -177,6 +183,9 @@ impl Reloader {
             *intervals = new;
             modified
         });
+        if merged.business_hours != self.running.business_hours || merged.sla != self.running.sla {
+            self.rules.set(merged.business_rules());
+        }
         if merged.log != self.running.log
             && let Err(err) = crate::telemetry::set_level("info", merged.log.level.as_deref())
         {
@@ -215,6 +224,8 @@ fn with_reloadable_keys(running: &Config, new: &Config) -> Config {
     merged.dashboard.push_interval_ms = new.dashboard.push_interval_ms;
     merged.dashboard.refresh_s = new.dashboard.refresh_s;
     merged.log = new.log.clone();
+    merged.business_hours = new.business_hours.clone();
+    merged.sla = new.sla.clone();
     merged
 }
 
@@ -295,19 +306,22 @@ mod tests {
             "nats:\n  url: nats://u:old@h:4222\naggregation:\n  schedules:\n    hourly_message_counts: '5 * * * *'\n",
         );
         let new = config(
-            "nats:\n  url: nats://u:new@h:4222\ningest:\n  batch_size: 500\naggregation:\n  schedules:\n    hourly_message_counts: '* * * * * *'\nretention:\n  raw_events: 30\ncache:\n  ttl_ms: 5000\ndashboard:\n  refresh_s: 5\nlog:\n  level: warn\n",
+            "nats:\n  url: nats://u:new@h:4222\ningest:\n  batch_size: 500\naggregation:\n  schedules:\n    hourly_message_counts: '* * * * * *'\nretention:\n  raw_events: 30\ncache:\n  ttl_ms: 5000\ndashboard:\n  refresh_s: 5\nlog:\n  level: warn\nbusiness_hours:\n  properties:\n    p1: {mon: ['08:00-12:00']}\nsla:\n  first_response_ms: 60000\n",
         );
         let changed = changed_keys(&running, &new);
         assert_eq!(
             changed,
             [
                 "aggregation.schedules.hourly_message_counts",
+                "business_hours.properties.p1.holidays",
+                "business_hours.properties.p1.mon",
                 "cache.ttl_ms",
                 "dashboard.refresh_s",
                 "ingest.batch_size",
                 "log.level",
                 "nats.url",
                 "retention.raw_events",
+                "sla.first_response_ms",
             ]
         );
         let restart: Vec<_> = changed.iter().filter(|k| !reloadable(k)).collect();
@@ -319,6 +333,8 @@ mod tests {
         assert_eq!(merged.cache.ttl_ms, 5000);
         assert_eq!(merged.dashboard.refresh_s, 5);
         assert_eq!(merged.log.level.as_deref(), Some("warn"));
+        assert_eq!(merged.business_hours, new.business_hours);
+        assert_eq!(merged.sla.first_response_ms, 60_000);
         assert_eq!(
             merged.aggregation.schedules["hourly_message_counts"],
             "* * * * * *"

@@ -21,6 +21,7 @@ const TABLES: [&str; 3] = ["live_conversations", "live_staff", "live_tasks"];
 const RETENTION_ONLY: &str = "{hourly_message_counts: '0 0 1 1 *', hourly_response_times: '0 0 1 1 *', \
      daily_conversation_metrics: '0 0 1 1 *', daily_staff_performance: '0 0 1 1 *', \
      daily_intent_distribution: '0 0 1 1 *', daily_channel_delivery: '0 0 1 1 *', daily_task_performance: '0 0 1 1 *', \
+     daily_staff_presence: '0 0 1 1 *', \
      weekly_satisfaction_trends: '0 0 1 1 *', \
      monthly_summary: '0 0 1 1 *', retention_cleanup: '*/5 * * * * *'}";
 

@@ -763,6 +763,7 @@ impl Bench {
             "daily_intent_distribution",
             "daily_channel_delivery",
             "daily_task_performance",
+            "daily_staff_presence",
         ] {
             println!("aggregation: {job} over {from}");
             let run = procs::aggregate(

@@ -180,11 +180,28 @@ fn check(c: &Config) -> Result<(), ConfigError> {
     if let Some(level) = &c.log.level {
         check_log_level(level)?;
     }
+    check_business_hours(&c.business_hours)?;
     if c.shutdown.grace_s > 3600 {
         return Err(invalid(
             "shutdown.grace_s",
             "must be at most 3600 (seconds)",
         ));
+    }
+    Ok(())
+}
+
+/// `business_hours`: every schedule parses, each fault named by its weekday or
+/// `holidays` key. (SLA targets are unsigned: a negative one is refused as a type.)
+fn check_business_hours(b: &crate::BusinessHoursConfig) -> Result<(), ConfigError> {
+    let schedules = std::iter::once(("business_hours.default".to_owned(), &b.default)).chain(
+        b.properties
+            .iter()
+            .map(|(property, week)| (format!("business_hours.properties.{property}"), week)),
+    );
+    for (key, week) in schedules {
+        if let Err(err) = week.schedule() {
+            return Err(invalid(format!("{key}.{}", err.part), err.message));
+        }
     }
     Ok(())
 }

@@ -39,6 +39,10 @@ pub struct Config {
     pub shutdown: ShutdownConfig,
     /// What the process logs.
     pub log: LogConfig,
+    /// When each property is open, in its local time (CONTRACT §8).
+    pub business_hours: BusinessHoursConfig,
+    /// Service-level targets, in business time (CONTRACT §8).
+    pub sla: SlaConfig,
 }
 
 /// NATS connection, stream and durable consumer.
@@ -416,6 +420,85 @@ pub struct LogConfig {
     pub level: Option<String>,
 }
 
+/// Opening hours: `default` for every property, or a property's own schedule, which
+/// replaces it whole.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BusinessHoursConfig {
+    /// The schedule of every property without its own; `{}` is always open.
+    pub default: WeekConfig,
+    /// Schedules by property id.
+    pub properties: BTreeMap<String, WeekConfig>,
+}
+
+/// One schedule as written: open intervals (`"08:00-12:00"`) per weekday, lower-case
+/// keys `mon`…`sun`; once any weekday is named an unnamed one is closed, and with none
+/// named it is open around the clock. Holidays (`YYYY-MM-DD`, local dates) are closed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+#[allow(missing_docs)]
+pub struct WeekConfig {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub mon: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tue: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub wed: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub thu: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fri: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sat: Option<Vec<String>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub sun: Option<Vec<String>>,
+    pub holidays: Vec<String>,
+}
+
+impl WeekConfig {
+    /// The schedule it describes.
+    ///
+    /// # Errors
+    /// What [`butler_events::business::Schedule::parse`] refuses.
+    pub fn schedule(
+        &self,
+    ) -> Result<butler_events::business::Schedule, butler_events::business::ScheduleError> {
+        let days = [
+            ("mon", &self.mon),
+            ("tue", &self.tue),
+            ("wed", &self.wed),
+            ("thu", &self.thu),
+            ("fri", &self.fri),
+            ("sat", &self.sat),
+            ("sun", &self.sun),
+        ];
+        let named: Vec<(&str, &[String])> = days
+            .iter()
+            .filter_map(|(day, intervals)| intervals.as_deref().map(|i| (*day, i)))
+            .collect();
+        butler_events::business::Schedule::parse(&named, &self.holidays)
+    }
+}
+
+/// Service-level targets.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SlaConfig {
+    /// The first-response target in business milliseconds.
+    pub first_response_ms: u64,
+    /// Targets by property id, replacing `first_response_ms`.
+    pub properties: BTreeMap<String, u64>,
+}
+
+impl Default for SlaConfig {
+    fn default() -> Self {
+        SlaConfig {
+            first_response_ms: 300_000,
+            properties: BTreeMap::new(),
+        }
+    }
+}
+
 /// How the process stops.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields, default)]
@@ -470,6 +553,33 @@ impl StorageConfig {
 }
 
 impl Config {
+    /// The business hours and SLA targets of §8. Both were checked at load time; a
+    /// schedule that does not parse (a config built in code and never checked)
+    /// stands for always open.
+    pub fn business_rules(&self) -> butler_events::business::BusinessRules {
+        use butler_events::business::{BusinessHours, BusinessRules, SlaTargets};
+        let schedule = |week: &WeekConfig| week.schedule().unwrap_or_default();
+        let ms = |v: u64| i64::try_from(v).unwrap_or(i64::MAX);
+        BusinessRules {
+            hours: BusinessHours::new(
+                schedule(&self.business_hours.default),
+                self.business_hours
+                    .properties
+                    .iter()
+                    .map(|(property, week)| (property.clone(), schedule(week)))
+                    .collect(),
+            ),
+            sla: SlaTargets::new(
+                ms(self.sla.first_response_ms),
+                self.sla
+                    .properties
+                    .iter()
+                    .map(|(property, v)| (property.clone(), ms(*v)))
+                    .collect(),
+            ),
+        }
+    }
+
     /// The zone of each property's local days: its own, else `aggregation.timezone`.
     /// Both were checked at load time; a zone that does not parse (a config built in
     /// code and never checked) stands for UTC.

@@ -121,6 +121,19 @@ pub enum LiveEffect {
     TaskCompleted,
 }
 
+/// Whether a staff member is online after a `staff.*` event: after `login` or a status
+/// change whose `metadata.status` is `available`, not after `logout` or any other
+/// status; `None` for every other type. The one rule the dashboard's live count and
+/// the presence table (§8) share.
+pub fn staff_online_after(event_type: EventType, status: Option<&str>) -> Option<bool> {
+    match event_type {
+        EventType::StaffLogin => Some(true),
+        EventType::StaffLogout => Some(false),
+        EventType::StaffStatusChanged => Some(status == Some("available")),
+        _ => None,
+    }
+}
+
 /// An event that passed every rule of CONTRACT §1, with its id, type and timestamp
 /// resolved from the payload, the headers or the stream.
 #[derive(Debug, Clone, PartialEq)]

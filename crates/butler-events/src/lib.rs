@@ -3,6 +3,7 @@
 //! judge a message by exactly the same rules (CONTRACT §1).
 //!
 //! Layout:
+//! - [`business`]: business hours and the business time of an interval (§8);
 //! - [`calendar`]: buckets, local days, period keys and request dates, in each
 //!   property's zone ([`Zones`]);
 //! - [`formulas`]: the business formulas (NPS, mean rating, rates, percentiles);
@@ -14,6 +15,7 @@
 //! - [`validate`]: [`validate()`] turns an [`IncomingMessage`] into an [`Event`] or a
 //!   [`Rejection`] carrying one stable [`RejectReason`].
 
+pub mod business;
 pub mod calendar;
 pub mod event;
 pub mod event_type;

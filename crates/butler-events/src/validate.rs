@@ -480,15 +480,12 @@ pub(crate) fn live_effect(
         T::ConversationResolved | T::ConversationClosed if has_conversation => {
             Some(LiveEffect::Conversation { active: false })
         }
-        T::StaffLogin if has_staff => Some(LiveEffect::Staff { online: true }),
-        T::StaffLogout if has_staff => Some(LiveEffect::Staff { online: false }),
-        T::StaffStatusChanged if has_staff => {
+        T::StaffLogin | T::StaffLogout | T::StaffStatusChanged if has_staff => {
             let status = metadata
                 .and_then(|m| m.get("status"))
                 .and_then(Value::as_str);
-            Some(LiveEffect::Staff {
-                online: status == Some("available"),
-            })
+            crate::event::staff_online_after(event_type, status)
+                .map(|online| LiveEffect::Staff { online })
         }
         T::TaskCreated if has_task => Some(LiveEffect::TaskCreated),
         T::TaskCompleted if has_task => Some(LiveEffect::TaskCompleted),

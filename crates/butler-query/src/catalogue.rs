@@ -295,10 +295,49 @@ mod tests {
             Combine::RatioOfSums("low_confidence_count", "count")
         );
         // §8: the new averages are weighted by the counts they were taken over.
-        assert_eq!(
-            combine("task_performance.avg_completion_minutes", Granularity::Day),
-            Combine::WeightedBy("completions_timed")
-        );
+        for (average, weight) in [
+            (
+                "task_performance.avg_completion_minutes",
+                "completions_timed",
+            ),
+            (
+                "conversation_metrics.avg_first_response_business_ms",
+                "first_responses",
+            ),
+            (
+                "conversation_metrics.avg_resolution_business_minutes",
+                "resolutions_timed",
+            ),
+        ] {
+            assert_eq!(
+                combine(average, Granularity::Day),
+                Combine::WeightedBy(weight),
+                "{average}"
+            );
+        }
+        for (rate, numerator, denominator) in [
+            (
+                "conversation_metrics.ai_involvement_rate",
+                "ai_handled_count",
+                "conversations_active",
+            ),
+            (
+                "conversation_metrics.automation_rate",
+                "ai_resolved_count",
+                "conversations_active",
+            ),
+            (
+                "conversation_metrics.first_response_sla_rate",
+                "first_response_sla_met",
+                "first_responses",
+            ),
+        ] {
+            assert_eq!(
+                combine(rate, Granularity::Day),
+                Combine::RatioOfSums(numerator, denominator),
+                "{rate}"
+            );
+        }
     }
 
     /// Every percentile (`p50_…`) and every average whose weight its row does not
@@ -310,7 +349,14 @@ mod tests {
             let percentile = column.starts_with('p') && column[1..].starts_with(char::is_numeric);
             if percentile
                 || (column.starts_with("avg_")
-                    && !["avg_ms", "avg_rating", "avg_completion_minutes"].contains(&column))
+                    && ![
+                        "avg_ms",
+                        "avg_rating",
+                        "avg_completion_minutes",
+                        "avg_first_response_business_ms",
+                        "avg_resolution_business_minutes",
+                    ]
+                    .contains(&column))
             {
                 assert_eq!(m.measure.combine, Combine::NotCombinable, "{}", m.name);
                 assert_eq!(m.required_dimensions(), m.dimensions(), "{}", m.name);

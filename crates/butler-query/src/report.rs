@@ -16,8 +16,9 @@ use butler_events::{EventTime, Granularity, Zones};
 use butler_storage::Storage;
 use butler_storage::queries::{SeriesPoint, SeriesQuery};
 use butler_storage::tables::{
-    AggTable, CONVERSATION_METRICS_DAILY, Combine, INTENT_DISTRIBUTION_DAILY, Measure,
-    RESPONSE_TIMES_HOURLY, STAFF_PERFORMANCE_DAILY,
+    AggTable, CHANNEL_DELIVERY_DAILY, CONVERSATION_METRICS_DAILY, Combine,
+    INTENT_DISTRIBUTION_DAILY, Kind, Measure, RESPONSE_TIMES_HOURLY, STAFF_PERFORMANCE_DAILY,
+    STAFF_PRESENCE_DAILY, TASK_PERFORMANCE_DAILY,
 };
 use chrono::{DateTime, NaiveDate, SecondsFormat, Utc};
 use serde::Deserialize;
@@ -72,7 +73,7 @@ impl ReportType {
     }
 }
 
-/// The seven sections, in the seed's order.
+/// The sections: the seed's seven, in its order, then §8's `operations`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Section {
     /// The monthly summary's figures over the range.
@@ -90,11 +91,13 @@ pub enum Section {
     TopIntents,
     /// Conversations started per channel.
     ChannelBreakdown,
+    /// §8: delivery, tasks, automation and SLA, knowledge gaps, staff on duty.
+    Operations,
 }
 
 impl Section {
-    /// Every section, in the seed's order.
-    pub const ALL: [Section; 7] = [
+    /// Every section, in the seed's order, then §8's.
+    pub const ALL: [Section; 8] = [
         Section::Summary,
         Section::Conversations,
         Section::ResponseTimes,
@@ -102,6 +105,7 @@ impl Section {
         Section::Satisfaction,
         Section::TopIntents,
         Section::ChannelBreakdown,
+        Section::Operations,
     ];
 
     /// The name in requests and in CSV.
@@ -114,6 +118,7 @@ impl Section {
             Section::Satisfaction => "satisfaction",
             Section::TopIntents => "top_intents",
             Section::ChannelBreakdown => "channel_breakdown",
+            Section::Operations => "operations",
         }
     }
 
@@ -127,6 +132,7 @@ impl Section {
             Section::Satisfaction => "satisfaction",
             Section::TopIntents => "topIntents",
             Section::ChannelBreakdown => "channelBreakdown",
+            Section::Operations => "operations",
         }
     }
 
@@ -165,7 +171,7 @@ pub struct ReportRequest {
     pub property_id: String,
     /// The local days covered.
     pub date_range: DateRange,
-    /// Sections wanted; all seven when absent or empty.
+    /// Sections wanted; all of them when absent or empty.
     #[serde(default)]
     pub sections: Vec<String>,
     /// `json` (default) or `csv`.
@@ -427,6 +433,7 @@ impl<'a> Range<'a> {
             Section::Satisfaction => self.satisfaction(f).await,
             Section::TopIntents => self.top_intents(f).await,
             Section::ChannelBreakdown => self.channel_breakdown(f).await,
+            Section::Operations => self.operations(f).await,
         }
     }
 
@@ -650,6 +657,117 @@ impl<'a> Range<'a> {
     }
 }
 
+impl Range<'_> {
+    /// §8's `operations`: each figure over the range as the sums of its rows — a count
+    /// summed (0 over nothing), a rate recomputed from the summed counts, an average
+    /// the mean of the rows' values weighted by their counts, rounded as its column —
+    /// then the knowledge gaps and each staff member's online minutes.
+    async fn operations(&self, f: &mut Figures) -> Result<Value, QueryError> {
+        const FIGURES: [(&AggTable, &str); 18] = [
+            (&CHANNEL_DELIVERY_DAILY, "sent"),
+            (&CHANNEL_DELIVERY_DAILY, "delivered"),
+            (&CHANNEL_DELIVERY_DAILY, "read"),
+            (&CHANNEL_DELIVERY_DAILY, "failed"),
+            (&CHANNEL_DELIVERY_DAILY, "delivery_rate"),
+            (&CHANNEL_DELIVERY_DAILY, "read_rate"),
+            (&CHANNEL_DELIVERY_DAILY, "failure_rate"),
+            (&TASK_PERFORMANCE_DAILY, "tasks_created"),
+            (&TASK_PERFORMANCE_DAILY, "tasks_completed"),
+            (&TASK_PERFORMANCE_DAILY, "sla_breached"),
+            (&TASK_PERFORMANCE_DAILY, "sla_breach_rate"),
+            (&TASK_PERFORMANCE_DAILY, "avg_completion_minutes"),
+            (&CONVERSATION_METRICS_DAILY, "conversations_active"),
+            (&CONVERSATION_METRICS_DAILY, "ai_involvement_rate"),
+            (&CONVERSATION_METRICS_DAILY, "automation_rate"),
+            (&CONVERSATION_METRICS_DAILY, "first_response_sla_rate"),
+            (
+                &CONVERSATION_METRICS_DAILY,
+                "avg_first_response_business_ms",
+            ),
+            (
+                &CONVERSATION_METRICS_DAILY,
+                "avg_resolution_business_minutes",
+            ),
+        ];
+        let mut obj = Map::new();
+        for (table, name) in FIGURES {
+            let measure = table.find_metric(name).ok_or_else(|| {
+                QueryError::Internal(format!("{name} is not a metric of {}", table.name))
+            })?;
+            let total = self.total(table, measure, &[]).await?;
+            let v = operations_value(measure, total.first().and_then(|p| p.value));
+            f.row("", &measure.label(), &v);
+            obj.insert(measure.label(), v);
+        }
+        obj.insert("knowledgeGaps".into(), self.knowledge_gaps(f).await?);
+        let mut online = Map::new();
+        const ONLINE: &Measure = STAFF_PRESENCE_DAILY.measure("online_minutes");
+        for p in self
+            .total(&STAFF_PRESENCE_DAILY, ONLINE, &["staff_id"])
+            .await?
+        {
+            let v = count(p.value);
+            f.row(&p.dimensions[0], "onlineMinutes", &v);
+            online.insert(p.dimensions[0].clone(), v);
+        }
+        obj.insert("staffOnlineMinutes".into(), Value::Object(online));
+        Ok(Value::Object(obj))
+    }
+
+    /// At most five intents with low-confidence events in the range, the most first,
+    /// then by intent: `{intent, lowConfidence, classified, lowConfidenceRate}`.
+    async fn knowledge_gaps(&self, f: &mut Figures) -> Result<Value, QueryError> {
+        const LOW: &Measure = INTENT_DISTRIBUTION_DAILY.measure("low_confidence_count");
+        const CLASSIFIED: &Measure = INTENT_DISTRIBUTION_DAILY.measure("count");
+        let by_intent = |points: Vec<SeriesPoint>| -> std::collections::BTreeMap<String, i64> {
+            points
+                .into_iter()
+                .map(|p| (p.dimensions[0].clone(), p.value.unwrap_or(0.0) as i64))
+                .collect()
+        };
+        let low = by_intent(
+            self.total(&INTENT_DISTRIBUTION_DAILY, LOW, &["intent"])
+                .await?,
+        );
+        let classified = by_intent(
+            self.total(&INTENT_DISTRIBUTION_DAILY, CLASSIFIED, &["intent"])
+                .await?,
+        );
+        let mut gaps: Vec<(String, i64)> = low.into_iter().filter(|(_, n)| *n > 0).collect();
+        gaps.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
+        gaps.truncate(5);
+        let list = gaps
+            .into_iter()
+            .map(|(intent, low)| {
+                let classified = classified.get(&intent).copied().unwrap_or(0);
+                let rate = (classified > 0).then(|| low as f64 / classified as f64);
+                f.row(&intent, "lowConfidence", &json!(low));
+                f.row(&intent, "classified", &json!(classified));
+                f.row(&intent, "lowConfidenceRate", &json!(rate));
+                json!({
+                    "intent": intent,
+                    "lowConfidence": low,
+                    "classified": classified,
+                    "lowConfidenceRate": rate,
+                })
+            })
+            .collect();
+        Ok(Value::Array(list))
+    }
+}
+
+/// A figure of `operations`: a count 0 over nothing, a rate as computed (null over a
+/// zero denominator), an average of an INTEGER column rounded as the column is.
+fn operations_value(measure: &Measure, v: Option<f64>) -> Value {
+    match measure.combine {
+        Combine::Sum => count(v),
+        Combine::WeightedBy(_) if measure.kind == Kind::Integer => {
+            json!(v.map(|v| v.round() as i64))
+        }
+        _ => json!(v),
+    }
+}
+
 /// A satisfaction section's figures, as the weekly table defines them, over any set
 /// of surveys and ratings.
 fn satisfaction_figures(surveys: i64, ratings: Ratings) -> Vec<(&'static str, Value)> {
@@ -691,7 +809,8 @@ mod tests {
                 "staff_performance",
                 "satisfaction",
                 "top_intents",
-                "channel_breakdown"
+                "channel_breakdown",
+                "operations"
             ]
         );
         for s in Section::ALL {

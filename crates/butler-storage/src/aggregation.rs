@@ -1,7 +1,7 @@
 //! What the aggregator needs: a bucket's events, the late-data queue, writing a bucket's
 //! rows, job runs, leases and retention.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::time::Duration;
 
 use butler_events::{EventTime, EventType, Granularity};
@@ -34,6 +34,8 @@ pub struct AggEvent {
     pub intent: Option<String>,
     /// Task.
     pub task_id: Option<String>,
+    /// `metadata.status` when it is a string.
+    pub status: Option<String>,
 }
 
 /// A bucket waiting to be recomputed by one job.
@@ -158,10 +160,11 @@ impl Storage {
         let select = sql!(
             d,
             "SELECT id, event_type, \"timestamp\", channel, staff_id, conversation_id, value, \
-             duration_ms, {intent}, task_id FROM analytics_events{index} \
+             duration_ms, {intent}, task_id, {status} FROM analytics_events{index} \
              WHERE property_id = $1 AND \"timestamp\" >= $2 AND \"timestamp\" < $3 \
              AND event_type {types}",
             intent = d.metadata_text("intent"),
+            status = d.metadata_text("status"),
             index = d.indexed_by("idx_events_property_time"),
             types = d.in_list(4),
         );
@@ -240,6 +243,84 @@ impl Storage {
             })
             .await?;
         Ok(earliest.into_iter().collect())
+    }
+
+    /// The staff of `property_id` online at `instant`: those whose latest staff event
+    /// before it (by timestamp, then id) left them online, by
+    /// [`butler_events::event::staff_online_after`]. A member whose events are all gone
+    /// from the raw store counts as offline.
+    ///
+    /// # Errors
+    /// Any database error.
+    pub async fn staff_online_at(
+        &self,
+        property_id: &str,
+        instant: EventTime,
+    ) -> Result<BTreeSet<String>, StorageError> {
+        let d = self.backend.dialect();
+        let select = sql!(
+            d,
+            "SELECT staff_id, event_type, {status} FROM ( \
+               SELECT staff_id, event_type, metadata, row_number() OVER \
+                 (PARTITION BY staff_id ORDER BY \"timestamp\" DESC, id DESC) AS n \
+               FROM analytics_events{index} \
+               WHERE property_id = $1 AND \"timestamp\" < $2 AND staff_id IS NOT NULL \
+               AND event_type IN ('staff.login', 'staff.logout', 'staff.status_changed') \
+             ) latest WHERE n = 1",
+            status = d.metadata_text("status"),
+            index = d.indexed_by("idx_events_staff_presence"),
+        );
+        let latest = self
+            .backend
+            .fetch(
+                Role::Read,
+                select,
+                &[Param::Text(property_id), Param::Time(instant)],
+                |r| {
+                    let status = r.opt_text(2)?;
+                    let online = EventType::parse(r.str(1)?).and_then(|t| {
+                        butler_events::event::staff_online_after(t, status.as_deref())
+                    });
+                    Ok((r.text(0)?, online == Some(true)))
+                },
+            )
+            .await?;
+        Ok(latest
+            .into_iter()
+            .filter_map(|(staff, online)| online.then_some(staff))
+            .collect())
+    }
+
+    /// Properties with a staff member online now, as the live state says.
+    ///
+    /// # Errors
+    /// Any database error.
+    pub async fn properties_with_staff_online(&self) -> Result<Vec<String>, StorageError> {
+        self.backend
+            .fetch(
+                Role::Read,
+                "SELECT DISTINCT property_id FROM live_staff WHERE online = TRUE",
+                &[],
+                |r| r.text(0),
+            )
+            .await
+    }
+
+    /// When `job` last succeeded, if it ever did.
+    ///
+    /// # Errors
+    /// Any database error.
+    pub async fn job_last_success(&self, job: &str) -> Result<Option<EventTime>, StorageError> {
+        let last = self
+            .backend
+            .fetch_optional(
+                Role::Read,
+                "SELECT last_success_at FROM agg_job_state WHERE job = $1",
+                &[Param::Text(job)],
+                |r| r.opt_time(0),
+            )
+            .await?;
+        Ok(last.flatten())
     }
 
     /// Hours stamped dirty after change sequence `after`: `(property, hour start)`
@@ -781,6 +862,7 @@ fn agg_event(r: &dyn Row) -> Result<Option<AggEvent>, StorageError> {
         duration_ms: r.opt_int(7)?,
         intent: r.opt_text(8)?,
         task_id: r.opt_text(9)?,
+        status: r.opt_text(10)?,
     }))
 }
 

@@ -253,6 +253,18 @@ async fn postgres_answers_as_sqlite_does() {
                 .await
                 .unwrap()
         );
+        let mut someone_online = false;
+        for hour in [5, 30, 71] {
+            let instant = EventTime::from_millis(base() + hour * HOUR);
+            let online = sqlite.staff_online_at(property, instant).await.unwrap();
+            someone_online |= !online.is_empty();
+            assert_eq!(
+                online,
+                postgres.staff_online_at(property, instant).await.unwrap(),
+                "staff of {property} online at {instant}"
+            );
+        }
+        assert_eq!(someone_online, property != "nobody", "{property}");
         let tasks: Vec<String> = (0..30).map(|t| format!("t{t}")).collect();
         let tasks: Vec<&str> = tasks.iter().map(String::as_str).collect();
         let created = sqlite

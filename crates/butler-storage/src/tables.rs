@@ -346,7 +346,8 @@ aggregate_tables! {
         }
     }
 
-    /// Daily conversation metrics (seed).
+    /// Daily conversation metrics (seed), with §8's business-time and automation
+    /// columns.
     CONVERSATION_METRICS_DAILY: ConversationMetricsRow {
         table "agg_conversation_metrics_daily", metric "conversation_metrics",
         job "daily_conversation_metrics",
@@ -364,6 +365,20 @@ aggregate_tables! {
             p95_resolution_minutes: Option<i64> => NotCombinable,
             ai_handled_count: i64 => Sum,
             ai_escalated_count: i64 => Sum,
+            conversations_active: i64 => Sum,
+            first_responses: i64 => Sum,
+            avg_first_response_business_ms: Option<i64> => WeightedBy("first_responses"),
+            p50_first_response_business_ms: Option<i64> => NotCombinable,
+            p95_first_response_business_ms: Option<i64> => NotCombinable,
+            first_response_sla_met: i64 => Sum,
+            resolutions_timed: i64 => Sum,
+            avg_resolution_business_minutes: Option<i64> => WeightedBy("resolutions_timed"),
+            ai_resolved_count: i64 => Sum,
+        }
+        rates {
+            ai_involvement_rate = ai_handled_count / conversations_active,
+            automation_rate = ai_resolved_count / conversations_active,
+            first_response_sla_rate = first_response_sla_met / first_responses,
         }
     }
 
@@ -439,6 +454,19 @@ aggregate_tables! {
         }
         rates {
             sla_breach_rate = sla_breached / tasks_created,
+        }
+    }
+
+    /// Staff presence per local day (CONTRACT §8): online time and sessions, from the
+    /// state each staff event leaves.
+    STAFF_PRESENCE_DAILY: StaffPresenceRow {
+        table "agg_staff_presence_daily", metric "staff_presence",
+        job "daily_staff_presence",
+        Day by period_date,
+        dimensions [staff_id],
+        measures {
+            online_minutes: i64 => Sum,
+            sessions: i64 => Sum,
         }
     }
 

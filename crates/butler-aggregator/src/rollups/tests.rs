@@ -4,6 +4,26 @@
 use super::*;
 use butler_events::EventType;
 
+/// `conversation_metrics` of property `p`, day `d`, in UTC, always open, with the
+/// default first-response target.
+fn conversations(
+    events: &[AggEvent],
+    earliest: &HashMap<String, i64>,
+) -> Vec<butler_storage::tables::ConversationMetricsRow> {
+    conversation_metrics(&crate::jobs::BucketInput {
+        property: "p",
+        key: "d",
+        events,
+        earliest,
+        online_at_start: &std::collections::BTreeSet::new(),
+        start_ms: 0,
+        end_ms: 0,
+        now_ms: 0,
+        zone: chrono_tz::UTC,
+        rules: &butler_events::business::BusinessRules::default(),
+    })
+}
+
 fn ev(id: &str, t: EventType, ts: i64) -> AggEvent {
     AggEvent {
         id: id.into(),
@@ -16,6 +36,7 @@ fn ev(id: &str, t: EventType, ts: i64) -> AggEvent {
         duration_ms: None,
         intent: None,
         task_id: None,
+        status: None,
     }
 }
 
@@ -77,7 +98,7 @@ fn first_response_is_the_earliest_per_conversation_and_ties_break_by_id() {
         resp("z", Some("c1"), 50_000, 9000),
         resp("x", None, 10, 3000), // stands for itself
     ];
-    let r = &conversation_metrics("p", "d", &events, &HashMap::new())[0];
+    let r = &conversations(&events, &HashMap::new())[0];
     assert_eq!(r.avg_first_response_ms, Some(2000));
     assert_eq!(r.p50_first_response_ms, Some(1000));
     assert_eq!(r.p95_first_response_ms, Some(3000));
@@ -97,7 +118,7 @@ fn resolution_uses_duration_else_the_earliest_start() {
         resolved("r3", "c3", 5_000, None),         // start after it: left out
         resolved("r4", "c4", 5_000, None),         // no start at all: left out
     ];
-    let r = &conversation_metrics("p", "d", &events, &starts)[0];
+    let r = &conversations(&events, &starts)[0];
     assert_eq!(r.conversations_resolved, 4);
     assert_eq!(r.avg_resolution_minutes, Some(2)); // 120000 ms = 2 min
     assert_eq!(r.p50_resolution_minutes, Some(2)); // 90000 ms → 1.5 → 2 (half away)
@@ -118,7 +139,7 @@ fn ai_counts_are_distinct_conversations() {
         with("5", EventType::ConversationEscalated, Some("c2")),
         with("6", EventType::ConversationEscalated, Some("c9")),
     ];
-    let r = &conversation_metrics("p", "d", &events, &HashMap::new())[0];
+    let r = &conversations(&events, &HashMap::new())[0];
     assert_eq!(
         (
             r.ai_handled_count,
@@ -132,9 +153,7 @@ fn ai_counts_are_distinct_conversations() {
 #[test]
 fn a_bucket_with_nothing_counted_has_no_row() {
     let lonely = ev("1", EventType::ResponseAiGenerated, 0); // no conversation
-    assert!(
-        conversation_metrics("p", "d", std::slice::from_ref(&lonely), &HashMap::new()).is_empty()
-    );
+    assert!(conversations(std::slice::from_ref(&lonely), &HashMap::new()).is_empty());
     assert!(staff_performance("p", "d", std::slice::from_ref(&lonely)).is_empty());
     assert!(intent_distribution("p", "d", std::slice::from_ref(&lonely)).is_empty());
     assert!(satisfaction("p", "w", std::slice::from_ref(&lonely)).is_empty());
@@ -345,4 +364,281 @@ fn task_completions_are_timed_from_the_earliest_creation() {
     assert_eq!(rows.len(), 1);
     let only_other = ev("x", EventType::StaffLogin, 0);
     assert!(task_performance("p", "d", &[only_other], &HashMap::new()).is_empty());
+}
+
+/// §8's conversation columns, hand-counted over one Tuesday in Paris with opening
+/// hours Monday 08:00–18:00 and Tuesday 08:00–12:00, 13:00–18:00: first responses and
+/// resolutions in business time (one interval open across midnight, one resolution
+/// timed from the previous day's start), the SLA met on business time where the
+/// clock time would miss it, the assistant's resolutions, and every conversation any
+/// event names.
+#[test]
+fn conversation_business_time_sla_and_automation() {
+    use chrono::TimeZone;
+    let paris = chrono_tz::Europe::Paris;
+    let at = |day: u32, h: u32, m: u32| {
+        paris
+            .with_ymd_and_hms(2026, 11, day, h, m, 0)
+            .unwrap()
+            .timestamp_millis()
+    };
+    let minute = 60_000;
+    let on = |id: &str, t: EventType, ts: i64, conv: Option<&str>, ms: Option<i64>| AggEvent {
+        conversation_id: conv.map(str::to_owned),
+        duration_ms: ms,
+        ..ev(id, t, ts)
+    };
+    use EventType as E;
+    let events = [
+        on(
+            "01",
+            E::ResponseTimeRecorded,
+            at(24, 9, 10),
+            Some("c1"),
+            Some(20 * minute),
+        ),
+        on(
+            "02",
+            E::ResponseTimeRecorded,
+            at(24, 12, 3),
+            Some("c2"),
+            Some(6 * minute),
+        ),
+        on(
+            "03",
+            E::ResponseTimeRecorded,
+            at(24, 0, 10),
+            Some("c3"),
+            Some(30 * minute),
+        ),
+        on(
+            "04",
+            E::ResponseTimeRecorded,
+            at(24, 14, 0),
+            Some("c2"),
+            Some(minute),
+        ),
+        on(
+            "05",
+            E::ResponseTimeRecorded,
+            at(24, 13, 30),
+            None,
+            Some(2 * minute),
+        ),
+        on(
+            "06",
+            E::ConversationResolved,
+            at(24, 17, 0),
+            Some("c1"),
+            Some(480 * minute),
+        ),
+        on(
+            "07",
+            E::ConversationResolved,
+            at(24, 10, 0),
+            Some("c4"),
+            None,
+        ),
+        on(
+            "08",
+            E::ConversationResolved,
+            at(24, 11, 0),
+            Some("c5"),
+            None,
+        ),
+        on("09", E::ResponseAiGenerated, at(24, 9, 0), Some("c1"), None),
+        on("10", E::ResponseAiGenerated, at(24, 9, 0), Some("c2"), None),
+        on("11", E::ResponseAiGenerated, at(24, 9, 0), Some("c4"), None),
+        on(
+            "12",
+            E::ConversationEscalated,
+            at(24, 9, 20),
+            Some("c2"),
+            None,
+        ),
+        on(
+            "13",
+            E::ConversationEscalated,
+            at(24, 9, 30),
+            Some("c4"),
+            None,
+        ),
+        on("14", E::MessageReceived, at(24, 15, 0), Some("c6"), None),
+    ];
+    let earliest: HashMap<String, i64> = [("c4".to_owned(), at(23, 17, 0))].into();
+    let week = butler_events::business::Schedule::parse(
+        &[
+            ("mon", &["08:00-18:00".to_owned()][..]),
+            (
+                "tue",
+                &["08:00-12:00".to_owned(), "13:00-18:00".to_owned()][..],
+            ),
+        ],
+        &[],
+    )
+    .unwrap();
+    let rules = |target: i64| butler_events::business::BusinessRules {
+        hours: butler_events::business::BusinessHours::new(week.clone(), HashMap::new()),
+        sla: butler_events::business::SlaTargets::new(target, HashMap::new()),
+    };
+    let row = |target: i64| {
+        let rows = conversation_metrics(&crate::jobs::BucketInput {
+            property: "p",
+            key: "2026-11-24",
+            events: &events,
+            earliest: &earliest,
+            online_at_start: &std::collections::BTreeSet::new(),
+            start_ms: 0,
+            end_ms: 0,
+            now_ms: 0,
+            zone: paris,
+            rules: &rules(target),
+        });
+        assert_eq!(rows.len(), 1);
+        rows.into_iter().next().unwrap()
+    };
+    let r = row(300_000);
+    // Business time of the first responses: c1 20 min, c2 3 of its 6 min (closed at
+    // noon), c3 none (Monday 23:40 to Tuesday 00:10), the one without a conversation
+    // 2 min; c2's later response is not a first.
+    assert_eq!(r.first_responses, 4);
+    assert_eq!(r.avg_first_response_business_ms, Some(375_000));
+    assert_eq!(r.p50_first_response_business_ms, Some(120_000));
+    assert_eq!(r.p95_first_response_business_ms, Some(1_200_000));
+    assert_eq!(r.first_response_sla_met, 3);
+    // Clock time, as before: 6, 2, 30 and 20 minutes.
+    assert_eq!(r.avg_first_response_ms, Some(870_000));
+    // c1 09:00–17:00 is 7 business hours; c4 from Monday 17:00 to Tuesday 10:00 is 3;
+    // c5 has no start.
+    assert_eq!(r.resolutions_timed, 2);
+    assert_eq!(r.avg_resolution_business_minutes, Some(300));
+    assert_eq!(
+        (
+            r.ai_handled_count,
+            r.ai_escalated_count,
+            r.ai_resolved_count
+        ),
+        (3, 2, 1)
+    );
+    assert_eq!(r.conversations_active, 6);
+    // A property's own target: only c3's zero meets 100 000 ms.
+    assert_eq!(row(100_000).first_response_sla_met, 1);
+}
+
+/// §8's staff presence, hand-counted in Paris: a shift from Monday evening to
+/// Wednesday morning gives Tuesday its whole day; a login followed by `available` is
+/// one session, `busy` ends it; a logout at local midnight gives that day nothing; the
+/// 25-hour day counts 25 hours; an open day counts up to now.
+#[test]
+fn staff_presence_is_online_time_within_each_local_day() {
+    use chrono::TimeZone;
+    let paris = chrono_tz::Europe::Paris;
+    let at = |month: u32, day: u32, h: u32, m: u32| {
+        paris
+            .with_ymd_and_hms(2026, month, day, h, m, 0)
+            .unwrap()
+            .timestamp_millis()
+    };
+    let staff = |id: &str, t: EventType, ts: i64, who: &str, status: Option<&str>| AggEvent {
+        staff_id: Some(who.to_owned()),
+        status: status.map(str::to_owned),
+        ..ev(id, t, ts)
+    };
+    let day = |month: u32,
+               d: u32,
+               events: &[AggEvent],
+               online: &[&str],
+               now: i64|
+     -> Vec<(String, i64, i64)> {
+        let online: std::collections::BTreeSet<String> =
+            online.iter().map(|s| (*s).to_owned()).collect();
+        let start = at(month, d, 0, 0);
+        let next = paris
+            .with_ymd_and_hms(2026, month, d, 12, 0, 0)
+            .unwrap()
+            .date_naive()
+            .succ_opt()
+            .unwrap();
+        let end = paris
+            .from_local_datetime(&next.and_hms_opt(0, 0, 0).unwrap())
+            .unwrap()
+            .timestamp_millis();
+        staff_presence(&crate::jobs::BucketInput {
+            property: "p",
+            key: "d",
+            events,
+            earliest: &HashMap::new(),
+            online_at_start: &online,
+            start_ms: start,
+            end_ms: end,
+            now_ms: now,
+            zone: paris,
+            rules: &butler_events::business::BusinessRules::default(),
+        })
+        .into_iter()
+        .map(|r| (r.staff_id, r.online_minutes, r.sessions))
+        .collect()
+    };
+    let later = i64::MAX;
+    use EventType as E;
+    // Monday 2026-11-23: s1 logs in at 20:00 and becomes available (one session);
+    // s2 logs in at 09:00, is busy from 09:30 to 10:00, available again.
+    let monday = [
+        staff("1", E::StaffLogin, at(11, 23, 20, 0), "s1", None),
+        staff(
+            "2",
+            E::StaffStatusChanged,
+            at(11, 23, 20, 5),
+            "s1",
+            Some("available"),
+        ),
+        staff("3", E::StaffLogin, at(11, 23, 9, 0), "s2", None),
+        staff(
+            "4",
+            E::StaffStatusChanged,
+            at(11, 23, 9, 30),
+            "s2",
+            Some("busy"),
+        ),
+        staff(
+            "5",
+            E::StaffStatusChanged,
+            at(11, 23, 10, 0),
+            "s2",
+            Some("available"),
+        ),
+        staff("6", E::StaffLogout, at(11, 23, 17, 0), "s2", None),
+    ];
+    assert_eq!(
+        day(11, 23, &monday, &[], later),
+        [("s1".into(), 240, 1), ("s2".into(), 30 + 420, 2)]
+    );
+    // Tuesday: no event of s1's, online all day.
+    assert_eq!(day(11, 24, &[], &["s1"], later), [("s1".into(), 1440, 0)]);
+    // Wednesday: s1 logs out at 06:00; s3, online since before, logs out at 00:00.
+    let wednesday = [
+        staff("7", E::StaffLogout, at(11, 25, 6, 0), "s1", None),
+        staff("8", E::StaffLogout, at(11, 25, 0, 0), "s3", None),
+    ];
+    assert_eq!(
+        day(11, 25, &wednesday, &["s1", "s3"], later),
+        [("s1".into(), 360, 0)]
+    );
+    // A logout of someone offline changes nothing; a second login while online is no
+    // new session.
+    let idle = [
+        staff("9", E::StaffLogout, at(11, 26, 8, 0), "s4", None),
+        staff("a", E::StaffLogin, at(11, 26, 9, 0), "s5", None),
+        staff("b", E::StaffLogin, at(11, 26, 9, 30), "s5", None),
+        staff("c", E::StaffLogout, at(11, 26, 10, 0), "s5", None),
+    ];
+    assert_eq!(day(11, 26, &idle, &[], later), [("s5".into(), 60, 1)]);
+    // Sunday 2026-10-25 has 25 hours.
+    assert_eq!(day(10, 25, &[], &["s1"], later), [("s1".into(), 1500, 0)]);
+    // Today, at 14:30, for someone online since 08:00.
+    let today = [staff("d", E::StaffLogin, at(11, 27, 8, 0), "s1", None)];
+    assert_eq!(
+        day(11, 27, &today, &[], at(11, 27, 14, 30)),
+        [("s1".into(), 390, 1)]
+    );
 }

@@ -27,6 +27,7 @@ fn settings(holder: &str) -> AggregatorSettings {
         raw_retention: Duration::days(36_500),
         holder: holder.into(),
         lease_ttl: std::time::Duration::from_secs(30),
+        rules: crate::SharedRules::default(),
     }
 }
 
@@ -188,7 +189,18 @@ async fn writes_under_a_lease_taken_over_are_refused() {
         start: instant("2026-11-25T11:00:00.000Z"),
         end: instant("2026-11-25T12:00:00.000Z"),
     };
-    let rows = job.compute("p", &bucket.period_key, &stored, &HashMap::new());
+    let rows = job.compute(&crate::jobs::BucketInput {
+        property: "p",
+        key: &bucket.period_key,
+        events: &stored,
+        earliest: &HashMap::new(),
+        online_at_start: &std::collections::BTreeSet::new(),
+        start_ms: 0,
+        end_ms: 0,
+        now_ms: 0,
+        zone: chrono_tz::UTC,
+        rules: &butler_events::business::BusinessRules::default(),
+    });
     let write = [(bucket, rows)];
     let now = instant("2026-11-25T12:30:00.000Z");
     let holder = "host-a.elsewhere:1";

@@ -396,3 +396,89 @@ fn a_log_level_takes_a_level_or_directives() {
         assert!(loaded.is_ok(), "{level}: {:?}", loaded.err());
     }
 }
+
+/// §8's business hours and SLA: each fault refused naming the key, a good file read
+/// into the schedules and targets the jobs apply.
+#[test]
+fn business_hours_and_sla_are_checked_by_key() {
+    for (yaml, key, says) in [
+        (
+            "business_hours:\n  default:\n    mon: ['08:00-12:00', '11:00-14:00']\n",
+            "business_hours.default.mon",
+            "overlap",
+        ),
+        (
+            "business_hours:\n  default:\n    tue: ['12:00-08:00']\n",
+            "business_hours.default.tue",
+            "after the start",
+        ),
+        (
+            "business_hours:\n  properties:\n    p1:\n      wed: ['08:00-25:00']\n",
+            "business_hours.properties.p1.wed",
+            "not an interval",
+        ),
+        (
+            "business_hours:\n  default:\n    thu: ['24:00-24:00']\n",
+            "business_hours.default.thu",
+            "only an end",
+        ),
+        (
+            "business_hours:\n  default:\n    Mon: ['08:00-12:00']\n",
+            "business_hours.default.Mon",
+            "expected one of `mon`,",
+        ),
+        (
+            "business_hours:\n  default:\n    monday: ['08:00-12:00']\n",
+            "business_hours.default.monday",
+            "unknown field",
+        ),
+        (
+            "business_hours:\n  default:\n    holidays: ['25/12/2026']\n",
+            "business_hours.default.holidays",
+            "not a date",
+        ),
+        (
+            "sla:\n  first_response_ms: -1\n",
+            "sla.first_response_ms",
+            "",
+        ),
+        (
+            "sla:\n  properties:\n    p1: -300\n",
+            "sla.properties.p1",
+            "",
+        ),
+    ] {
+        let err = error(yaml, &[]);
+        assert!(
+            err.starts_with(&format!("config key `{key}`")) && err.contains(says),
+            "{yaml}: {err}"
+        );
+    }
+    let config = load_from_str(
+        "t.yaml",
+        "business_hours:\n  default:\n    mon: ['08:00-12:00', '12:00-20:00']\n  properties:\n    p1: {}\nsla:\n  properties:\n    p1: 60000\n",
+        env(&[]),
+    )
+    .unwrap();
+    let rules = config.business_rules();
+    // Monday 2026-11-23 00:00 UTC.
+    let monday = 1_795_392_000_000;
+    let day = 86_400_000;
+    let utc = chrono_tz::UTC;
+    assert_eq!(
+        rules
+            .hours
+            .of("p0")
+            .business_ms(utc, monday, monday + 7 * day),
+        12 * 3_600_000
+    );
+    assert_eq!(
+        rules
+            .hours
+            .of("p1")
+            .business_ms(utc, monday, monday + 7 * day),
+        7 * day
+    );
+    assert_eq!(rules.sla.first_response_ms("p0"), 300_000);
+    assert_eq!(rules.sla.first_response_ms("p1"), 60_000);
+}
