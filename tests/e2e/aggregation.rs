@@ -1429,3 +1429,129 @@ async fn a_start_makes_up_the_runs_missed_while_down() {
         "an open month is not written before it closes"
     );
 }
+
+/// Staff presence as the schedule computes it, in Paris: a shift from three days ago
+/// to yesterday gives the day between, which has no event of its own, its whole day
+/// of minutes; a login followed by
+/// `available` is one session and `busy` ends it; then a late logout on the first
+/// evening, run as the schedule runs (`--due`, no backfill), shortens that day and
+/// takes the following days' rows away.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn staff_presence_follows_shifts_across_days_and_late_events() {
+    let paris = chrono_tz::Europe::Paris;
+    let nats = NatsServer::start();
+    let app = App::start(
+        &nats.url(),
+        "aggregation:\n  property_timezones: {p_paris: Europe/Paris}\nservice:\n  aggregator: false\n",
+    );
+    let js = nats.jetstream().await;
+    let today = Utc::now().with_timezone(&paris).date_naive();
+    let day = |back: u64| today - chrono::Days::new(back);
+    let at = |back: u64, h: u32, m: u32| {
+        paris
+            .from_local_datetime(&day(back).and_hms_opt(h, m, 0).unwrap())
+            .earliest()
+            .unwrap()
+            .to_rfc3339()
+    };
+    let staff = |id: &str, t: &str, ts: String, who: &str, status: Option<&str>| {
+        let mut event = json!({"id": id, "propertyId": "p_paris", "staffId": who, "timestamp": ts});
+        if let Some(status) = status {
+            event["metadata"] = json!({ "status": status });
+        }
+        (format!("butler.events.{t}"), event.to_string().into_bytes())
+    };
+    publish_all(
+        &js,
+        vec![
+            staff("p1", "staff.login", at(3, 20, 0), "s1", None),
+            staff("p2", "staff.logout", at(1, 6, 0), "s1", None),
+            staff("p3", "staff.login", at(3, 9, 0), "s2", None),
+            staff(
+                "p4",
+                "staff.status_changed",
+                at(3, 9, 5),
+                "s2",
+                Some("available"),
+            ),
+            staff(
+                "p5",
+                "staff.status_changed",
+                at(3, 12, 0),
+                "s2",
+                Some("busy"),
+            ),
+        ],
+    )
+    .await;
+    wait_until(WAIT, "stored", || async { app.event_count().await == 5 }).await;
+    let due = || {
+        let out = cli(
+            &app.config_path(),
+            &["aggregate", "--job", "daily_staff_presence", "--due"],
+            &[],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let presence = || async {
+        let db = app.db().await;
+        let rows = db
+            .rows(
+                "SELECT CAST(period_date AS TEXT), staff_id, CAST(online_minutes AS BIGINT), \
+                 CAST(sessions AS BIGINT) FROM agg_staff_presence_daily ORDER BY 1, 2",
+            )
+            .await;
+        db.close().await;
+        rows.into_iter()
+            .map(|r| {
+                (
+                    r[0].as_str().unwrap().to_owned(),
+                    r[1].as_str().unwrap().to_owned(),
+                    r[2].as_i64().unwrap(),
+                    r[3].as_i64().unwrap(),
+                )
+            })
+            .collect::<Vec<_>>()
+    };
+    let minutes_of = |back: u64| {
+        let start = paris
+            .from_local_datetime(&day(back).and_hms_opt(0, 0, 0).unwrap())
+            .earliest()
+            .unwrap();
+        let end = paris
+            .from_local_datetime(&day(back - 1).and_hms_opt(0, 0, 0).unwrap())
+            .earliest()
+            .unwrap();
+        (end - start).num_minutes()
+    };
+    due();
+    assert_eq!(
+        presence().await,
+        [
+            (day(3).to_string(), "s1".to_owned(), 240, 1),
+            (day(3).to_string(), "s2".to_owned(), 180, 1),
+            (day(2).to_string(), "s1".to_owned(), minutes_of(2), 0),
+            (day(1).to_string(), "s1".to_owned(), 360, 0),
+        ]
+    );
+
+    // A late logout on the first evening: that day shortens, the next two lose s1.
+    publish_all(
+        &js,
+        vec![staff("p6", "staff.logout", at(3, 21, 30), "s1", None)],
+    )
+    .await;
+    wait_until(WAIT, "stored", || async { app.event_count().await == 6 }).await;
+    due();
+    assert_eq!(
+        presence().await,
+        [
+            (day(3).to_string(), "s1".to_owned(), 90, 1),
+            (day(3).to_string(), "s2".to_owned(), 180, 1),
+        ]
+    );
+}
