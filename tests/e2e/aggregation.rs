@@ -1009,6 +1009,16 @@ pub(crate) fn config() -> String {
         + BUSINESS_HOURS
 }
 
+/// Every column of `agg_conversation_metrics_daily` the reference computes, keyed by
+/// day, property and channel.
+const CONVERSATION_SQL: &str = "SELECT period_date, property_id, channel, conversations_started, conversations_resolved, \
+         conversations_escalated, avg_first_response_ms, p50_first_response_ms, p95_first_response_ms, \
+         avg_resolution_minutes, p50_resolution_minutes, p95_resolution_minutes, ai_handled_count, \
+         ai_escalated_count, conversations_active, first_responses, avg_first_response_business_ms, \
+         p50_first_response_business_ms, p95_first_response_business_ms, first_response_sla_met, \
+         resolutions_timed, avg_resolution_business_minutes, ai_resolved_count \
+         FROM agg_conversation_metrics_daily";
+
 /// The opening hours and targets [`reference_open`] and the reference's SLA read.
 const BUSINESS_HOURS: &str = "business_hours:
   default:
@@ -1084,13 +1094,7 @@ async fn backfilled_tables_equal_an_independent_reference_and_reruns_change_noth
         .into_iter()
         .map(|((d, p, c), v)| (vec![d, p, c], v))
         .collect();
-    let conversation_sql = "SELECT period_date, property_id, channel, conversations_started, conversations_resolved, \
-         conversations_escalated, avg_first_response_ms, p50_first_response_ms, p95_first_response_ms, \
-         avg_resolution_minutes, p50_resolution_minutes, p95_resolution_minutes, ai_handled_count, \
-         ai_escalated_count, conversations_active, first_responses, avg_first_response_business_ms, \
-         p50_first_response_business_ms, p95_first_response_business_ms, first_response_sla_met, \
-         resolutions_timed, avg_resolution_business_minutes, ai_resolved_count \
-         FROM agg_conversation_metrics_daily";
+    let conversation_sql = CONVERSATION_SQL;
     let got = table(&app, conversation_sql, 3).await;
     assert_eq!(got, want, "agg_conversation_metrics_daily");
     assert!(
@@ -1409,13 +1413,18 @@ async fn a_start_makes_up_the_runs_missed_while_down() {
         .into_iter()
         .map(|r| (r[0].as_str().unwrap().to_owned(), r[1].as_i64().unwrap()))
         .collect();
-    let daily = startup
-        .iter()
-        .find(|(job, _)| job == "daily_conversation_metrics");
+    let daily = |name: &str| startup.iter().find(|(job, _)| job == name).map(|(_, n)| *n);
     assert_eq!(
-        daily.map(|(_, n)| *n),
+        daily("daily_staff_performance"),
         Some(1),
         "exactly the one missed day: {startup:?}"
+    );
+    // A job whose later days read earlier events (a conversation's start) also
+    // recomputes the closed day after it.
+    assert_eq!(
+        daily("daily_conversation_metrics"),
+        Some(2),
+        "the missed day and yesterday: {startup:?}"
     );
     let monthly = db
         .value("SELECT total_conversations FROM agg_monthly_summary WHERE property_id = 'p_down'")
@@ -1554,4 +1563,101 @@ async fn staff_presence_follows_shifts_across_days_and_late_events() {
             (day(3).to_string(), "s2".to_owned(), 180, 1),
         ]
     );
+}
+
+/// §8's columns and tables take late events in the next run the schedule makes (no
+/// backfill): the first 1,100 events of the dataset, a run, then the other 400 —
+/// spread over the same past days — and a run; each time the tables equal the
+/// reference over what had arrived.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_new_figures_take_late_events_in_the_next_scheduled_run() {
+    let nats = NatsServer::start();
+    let app = App::start(&nats.url(), &config());
+    let js = nats.jetstream().await;
+    let mut events = dataset(1500);
+    // A completion on 2 November whose task's creation, on 1 November, comes late;
+    // and a resolution on 2 November whose conversation's start comes late too.
+    let at = |d: u32, h: u32| {
+        Utc.with_ymd_and_hms(2026, 11, d, h, 0, 0)
+            .unwrap()
+            .timestamp_millis()
+    };
+    let late_pair = |id: &str, event_type: &'static str, ts_ms: i64| Ev {
+        id: id.to_owned(),
+        event_type,
+        property: "p_utc",
+        ts_ms,
+        channel: Some("sms"),
+        conversation: Some("c_late".to_owned()),
+        duration_ms: None,
+        staff: None,
+        value: None,
+        intent: None,
+        task: Some("t_late".to_owned()),
+        status: None,
+    };
+    events.insert(0, late_pair("late-done", "task.completed", at(2, 12)));
+    events.insert(
+        1,
+        late_pair("late-resolved", "conversation.resolved", at(2, 13)),
+    );
+    events.push(late_pair("late-created", "task.created", at(1, 9)));
+    events.push(late_pair("late-started", "conversation.started", at(1, 10)));
+    let events = events;
+    let due = || {
+        let out = cli(
+            &app.config_path(),
+            &["aggregate", "--job", "all", "--due"],
+            &[],
+        );
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    // The late creation and start come alone: their day is the only one changed.
+    let mut from = 0;
+    for arrived in [1100, events.len() - 2, events.len()] {
+        publish_dataset(&js, &events[from..arrived]).await;
+        from = arrived;
+        wait_until(WAIT, "stored", || async {
+            app.event_count().await == arrived as i64
+        })
+        .await;
+        due();
+        let events = &events[..arrived];
+        assert_channel_delivery_is_the_reference(&app, events).await;
+        let got = table_values(
+            &app,
+            "SELECT period_date, property_id, tasks_created, tasks_assigned, tasks_completed, \
+             sla_breached, completions_timed, avg_completion_minutes, p50_completion_minutes, \
+             p95_completion_minutes FROM agg_task_performance_daily",
+            2,
+        )
+        .await;
+        assert_rows_eq(
+            &got,
+            &reference_task_performance(events),
+            "agg_task_performance_daily",
+        );
+        let got = table_values(
+            &app,
+            "SELECT period_date, property_id, intent, count, avg_confidence, action_taken_count, \
+             escalated_count, low_confidence_count, feedback_count FROM agg_intent_distribution_daily",
+            3,
+        )
+        .await;
+        assert_rows_eq(
+            &got,
+            &reference_intents(events),
+            "agg_intent_distribution_daily",
+        );
+        let want: BTreeMap<Vec<String>, Vec<Option<i64>>> = reference_conversation_metrics(events)
+            .into_iter()
+            .map(|((d, p, c), v)| (vec![d, p, c], v))
+            .collect();
+        let got = table(&app, CONVERSATION_SQL, 3).await;
+        assert_eq!(got, want, "agg_conversation_metrics_daily after {arrived}");
+    }
 }

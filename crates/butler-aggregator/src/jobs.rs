@@ -45,6 +45,20 @@ pub struct BucketInput<'a> {
 /// without knowing which one it is.
 pub type Compute = fn(&BucketInput<'_>) -> BucketRows;
 
+/// How a change in one bucket reaches later buckets of the same property.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Later {
+    /// It does not: each bucket is a function of its own events.
+    Unaffected,
+    /// Later buckets read earlier events (a conversation's or task's earliest start,
+    /// on any day): a change queues every later closed bucket of the property.
+    ReadEarlier,
+    /// Later buckets start from the state earlier ones leave (who is online): as
+    /// [`Later::ReadEarlier`], and while the state is in force a closed bucket with
+    /// no events of its own is queued too; an open one counts the state up to now.
+    CarryState,
+}
+
 /// The earliest starts a job's roll-up reads from outside its bucket (any day still
 /// stored), keyed by id. Reading them costs a query per bucket, so only the jobs
 /// whose times need them ask.
@@ -75,10 +89,8 @@ pub struct JobSpec {
     pub event_types: &'static [EventType],
     /// The earliest starts [`JobSpec::compute`] reads.
     pub starts: Starts,
-    /// Whether a bucket's rows depend on state carried in from before it (who was
-    /// online): then an event changes every later bucket too, and a bucket with no
-    /// events of its own still gets its rows.
-    pub carries_state: bool,
+    /// How a change in one bucket reaches later ones.
+    pub later: Later,
     /// The roll-up of one bucket (see [`Compute`]).
     pub compute: Compute,
 }
@@ -91,7 +103,7 @@ pub static JOBS: &[JobSpec] = &[
         default_schedule: "0 * * * *",
         event_types: &[T::MessageReceived, T::MessageSent],
         starts: Starts::Unread,
-        carries_state: false,
+        later: Later::Unaffected,
         compute: |b| BucketRows::of(rollups::message_counts(b.property, b.key, b.events)),
     },
     JobSpec {
@@ -99,7 +111,7 @@ pub static JOBS: &[JobSpec] = &[
         default_schedule: "5 * * * *",
         event_types: &[T::ResponseTimeRecorded],
         starts: Starts::Unread,
-        carries_state: false,
+        later: Later::Unaffected,
         compute: |b| BucketRows::of(rollups::response_times(b.property, b.key, b.events)),
     },
     JobSpec {
@@ -108,7 +120,7 @@ pub static JOBS: &[JobSpec] = &[
         // Every type: `conversations_active` counts the conversations any event names.
         event_types: &EventType::ALL,
         starts: Starts::OfConversations,
-        carries_state: false,
+        later: Later::ReadEarlier,
         compute: |b| BucketRows::of(rollups::conversation_metrics(b)),
     },
     JobSpec {
@@ -121,7 +133,7 @@ pub static JOBS: &[JobSpec] = &[
             T::SatisfactionRatingReceived,
         ],
         starts: Starts::Unread,
-        carries_state: false,
+        later: Later::Unaffected,
         compute: |b| BucketRows::of(rollups::staff_performance(b.property, b.key, b.events)),
     },
     JobSpec {
@@ -135,7 +147,7 @@ pub static JOBS: &[JobSpec] = &[
             T::SatisfactionFeedbackReceived,
         ],
         starts: Starts::Unread,
-        carries_state: false,
+        later: Later::Unaffected,
         compute: |b| BucketRows::of(rollups::intent_distribution(b.property, b.key, b.events)),
     },
     JobSpec {
@@ -148,7 +160,7 @@ pub static JOBS: &[JobSpec] = &[
             T::MessageFailed,
         ],
         starts: Starts::Unread,
-        carries_state: false,
+        later: Later::Unaffected,
         compute: |b| BucketRows::of(rollups::channel_delivery(b.property, b.key, b.events)),
     },
     JobSpec {
@@ -161,7 +173,7 @@ pub static JOBS: &[JobSpec] = &[
             T::TaskSlaBreached,
         ],
         starts: Starts::OfTasks,
-        carries_state: false,
+        later: Later::ReadEarlier,
         compute: |b| {
             BucketRows::of(rollups::task_performance(
                 b.property, b.key, b.events, b.earliest,
@@ -173,7 +185,7 @@ pub static JOBS: &[JobSpec] = &[
         default_schedule: "0 1 * * *",
         event_types: &[T::StaffLogin, T::StaffLogout, T::StaffStatusChanged],
         starts: Starts::OnlineStaff,
-        carries_state: true,
+        later: Later::CarryState,
         compute: |b| BucketRows::of(rollups::staff_presence(b)),
     },
     JobSpec {
@@ -181,7 +193,7 @@ pub static JOBS: &[JobSpec] = &[
         default_schedule: "0 2 * * 1",
         event_types: &[T::SatisfactionSurveySent, T::SatisfactionRatingReceived],
         starts: Starts::Unread,
-        carries_state: false,
+        later: Later::Unaffected,
         compute: |b| BucketRows::of(rollups::satisfaction(b.property, b.key, b.events)),
     },
     JobSpec {
@@ -199,7 +211,7 @@ pub static JOBS: &[JobSpec] = &[
             T::IntentClassified,
         ],
         starts: Starts::Unread,
-        carries_state: false,
+        later: Later::Unaffected,
         compute: |b| BucketRows::of(rollups::monthly_summary(b.property, b.key, b.events)),
     },
 ];
@@ -263,9 +275,9 @@ impl Job {
         self.0.starts
     }
 
-    /// Whether its buckets carry state in from earlier ones ([`JobSpec::carries_state`]).
-    pub fn carries_state(self) -> bool {
-        self.0.carries_state
+    /// How a change in one of its buckets reaches later ones.
+    pub fn later(self) -> Later {
+        self.0.later
     }
 
     /// The rows of one bucket; `input.earliest` holds the starts [`Job::starts`]

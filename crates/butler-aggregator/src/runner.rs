@@ -11,7 +11,7 @@ use butler_storage::tables::BucketRows;
 use butler_storage::{Storage, StorageError};
 use chrono::{DateTime, Duration, Utc};
 
-use crate::jobs::{BucketInput, Job, Starts};
+use crate::jobs::{BucketInput, Job, Later, Starts};
 use crate::lease::JobLease;
 use crate::metrics::AggregatorMetrics;
 use crate::rules::SharedRules;
@@ -318,10 +318,11 @@ impl Aggregator {
     ) -> Result<(), AggregateError> {
         let after = self.storage.job_dirty_seq(job.name()).await?;
         let (hours, max_seq) = self.storage.dirty_hours_after(after).await?;
-        let carried = if job.carries_state() {
-            self.carried_buckets(job, &hours, now).await?
-        } else {
-            BTreeSet::new()
+        let carried = match job.later() {
+            Later::Unaffected => BTreeSet::new(),
+            Later::ReadEarlier | Later::CarryState => {
+                self.carried_buckets(job, &hours, now).await?
+            }
         };
         if hours.is_empty() && carried.is_empty() {
             return Ok(());
@@ -364,11 +365,12 @@ impl Aggregator {
         Ok(())
     }
 
-    /// For a job whose buckets carry state in from earlier ones: the closed buckets
-    /// after each changed one (a late login changes every day the session covers),
-    /// and those closed since the job last succeeded for every property with a state
-    /// in force now (a day with no events of its own still has its rows), from the
-    /// bucket before that success on; none starting before the raw-event cutoff.
+    /// For a job whose later buckets a change reaches ([`Later`]): the closed buckets
+    /// after each changed one (a late creation re-times later completions, a late
+    /// login changes every day the session covers); for one that carries state, also
+    /// those closed since the job last succeeded for every property with a state in
+    /// force now (a day with no events of its own still has its rows), from the
+    /// bucket before that success on. None starts before the raw-event cutoff.
     async fn carried_buckets(
         &self,
         job: Job,
@@ -390,7 +392,7 @@ impl Aggregator {
                 *earliest = (*earliest).min(start);
             }
         }
-        if let Some(last) = last_success {
+        if let (Later::CarryState, Some(last)) = (job.later(), last_success) {
             let since = last - margin(granularity);
             for property in self.storage.properties_with_staff_online().await? {
                 let earliest = from.entry(property).or_insert(since);
@@ -552,7 +554,8 @@ impl Aggregator {
             );
             // A bucket that carries state in depends on the clock too (a stretch
             // still online counts up to now): computed each time.
-            let cached = if job.carries_state() {
+            let carries_state = job.later() == Later::CarryState;
+            let cached = if carries_state {
                 None
             } else {
                 self.unmaterialized.get(&key).await
@@ -561,7 +564,7 @@ impl Aggregator {
                 Some(rows) => rows,
                 None => {
                     let rows = self.compute(job, &bucket, now).await?;
-                    if !job.carries_state() {
+                    if !carries_state {
                         self.unmaterialized.insert(key, rows.clone()).await;
                     }
                     rows
