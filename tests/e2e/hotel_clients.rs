@@ -261,6 +261,15 @@ async fn with_async_nats_a_hotel_follows_its_live_subject_and_sees_no_other_hote
     // A request on its scoped subject as of the same instant: the same figures.
     let asked = dashboard(&hotel_a, "hotel_a", second["asOf"].as_str().unwrap()).await;
     assert_eq!(asked, second);
+    // Its scoped subject answers for itself only: a body naming hotel B is refused.
+    let other = request(
+        &hotel_a,
+        "analytics.query.dashboard.hotel_a",
+        r#"{"propertyId":"hotel_b"}"#,
+    )
+    .await;
+    let other: Value = serde_json::from_slice(&other.payload).unwrap();
+    assert_eq!(other["error"]["code"], "bad_request", "{other}");
     // A plain request gets the newest value, not the reply cached when the example
     // first asked (no messages then).
     let plain = request(&hotel_a, "analytics.query.dashboard.hotel_a", "{}").await;

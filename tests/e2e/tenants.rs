@@ -446,6 +446,34 @@ async fn the_live_page_follows_the_dashboard_without_a_reload() {
         json!("yes"),
         "the page was reloaded"
     );
+    // Yesterday's figures arrive: a conversation started a day and a minute ago gives
+    // the change its comparison; a second response of 85.533 s brings today's mean
+    // to one minute, shown in minutes.
+    let yesterday = (chrono::Utc::now() - chrono::Duration::minutes(24 * 60 + 1))
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    publish_all(
+        &producer,
+        vec![
+            ev_of(
+                "hotel_a",
+                "conversation.started",
+                "page-y",
+                &yesterday,
+                json!({"channel": "sms", "conversationId": "page-c0"}),
+            ),
+            ev_of(
+                "hotel_a",
+                "response.time_recorded",
+                "page-r2",
+                &at,
+                json!({"channel": "sms", "conversationId": "page-c2", "durationMs": 85533}),
+            ),
+        ],
+    )
+    .await;
+    browser.wait_for(&text("avgResponseTime"), &json!("1 min"));
+    browser.wait_for(&text("conversationsChange"), &json!("0 % vs yesterday (1)"));
+    browser.wait_for(&text("responseTimeChange"), &json!("no data yesterday"));
     // The chart holds today's five messages in its hours.
     browser.wait_for(
         "[...document.querySelectorAll('#chart rect[data-series=today]')].reduce((n, r) => n + Number(r.dataset.count), 0)",
