@@ -76,7 +76,25 @@ async fn cli_and_admin_aggregate_give_the_same_tables() {
     let reply = request(&client, "analytics.admin.status", "{}").await;
     let status: Value = serde_json::from_slice(&reply.payload).unwrap();
     let jobs = status["jobs"].as_array().unwrap();
-    assert_eq!(jobs.len(), 10);
+    let schedules: Vec<(&str, &str)> = jobs
+        .iter()
+        .map(|j| (j["job"].as_str().unwrap(), j["schedule"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        schedules,
+        [
+            ("hourly_message_counts", "0 * * * *"),
+            ("hourly_response_times", "5 * * * *"),
+            ("daily_conversation_metrics", "0 1 * * *"),
+            ("daily_staff_performance", "0 1 * * *"),
+            ("daily_intent_distribution", "0 1 * * *"),
+            ("daily_channel_delivery", "0 1 * * *"),
+            ("daily_task_performance", "0 1 * * *"),
+            ("daily_staff_presence", "0 1 * * *"),
+            ("weekly_satisfaction_trends", "0 2 * * 1"),
+            ("monthly_summary", "0 3 1 * *"),
+        ]
+    );
     let monthly = jobs.iter().find(|j| j["job"] == "monthly_summary").unwrap();
     assert_eq!(monthly["schedule"], "0 3 1 * *");
     assert!(

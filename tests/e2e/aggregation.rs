@@ -1226,6 +1226,27 @@ async fn a_job_new_to_a_database_computes_the_past_still_kept() {
     let before = aggregate_tables_of(db).await;
     due("all");
     let after = aggregate_tables(&app).await;
+    // The other jobs, caught up, recomputed nothing in that run; the new one
+    // recomputed the past.
+    let db = app.db().await;
+    let recomputed = db
+        .rows(
+            "SELECT job, CAST(periods_recomputed AS BIGINT) FROM agg_job_runs r \
+             WHERE id = (SELECT max(id) FROM agg_job_runs l WHERE l.job = r.job) ORDER BY job",
+        )
+        .await;
+    db.close().await;
+    for row in &recomputed {
+        let (job, n) = (row[0].as_str().unwrap(), row[1].as_i64().unwrap());
+        match job {
+            "daily_channel_delivery" => assert!(n >= 5, "{job}: {n}"),
+            // Staff online now: the days closed since its last run, recomputed as
+            // they stand.
+            "daily_staff_presence" => {}
+            _ => assert_eq!(n, 0, "{job} recomputed {n} periods"),
+        }
+    }
+    assert_eq!(recomputed.len(), 10, "{recomputed:?}");
     for ((table, rows_before), (_, rows_after)) in before.iter().zip(&after) {
         if *table != "agg_channel_delivery_daily" {
             assert_eq!(rows_after, rows_before, "{table} recomputed");
@@ -1561,6 +1582,46 @@ async fn staff_presence_follows_shifts_across_days_and_late_events() {
         [
             (day(3).to_string(), "s1".to_owned(), 90, 1),
             (day(3).to_string(), "s2".to_owned(), 180, 1),
+        ]
+    );
+
+    // Days that pass with no event at all: s3 logs in and stays online. As if the
+    // job had last run on the second day's morning, with nothing written since: the
+    // next run finds s3 online and writes the days closed since, from their state
+    // alone.
+    publish_all(
+        &js,
+        vec![staff("p7", "staff.login", at(3, 23, 0), "s3", None)],
+    )
+    .await;
+    wait_until(WAIT, "stored", || async { app.event_count().await == 7 }).await;
+    due();
+    let db = app.db().await;
+    let last_run = paris
+        .from_local_datetime(&day(2).and_hms_opt(1, 0, 0).unwrap())
+        .earliest()
+        .unwrap()
+        .with_timezone(&Utc)
+        .to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
+    db.execute(&format!(
+        "UPDATE agg_job_state SET last_success_at = '{last_run}' WHERE job = 'daily_staff_presence'"
+    ))
+    .await;
+    db.execute(&format!(
+        "DELETE FROM agg_staff_presence_daily WHERE period_date > '{}'",
+        day(3)
+    ))
+    .await;
+    db.close().await;
+    due();
+    assert_eq!(
+        presence().await,
+        [
+            (day(3).to_string(), "s1".to_owned(), 90, 1),
+            (day(3).to_string(), "s2".to_owned(), 180, 1),
+            (day(3).to_string(), "s3".to_owned(), 60, 1),
+            (day(2).to_string(), "s3".to_owned(), minutes_of(2), 0),
+            (day(1).to_string(), "s3".to_owned(), minutes_of(1), 0),
         ]
     );
 }

@@ -207,7 +207,68 @@ async fn reports_agree_with_the_aggregate_tables_in_json_and_csv() {
     );
     let rate = ops["firstResponseSlaRate"].as_f64().unwrap();
     assert!((rate - met as f64 / firsts as f64).abs() <= 1e-12, "{ops}");
-    assert!(ops["avgFirstResponseBusinessMs"].is_i64(), "{ops}");
+    // The other rates and averages, from the summed columns of the range's rows:
+    // rates divide sums, averages weigh each row's value by its count.
+    let range =
+        "property_id = 'p_utc' AND period_date >= '2026-10-30' AND period_date < '2026-11-03'";
+    let rows = |sql: String| {
+        let db = &db;
+        async move { db.rows(&sql).await }
+    };
+    let conversations = rows(format!(
+        "SELECT CAST(sum(conversations_active) AS BIGINT), CAST(sum(ai_handled_count) AS BIGINT), \
+         CAST(sum(ai_resolved_count) AS BIGINT), \
+         CAST(sum(avg_first_response_business_ms * first_responses) AS BIGINT), \
+         CAST(sum(CASE WHEN avg_first_response_business_ms IS NOT NULL THEN first_responses END) AS BIGINT), \
+         CAST(sum(avg_resolution_business_minutes * resolutions_timed) AS BIGINT), \
+         CAST(sum(CASE WHEN avg_resolution_business_minutes IS NOT NULL THEN resolutions_timed END) AS BIGINT) \
+         FROM agg_conversation_metrics_daily WHERE {range}"
+    ))
+    .await;
+    let c: Vec<i64> = conversations[0]
+        .iter()
+        .map(|v| v.as_i64().unwrap())
+        .collect();
+    let close = |got: &Value, want: f64| (got.as_f64().unwrap() - want).abs() <= 1e-12;
+    assert_eq!(ops["conversationsActive"], json!(c[0]));
+    assert!(
+        close(&ops["aiInvolvementRate"], c[1] as f64 / c[0] as f64),
+        "{ops}"
+    );
+    assert!(
+        close(&ops["automationRate"], c[2] as f64 / c[0] as f64),
+        "{ops}"
+    );
+    assert_eq!(
+        ops["avgFirstResponseBusinessMs"],
+        json!((c[3] as f64 / c[4] as f64).round() as i64)
+    );
+    assert_eq!(
+        ops["avgResolutionBusinessMinutes"],
+        json!((c[5] as f64 / c[6] as f64).round() as i64)
+    );
+    let tasks = rows(format!(
+        "SELECT CAST(sum(avg_completion_minutes * completions_timed) AS BIGINT), \
+         CAST(sum(CASE WHEN avg_completion_minutes IS NOT NULL THEN completions_timed END) AS BIGINT) \
+         FROM agg_task_performance_daily WHERE {range}"
+    ))
+    .await;
+    let t: Vec<i64> = tasks[0].iter().map(|v| v.as_i64().unwrap()).collect();
+    assert_eq!(
+        ops["avgCompletionMinutes"],
+        json!((t[0] as f64 / t[1] as f64).round() as i64)
+    );
+    // Each staff member's minutes, member by member.
+    let per_staff = rows(format!(
+        "SELECT staff_id, CAST(sum(online_minutes) AS BIGINT) FROM agg_staff_presence_daily \
+         WHERE {range} GROUP BY staff_id"
+    ))
+    .await;
+    let want: serde_json::Map<String, Value> = per_staff
+        .into_iter()
+        .map(|r| (r[0].as_str().unwrap().to_owned(), r[1].clone()))
+        .collect();
+    assert_eq!(ops["staffOnlineMinutes"], Value::Object(want));
 
     // The stored file is the reply.
     let file = reports

@@ -422,6 +422,45 @@ impl Storage {
 mod tests {
     use super::*;
 
+    /// Rows not stored combine a rate as stored ones do: the rows' counts summed,
+    /// then divided — 3 of 4 and 0 of 6 sent is 0.3, not the mean of 0.75 and 0.
+    #[test]
+    fn a_rate_over_rows_divides_their_summed_counts() {
+        use crate::tables::{CHANNEL_DELIVERY_DAILY, ChannelDeliveryRow};
+        let row = |channel: &str, sent, delivered| ChannelDeliveryRow {
+            period_date: "2026-11-24".into(),
+            property_id: "p".into(),
+            channel: channel.into(),
+            sent,
+            delivered,
+            ..Default::default()
+        };
+        let rows = BucketRows::of(vec![row("sms", 4, 3), row("whatsapp", 6, 0)]);
+        let query = SeriesQuery {
+            table: &CHANNEL_DELIVERY_DAILY,
+            measure: CHANNEL_DELIVERY_DAILY.find_metric("delivery_rate").unwrap(),
+            dimensions: &[],
+            property_id: "p",
+            from_key: "2026-11-24",
+            to_key: "2026-11-25",
+            per_period: true,
+        };
+        let points = query.points_of(&rows).unwrap();
+        assert_eq!(points.len(), 1);
+        assert_eq!(points[0].value, Some(0.3));
+        let by_channel = SeriesQuery {
+            dimensions: &["channel"],
+            ..query
+        };
+        let values: Vec<Option<f64>> = by_channel
+            .points_of(&rows)
+            .unwrap()
+            .iter()
+            .map(|p| p.value)
+            .collect();
+        assert_eq!(values, [Some(0.75), Some(0.0)]);
+    }
+
     /// Each combination, finished in Rust, equals the formula it stands for applied to
     /// the rows it combines.
     #[test]
@@ -438,7 +477,7 @@ mod tests {
             finish(Combine::WeightedBy("count"), &[Some(0.0), Some(0.0)]),
             None
         );
-        // A rate over rows (3 of 4, 0 of 6): 3 / 10, not the mean of 0.75 and 0.
+        // A rate's parts, summed: 3 / 10, not a mean of rates.
         let rate = Combine::RatioOfSums("delivered", "sent");
         assert_eq!(finish(rate, &[Some(3.0), Some(10.0)]), Some(0.3));
         assert_eq!(finish(rate, &[None, Some(10.0)]), Some(0.0));

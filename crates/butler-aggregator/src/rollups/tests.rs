@@ -521,8 +521,11 @@ fn conversation_business_time_sla_and_automation() {
         (3, 2, 1)
     );
     assert_eq!(r.conversations_active, 6);
-    // A property's own target: only c3's zero meets 100 000 ms.
+    // A property's own target: only c3's zero meets 100 000 ms; a target equal to a
+    // response's business time is met by it.
     assert_eq!(row(100_000).first_response_sla_met, 1);
+    assert_eq!(row(120_000).first_response_sla_met, 2);
+    assert_eq!(row(119_999).first_response_sla_met, 1);
 }
 
 /// §8's staff presence, hand-counted in Paris: a shift from Monday evening to
@@ -635,6 +638,19 @@ fn staff_presence_is_online_time_within_each_local_day() {
     assert_eq!(day(11, 26, &idle, &[], later), [("s5".into(), 60, 1)]);
     // Sunday 2026-10-25 has 25 hours.
     assert_eq!(day(10, 25, &[], &["s1"], later), [("s1".into(), 1500, 0)]);
+    // Rounded once per day: two sessions of 40 s are one minute, not two; 29 s none.
+    let short = [
+        staff("e", E::StaffLogin, at(11, 26, 9, 0), "s6", None),
+        staff("f", E::StaffLogout, at(11, 26, 9, 0) + 40_000, "s6", None),
+        staff("g", E::StaffLogin, at(11, 26, 10, 0), "s6", None),
+        staff("h", E::StaffLogout, at(11, 26, 10, 0) + 40_000, "s6", None),
+        staff("i", E::StaffLogin, at(11, 26, 11, 0), "s7", None),
+        staff("j", E::StaffLogout, at(11, 26, 11, 0) + 29_000, "s7", None),
+    ];
+    assert_eq!(
+        day(11, 26, &short, &[], later),
+        [("s6".into(), 1, 2), ("s7".into(), 0, 1)]
+    );
     // Today, at 14:30, for someone online since 08:00.
     let today = [staff("d", E::StaffLogin, at(11, 27, 8, 0), "s1", None)];
     assert_eq!(
