@@ -995,7 +995,12 @@ pub(crate) fn backfill_week(config: &std::path::Path) {
 /// stayed online.
 pub(crate) fn settle(config: &std::path::Path) {
     backfill_week(config);
-    let out = cli(config, &["aggregate", "--job", "all", "--due"], &[]);
+    run_due(config, "all");
+}
+
+/// `job` (or `all`) run as the schedule would run it now: `aggregate --job <job> --due`.
+fn run_due(config: &std::path::Path, job: &str) {
+    let out = cli(config, &["aggregate", "--job", job, "--due"], &[]);
     assert!(
         out.status.success(),
         "{}",
@@ -1201,18 +1206,7 @@ async fn a_job_new_to_a_database_computes_the_past_still_kept() {
     let events = dataset(1500);
     publish_dataset(&js, &events).await;
     wait_until(WAIT, "stored", || async { app.event_count().await == 1500 }).await;
-    let due = |job: &str| {
-        let out = cli(
-            &app.config_path(),
-            &["aggregate", "--job", job, "--due"],
-            &[],
-        );
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
+    let due = |job: &str| run_due(&app.config_path(), job);
     due("all");
     // Before the upgrade: no table rows and no cursor for the new job.
     let db = app.db().await;
@@ -1515,18 +1509,7 @@ async fn staff_presence_follows_shifts_across_days_and_late_events() {
     )
     .await;
     wait_until(WAIT, "stored", || async { app.event_count().await == 5 }).await;
-    let due = || {
-        let out = cli(
-            &app.config_path(),
-            &["aggregate", "--job", "daily_staff_presence", "--due"],
-            &[],
-        );
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
+    let due = || run_due(&app.config_path(), "daily_staff_presence");
     let presence = || async {
         let db = app.db().await;
         let rows = db
@@ -1665,18 +1648,7 @@ async fn the_new_figures_take_late_events_in_the_next_scheduled_run() {
     events.push(late_pair("late-created", "task.created", at(1, 9)));
     events.push(late_pair("late-started", "conversation.started", at(1, 10)));
     let events = events;
-    let due = || {
-        let out = cli(
-            &app.config_path(),
-            &["aggregate", "--job", "all", "--due"],
-            &[],
-        );
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
+    let due = || run_due(&app.config_path(), "all");
     // The late creation and start come alone: their day is the only one changed.
     let mut from = 0;
     for arrived in [1100, events.len() - 2, events.len()] {

@@ -379,11 +379,14 @@ impl Aggregator {
     ) -> Result<BTreeSet<PendingBucket>, AggregateError> {
         let granularity = job.granularity();
         let cutoff = now - self.settings.raw_retention;
-        let last_success = self
-            .storage
-            .job_last_success(job.name())
-            .await?
-            .and_then(|t| DateTime::from_timestamp_millis(t.millis()));
+        let last_success = match job.later() {
+            Later::CarryState => self
+                .storage
+                .job_last_success(job.name())
+                .await?
+                .and_then(|t| DateTime::from_timestamp_millis(t.millis())),
+            Later::Unaffected | Later::ReadEarlier => None,
+        };
         let mut from: BTreeMap<String, DateTime<Utc>> = BTreeMap::new();
         for (property, hour) in hours {
             if let Ok(start) = DateTime::parse_from_rfc3339(hour) {
@@ -392,7 +395,7 @@ impl Aggregator {
                 *earliest = (*earliest).min(start);
             }
         }
-        if let (Later::CarryState, Some(last)) = (job.later(), last_success) {
+        if let Some(last) = last_success {
             let since = last - margin(granularity);
             for property in self.storage.properties_with_staff_online().await? {
                 let earliest = from.entry(property).or_insert(since);

@@ -31,51 +31,55 @@ const AFTER_GAPS: &str = "SELECT (SELECT dirty_seq FROM agg_job_state WHERE job 
      (SELECT CAST(low_confidence_count + feedback_count AS BIGINT) FROM agg_intent_distribution_daily), \
      (SELECT CAST(count AS BIGINT) FROM agg_intent_distribution_daily)";
 
-#[tokio::test]
-async fn the_knowledge_gaps_recompute_the_intents_already_written_on_sqlite() {
+/// Applies `sqlite` (of the SQLite migrations) and `postgres` (of PostgreSQL's) to a
+/// fresh database of each backend holding every migration before it and the rows
+/// `before` writes, and returns what `after` reads on each.
+async fn upgrade(
+    sqlite: i64,
+    postgres: i64,
+    before: &[&'static str],
+    after: &'static str,
+) -> [(i64, i64, i64, i64); 2] {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}?mode=rwc", dir.path().join("a.db").display());
-    let pool = sqlx::SqlitePool::connect(&url).await.unwrap();
-    let migrator = &crate::sqlite::MIGRATOR;
-    for version in 1..9 {
-        sqlx::raw_sql(sql_of(migrator, version))
-            .execute(&pool)
+    let lite = sqlx::SqlitePool::connect(&url).await.unwrap();
+    let db = TempPostgres::create().await;
+    let pg = sqlx::PgPool::connect(db.url()).await.unwrap();
+    for version in 1..=sqlite {
+        if version == sqlite {
+            for statement in before {
+                sqlx::query(*statement).execute(&lite).await.unwrap();
+            }
+        }
+        sqlx::raw_sql(sql_of(&crate::sqlite::MIGRATOR, version))
+            .execute(&lite)
             .await
             .unwrap();
     }
-    for statement in BEFORE_GAPS {
-        sqlx::query(statement).execute(&pool).await.unwrap();
+    for version in 1..=postgres {
+        if version == postgres {
+            for statement in before {
+                sqlx::query(*statement).execute(&pg).await.unwrap();
+            }
+        }
+        sqlx::raw_sql(sql_of(&crate::postgres::MIGRATOR, version))
+            .execute(&pg)
+            .await
+            .unwrap();
     }
-    sqlx::raw_sql(sql_of(migrator, 9))
-        .execute(&pool)
-        .await
-        .unwrap();
-    let after: (i64, i64, i64, i64) = sqlx::query_as(AFTER_GAPS).fetch_one(&pool).await.unwrap();
-    assert_eq!(after, (0, 42, 0, 3));
-    pool.close().await;
+    let on_sqlite = sqlx::query_as(after).fetch_one(&lite).await.unwrap();
+    let on_postgres = sqlx::query_as(after).fetch_one(&pg).await.unwrap();
+    lite.close().await;
+    pg.close().await;
+    [on_sqlite, on_postgres]
 }
 
 #[tokio::test]
-async fn the_knowledge_gaps_recompute_the_intents_already_written_on_postgres() {
-    let db = TempPostgres::create().await;
-    let pool = sqlx::PgPool::connect(db.url()).await.unwrap();
-    let migrator = &crate::postgres::MIGRATOR;
-    for version in 1..6 {
-        sqlx::raw_sql(sql_of(migrator, version))
-            .execute(&pool)
-            .await
-            .unwrap();
-    }
-    for statement in BEFORE_GAPS {
-        sqlx::query(statement).execute(&pool).await.unwrap();
-    }
-    sqlx::raw_sql(sql_of(migrator, 6))
-        .execute(&pool)
-        .await
-        .unwrap();
-    let after: (i64, i64, i64, i64) = sqlx::query_as(AFTER_GAPS).fetch_one(&pool).await.unwrap();
-    assert_eq!(after, (0, 42, 0, 3));
-    pool.close().await;
+async fn the_knowledge_gaps_recompute_the_intents_already_written() {
+    assert_eq!(
+        upgrade(9, 6, &BEFORE_GAPS, AFTER_GAPS).await,
+        [(0, 42, 0, 3); 2]
+    );
 }
 
 /// Rows of the version before §8's conversation columns.
@@ -98,45 +102,8 @@ const AFTER_BUSINESS_TIME: &str = "SELECT (SELECT dirty_seq FROM agg_job_state W
 
 #[tokio::test]
 async fn the_business_time_columns_recompute_the_conversations_already_written() {
-    let dir = tempfile::tempdir().unwrap();
-    let url = format!("sqlite://{}?mode=rwc", dir.path().join("a.db").display());
-    let sqlite = sqlx::SqlitePool::connect(&url).await.unwrap();
-    let db = TempPostgres::create().await;
-    let postgres = sqlx::PgPool::connect(db.url()).await.unwrap();
-    for version in 1..11 {
-        sqlx::raw_sql(sql_of(&crate::sqlite::MIGRATOR, version))
-            .execute(&sqlite)
-            .await
-            .unwrap();
-    }
-    for version in 1..8 {
-        sqlx::raw_sql(sql_of(&crate::postgres::MIGRATOR, version))
-            .execute(&postgres)
-            .await
-            .unwrap();
-    }
-    for statement in BEFORE_BUSINESS_TIME {
-        sqlx::query(statement).execute(&sqlite).await.unwrap();
-        sqlx::query(statement).execute(&postgres).await.unwrap();
-    }
-    sqlx::raw_sql(sql_of(&crate::sqlite::MIGRATOR, 11))
-        .execute(&sqlite)
-        .await
-        .unwrap();
-    sqlx::raw_sql(sql_of(&crate::postgres::MIGRATOR, 8))
-        .execute(&postgres)
-        .await
-        .unwrap();
-    let on_sqlite: (i64, i64, i64, i64) = sqlx::query_as(AFTER_BUSINESS_TIME)
-        .fetch_one(&sqlite)
-        .await
-        .unwrap();
-    let on_postgres: (i64, i64, i64, i64) = sqlx::query_as(AFTER_BUSINESS_TIME)
-        .fetch_one(&postgres)
-        .await
-        .unwrap();
-    assert_eq!(on_sqlite, (0, 42, 0, 3));
-    assert_eq!(on_postgres, (0, 42, 0, 3));
-    sqlite.close().await;
-    postgres.close().await;
+    assert_eq!(
+        upgrade(11, 8, &BEFORE_BUSINESS_TIME, AFTER_BUSINESS_TIME).await,
+        [(0, 42, 0, 3); 2]
+    );
 }
